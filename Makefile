@@ -1,0 +1,49 @@
+# Weir: the two commands a newcomer needs are `make demo` and `make test`.
+# Everything else here is what those two are built from.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CONFIG ?= config/example.yaml
+
+.DEFAULT_GOAL := help
+.PHONY: help venv up down status demo test unit lint clean
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 10
+
+venv: $(VENV)/.installed  ## Create .venv and install Weir with its dev tools
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+		|| { echo "weir needs Python 3.11 or newer (found $$($(PYTHON) --version))"; exit 1; }
+	@echo "[make] creating $(VENV) and installing weir (editable, with dev extras)"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+up:  ## Start local Kafka and PostgreSQL (installs them on first use)
+	bash scripts/stack.sh up
+
+down:  ## Stop the local stack (data is kept)
+	bash scripts/stack.sh down
+
+status:  ## Is the local stack running?
+	bash scripts/stack.sh status
+
+demo: venv up  ## Run the example pipeline end to end and show the result
+	bash scripts/demo.sh $(CONFIG)
+
+test: venv up  ## Run the whole test suite against the local stack
+	bash scripts/run-tests.sh
+
+unit: venv  ## Only the unit tests (no servers needed)
+	$(BIN)/pytest -q tests/unit
+
+lint: venv  ## ruff and mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/mypy --strict processor
+
+clean:  ## Stop the stack and delete its data (keeps downloaded jars)
+	bash scripts/stack.sh clean

@@ -1,0 +1,5 @@
+"""Allow ``python -m processor``."""
+
+from processor.cli import main
+
+main()

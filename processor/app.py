@@ -1,0 +1,168 @@
+"""Wiring: builds the stages, runs them as owned tasks, and shuts them down in order.
+
+    source --(decode queue)--> decode --(lane buffers)--> lanes --> PostgreSQL
+       ^                                                              |
+       +------ watermarks: Kafka commit after the PostgreSQL commit --+
+
+Shutdown order is the guarantee: stop fetching, decode what was fetched, let every lane
+write what it holds, commit the watermarks to Kafka, then leave the group. Past the
+deadline, uncommitted work is abandoned; PostgreSQL's offsets make the next owner replay it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from typing import Any
+
+import structlog
+
+from processor import metrics
+from processor.batch.buffer import LaneBuffer
+from processor.contracts import Contract
+from processor.decode.decoder import Decoder
+from processor.decode.stage import DecodeStage
+from processor.records import TopicPartitionKey
+from processor.settings import Settings
+from processor.sink.lane import Lane
+from processor.sink.offsets import OffsetStore
+from processor.sink.pool import create_pool
+from processor.sink.tables import table_spec
+from processor.sink.writer import BatchWriter
+from processor.source.consumer import KafkaSource
+from processor.source.progress import ProgressBook
+
+log = structlog.get_logger(__name__)
+
+EXIT_OK = 0
+EXIT_ABANDONED = 3
+
+
+class Pipeline:
+    """One Weir process: a consumer, a decode stage and K writer lanes."""
+
+    def __init__(self, settings: Settings, contracts: dict[str, Contract]) -> None:
+        self.settings = settings
+        self.contracts = contracts
+        self.specs = {name: table_spec(c, settings) for name, c in contracts.items()}
+        self.book = ProgressBook()
+        self.stopping = asyncio.Event()
+        self._queue: asyncio.Queue[list[Any] | None] = asyncio.Queue(
+            settings.pipeline.decode_queue_fetches
+        )
+        self._buffers = [
+            LaneBuffer(settings.lane_capacity_rows, settings.lane_capacity_bytes)
+            for _ in range(settings.pipeline.lanes)
+        ]
+        self._lanes: list[Lane] = []
+
+    def request_stop(self, reason: str) -> None:
+        """Begin a graceful shutdown (signal handler, caught-up check)."""
+        if not self.stopping.is_set():
+            log.info("stopping", reason=reason)
+            self.stopping.set()
+
+    async def run(self, until_caught_up: bool = False) -> int:
+        """Run until stopped; return the process exit code."""
+        s = self.settings
+        pool = await create_pool(s, self.specs.values())
+        store = OffsetStore(s)
+        writer = BatchWriter(pool, s, self.specs, store)
+        self._lanes = [Lane(i, b, writer, self.book, s) for i, b in enumerate(self._buffers)]
+        source = KafkaSource(s, pool, store, self.book, self.drain)
+        decode = DecodeStage(Decoder(s, self.contracts), self._buffers)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop, sig.name)
+        try:
+            await source.start()
+            return await self._supervise(source, decode, until_caught_up)
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            await source.stop()
+            await pool.close()
+
+    async def _supervise(self, source: KafkaSource, decode: DecodeStage, until: bool) -> int:
+        started = time.monotonic()
+        async with asyncio.TaskGroup() as tasks:
+            fetching = tasks.create_task(self._fetch_loop(source, until), name="fetch")
+            decoding = tasks.create_task(self._decode_loop(decode), name="decode")
+            writing = [tasks.create_task(lane.run(), name=f"lane-{lane.index}")
+                       for lane in self._lanes]
+            committing = tasks.create_task(self._commit_loop(source), name="kafka-commit")
+            await self.stopping.wait()
+            await fetching
+            try:
+                await asyncio.wait_for(
+                    asyncio.gather(decoding, *writing), self.settings.pipeline.shutdown_timeout_s
+                )
+            except TimeoutError:
+                log.error(  # noqa: TRY400 - a deadline, not an exception, is being reported
+                    "shutdown deadline passed; abandoning uncommitted work, "
+                          "the next owner replays it from the stored offsets",
+                          deadline_s=self.settings.pipeline.shutdown_timeout_s)
+                committing.cancel()
+                for task in (decoding, *writing):
+                    task.cancel()
+                return EXIT_ABANDONED
+            committing.cancel()
+        await source.commit()
+        log.info("stopped cleanly", uptime_s=round(time.monotonic() - started, 1),
+                 partitions=len(self.book.owned()), consumed=source.consumed)
+        return EXIT_OK
+
+    async def _fetch_loop(self, source: KafkaSource, until_caught_up: bool) -> None:
+        while not self.stopping.is_set():
+            fetched = await source.fetch()
+            if fetched:
+                await self._put_fetch(fetched)
+            elif until_caught_up and self._idle() and await source.caught_up():
+                self.request_stop("caught up")
+        await self._queue.put(None)
+
+    async def _put_fetch(self, fetched: list[Any]) -> None:
+        # Wait for room, but give up the wait when asked to stop: the records stay uncommitted.
+        put = asyncio.ensure_future(self._queue.put(fetched))
+        stop = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait({put, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            put.cancel()
+            stop.cancel()
+
+    async def _decode_loop(self, decode: DecodeStage) -> None:
+        while (fetched := await self._queue.get()) is not None:
+            await decode.dispatch(fetched)
+        for buffer in self._buffers:
+            await buffer.close()
+
+    async def _commit_loop(self, source: KafkaSource) -> None:
+        while True:
+            await asyncio.sleep(self.settings.kafka.commit_interval_s)
+            await source.commit()
+
+    def _idle(self) -> bool:
+        return self._queue.empty() and all(
+            b.rows == 0 and not lane.busy
+            for b, lane in zip(self._buffers, self._lanes, strict=True)
+        )
+
+    async def drain(self, tps: set[TopicPartitionKey]) -> None:
+        """Before partitions move: write what is buffered for them, drop what cannot make it."""
+        for buffer in self._buffers:
+            await buffer.flush_now()
+        deadline = time.monotonic() + self.settings.pipeline.rebalance_drain_timeout_s
+        while time.monotonic() < deadline:
+            pending = [tp for tp in tps if (p := self.book.get(tp)) is not None and not p.idle]
+            if not pending:
+                break
+            await asyncio.sleep(0.02)
+        dropped = 0
+        for buffer in self._buffers:
+            dropped += await buffer.purge(tps)
+        if dropped:
+            log.warning("abandoned buffered events of revoked partitions; the next owner "
+                        "replays them", events=dropped)
+        metrics.ASSIGNED_PARTITIONS.set(len(self.book.owned()))

@@ -1,0 +1,1 @@
+"""Batch stage: bounded lane buffers and the batches cut from them."""

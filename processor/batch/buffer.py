@@ -1,0 +1,106 @@
+"""A writer lane's buffer: bounded in rows and bytes, cut into batches by rows, bytes or linger.
+
+The producer side (``put``) waits while the buffer is full, which holds the decode stage
+and so the source: that is the backpressure. The consumer side (``take``) returns a batch as
+soon as one bound is reached, or when the oldest waiting item has lingered long enough.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Callable
+
+from processor.records import Item, TopicPartitionKey
+
+
+class LaneBuffer:
+    """Bounded FIFO of items for one writer lane."""
+
+    def __init__(self, capacity_rows: int, capacity_bytes: int) -> None:
+        self._capacity_rows = capacity_rows
+        self._capacity_bytes = capacity_bytes
+        self._items: deque[Item] = deque()
+        self._bytes = 0
+        self._changed = asyncio.Condition()
+        self._closed = False
+        self._flush_now = False
+
+    @property
+    def rows(self) -> int:
+        """Items waiting."""
+        return len(self._items)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes waiting (sum of the items' Kafka value sizes)."""
+        return self._bytes
+
+    def _fits(self, rows: int, nbytes: int) -> bool:
+        # An empty buffer takes anything, so one oversized fetch cannot wedge the lane.
+        if not self._items:
+            return True
+        return (len(self._items) + rows <= self._capacity_rows
+                and self._bytes + nbytes <= self._capacity_bytes)
+
+    async def put(self, items: list[Item], nbytes: int) -> None:
+        """Append items, waiting while the buffer is over its bounds."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._closed or self._fits(len(items), nbytes))
+            self._items.extend(items)
+            self._bytes += nbytes
+            self._changed.notify_all()
+
+    async def take(self, max_rows: int, max_bytes: int, linger_s: float) -> list[Item]:
+        """The next batch; empty only once the buffer is closed and drained."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._closed or bool(self._items))
+            full = self._full_predicate(max_rows, max_bytes)
+            if not full():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait_for(full), timeout=linger_s)
+            batch = self._cut(max_rows, max_bytes)
+            self._changed.notify_all()
+            return batch
+
+    def _full_predicate(self, max_rows: int, max_bytes: int) -> Callable[[], bool]:
+        return lambda: (self._closed or self._flush_now or len(self._items) >= max_rows
+                        or self._bytes >= max_bytes)
+
+    def _cut(self, max_rows: int, max_bytes: int) -> list[Item]:
+        batch: list[Item] = []
+        taken = 0
+        items = self._items
+        while items and len(batch) < max_rows:
+            size = items[0].nbytes
+            if batch and taken + size > max_bytes:
+                break
+            batch.append(items.popleft())
+            taken += size
+        self._bytes -= taken
+        if not items:
+            self._flush_now = False
+        return batch
+
+    async def flush_now(self) -> None:
+        """Cut what is waiting without lingering (used before partitions move)."""
+        async with self._changed:
+            self._flush_now = True
+            self._changed.notify_all()
+
+    async def purge(self, tps: set[TopicPartitionKey]) -> int:
+        """Drop the waiting items of these partitions; they are replayed by the next owner."""
+        async with self._changed:
+            kept = [item for item in self._items if item.chunk.tp not in tps]
+            dropped = len(self._items) - len(kept)
+            self._items = deque(kept)
+            self._bytes = sum(item.nbytes for item in kept)
+            self._changed.notify_all()
+            return dropped
+
+    async def close(self) -> None:
+        """No more puts: ``take`` drains what is left, then returns empty batches."""
+        async with self._changed:
+            self._closed = True
+            self._changed.notify_all()

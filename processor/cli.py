@@ -1,0 +1,177 @@
+"""The ``weir`` command line: run, migrate, check-config, produce, lag."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import orjson
+import structlog
+import typer
+import uvloop
+
+from processor import __version__, logs, metrics
+from processor.app import Pipeline
+from processor.contracts import Contract, ContractError, load_contracts
+from processor.errors import ConfigError, MigrationRequired
+from processor.settings import Settings, load_settings
+from processor.transform.loader import TransformLoadError, load_chain
+
+T = TypeVar("T")
+EXIT_CONFIG = 2
+app = typer.Typer(help="Weir: Kafka in, PostgreSQL out, exactly once.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+log = structlog.get_logger("weir")
+
+ConfigOption = Annotated[
+    Path, typer.Option("--config", "-c", envvar="WEIR_CONFIG", help="The YAML config file.")
+]
+
+
+def _load(config: Path) -> tuple[Settings, dict[str, Contract]]:
+    """Settings and compiled contracts, or exit 2 with every problem named."""
+    try:
+        settings = load_settings(config)
+        contracts = load_contracts(settings)
+        for name, et in settings.event_types.items():
+            load_chain(et.transforms)
+            del name
+    except ConfigError as exc:
+        _fail(str(exc))
+    except (ContractError, TransformLoadError) as exc:
+        _fail("invalid configuration:\n" + "\n".join(f"  - {p}" for p in str(exc).splitlines()))
+    logs.configure(settings.logging.level, settings.logging.format)
+    return settings, contracts
+
+
+def _fail(message: str, code: int = EXIT_CONFIG) -> typer.Exit:
+    typer.echo(f"weir: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    return uvloop.run(coro)
+
+
+@app.command("check-config")
+def check_config(config: Annotated[Path, typer.Argument(help="The YAML config file.")]) -> None:
+    """Validate a config file (settings, schemas, transforms) and exit; 0 if it is good."""
+    settings, contracts = _load(config)
+    typer.echo(f"{config}: ok — {len(settings.topics)} topic(s), event types: "
+               + ", ".join(f"{n} v{c.version} -> {settings.event_types[n].table}"
+                           for n, c in contracts.items()))
+
+
+@app.command()
+def migrate(config: ConfigOption) -> None:
+    """Create or update Weir's tables (idempotent)."""
+    settings, contracts = _load(config)
+
+    async def go() -> list[str]:
+        from processor.sink.migrate import migrate as apply
+        from processor.sink.pool import connect
+        conn = await connect(settings)
+        try:
+            return await apply(conn, settings, contracts)
+        finally:
+            await conn.close()
+
+    tables = _run(go())
+    typer.echo(f"migrated schema {settings.postgres.schema_name!r}: {', '.join(tables)}")
+
+
+@app.command()
+def run(
+    config: ConfigOption,
+    until_caught_up: Annotated[bool, typer.Option(
+        help="Exit 0 once every assigned partition is written up to its end offset.")] = False,
+) -> None:
+    """Run the processor: consume, decode, transform, write, until SIGTERM or SIGINT."""
+    settings, contracts = _load(config)
+
+    async def go() -> int:
+        from processor.sink.migrate import missing_tables
+        from processor.sink.pool import connect
+        conn = await connect(settings)
+        try:
+            missing = await missing_tables(conn, settings)
+        finally:
+            await conn.close()
+        if missing:
+            raise MigrationRequired(f"tables {missing} do not exist: run `weir migrate` first")
+        if settings.metrics.enabled:
+            metrics.serve(settings.metrics.host, settings.metrics.port)
+        return await Pipeline(settings, contracts).run(until_caught_up=until_caught_up)
+
+    try:
+        code = _run(go())
+    except MigrationRequired as exc:
+        _fail(str(exc), code=1)
+    except (Exception, ExceptionGroup) as exc:
+        log.critical("weir stopped on an error; nothing past the last commit is lost",
+                     error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def produce(
+    config: ConfigOption,
+    count: Annotated[int, typer.Option(min=1, help="Events to publish.")] = 10_000,
+    rate: Annotated[float, typer.Option(
+        min=0, help="Events per second; 0 = as fast as possible.")] = 0,
+    event_type: Annotated[list[str] | None, typer.Option(
+        "--event-type", "-t", help="Event types to mix (repeatable); default: all.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same events.")] = 7,
+    ack_log: Annotated[Path | None, typer.Option(
+        help="Append every acknowledged record (topic, partition, offset, key, seq) as JSON.",
+    )] = None,
+    spread_days: Annotated[float, typer.Option(
+        help="Spread event times over this many past days.")] = 0.0,
+    seq_base: Annotated[int, typer.Option(
+        min=0, help="Start every key's sequence after this number (for a second run).")] = 0,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Publish realistic sample events for the example pipeline."""
+    settings, _ = _load(config)
+    from processor.produce.producer import produce as publish
+    from processor.produce.sample import SampleEvents
+    known = SampleEvents().event_types
+    chosen = event_type or [t for t in known if t in settings.event_types]
+    unknown = [t for t in chosen if t not in known or t not in settings.event_types]
+    if unknown or not chosen:
+        _fail(f"cannot produce {unknown or 'anything'}: sample events exist for {known} "
+              f"and the config defines {sorted(settings.event_types)}")
+    report = _run(publish(settings, count, rate or None, chosen, seed, ack_log,
+                          progress and sys.stderr.isatty(), spread_days, seq_base))
+    typer.echo(f"produced {report.count} events in {report.seconds:.1f}s "
+               f"({report.count / max(report.seconds, 1e-9):,.0f}/s): "
+               + ", ".join(f"{t}={n}" for t, n in report.by_topic.items()))
+
+
+@app.command()
+def lag(
+    config: ConfigOption,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Show lag per topic-partition from Kafka and from the offsets stored in PostgreSQL."""
+    settings, _ = _load(config)
+    from processor.lag import partition_lags, render
+    lags = _run(partition_lags(settings))
+    if as_json:
+        typer.echo(orjson.dumps([x.as_dict() for x in lags], option=orjson.OPT_INDENT_2).decode())
+    else:
+        typer.echo(render(lags))
+
+
+@app.command()
+def version() -> None:
+    """Print Weir's version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,154 @@
+"""Event contracts: the JSON Schemas in ``schemas/``, loaded and compiled once at start.
+
+A contract knows its event type, its version, how to validate an event (compiled by
+fastjsonschema into plain Python, once) and which typed columns its table has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import fastjsonschema
+import orjson
+
+from processor.settings import IDENTIFIER, Settings
+
+Validator = Callable[[Any], Any]
+
+# Column types a schema may ask for explicitly with "x-weir-column-type".
+ALLOWED_OVERRIDES = frozenset(
+    {"text", "bigint", "integer", "numeric", "double precision", "boolean", "timestamptz",
+     "date", "uuid", "jsonb"}
+)
+# Names Weir adds to every target table; a schema property may not take them.
+METADATA_COLUMNS = (
+    "event_time", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp",
+    "raw", "ingested_at",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One typed column derived from a top-level schema property."""
+
+    name: str
+    pg_type: str
+    nullable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Contract:
+    """A compiled event contract."""
+
+    event_type: str
+    version: int
+    schema: Mapping[str, Any]
+    validate: Validator
+    columns: tuple[Column, ...]
+    id_field: str | None
+    time_field: str | None
+    key_field: str | None
+
+
+class ContractError(ValueError):
+    """A schema file cannot serve as a contract; the message names the file and the fault."""
+
+
+def column_type(prop: Mapping[str, Any]) -> tuple[str, bool]:
+    """Map one JSON Schema property to (PostgreSQL type, allows null)."""
+    override = prop.get("x-weir-column-type")
+    types = prop.get("type")
+    type_list = [types] if isinstance(types, str) else list(types or [])
+    nullable = "null" in type_list
+    concrete = [t for t in type_list if t != "null"]
+    if override is not None:
+        if override not in ALLOWED_OVERRIDES:
+            raise ContractError(
+                f"x-weir-column-type {override!r} is not one of {sorted(ALLOWED_OVERRIDES)}"
+            )
+        return str(override), nullable
+    if len(concrete) != 1:
+        return "jsonb", nullable
+    kind = concrete[0]
+    if kind == "string":
+        fmt = prop.get("format")
+        formats = {"date-time": "timestamptz", "date": "date", "uuid": "uuid"}
+        return formats.get(str(fmt), "text"), nullable
+    simple = {"integer": "bigint", "number": "numeric", "boolean": "boolean"}
+    return simple.get(kind, "jsonb"), nullable
+
+
+def derive_columns(schema: Mapping[str, Any]) -> tuple[Column, ...]:
+    """Typed columns for every top-level property, in schema order."""
+    required = set(schema.get("required", []))
+    columns = []
+    for name, prop in schema.get("properties", {}).items():
+        if not IDENTIFIER.match(name):
+            raise ContractError(f"property {name!r} is not a safe column name")
+        if name in METADATA_COLUMNS:
+            raise ContractError(f"property {name!r} collides with a column Weir adds itself")
+        pg_type, nullable = column_type(prop)
+        columns.append(Column(name, pg_type, nullable or name not in required))
+    return tuple(columns)
+
+
+def load_contract(name: str, path: Path, settings: Settings) -> Contract:
+    """Load, check and compile one event type's schema."""
+    et = settings.event_types[name]
+    try:
+        schema = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise ContractError(
+            f"event_types.{name}.schema_file: {str(path)!r} does not exist"
+        ) from None
+    except orjson.JSONDecodeError as exc:
+        raise ContractError(f"event_types.{name}.schema_file: not valid JSON: {exc}") from None
+    where = f"event_types.{name}.schema_file ({path.name})"
+    if not isinstance(schema, dict) or schema.get("type") != "object":
+        raise ContractError(f"{where}: the schema must describe an object (type: object)")
+    try:
+        validate = fastjsonschema.compile(schema)
+        columns = derive_columns(schema)
+    except (fastjsonschema.JsonSchemaDefinitionException, ContractError) as exc:
+        raise ContractError(f"{where}: {exc}") from None
+    names = {c.name for c in columns}
+    required = set(schema.get("required", []))
+    for field, label in ((et.id_field, "id_field"), (et.time_field, "time_field"),
+                         (et.key_field, "key_field")):
+        if field is not None and field not in names:
+            raise ContractError(f"event_types.{name}.{label}: {field!r} is not a schema property")
+        if field is not None and label != "key_field" and field not in required:
+            raise ContractError(f"event_types.{name}.{label}: {field!r} must be required")
+    time_col = next((c for c in columns if c.name == et.time_field), None)
+    if time_col is not None and time_col.pg_type != "timestamptz":
+        raise ContractError(
+            f"event_types.{name}.time_field: {et.time_field!r} must be a string with "
+            "format date-time"
+        )
+    return Contract(
+        event_type=name,
+        version=int(schema.get("version", 1)),
+        schema=schema,
+        validate=validate,
+        columns=columns,
+        id_field=et.id_field,
+        time_field=et.time_field,
+        key_field=et.key_field,
+    )
+
+
+def load_contracts(settings: Settings) -> dict[str, Contract]:
+    """Compile every configured event type, collecting all faults before raising."""
+    contracts: dict[str, Contract] = {}
+    problems: list[str] = []
+    for name in settings.event_types:
+        try:
+            contracts[name] = load_contract(name, settings.schema_path(name), settings)
+        except ContractError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ContractError("\n".join(problems))
+    return contracts

@@ -1,0 +1,1 @@
+"""Decode stage: bytes to validated, transformed table rows."""

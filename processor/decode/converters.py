@@ -1,0 +1,42 @@
+"""Python values to what asyncpg's binary COPY expects for each column type."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+Converter = Callable[[Any], Any]
+
+
+def _timestamptz(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    # A timestamp without an offset is taken as UTC rather than the server's zone.
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _numeric(value: float | int) -> Decimal:
+    # repr of a float is its shortest round-trip form: 19.99 stays 19.99, not 19.989999...
+    return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+
+
+CONVERTERS: dict[str, Converter] = {
+    "timestamptz": _timestamptz,
+    "date": date.fromisoformat,
+    "numeric": _numeric,
+    "double precision": float,
+    "jsonb": orjson.dumps,
+}
+
+
+def converter_for(pg_type: str) -> Converter | None:
+    """The conversion a column needs, or None when the decoded value fits as it is."""
+    return CONVERTERS.get(pg_type)
+
+
+def kafka_time(timestamp_ms: int) -> datetime:
+    """A Kafka record timestamp (ms since the epoch) as an aware datetime."""
+    return datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)

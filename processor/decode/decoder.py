@@ -1,0 +1,127 @@
+"""Bytes to rows: size check, orjson, routing to an event type, schema, transforms, row shape.
+
+Each failure raises :class:`EventRejected` with a stable ``reason`` code; the caller sends that
+one event to the dead-letter path. Nothing here awaits: it is pure CPU work per record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import fastjsonschema
+import orjson
+
+from processor.contracts import Contract
+from processor.decode.converters import Converter, converter_for, kafka_time
+from processor.errors import EventRejected
+from processor.settings import Settings
+from processor.transform.loader import Transform, load_chain
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How one event type becomes a row: validate, transform, convert."""
+
+    contract: Contract
+    transforms: Sequence[Transform]
+    fields: tuple[tuple[str, Converter | None], ...]
+    time_index: int | None
+
+
+class Decoder:
+    """Turns one Kafka record's value into ``(event_type, row values)``."""
+
+    def __init__(self, settings: Settings, contracts: dict[str, Contract]) -> None:
+        self._max_bytes = settings.pipeline.max_message_bytes
+        self._plans = {
+            name: _Plan(
+                contract,
+                load_chain(settings.event_types[name].transforms),
+                tuple((c.name, converter_for(c.pg_type)) for c in contract.columns),
+                next(
+                    (i for i, c in enumerate(contract.columns) if c.name == contract.time_field),
+                    None,
+                ),
+            )
+            for name, contract in contracts.items()
+        }
+        self._topic_type = {t.name: t.event_type for t in settings.topics}
+        self._topic_field = {t.name: t.type_field for t in settings.topics}
+
+    def event_type_of(self, topic: str, event: dict[str, Any]) -> str:
+        """The event type of a decoded event: fixed per topic, or named by a field."""
+        fixed = self._topic_type.get(topic)
+        if fixed is not None:
+            return fixed
+        field = self._topic_field.get(topic)
+        name = event.get(field) if field else None
+        if not isinstance(name, str) or name not in self._plans:
+            raise EventRejected(
+                "unknown_event_type", "decode",
+                f"field {field!r} is {name!r}, not one of {sorted(self._plans)}",
+            )
+        return name
+
+    def decode(
+        self, topic: str, partition: int, offset: int, timestamp_ms: int, value: bytes | None
+    ) -> tuple[str, tuple[Any, ...]] | None:
+        """Return ``(event_type, values)``, None if a transform dropped the event, or raise."""
+        if value is None:
+            raise EventRejected("empty_value", "decode", "the record has no value (tombstone)")
+        if len(value) > self._max_bytes:
+            raise EventRejected(
+                "too_large", "decode",
+                f"{len(value)} bytes is over pipeline.max_message_bytes ({self._max_bytes})",
+            )
+        try:
+            event = orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            raise EventRejected("decode_error", "decode", f"not JSON: {exc}") from None
+        if not isinstance(event, dict):
+            raise EventRejected(
+                "not_an_object", "decode", f"expected a JSON object, got {type(event).__name__}"
+            )
+        event_type = self.event_type_of(topic, event)
+        plan = self._plans[event_type]
+        try:
+            plan.contract.validate(event)
+        except fastjsonschema.JsonSchemaValueException as exc:
+            raise EventRejected(
+                "schema_violation", "validate",
+                f"{plan.contract.event_type} v{plan.contract.version}: {exc.message}",
+            ) from None
+        for transform in plan.transforms:
+            try:
+                transformed = transform(event)
+            except Exception as exc:  # noqa: BLE001 - user code: any failure rejects one event
+                name = getattr(transform, "__name__", repr(transform))
+                raise EventRejected(
+                    "transform_error", "transform", f"{name}: {type(exc).__name__}: {exc}"
+                ) from None
+            if transformed is None:
+                return None
+            event = transformed
+        return event_type, self._row(plan, event, topic, partition, offset, timestamp_ms,
+                                     value)
+
+    @staticmethod
+    def _row(
+        plan: _Plan, event: dict[str, Any], topic: str, partition: int, offset: int,
+        timestamp_ms: int, raw: bytes,
+    ) -> tuple[Any, ...]:
+        try:
+            typed = [
+                (conv(event[name]) if conv is not None and event.get(name) is not None
+                 else event.get(name))
+                for name, conv in plan.fields
+            ]
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise EventRejected(
+                "conversion_error", "transform", f"{type(exc).__name__}: {exc}"
+            ) from None
+        kafka_ts = kafka_time(timestamp_ms)
+        event_time = kafka_ts if plan.time_index is None else typed[plan.time_index]
+        typed += (event_time, topic, partition, offset, kafka_ts, raw)
+        return tuple(typed)

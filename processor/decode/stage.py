@@ -1,0 +1,70 @@
+"""The decode stage: fetched records in, items spread over the writer lanes out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from processor import metrics
+from processor.batch.buffer import LaneBuffer
+from processor.decode.decoder import Decoder
+from processor.errors import EventRejected
+from processor.partition.router import lane_for
+from processor.records import Chunk, DeadLetter, Item, Row
+from processor.source.progress import PartitionProgress
+
+
+class DecodeStage:
+    """Decodes one fetch at a time and hands each lane its share."""
+
+    def __init__(self, decoder: Decoder, buffers: Sequence[LaneBuffer]) -> None:
+        self._decoder = decoder
+        self._buffers = buffers
+
+    async def dispatch(self, fetched: list[tuple[PartitionProgress, list[Any]]]) -> None:
+        """Decode every record of one fetch and put it in its lane (waits if a lane is full)."""
+        lanes = len(self._buffers)
+        per_lane: list[list[Item]] = [[] for _ in range(lanes)]
+        per_lane_bytes = [0] * lanes
+        for progress, records in fetched:
+            if progress.revoked:
+                continue  # the partition moved while this fetch waited; its next owner replays
+            start = progress.written_until
+            fresh = records
+            if start is not None and records[0].offset < start:
+                fresh = [r for r in records if r.offset >= start]
+                if not fresh:
+                    continue
+            chunk = progress.open_chunk(fresh[0].offset, fresh[-1].offset + 1, len(fresh))
+            filtered = 0
+            for rec in fresh:
+                item = self._item(rec, chunk)
+                if item is None:
+                    filtered += 1
+                    continue
+                lane = lane_for(rec.key, rec.partition, lanes)
+                per_lane[lane].append(item)
+                per_lane_bytes[lane] += item.nbytes
+            if filtered:
+                metrics.EVENTS_FILTERED.labels(chunk.tp[0]).inc(filtered)
+                progress.mark_done(chunk, filtered)
+        for buffer, items, nbytes in zip(self._buffers, per_lane, per_lane_bytes, strict=True):
+            if items:
+                await buffer.put(items, nbytes)
+
+    def _item(self, rec: Any, chunk: Chunk) -> Item | None:
+        size = len(rec.value) if rec.value is not None else 0
+        try:
+            decoded = self._decoder.decode(
+                rec.topic, rec.partition, rec.offset, rec.timestamp, rec.value
+            )
+        except EventRejected as exc:
+            return DeadLetter(
+                topic=rec.topic, partition=rec.partition, offset=rec.offset,
+                timestamp_ms=rec.timestamp, key=rec.key, value=rec.value,
+                headers=list(rec.headers), stage=exc.stage, reason=exc.reason, error=str(exc),
+                event_type=None, chunk=chunk, nbytes=size,
+            )
+        if decoded is None:
+            return None
+        return Row(decoded[0], decoded[1], chunk, size, rec.key, list(rec.headers), rec.timestamp)

@@ -1,0 +1,55 @@
+"""The one error hierarchy of Weir.
+
+Every error carries ``retriable`` as a class attribute: retry logic asks the error, never a
+list of exception types. Errors from asyncpg and aiokafka are mapped onto this hierarchy in one
+place, :mod:`processor.classify`.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class WeirError(Exception):
+    """Root of every error Weir raises on purpose."""
+
+    retriable: ClassVar[bool] = False
+
+
+class ConfigError(WeirError):
+    """The configuration is invalid; ``problems`` lists each bad setting and why."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class TransientError(WeirError):
+    """A fault that may heal by itself: retry with backoff."""
+
+    retriable = True
+
+
+class PermanentError(WeirError):
+    """A fault that retrying cannot fix."""
+
+
+class EventRejected(PermanentError):
+    """One event cannot be written; it goes to the dead-letter path with ``reason``.
+
+    ``reason`` is a short, stable code (``decode_error``, ``schema_violation`` ...) that
+    producers and dashboards can group by; the message says what exactly was wrong.
+    """
+
+    def __init__(self, reason: str, stage: str, message: str) -> None:
+        self.reason = reason
+        self.stage = stage
+        super().__init__(message)
+
+
+class SinkUnavailable(TransientError):
+    """PostgreSQL cannot be reached or asked us to back off."""
+
+
+class MigrationRequired(PermanentError):
+    """The database does not hold the tables the configuration needs."""

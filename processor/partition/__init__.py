@@ -1,0 +1,1 @@
+"""Partition stage: event key to writer lane."""

@@ -1,0 +1,1 @@
+"""Sample and load events for the example pipeline (``weir produce``)."""

@@ -1,0 +1,111 @@
+"""Publish sample events at a target rate, optionally logging every acknowledged record.
+
+The acknowledgement log (JSON lines: topic, partition, offset, key, seq, event id) is what a
+correctness checker compares PostgreSQL against: it records what Kafka really accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from tqdm import tqdm
+
+from processor.produce.sample import SampleEvents
+from processor.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class ProduceReport:
+    """What ``weir produce`` published."""
+
+    count: int
+    by_topic: dict[str, int]
+    seconds: float
+
+
+async def ensure_topics(settings: Settings, partitions: int) -> None:
+    """Create the configured source topics if they do not exist."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        new = [NewTopic(t.name, num_partitions=partitions, replication_factor=1)
+               for t in settings.topics if t.name not in existing]
+        if new:
+            # Another producer may create it between our list and create.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(new)
+    finally:
+        await admin.close()
+
+
+def topic_for(settings: Settings, event_type: str) -> str:
+    """The source topic that carries ``event_type``."""
+    for topic in settings.topics:
+        if topic.event_type == event_type or topic.type_field is not None:
+            return topic.name
+    raise ValueError(f"no configured topic carries event type {event_type!r}")
+
+
+async def produce(
+    settings: Settings, count: int, rate: float | None, event_types: list[str],
+    seed: int = 7, ack_log: Path | None = None, show_progress: bool = True,
+    spread_days: float = 0.0, seq_base: int = 0,
+) -> ProduceReport:
+    """Publish ``count`` events round-robin over ``event_types`` at up to ``rate`` per second."""
+    await ensure_topics(settings, settings.kafka.topic_partitions)
+    sample = SampleEvents(seed=seed, spread_days=spread_days, seq_base=seq_base)
+    topics = {et: topic_for(settings, et) for et in event_types}
+    by_topic = dict.fromkeys(topics.values(), 0)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka.bootstrap_servers, acks="all",
+        enable_idempotence=True, linger_ms=5, max_batch_size=256 * 1024,
+    )
+    await producer.start()
+    log_file: IO[bytes] | None = ack_log.open("ab") if ack_log else None
+    started = time.monotonic()
+    pending: list[tuple[asyncio.Future[Any], str, Any]] = []
+    try:
+        with tqdm(total=count, unit="ev", disable=not show_progress, mininterval=0.5) as bar:
+            for i in range(count):
+                event_type = event_types[i % len(event_types)]
+                key, event = sample.make(event_type)
+                topic = topics[event_type]
+                fut = await producer.send(topic, orjson.dumps(event), key=key.encode())
+                pending.append((fut, key, event))
+                by_topic[topic] += 1
+                if len(pending) >= 1000 or i == count - 1:
+                    await _settle(pending, log_file)
+                    bar.update(len(pending))
+                    pending.clear()
+                if rate:
+                    ahead = (i + 1) / rate - (time.monotonic() - started)
+                    if ahead > 0.005:
+                        await asyncio.sleep(ahead)
+    finally:
+        await producer.stop()
+        if log_file:
+            log_file.close()
+    return ProduceReport(count, by_topic, time.monotonic() - started)
+
+
+async def _settle(pending: list[tuple[asyncio.Future[Any], str, Any]],
+                  log_file: IO[bytes] | None) -> None:
+    metas = await asyncio.gather(*(fut for fut, _, _ in pending))
+    if log_file is None:
+        return
+    lines = [
+        orjson.dumps({"topic": m.topic, "partition": m.partition, "offset": m.offset,
+                      "key": key, "seq": event["seq"], "event_id": event["event_id"]})
+        for m, (_, key, event) in zip(metas, pending, strict=True)
+    ]
+    log_file.write(b"\n".join(lines) + b"\n")

@@ -1,0 +1,57 @@
+"""The units that travel between stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+TopicPartitionKey = tuple[str, int]
+
+
+@dataclass(slots=True, eq=False)
+class Chunk:
+    """The records one fetch returned for one partition: offsets ``first`` to ``end - 1``.
+
+    ``pending`` counts the chunk's events not yet safely written; the partition's watermark
+    cannot pass a chunk until it reaches zero. Identity equality: chunks are dict keys.
+    """
+
+    tp: TopicPartitionKey
+    first: int
+    end: int
+    pending: int = 0
+
+
+@dataclass(slots=True)
+class Row:
+    """A valid event, transformed and shaped as one row of its event type's table."""
+
+    event_type: str
+    values: tuple[Any, ...]
+    chunk: Chunk
+    nbytes: int
+    key: bytes | None
+    headers: list[tuple[str, bytes]]
+    timestamp_ms: int
+
+
+@dataclass(slots=True)
+class DeadLetter:
+    """An event that cannot be written to its table, with the original bytes and why."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+    stage: str
+    reason: str
+    error: str
+    event_type: str | None
+    chunk: Chunk
+    nbytes: int = field(default=0)
+
+
+Item = Row | DeadLetter

@@ -1,0 +1,281 @@
+"""One frozen settings object, read from a YAML file and ``WEIR_*`` environment variables.
+
+Environment variables win over the file, so one file serves every environment. Nested
+settings use a double underscore: ``WEIR_POSTGRES__DSN``, ``WEIR_BATCH__MAX_ROWS``. The object
+is built once at start and passed down; nothing else reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from processor.errors import ConfigError
+
+IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+MiB = 1024 * 1024
+
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+def check_identifier(value: str) -> str:
+    """Accept only lower-case SQL identifiers; hostile names never reach SQL."""
+    if not IDENTIFIER.match(value):
+        raise ValueError(
+            f"{value!r} is not a safe SQL identifier: use lower-case letters, digits and "
+            "underscores, starting with a letter or underscore, at most 63 characters"
+        )
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Section):
+    """How to reach Kafka and how the consumer group behaves."""
+
+    bootstrap_servers: str = "127.0.0.1:19092"
+    group_id: str = "weir"
+    client_id: str = "weir"
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    isolation_level: Literal["read_committed", "read_uncommitted"] = "read_committed"
+    fetch_max_records: PositiveInt = 2000
+    fetch_timeout_ms: PositiveInt = 200
+    max_partition_fetch_bytes: PositiveInt = 1 * MiB
+    fetch_max_bytes: PositiveInt = 16 * MiB
+    session_timeout_ms: PositiveInt = 10_000
+    heartbeat_interval_ms: PositiveInt = 3_000
+    max_poll_interval_ms: PositiveInt = 300_000
+    commit_interval_s: Annotated[float, Field(gt=0)] = 1.0
+    topic_partitions: PositiveInt = 6
+
+    @model_validator(mode="after")
+    def _heartbeat_below_session(self) -> KafkaSettings:
+        if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
+            raise ValueError(
+                "kafka.heartbeat_interval_ms must be at most a third of "
+                "kafka.session_timeout_ms, or the group drops healthy members"
+            )
+        return self
+
+
+class PostgresSettings(_Section):
+    """How to reach PostgreSQL and where Weir keeps its own tables."""
+
+    dsn: str = "postgresql://weir@127.0.0.1:15432/weir"
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    schema_name: str = "public"
+    offsets_table: str = "weir_offsets"
+    dead_letter_table: str = "weir_dead_letters"
+    pool_size: PositiveInt = 6
+    connect_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    statement_timeout_ms: PositiveInt = 60_000
+
+    _ids = field_validator("schema_name", "offsets_table", "dead_letter_table")(
+        check_identifier
+    )
+
+    @field_validator("dsn")
+    @classmethod
+    def _dsn_scheme(cls, value: str) -> str:
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must start with postgresql:// (a libpq connection URI)")
+        return value
+
+    def resolved_password(self) -> str | None:
+        """The password from ``password`` or ``password_file``; never logged."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None:
+            return self.password_file.read_text().strip()
+        return None
+
+
+class BatchSettings(_Section):
+    """When a writer lane flushes: whichever bound is reached first."""
+
+    max_rows: PositiveInt = 5000
+    max_bytes: PositiveInt = 8 * MiB
+    linger_ms: PositiveInt = 100
+
+
+class PipelineSettings(_Section):
+    """Parallelism and bounds of the stages between Kafka and PostgreSQL."""
+
+    lanes: Annotated[int, Field(ge=1, le=64)] = 4
+    lane_capacity_rows: PositiveInt | None = None
+    lane_capacity_bytes: PositiveInt | None = None
+    decode_queue_fetches: PositiveInt = 4
+    max_message_bytes: PositiveInt = 1 * MiB
+    rebalance_drain_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    shutdown_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+
+
+class EventTypeSettings(_Section):
+    """One event type: its contract, its table and its transforms."""
+
+    schema_file: Path
+    table: str
+    id_field: str | None = None
+    time_field: str | None = None
+    key_field: str | None = None
+    transforms: list[str] = Field(default_factory=list)
+
+    _table = field_validator("table")(check_identifier)
+
+    @field_validator("transforms")
+    @classmethod
+    def _dotted(cls, value: list[str]) -> list[str]:
+        for ref in value:
+            if not re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", ref):
+                raise ValueError(f"{ref!r} must look like 'package.module:function'")
+        return value
+
+
+class TopicSettings(_Section):
+    """A source topic and how its events map to event types."""
+
+    name: str
+    event_type: str | None = None
+    type_field: str | None = None
+
+    @model_validator(mode="after")
+    def _one_routing(self) -> TopicSettings:
+        if (self.event_type is None) == (self.type_field is None):
+            raise ValueError(
+                f"topic {self.name!r}: set exactly one of event_type (all events of one "
+                "type) or type_field (the event field that names its type)"
+            )
+        return self
+
+
+class MetricsSettings(_Section):
+    """The Prometheus endpoint."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 9108
+
+
+class LoggingSettings(_Section):
+    """Log level and format; ``auto`` is console on a terminal, JSON otherwise."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Settings(BaseSettings):
+    """Everything Weir can be told. Built once by :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="WEIR_", env_nested_delimiter="__", frozen=True, extra="forbid"
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    postgres: PostgresSettings = PostgresSettings()
+    batch: BatchSettings = BatchSettings()
+    pipeline: PipelineSettings = PipelineSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    logging: LoggingSettings = LoggingSettings()
+    event_types: dict[str, EventTypeSettings]
+    topics: list[TopicSettings]
+    config_dir: Path = Path()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Environment first, then the YAML file (passed as init values)."""
+        return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Settings:
+        problems: list[str] = []
+        if not self.topics:
+            problems.append("topics: at least one source topic is required")
+        problems += [
+            f"topics: topic {topic.name!r} names event_type {topic.event_type!r}, "
+            f"which is not under event_types (known: {sorted(self.event_types)})"
+            for topic in self.topics
+            if topic.event_type is not None and topic.event_type not in self.event_types
+        ]
+        tables = [et.table for et in self.event_types.values()]
+        reserved = {self.postgres.offsets_table, self.postgres.dead_letter_table}
+        for name, et in self.event_types.items():
+            if et.table in reserved:
+                problems.append(f"event_types.{name}.table: {et.table!r} is Weir's own table")
+            if tables.count(et.table) > 1:
+                problems.append(f"event_types.{name}.table: {et.table!r} is used twice")
+        if self.postgres.pool_size < self.pipeline.lanes:
+            problems.append(
+                f"postgres.pool_size: {self.postgres.pool_size} is less than pipeline.lanes "
+                f"({self.pipeline.lanes}); each lane needs its own connection while it writes"
+            )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    @property
+    def lane_capacity_rows(self) -> int:
+        """Rows a lane may hold before the source waits: two full batches by default."""
+        return self.pipeline.lane_capacity_rows or 2 * self.batch.max_rows
+
+    @property
+    def lane_capacity_bytes(self) -> int:
+        """Bytes a lane may hold before the source waits: two full batches by default."""
+        return self.pipeline.lane_capacity_bytes or 2 * self.batch.max_bytes
+
+    def schema_path(self, event_type: str) -> Path:
+        """The event type's schema file, relative paths taken from the config file's folder."""
+        path = self.event_types[event_type].schema_file
+        return path if path.is_absolute() else self.config_dir / path
+
+
+def _format_error(err: Any) -> str:
+    loc = ".".join(str(part) for part in err["loc"])
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    where = f"{loc}: " if loc else ""
+    return f"{where}{msg}"
+
+
+def load_settings(path: Path | str) -> Settings:
+    """Read, merge and validate the configuration; raise :class:`ConfigError` naming each fault."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError([f"config file {str(path)!r} does not exist"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"config file {str(path)!r} is not valid YAML: {exc}"]) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([f"config file {str(path)!r} must hold a mapping at the top level"])
+    raw.setdefault("config_dir", str(path.resolve().parent))
+    try:
+        return Settings(**raw)
+    except ValidationError as exc:
+        problems: list[str] = []
+        for err in exc.errors():
+            problems.extend(_format_error(err).splitlines())
+        raise ConfigError(problems) from None

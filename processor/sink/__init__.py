@@ -1,0 +1,1 @@
+"""Sink stage: batches into PostgreSQL, offsets in the same transaction."""

@@ -1,0 +1,96 @@
+"""A writer lane: takes batches from its buffer and commits them, one at a time, in order.
+
+One lane per key range keeps each key's events in offset order; several lanes write in
+parallel. A transient failure is retried (the batch stays whole); a permanent one is
+isolated by bisection, so good rows are written and only the offending events are
+dead-lettered, in offset order.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import structlog
+
+from processor import metrics
+from processor.batch.buffer import LaneBuffer
+from processor.classify import is_transient
+from processor.records import Chunk, DeadLetter, Item, Row
+from processor.retry import retry_transient
+from processor.settings import Settings
+from processor.sink.writer import BatchWriter
+from processor.source.progress import ProgressBook
+
+log = structlog.get_logger(__name__)
+
+
+def rejected(row: Row, exc: BaseException) -> DeadLetter:
+    """A row the table refused, as a dead letter carrying the database's reason."""
+    topic, partition, offset = row.values[-5], row.values[-4], row.values[-3]
+    return DeadLetter(
+        topic=topic, partition=partition, offset=offset, timestamp_ms=row.timestamp_ms,
+        key=row.key, value=row.values[-1], headers=row.headers, stage="sink",
+        reason="rejected_by_table", error=f"{type(exc).__name__}: {exc}",
+        event_type=row.event_type, chunk=row.chunk, nbytes=row.nbytes,
+    )
+
+
+class Lane:
+    """One writer lane and its buffer."""
+
+    def __init__(
+        self, index: int, buffer: LaneBuffer, writer: BatchWriter, book: ProgressBook,
+        settings: Settings,
+    ) -> None:
+        self.index = index
+        self.buffer = buffer
+        self._writer = writer
+        self._book = book
+        self._max_rows = settings.batch.max_rows
+        self._max_bytes = settings.batch.max_bytes
+        self._linger_s = settings.batch.linger_ms / 1000
+        self.busy = False
+
+    async def run(self) -> None:
+        """Write batches until the buffer is closed and drained."""
+        while True:
+            items = await self.buffer.take(self._max_rows, self._max_bytes, self._linger_s)
+            if not items:
+                return
+            self.busy = True
+            try:
+                with metrics.FLUSH_SECONDS.time():
+                    await self._commit(items)
+            finally:
+                self.busy = False
+
+    async def _commit(self, items: Sequence[Item]) -> None:
+        done = Counter(item.chunk for item in items)
+        try:
+            await retry_transient(lambda: self._write(items, done), f"lane {self.index} write")
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            await self._isolate(items, exc)
+            return
+        self._book.mark_done(done)
+        metrics.observe_batch(items)
+
+    async def _write(self, items: Sequence[Item], done: Counter[Chunk]) -> None:
+        # Watermarks are computed at each attempt: other lanes may have committed meanwhile.
+        await self._writer.write(self.index, items, self._book.watermarks_if(done))
+
+    async def _isolate(self, items: Sequence[Item], exc: BaseException) -> None:
+        if len(items) == 1:
+            item = items[0]
+            if isinstance(item, DeadLetter):
+                raise exc  # the dead-letter table itself refuses it: stop, commit nothing
+            log.warning("row rejected by table", topic=item.values[-5],
+                        partition=item.values[-4], offset=item.values[-3],
+                        error=f"{type(exc).__name__}: {exc}")
+            await self._commit([rejected(item, exc)])
+            return
+        middle = len(items) // 2
+        await self._commit(items[:middle])
+        await self._commit(items[middle:])

@@ -1,0 +1,141 @@
+"""Table layout derived from contracts and settings: DDL for ``weir migrate``, SQL for writes.
+
+Pure functions and frozen data only, so the shape of every table is unit-testable without a
+database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from processor.contracts import Contract
+from processor.settings import Settings
+from processor.sink.identifiers import qualified, quote_ident
+
+# Columns Weir fills on every row, after the schema's own columns, in COPY order.
+META_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("event_time", "timestamptz NOT NULL"),
+    ("kafka_topic", "text NOT NULL"),
+    ("kafka_partition", "integer NOT NULL"),
+    ("kafka_offset", "bigint NOT NULL"),
+    ("kafka_timestamp", "timestamptz NOT NULL"),
+    ("raw", "jsonb NOT NULL"),
+)
+COORDINATES = ("kafka_topic", "kafka_partition", "kafka_offset")
+
+
+@dataclass(frozen=True, slots=True)
+class TableSpec:
+    """Everything the writer needs to know about one target table."""
+
+    event_type: str
+    schema_name: str
+    name: str
+    columns: tuple[str, ...]
+    key: tuple[str, ...]
+
+    @property
+    def qualified(self) -> str:
+        """The quoted, schema-qualified table name."""
+        return qualified(self.schema_name, self.name)
+
+    @property
+    def stage(self) -> str:
+        """The per-connection temporary staging table COPY writes into."""
+        return f"weir_stage_{self.name}"
+
+    def create_stage_sql(self) -> str:
+        """A temporary staging table shaped like the target, emptied at every commit."""
+        return (
+            f"CREATE TEMP TABLE IF NOT EXISTS {quote_ident(self.stage)} "
+            f"(LIKE {self.qualified} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+
+    def insert_sql(self) -> str:
+        """Move the staged rows into the target; replays of written events change nothing."""
+        cols = ", ".join(quote_ident(c) for c in self.columns)
+        key = ", ".join(quote_ident(c) for c in self.key)
+        return (
+            f"INSERT INTO {self.qualified} ({cols}) "
+            f"SELECT {cols} FROM pg_temp.{quote_ident(self.stage)} "
+            f"ON CONFLICT ({key}) DO NOTHING"
+        )
+
+
+def table_spec(contract: Contract, settings: Settings) -> TableSpec:
+    """The write-side description of one event type's table."""
+    et = settings.event_types[contract.event_type]
+    columns = tuple(c.name for c in contract.columns) + tuple(n for n, _ in META_COLUMNS)
+    key = (contract.id_field,) if contract.id_field else COORDINATES
+    return TableSpec(contract.event_type, settings.postgres.schema_name, et.table, columns, key)
+
+
+def target_ddl(contract: Contract, spec: TableSpec) -> list[str]:
+    """``CREATE TABLE`` and its indexes for one target table; idempotent."""
+    lines = [
+        f"{quote_ident(c.name)} {c.pg_type}{'' if c.nullable else ' NOT NULL'}"
+        for c in contract.columns
+    ]
+    lines += [f"{quote_ident(name)} {decl}" for name, decl in META_COLUMNS]
+    lines.append('"ingested_at" timestamptz NOT NULL DEFAULT now()')
+    key = ", ".join(quote_ident(c) for c in spec.key)
+    lines.append(f"CONSTRAINT {quote_ident(spec.name + '_pkey')} PRIMARY KEY ({key})")
+    body = ",\n  ".join(lines)
+    return [
+        f"CREATE TABLE IF NOT EXISTS {spec.qualified} (\n  {body}\n)",
+        f"CREATE INDEX IF NOT EXISTS {quote_ident(spec.name + '_event_time_idx')} "
+        f"ON {spec.qualified} (event_time)",
+    ]
+
+
+def offsets_ddl(settings: Settings) -> list[str]:
+    """The offsets table: one row per group, partition and writer lane.
+
+    Each row holds a watermark that was true when its transaction committed (every offset
+    below it is written), so the resume point of a partition is the largest of its rows.
+    One row per lane keeps lanes from queueing behind each other's row locks.
+    """
+    table = qualified(settings.postgres.schema_name, settings.postgres.offsets_table)
+    return [
+        f"""CREATE TABLE IF NOT EXISTS {table} (
+  consumer_group text NOT NULL,
+  topic text NOT NULL,
+  partition integer NOT NULL,
+  writer integer NOT NULL,
+  next_offset bigint NOT NULL,
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (consumer_group, topic, partition, writer)
+)"""
+    ]
+
+
+def dead_letter_ddl(settings: Settings) -> list[str]:
+    """The dead-letter table: original bytes plus why, where and when it failed."""
+    table = qualified(settings.postgres.schema_name, settings.postgres.dead_letter_table)
+    name = settings.postgres.dead_letter_table
+    return [
+        f"""CREATE TABLE IF NOT EXISTS {table} (
+  id bigserial PRIMARY KEY,
+  consumer_group text NOT NULL,
+  topic text NOT NULL,
+  partition integer NOT NULL,
+  "offset" bigint NOT NULL,
+  kafka_timestamp timestamptz,
+  key bytea,
+  value bytea,
+  headers jsonb NOT NULL DEFAULT '[]',
+  event_type text,
+  stage text NOT NULL,
+  reason text NOT NULL,
+  error text NOT NULL,
+  failed_at timestamptz NOT NULL DEFAULT now(),
+  CONSTRAINT {quote_ident(name + '_source_key')} UNIQUE (consumer_group, topic, partition, "offset")
+)""",
+        f"CREATE INDEX IF NOT EXISTS {quote_ident(name + '_reason_idx')} "
+        f"ON {table} (reason, failed_at)",
+    ]
+
+
+def schema_ddl(settings: Settings) -> list[str]:
+    """The PostgreSQL schema that holds every Weir table."""
+    return [f"CREATE SCHEMA IF NOT EXISTS {quote_ident(settings.postgres.schema_name)}"]

@@ -1,0 +1,74 @@
+"""Write one batch in one transaction: rows, dead letters and watermarks commit together.
+
+The order inside the transaction is deliberate. Rows are copied and merged first; the
+offsets rows are updated last, so their row locks are held only for the commit itself.
+Either all of it is visible after COMMIT, or none of it: a crash at any point leaves the
+stored watermark at or below what is written, and the next owner resumes from there.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import asyncpg
+import orjson
+
+from processor.decode.converters import kafka_time
+from processor.records import DeadLetter, Item, Row, TopicPartitionKey
+from processor.settings import Settings
+from processor.sink.identifiers import qualified
+from processor.sink.offsets import OffsetStore
+from processor.sink.tables import TableSpec
+
+
+class BatchWriter:
+    """Writes batches for every lane through a shared pool."""
+
+    def __init__(
+        self, pool: asyncpg.Pool, settings: Settings, specs: Mapping[str, TableSpec],
+        offsets: OffsetStore,
+    ) -> None:
+        self._pool = pool
+        self._specs = specs
+        self._offsets = offsets
+        self._insert = {name: spec.insert_sql() for name, spec in specs.items()}
+        self._group = settings.kafka.group_id
+        table = qualified(settings.postgres.schema_name, settings.postgres.dead_letter_table)
+        self._dead_sql = (
+            f"INSERT INTO {table} (consumer_group, topic, partition, \"offset\", "
+            "kafka_timestamp, key, value, headers, event_type, stage, reason, error) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
+            "ON CONFLICT ON CONSTRAINT "
+            f"\"{settings.postgres.dead_letter_table}_source_key\" DO NOTHING"
+        )
+
+    async def write(
+        self, writer: int, items: Sequence[Item], marks: Mapping[TopicPartitionKey, int]
+    ) -> None:
+        """Write ``items`` and the watermarks ``marks`` atomically."""
+        rows: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+        dead: list[DeadLetter] = []
+        for item in items:
+            if isinstance(item, Row):
+                rows[item.event_type].append(item.values)
+            else:
+                dead.append(item)
+        async with self._pool.acquire() as conn, conn.transaction():
+            for event_type, records in rows.items():
+                spec = self._specs[event_type]
+                await conn.copy_records_to_table(
+                    spec.stage, records=records, columns=spec.columns
+                )
+                await conn.execute(self._insert[event_type])
+            if dead:
+                await conn.executemany(self._dead_sql, [self._dead_args(d) for d in dead])
+            await self._offsets.save(conn, writer, marks)
+
+    def _dead_args(self, d: DeadLetter) -> tuple[Any, ...]:
+        headers = orjson.dumps([[k, v.decode("utf-8", "replace")] for k, v in d.headers])
+        return (
+            self._group, d.topic, d.partition, d.offset, kafka_time(d.timestamp_ms), d.key,
+            d.value, headers, d.event_type, d.stage, d.reason, d.error,
+        )

@@ -1,0 +1,1 @@
+"""Source stage: the Kafka consumer group and the progress of each owned partition."""

@@ -1,0 +1,1 @@
+"""Transform stage: plain Python callables named in config."""

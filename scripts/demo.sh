@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# `make demo`: the example pipeline end to end on the local stack, then what it wrote.
+# Expects the stack up and .venv installed (the make target does both first).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CONFIG=${1:-config/example.yaml}
+COUNT=${DEMO_EVENTS:-20000}
+WEIR=.venv/bin/weir
+PSQL=(psql "postgresql://weir:weir@127.0.0.1:${WEIR_PG_PORT:-15432}/weir" -v ON_ERROR_STOP=1 -q)
+SCHEMA=$(.venv/bin/python -c "from processor.settings import load_settings as l; print(l('$CONFIG').postgres.schema_name)")
+
+step() { printf '\n\033[1m[demo] %s\033[0m\n' "$*"; }
+
+step "checking $CONFIG"
+$WEIR check-config "$CONFIG"
+
+step "creating the tables (weir migrate)"
+$WEIR migrate --config "$CONFIG"
+
+step "publishing $COUNT sample events (weir produce)"
+$WEIR produce --config "$CONFIG" --count "$COUNT"
+
+step "running weir until it has caught up (weir run --until-caught-up)"
+WEIR_LOGGING__LEVEL=${WEIR_LOGGING__LEVEL:-info} $WEIR run --config "$CONFIG" --until-caught-up
+
+step "rows per table"
+"${PSQL[@]}" <<SQL
+SELECT 'orders' AS "table", count(*) AS rows, min(event_time) AS first_event, max(event_time) AS last_event
+  FROM ${SCHEMA}.orders
+UNION ALL
+SELECT 'page_views', count(*), min(event_time), max(event_time) FROM ${SCHEMA}.page_views;
+SQL
+
+step "a taste of the orders table"
+"${PSQL[@]}" -c "SELECT customer_id, seq, status, amount, currency, event_time, kafka_partition AS part, kafka_offset AS off FROM ${SCHEMA}.orders ORDER BY event_time DESC LIMIT 5"
+
+step "lag per partition (weir lag)"
+$WEIR lag --config "$CONFIG"
+
+step "dead letters by reason"
+"${PSQL[@]}" -c "SELECT reason, count(*) FROM ${SCHEMA}.weir_dead_letters GROUP BY reason UNION ALL SELECT '(total)', count(*) FROM ${SCHEMA}.weir_dead_letters"
+
+step "done. The stack is still up: \`make status\`, \`make down\`. Run it again to add more events."

@@ -1,0 +1,94 @@
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from processor.contracts import load_contracts
+from processor.decode.decoder import Decoder
+from processor.errors import EventRejected
+from processor.settings import load_settings
+
+
+@pytest.fixture
+def decoder(example_config: Path) -> Decoder:
+    settings = load_settings(example_config)
+    return Decoder(settings, load_contracts(settings))
+
+
+def order(**changes: Any) -> dict[str, Any]:
+    event = {
+        "event_id": str(uuid.uuid4()), "customer_id": "c-000001", "seq": 1,
+        "occurred_at": "2026-11-25T10:00:00.000+00:00", "order_id": "o-1", "status": "paid",
+        "amount": 19.99, "currency": "eur", "items": [{"sku": "a", "qty": 1, "price": 19.99}],
+    }
+    event.update(changes)
+    return event
+
+
+def decode(decoder: Decoder, value: bytes | None, topic: str = "weir.orders") -> Any:
+    return decoder.decode(topic, 3, 42, 1_764_064_800_000, value)
+
+
+def test_valid_order_becomes_a_typed_row(decoder: Decoder) -> None:
+    raw = orjson.dumps(order())
+    event_type, values = decode(decoder, raw)
+    assert event_type == "order"
+    row = dict(zip(
+        ["event_id", "customer_id", "seq", "occurred_at", "order_id", "status", "amount",
+         "currency", "items", "channel", "event_time", "kafka_topic", "kafka_partition",
+         "kafka_offset", "kafka_timestamp", "raw"], values, strict=True))
+    assert row["amount"] == Decimal("19.99")
+    assert row["currency"] == "EUR"  # the normalize_currency transform ran
+    assert row["occurred_at"] == datetime(2026, 11, 25, 10, tzinfo=UTC)
+    assert row["event_time"] == row["occurred_at"]
+    assert orjson.loads(row["items"]) == [{"sku": "a", "qty": 1, "price": 19.99}]
+    assert row["channel"] is None
+    assert (row["kafka_topic"], row["kafka_partition"], row["kafka_offset"]) == (
+        "weir.orders", 3, 42)
+    assert row["raw"] is raw  # the original bytes, not a re-encoding
+
+
+@pytest.mark.parametrize(
+    ("value", "reason", "fragment"),
+    [
+        (None, "empty_value", "tombstone"),
+        (b"\xff\xfe not json", "decode_error", "not JSON"),
+        (b'{"a": "\xed\xa0\x80"}', "decode_error", "not JSON"),  # invalid UTF-8 (surrogate)
+        (b"[1, 2, 3]", "not_an_object", "got list"),
+        (orjson.dumps({k: v for k, v in order().items() if k != "status"}),
+         "schema_violation", "status"),
+        (orjson.dumps(order(amount="lots")), "schema_violation", "amount"),
+        (orjson.dumps(order(currency=None)), "schema_violation", "currency"),
+        (b"{" + b'"x": "' + b"a" * 2_000_000 + b'"}', "too_large", "max_message_bytes"),
+    ],
+)
+def test_bad_events_are_rejected_with_a_reason(
+    decoder: Decoder, value: bytes | None, reason: str, fragment: str
+) -> None:
+    with pytest.raises(EventRejected) as info:
+        decode(decoder, value)
+    assert info.value.reason == reason
+    assert fragment in str(info.value)
+
+
+def test_transform_can_drop_an_event(decoder: Decoder) -> None:
+    view = {"event_id": str(uuid.uuid4()), "user_id": "u-1", "seq": 1,
+            "occurred_at": "2026-11-25T10:00:00Z", "session_id": "s", "url": "https://x/",
+            "user_agent": "Googlebot/2.1"}
+    assert decode(decoder, orjson.dumps(view), topic="weir.page_views") is None
+
+
+def test_transform_that_raises_rejects_only_that_event(decoder: Decoder) -> None:
+    view = {"event_id": str(uuid.uuid4()), "user_id": "u-1", "seq": 1,
+            "occurred_at": "2026-11-25T10:00:00Z", "session_id": "s", "url": "https://x/?q=1"}
+    _, values = decode(decoder, orjson.dumps(view), topic="weir.page_views")
+    assert "https://x/" in values
+    with pytest.raises(EventRejected) as info:
+        # strip_url_query cannot split a URL with an invalid IPv6 host
+        decode(decoder, orjson.dumps({**view, "url": "http://[::1/"}), topic="weir.page_views")
+    assert info.value.reason == "transform_error"
+    assert "strip_url_query" in str(info.value)
