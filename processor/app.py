@@ -18,8 +18,8 @@ from typing import Any
 
 import structlog
 
-from processor import metrics
 from processor.batch.buffer import LaneBuffer
+from processor.checkpoint import Checkpointer
 from processor.contracts import Contract
 from processor.decode.decoder import Decoder
 from processor.decode.stage import DecodeStage
@@ -56,6 +56,7 @@ class Pipeline:
             for _ in range(settings.pipeline.lanes)
         ]
         self._lanes: list[Lane] = []
+        self._checkpointer: Checkpointer | None = None
 
     def request_stop(self, reason: str) -> None:
         """Begin a graceful shutdown (signal handler, caught-up check)."""
@@ -71,6 +72,7 @@ class Pipeline:
         writer = BatchWriter(pool, s, self.specs, store)
         self._lanes = [Lane(i, b, writer, self.book, s) for i, b in enumerate(self._buffers)]
         source = KafkaSource(s, pool, store, self.book, self.drain)
+        self._checkpointer = Checkpointer(pool, store, self.book, source)
         decode = DecodeStage(Decoder(s, self.contracts), self._buffers)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -91,7 +93,7 @@ class Pipeline:
             decoding = tasks.create_task(self._decode_loop(decode), name="decode")
             writing = [tasks.create_task(lane.run(), name=f"lane-{lane.index}")
                        for lane in self._lanes]
-            committing = tasks.create_task(self._commit_loop(source), name="kafka-commit")
+            committing = tasks.create_task(self._checkpoint_loop(), name="checkpoint")
             await self.stopping.wait()
             await fetching
             try:
@@ -108,7 +110,7 @@ class Pipeline:
                     task.cancel()
                 return EXIT_ABANDONED
             committing.cancel()
-        await source.commit()
+        await self.checkpoint()
         log.info("stopped cleanly", uptime_s=round(time.monotonic() - started, 1),
                  partitions=len(self.book.owned()), consumed=source.consumed)
         return EXIT_OK
@@ -138,10 +140,15 @@ class Pipeline:
         for buffer in self._buffers:
             await buffer.close()
 
-    async def _commit_loop(self, source: KafkaSource) -> None:
+    async def _checkpoint_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.kafka.commit_interval_s)
-            await source.commit()
+            await self.checkpoint()
+
+    async def checkpoint(self, only: set[TopicPartitionKey] | None = None) -> None:
+        """Persist advanced watermarks to PostgreSQL, then Kafka."""
+        if self._checkpointer is not None:
+            await self._checkpointer.checkpoint(only)
 
     def _idle(self) -> bool:
         return self._queue.empty() and all(
@@ -165,4 +172,4 @@ class Pipeline:
         if dropped:
             log.warning("abandoned buffered events of revoked partitions; the next owner "
                         "replays them", events=dropped)
-        metrics.ASSIGNED_PARTITIONS.set(len(self.book.owned()))
+        await self.checkpoint(only=tps)

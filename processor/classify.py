@@ -25,7 +25,7 @@ def is_transient(exc: BaseException) -> bool:
     retriable = getattr(type(exc), "retriable", None)
     if isinstance(retriable, bool):
         return retriable
-    if isinstance(exc, _TRANSIENT_PG | OSError | TimeoutError):
+    if isinstance(exc, (*_TRANSIENT_PG, OSError, TimeoutError)):
         return True
     if isinstance(exc, KafkaError):
         return bool(getattr(exc, "retriable", False))

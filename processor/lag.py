@@ -44,8 +44,9 @@ async def partition_lags(settings: Settings) -> list[PartitionLag]:
     await consumer.start()
     await admin.start()
     try:
-        tps = [TopicPartition(t, p) for t in topics
-               for p in sorted(consumer.partitions_for_topic(t) or ())]
+        described = await admin.describe_topics(topics)
+        tps = [TopicPartition(d["topic"], p["partition"]) for d in described
+               if d["error_code"] == 0 for p in sorted(d["partitions"], key=_partition)]
         ends = await consumer.end_offsets(tps) if tps else {}
         committed = await admin.list_consumer_group_offsets(settings.kafka.group_id)
     finally:
@@ -75,6 +76,10 @@ def render(lags: list[PartitionLag]) -> str:
     lines.append(f"{'total':<24} {'':>4} {'':>10} {'':>10} {'':>10} "
                  f"{sum(x.lag for x in lags):>10}")
     return "\n".join(lines)
+
+
+def _partition(described: dict[str, int]) -> int:
+    return described["partition"]
 
 
 def _num(value: int | None) -> str:

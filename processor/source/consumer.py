@@ -100,8 +100,7 @@ class KafkaSource:
         """Finish (or abandon) the revoked partitions' work before they move to a new owner."""
         keys = {_key(tp) for tp in revoked}
         if keys:
-            await self._drain(keys)
-            await self.commit(only=keys)
+            await self._drain(keys)  # writes what it can and checkpoints those partitions
         self._book.revoke(keys)
         metrics.ASSIGNED_PARTITIONS.set(len(self._book.owned()))
         log.info("partitions revoked", partitions=sorted(f"{t}:{p}" for t, p in keys))

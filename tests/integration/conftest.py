@@ -27,7 +27,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 KAFKA = f"127.0.0.1:{os.environ.get('WEIR_KAFKA_PORT', '19092')}"
-PG_DSN = f"postgresql://weir:weir@127.0.0.1:{os.environ.get('WEIR_PG_PORT', '15432')}/weir"
+PG_ADDRESS = f"127.0.0.1:{os.environ.get('WEIR_PG_PORT', '15432')}"
+PG_DSN = f"postgresql://weir:weir@{PG_ADDRESS}/weir"
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +45,7 @@ def _reachable(host_port: str) -> bool:
 @pytest.fixture(scope="session", autouse=True)
 def stack_running() -> None:
     """Fail fast, with the fix, when the local stack is down."""
-    for name, address in (("Kafka", KAFKA), ("PostgreSQL", PG_DSN.split("@")[1].split("/")[0])):
+    for name, address in (("Kafka", KAFKA), ("PostgreSQL", PG_ADDRESS)):
         if not _reachable(address):
             pytest.fail(f"{name} is not answering on {address}: run `make up` first")
 
@@ -111,11 +112,11 @@ class Harness:
 
     def start(self, name: str, *extra: str) -> subprocess.Popen[bytes]:
         """Start `weir run` in the background, logging to ``<tmp>/<name>.log``."""
-        log = (self.tmp / f"{name}.log").open("ab")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "processor", "run", "--config", str(self.config), *extra],
-            stdout=log, stderr=subprocess.STDOUT, env=base_env(),
-        )
+        with (self.tmp / f"{name}.log").open("ab") as log:  # the child keeps its own copy
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "processor", "run", "--config", str(self.config), *extra],
+                stdout=log, stderr=subprocess.STDOUT, env=base_env(),
+            )
         self.procs.append(proc)
         return proc
 

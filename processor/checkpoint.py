@@ -1,0 +1,60 @@
+"""Checkpoints: watermarks that moved after their batch committed, into PostgreSQL, then Kafka.
+
+A lane stores, inside its batch transaction, the watermark as it would be once that batch
+is written. When lanes commit concurrently, each computes its value before the others
+finish, so the highest watermark may exist only in memory. The checkpointer writes such
+watermarks in a small transaction of their own (writer ``CHECKPOINT_WRITER``): every
+value it writes is already true, because it only counts committed batches. Then it
+commits the same offsets to Kafka, for lag tools.
+
+It runs every ``kafka.commit_interval_s``, on revocation (for the partitions that move)
+and at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+import structlog
+
+from processor.classify import is_transient
+from processor.records import TopicPartitionKey
+from processor.sink.offsets import OffsetStore
+from processor.source.consumer import KafkaSource
+from processor.source.progress import ProgressBook
+
+log = structlog.get_logger(__name__)
+
+CHECKPOINT_WRITER = -1
+
+
+class Checkpointer:
+    """Persists in-memory watermarks that are ahead of what PostgreSQL holds."""
+
+    def __init__(
+        self, pool: asyncpg.Pool, store: OffsetStore, book: ProgressBook, source: KafkaSource
+    ) -> None:
+        self._pool = pool
+        self._store = store
+        self._book = book
+        self._source = source
+        self._saved: dict[TopicPartitionKey, int] = {}
+
+    async def checkpoint(self, only: set[TopicPartitionKey] | None = None) -> None:
+        """Save advanced watermarks to PostgreSQL, then commit them to Kafka."""
+        marks = {
+            tp: p.written_until for tp, p in self._book.owned().items()
+            if (only is None or tp in only) and p.written_until is not None
+            and p.written_until > self._saved.get(tp, -1)
+        }
+        if marks:
+            try:
+                async with self._pool.acquire() as conn, conn.transaction():
+                    await self._store.save(conn, CHECKPOINT_WRITER, marks)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                # The lanes' own offsets stay correct; this only delays a resume point.
+                log.warning("checkpoint failed; will retry", error=f"{type(exc).__name__}: {exc}")
+                return
+            self._saved.update(marks)
+        await self._source.commit(only)

@@ -1,0 +1,585 @@
+#!/usr/bin/env bash
+# The local stack for Weir: a real Apache Kafka broker and a real PostgreSQL server,
+# both on loopback, both running as plain processes (no Docker).
+#
+#   scripts/stack.sh up       install what is missing, start both, wait until they serve
+#   scripts/stack.sh down     stop both (data is kept)
+#   scripts/stack.sh status   one line per server; exit 0 if both run, 3 otherwise
+#   scripts/stack.sh env      shell exports for Weir:  eval "$(scripts/stack.sh env)"
+#   scripts/stack.sh clean    down, then delete the data (keeps the downloaded jars)
+#
+# Every command is idempotent: `up` on a running stack and `down` on a stopped one
+# succeed without doing anything.
+#
+# Settings (environment variables):
+#   WEIR_STACK_DIR              where everything runtime lives   (default: <repo>/.stack)
+#   WEIR_KAFKA_VERSION          org.apache.kafka:kafka_2.13      (default: 4.4.0)
+#   WEIR_KAFKA_PORT             broker listener, 127.0.0.1       (default: 19092)
+#   WEIR_KAFKA_CONTROLLER_PORT  KRaft controller, 127.0.0.1      (default: 19093)
+#   WEIR_PG_PORT                PostgreSQL, 127.0.0.1            (default: 15432)
+# The ports are not the usual 9092/5432 so that a developer's own servers keep working.
+#
+# Layout under the stack dir:
+#   kafka/libs/  jars (from deploy/kafka/pom.xml)    pg/data/          the cluster
+#   kafka/data/  the broker's log.dirs               pg/postgres.log   server log
+#   kafka/server.properties (rendered)               pg/socket/        unix socket
+#   kafka/kafka.log (+ .1: previous run), kafka/kafka.pid, kafka/maven.log (last jar download)
+set -euo pipefail
+
+REPO_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
+# Absolute even if given relative: the servers do not run from the caller's cwd.
+STACK_DIR=$(realpath -m -- "${WEIR_STACK_DIR:-$REPO_DIR/.stack}")
+
+# 4.4.0 is the newest Kafka 4.x release on Maven Central; Kafka 4 is KRaft-only
+# (no ZooKeeper) and runs on Java 17.
+KAFKA_VERSION=${WEIR_KAFKA_VERSION:-4.4.0}
+KAFKA_PORT=${WEIR_KAFKA_PORT:-19092}
+KAFKA_CONTROLLER_PORT=${WEIR_KAFKA_CONTROLLER_PORT:-19093}
+PG_PORT=${WEIR_PG_PORT:-15432}
+
+KAFKA_POM=$REPO_DIR/deploy/kafka/pom.xml
+KAFKA_LOG4J=$REPO_DIR/deploy/kafka/log4j2.yaml
+KAFKA_TEMPLATE=$REPO_DIR/deploy/kafka/server.properties.in
+PG_TEMPLATE=$REPO_DIR/deploy/postgres/postgresql.conf.in
+
+KAFKA_DIR=$STACK_DIR/kafka
+KAFKA_LIBS=$KAFKA_DIR/libs
+KAFKA_DATA=$KAFKA_DIR/data
+KAFKA_CONFIG=$KAFKA_DIR/server.properties
+KAFKA_LOG=$KAFKA_DIR/kafka.log
+KAFKA_PIDFILE=$KAFKA_DIR/kafka.pid
+# Written next to the jars once they are complete: which Kafka they are, and which
+# pom they came from (a changed pom must fetch again).
+KAFKA_MARKER=$KAFKA_LIBS/.weir-kafka-version
+
+# The role, password and database Weir uses. A throwaway local server: the password
+# is not a secret, it only makes TCP connections go through real authentication.
+PG_USER=weir
+PG_PASSWORD=weir
+PG_DB=weir
+# pg_resolve_dir sets PG_DIR (usually $STACK_DIR/pg, see there).
+PG_DIR=
+PG_SYSTEM_USER=postgres   # Debian's account, used when this script runs as root
+
+KAFKA_START_TIMEOUT=90
+KAFKA_STOP_TIMEOUT=30
+PG_START_TIMEOUT=60
+
+log() { echo "[stack] $*"; }
+die() {
+    echo "[stack] error: $*" >&2
+    exit 1
+}
+is_root() { [ "$(id -u)" -eq 0 ]; }
+
+# Does something accept TCP connections on 127.0.0.1:$1? (bash's /dev/tcp: no extra tools)
+port_open() {
+    timeout 2 bash -c ": >/dev/tcp/127.0.0.1/$1" 2>/dev/null
+}
+
+check_settings() {
+    local name value
+    for name in WEIR_KAFKA_PORT WEIR_KAFKA_CONTROLLER_PORT WEIR_PG_PORT; do
+        value=${!name:-}
+        [ -z "$value" ] || [[ $value =~ ^[0-9]+$ ]] || die "$name must be a port number, got '$value'"
+    done
+}
+
+# Copies a template to $2, replacing each @KEY@ with VALUE for the KEY=VALUE pairs
+# that follow. Pure bash, so paths with any characters survive (sed would not).
+render_template() {
+    local template=$1 target=$2 content pair
+    shift 2
+    content=$(<"$template")
+    for pair in "$@"; do
+        content=${content//"@${pair%%=*}@"/"${pair#*=}"}
+    done
+    printf '%s\n' "$content" >"$target"
+}
+
+# Installs Debian packages, but only as root; otherwise says what is missing.
+apt_install() {
+    is_root || die "missing $* and not root: install them (apt-get install -y $*) and retry"
+    log "installing $* with apt-get"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# ---------------------------------------------------------------- Kafka ----------
+
+ensure_java_and_maven() {
+    local missing=()
+    command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+    command -v mvn >/dev/null || missing+=(maven)
+    [ "${#missing[@]}" -eq 0 ] || apt_install "${missing[@]}"
+}
+
+kafka_marker_value() {
+    echo "$KAFKA_VERSION $(sha256sum "$KAFKA_POM" | cut -c1-16)"
+}
+
+# Fetches the broker's jars with Maven, unless the jars for this version and pom are
+# already there. Downloads into a scratch dir first so that an interrupted download
+# never leaves a half classpath that looks complete.
+kafka_fetch_jars() {
+    local wanted scratch
+    wanted=$(kafka_marker_value)
+    if [ -f "$KAFKA_MARKER" ] && [ "$(<"$KAFKA_MARKER")" = "$wanted" ]; then
+        log "kafka: jars for $KAFKA_VERSION already in $KAFKA_LIBS"
+        return
+    fi
+    log "kafka: downloading jars for $KAFKA_VERSION with maven (deploy/kafka/pom.xml)"
+    scratch=$KAFKA_DIR/libs.partial
+    rm -rf -- "$scratch"
+    # Maven's output goes to a file: it is only interesting when it fails.
+    if ! mvn -B -f "$KAFKA_POM" dependency:copy-dependencies \
+        -Dkafka.version="$KAFKA_VERSION" -DoutputDirectory="$scratch" \
+        >"$KAFKA_DIR/maven.log" 2>&1; then
+        # The first error is the useful one (Maven 3.8 prefixes it with colour codes).
+        sed 's/\x1b\[[0-9;]*m//g' "$KAFKA_DIR/maven.log" | grep -m 1 -E '^\[ERROR\] \S' >&2 || true
+        die "maven could not fetch Kafka $KAFKA_VERSION (full output: $KAFKA_DIR/maven.log)"
+    fi
+    echo "$wanted" >"$scratch/.weir-kafka-version"
+    # Jars of another version must not stay on the classpath next to these.
+    rm -rf -- "$KAFKA_LIBS"
+    mv -- "$scratch" "$KAFKA_LIBS"
+    log "kafka: $(find "$KAFKA_LIBS" -name '*.jar' | wc -l) jars in $KAFKA_LIBS"
+}
+
+# Runs a Kafka class (tool) on the downloaded classpath, logging only warnings.
+kafka_java() {
+    java -cp "$KAFKA_LIBS/*" -Dlog4j2.configurationFile="$KAFKA_LOG4J" \
+        -Dweir.kafka.log.level=WARN "$@"
+}
+
+# Rendered on every start so that changed ports take effect on the next `up`.
+kafka_render_config() {
+    log "kafka: writing $KAFKA_CONFIG (from deploy/kafka/server.properties.in)"
+    render_template "$KAFKA_TEMPLATE" "$KAFKA_CONFIG" \
+        "KAFKA_PORT=$KAFKA_PORT" \
+        "CONTROLLER_PORT=$KAFKA_CONTROLLER_PORT" \
+        "KAFKA_DATA_DIR=$KAFKA_DATA"
+}
+
+# KRaft storage must be formatted once with a cluster id before the first start;
+# meta.properties is the proof that it was. The quorum is static
+# (controller.quorum.voters), so format needs no --standalone/--initial-controllers.
+kafka_format_storage() {
+    if [ -f "$KAFKA_DATA/meta.properties" ]; then
+        log "kafka: storage already formatted ($KAFKA_DATA)"
+        return
+    fi
+    local cluster_id
+    cluster_id=$(kafka_java kafka.tools.StorageTool random-uuid)
+    log "kafka: formatting storage in $KAFKA_DATA (cluster id $cluster_id)"
+    kafka_java kafka.tools.StorageTool format --config "$KAFKA_CONFIG" \
+        --cluster-id "$cluster_id" >/dev/null
+}
+
+# Prints the broker's pid if our broker process is alive. Also checks the command
+# line, so that a stale pid file whose pid was reused is not taken for Kafka.
+kafka_pid() {
+    local pid
+    [ -f "$KAFKA_PIDFILE" ] || return 1
+    pid=$(<"$KAFKA_PIDFILE")
+    [[ $pid =~ ^[0-9]+$ ]] || return 1
+    [[ $(ps -p "$pid" -o args= 2>/dev/null) == *kafka.Kafka* ]] || return 1
+    echo "$pid"
+}
+
+kafka_start() {
+    local port
+    for port in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
+        ! port_open "$port" || die "kafka: port $port is already in use by another process"
+    done
+    log "kafka: starting broker on 127.0.0.1:$KAFKA_PORT (log: $KAFKA_LOG)"
+    # One run per log file (the previous run is kept as kafka.log.1), so the tail
+    # shown on a failed start is about this start.
+    if [ -f "$KAFKA_LOG" ]; then mv -f -- "$KAFKA_LOG" "$KAFKA_LOG.1"; fi
+    # setsid + nohup and no inherited stdin/stdout: the broker gets its own session, so it
+    # outlives this script and the shell that ran it (a closed terminal, a finished CI step
+    # that kills its process group), and it does not keep the caller's pipes (make, a test
+    # runner) open, nor our lock (fd 9). setsid execs java, so $! is the broker's pid.
+    setsid nohup java -Xms256m -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+        -Djava.awt.headless=true \
+        -Dlog4j2.configurationFile="$KAFKA_LOG4J" \
+        -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_CONFIG" \
+        </dev/null >>"$KAFKA_LOG" 2>&1 9>&- &
+    echo $! >"$KAFKA_PIDFILE"
+}
+
+kafka_fail() {
+    echo "[stack] kafka: $1; last lines of $KAFKA_LOG:" >&2
+    tail -n 40 "$KAFKA_LOG" >&2 || true
+    exit 1
+}
+
+# An open port only means the socket is bound; listing topics through the admin
+# API proves the broker has loaded its metadata and answers real requests.
+kafka_wait_ready() {
+    local deadline=$((SECONDS + KAFKA_START_TIMEOUT))
+    log "kafka: waiting for the broker to serve requests (up to ${KAFKA_START_TIMEOUT}s)"
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        kafka_pid >/dev/null || kafka_fail "the broker exited during startup"
+        if port_open "$KAFKA_PORT" &&
+            timeout 30 java -cp "$KAFKA_LIBS/*" -Dlog4j2.configurationFile="$KAFKA_LOG4J" \
+                -Dweir.kafka.log.level=WARN org.apache.kafka.tools.TopicCommand \
+                --bootstrap-server "127.0.0.1:$KAFKA_PORT" \
+                --list >/dev/null 2>&1; then
+            log "kafka: ready on 127.0.0.1:$KAFKA_PORT (version $KAFKA_VERSION)"
+            return
+        fi
+        sleep 1
+    done
+    kafka_fail "no answer after ${KAFKA_START_TIMEOUT}s"
+}
+
+kafka_up() {
+    local pid
+    if pid=$(kafka_pid); then
+        if port_open "$KAFKA_PORT"; then
+            log "kafka: already running (pid $pid, 127.0.0.1:$KAFKA_PORT)"
+        else
+            # Still starting (or another `up` started it): a second broker on the
+            # same data dir would only fail on its lock.
+            log "kafka: broker process $pid exists but does not answer yet"
+            kafka_wait_ready
+        fi
+        return
+    fi
+    mkdir -p -- "$KAFKA_DIR" "$KAFKA_DATA"
+    ensure_java_and_maven
+    kafka_fetch_jars
+    kafka_render_config
+    kafka_format_storage
+    kafka_start
+    kafka_wait_ready
+}
+
+kafka_down() {
+    local pid waited=0
+    if ! pid=$(kafka_pid); then
+        log "kafka: not running"
+        rm -f -- "$KAFKA_PIDFILE"
+        return
+    fi
+    # SIGTERM is Kafka's clean shutdown: it flushes and closes its logs, so the
+    # next start needs no log recovery.
+    log "kafka: stopping broker (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null && [ "$waited" -lt "$KAFKA_STOP_TIMEOUT" ]; do
+        sleep 1
+        waited=$((waited + 1))
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "kafka: still running after ${KAFKA_STOP_TIMEOUT}s, sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
+    fi
+    rm -f -- "$KAFKA_PIDFILE"
+    log "kafka: stopped"
+}
+
+kafka_status() {
+    local pid
+    if pid=$(kafka_pid) && port_open "$KAFKA_PORT"; then
+        local version=unknown
+        [ -f "$KAFKA_MARKER" ] && version=$(cut -d' ' -f1 "$KAFKA_MARKER")
+        printf '%-8s %-8s pid=%s 127.0.0.1:%s (version %s)\n' \
+            kafka running "$pid" "$KAFKA_PORT" "$version"
+        return 0
+    fi
+    printf '%-8s %s\n' kafka stopped
+    return 1
+}
+
+# ------------------------------------------------------------- PostgreSQL --------
+#
+# We run our own cluster with initdb and pg_ctl on our own data dir, using the
+# binaries of Debian's package. Debian's cluster tools (pg_ctlcluster, the system
+# service) are not used: they manage clusters under /etc and /var, not ours.
+
+# The newest installed PostgreSQL's bin dir, e.g. /usr/lib/postgresql/15/bin.
+pg_find_bin() {
+    local dir
+    dir=$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2>/dev/null |
+        sort -V | tail -n 1)
+    [ -n "$dir" ] && [ -x "$dir/pg_ctl" ] && echo "$dir"
+}
+
+pg_install() {
+    is_root || die "PostgreSQL is not installed and not root: run apt-get install -y postgresql and retry"
+    # Only the binaries are wanted. Without this, Debian's package would create and
+    # start its own 'main' cluster on 5432, a server nobody asked for.
+    log "postgres: installing with apt-get (without Debian's default 'main' cluster)"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-common >/dev/null
+    sed -i 's/^#\?\s*create_main_cluster\s*=.*/create_main_cluster = false/' \
+        /etc/postgresql-common/createcluster.conf
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+}
+
+pg_ensure_installed() {
+    pg_find_bin >/dev/null && return
+    pg_install
+    pg_find_bin >/dev/null || die "PostgreSQL binaries not found under /usr/lib/postgresql after install"
+}
+
+# PostgreSQL refuses to run as root, so as root every server command runs as
+# Debian's postgres account. From / because the caller's cwd may be closed to it.
+pg_as_owner() {
+    if is_root; then
+        (cd / && runuser -u "$PG_SYSTEM_USER" -- "$@")
+    else
+        "$@"
+    fi
+}
+
+# Where the pg dir is. Normally $STACK_DIR/pg; if `up` had to move it (see
+# pg_prepare_dir), $STACK_DIR/pg is a symlink to the real place.
+pg_resolve_dir() {
+    PG_DIR=$STACK_DIR/pg
+    if [ -L "$PG_DIR" ]; then
+        PG_DIR=$(realpath -m -- "$PG_DIR")
+    fi
+}
+
+# The fallback pg dir when the postgres account cannot reach the stack dir: one per
+# user and stack dir, so that two checkouts never share a cluster.
+pg_fallback_dir() {
+    local hash
+    hash=$(printf '%s' "$STACK_DIR" | sha256sum | cut -c1-12)
+    echo "${TMPDIR:-/tmp}/weir-stack-$(id -u)-$hash/pg"
+}
+
+# As root, the postgres account must be able to walk down to the data dir. A repo
+# under a private home directory is not reachable; then the cluster lives in a
+# fallback dir and $STACK_DIR/pg points there.
+pg_prepare_dir() {
+    mkdir -p -- "$STACK_DIR"
+    pg_resolve_dir
+    if is_root && [ ! -L "$STACK_DIR/pg" ] &&
+        ! runuser -u "$PG_SYSTEM_USER" -- test -x "$STACK_DIR"; then
+        PG_DIR=$(pg_fallback_dir)
+        log "postgres: user $PG_SYSTEM_USER cannot reach $STACK_DIR; using $PG_DIR (linked as $STACK_DIR/pg)"
+        mkdir -p -- "$PG_DIR"
+        chmod 755 -- "$(dirname -- "$PG_DIR")"
+        rm -rf -- "$STACK_DIR/pg"
+        ln -s -- "$PG_DIR" "$STACK_DIR/pg"
+    fi
+    mkdir -p -- "$PG_DIR/socket"
+    # Not recursive: what is below (data, log) is created by the postgres account.
+    if is_root; then
+        chown "$PG_SYSTEM_USER:" -- "$PG_DIR" "$PG_DIR/socket"
+    fi
+    # The unix socket path has a hard limit of 107 bytes in the kernel.
+    local socket="$PG_DIR/socket/.s.PGSQL.$PG_PORT"
+    [ "${#socket}" -le 107 ] ||
+        die "postgres: socket path $socket is too long for a unix socket; set WEIR_STACK_DIR to a shorter path"
+}
+
+pg_data() { echo "$PG_DIR/data"; }
+
+pg_initdb() {
+    local bin=$1 data
+    data=$(pg_data)
+    if [ -f "$data/PG_VERSION" ]; then
+        log "postgres: cluster already initialised ($data)"
+        return
+    fi
+    # weir is the bootstrap superuser, so the role exists from the start. Local
+    # (unix socket) connections are trusted, which is how this script itself gets
+    # in; TCP, which Weir uses, requires the password (scram-sha-256). initdb's
+    # host lines only cover 127.0.0.1/32 and ::1/128.
+    log "postgres: initialising cluster in $data (initdb)"
+    pg_as_owner "$bin/initdb" -D "$data" --username="$PG_USER" \
+        --auth-local=trust --auth-host=scram-sha-256 \
+        --encoding=UTF8 --locale=C --data-checksums >/dev/null
+    echo "include_if_exists = 'weir.conf'   # written by scripts/stack.sh" >>"$data/postgresql.conf"
+}
+
+# Our settings live in data/weir.conf, rendered on every start (so a changed port
+# takes effect) and included last by postgresql.conf.
+pg_render_config() {
+    local data socket_dir
+    data=$(pg_data)
+    # Single quotes are doubled for postgresql.conf's '...' strings.
+    socket_dir=${PG_DIR//\'/\'\'}/socket
+    log "postgres: writing $data/weir.conf (from deploy/postgres/postgresql.conf.in)"
+    render_template "$PG_TEMPLATE" "$data/weir.conf" \
+        "PG_PORT=$PG_PORT" "PG_SOCKET_DIR=$socket_dir"
+    if is_root; then chown "$PG_SYSTEM_USER:" -- "$data/weir.conf"; fi
+}
+
+pg_running() {
+    local bin=$1
+    [ -f "$(pg_data)/PG_VERSION" ] &&
+        pg_as_owner "$bin/pg_ctl" -D "$(pg_data)" status >/dev/null 2>&1
+}
+
+pg_pid() { head -n 1 -- "$(pg_data)/postmaster.pid" 2>/dev/null; }
+
+pg_start() {
+    local bin=$1
+    ! port_open "$PG_PORT" || die "postgres: port $PG_PORT is already in use by another process"
+    log "postgres: starting on 127.0.0.1:$PG_PORT (log: $PG_DIR/postgres.log)"
+    # 9>&-: the server must not inherit (and hold forever) this script's lock.
+    pg_as_owner "$bin/pg_ctl" -D "$(pg_data)" -l "$PG_DIR/postgres.log" \
+        -w -t "$PG_START_TIMEOUT" start >/dev/null 9>&- ||
+        pg_fail "pg_ctl start failed"
+}
+
+pg_fail() {
+    echo "[stack] postgres: $1; last lines of $PG_DIR/postgres.log:" >&2
+    tail -n 40 "$PG_DIR/postgres.log" >&2 || true
+    exit 1
+}
+
+# pg_ctl -w already waited for the socket; this checks what Weir uses: TCP.
+pg_wait_ready() {
+    local bin=$1 deadline=$((SECONDS + PG_START_TIMEOUT))
+    until "$bin/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; do
+        [ "$SECONDS" -lt "$deadline" ] || pg_fail "pg_isready got no answer after ${PG_START_TIMEOUT}s"
+        sleep 0.5
+    done
+}
+
+# Idempotent: the password is (re)set and the database created if missing. Runs
+# over the trusted unix socket; the SQL comes on stdin so the password is not in
+# any process list.
+pg_ensure_role_and_db() {
+    local bin=$1
+    log "postgres: ensuring role $PG_USER (superuser) and database $PG_DB"
+    pg_as_owner "$bin/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_DIR/socket" -p "$PG_PORT" \
+        -U "$PG_USER" -d postgres >/dev/null <<SQL
+ALTER ROLE "$PG_USER" WITH SUPERUSER LOGIN PASSWORD '$PG_PASSWORD';
+SELECT 'CREATE DATABASE "$PG_DB" OWNER "$PG_USER"'
+ WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '$PG_DB')\gexec
+SQL
+}
+
+pg_up() {
+    local bin
+    pg_ensure_installed
+    bin=$(pg_find_bin)
+    pg_prepare_dir
+    if pg_running "$bin"; then
+        log "postgres: already running (pid $(pg_pid), 127.0.0.1:$PG_PORT)"
+        return
+    fi
+    pg_initdb "$bin"
+    pg_render_config
+    pg_start "$bin"
+    pg_wait_ready "$bin"
+    pg_ensure_role_and_db "$bin"
+    log "postgres: ready at $(pg_dsn_redacted) ($("$bin/postgres" --version))"
+}
+
+pg_down() {
+    local bin
+    pg_resolve_dir
+    if ! bin=$(pg_find_bin) || ! pg_running "$bin"; then
+        log "postgres: not running"
+        return
+    fi
+    # fast = roll back open transactions and shut down cleanly (a checkpoint is
+    # written), without waiting for clients to disconnect.
+    log "postgres: stopping (pid $(pg_pid), pg_ctl stop -m fast)"
+    pg_as_owner "$bin/pg_ctl" -D "$(pg_data)" stop -m fast -w -t 60 >/dev/null
+    log "postgres: stopped"
+}
+
+pg_dsn() { echo "postgresql://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_PORT/$PG_DB"; }
+pg_dsn_redacted() { echo "postgresql://$PG_USER:***@127.0.0.1:$PG_PORT/$PG_DB"; }
+
+pg_status() {
+    local bin
+    pg_resolve_dir
+    if bin=$(pg_find_bin) && pg_running "$bin" &&
+        "$bin/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; then
+        printf '%-8s %-8s pid=%s %s\n' postgres running "$(pg_pid)" "$(pg_dsn_redacted)"
+        return 0
+    fi
+    printf '%-8s %s\n' postgres stopped
+    return 1
+}
+
+# ---------------------------------------------------------------- commands -------
+
+cmd_up() {
+    kafka_up
+    pg_up
+    log "up: kafka 127.0.0.1:$KAFKA_PORT, postgres $(pg_dsn_redacted)"
+    log "for Weir: eval \"\$(scripts/stack.sh env)\""
+}
+
+cmd_down() {
+    kafka_down
+    pg_down
+}
+
+cmd_status() {
+    local rc=0
+    kafka_status || rc=3
+    pg_status || rc=3
+    return "$rc"
+}
+
+cmd_env() {
+    echo "export WEIR_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT"
+    echo "export WEIR_POSTGRES__DSN=$(pg_dsn)"
+}
+
+# Deletes data and logs, never the jars (they take the longest to get back).
+cmd_clean() {
+    cmd_down
+    pg_resolve_dir
+    log "clean: deleting Kafka data ($KAFKA_DATA) and PostgreSQL data ($PG_DIR)"
+    rm -rf -- "$KAFKA_DATA" "$KAFKA_CONFIG" "$KAFKA_LOG" "$KAFKA_LOG.1" "$KAFKA_PIDFILE" \
+        "$KAFKA_DIR/maven.log" "$KAFKA_DIR/libs.partial"
+    rm -rf -- "$PG_DIR"
+    if [ -L "$STACK_DIR/pg" ]; then
+        # pg_prepare_dir's fallback: drop the link and the then empty parent too.
+        rm -f -- "$STACK_DIR/pg"
+        rmdir -- "$(dirname -- "$PG_DIR")" 2>/dev/null || true
+    fi
+}
+
+# One stack command at a time per stack dir: two `up`s racing (parallel make
+# targets, test runners) would otherwise start two brokers or run initdb twice.
+take_lock() {
+    mkdir -p -- "$STACK_DIR"
+    exec 9>"$STACK_DIR/.lock"
+    flock 9
+}
+
+usage() {
+    sed -n '2,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+}
+
+main() {
+    check_settings
+    case "${1:-}" in
+    up)
+        take_lock
+        cmd_up
+        ;;
+    down)
+        take_lock
+        cmd_down
+        ;;
+    status) cmd_status ;;
+    env) cmd_env ;;
+    clean)
+        take_lock
+        cmd_clean
+        ;;
+    -h | --help | help) usage ;;
+    *)
+        usage >&2
+        exit 2
+        ;;
+    esac
+}
+
+main "$@"

@@ -1,0 +1,45 @@
+import asyncpg
+import pytest
+from aiokafka.errors import CommitFailedError, KafkaConnectionError
+
+from processor.classify import is_transient
+from processor.errors import EventRejected, SinkUnavailable
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        asyncpg.ConnectionDoesNotExistError("gone"),
+        asyncpg.SerializationError("could not serialize"),
+        asyncpg.DeadlockDetectedError("deadlock"),
+        asyncpg.AdminShutdownError("terminating"),
+        asyncpg.CannotConnectNowError("starting up"),
+        asyncpg.TooManyConnectionsError("too many"),
+        asyncpg.LockNotAvailableError("lock timeout"),
+        asyncpg.InterfaceError("connection is closed"),
+        ConnectionRefusedError(111, "refused"),
+        TimeoutError(),
+        KafkaConnectionError("closed"),
+        SinkUnavailable("down"),
+    ],
+)
+def test_transient(exc: BaseException) -> None:
+    assert is_transient(exc)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        asyncpg.CheckViolationError("check"),
+        asyncpg.NotNullViolationError("null"),
+        asyncpg.NumericValueOutOfRangeError("range"),
+        asyncpg.StringDataRightTruncationError("too long"),
+        asyncpg.UndefinedTableError("no table"),
+        asyncpg.InsufficientPrivilegeError("denied"),
+        CommitFailedError("rebalanced"),
+        EventRejected("schema_violation", "validate", "bad"),
+        ValueError("bug"),
+    ],
+)
+def test_permanent(exc: BaseException) -> None:
+    assert not is_transient(exc)
