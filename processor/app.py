@@ -30,6 +30,7 @@ from processor.sink.offsets import OffsetStore
 from processor.sink.pool import create_pool
 from processor.sink.tables import table_spec
 from processor.sink.writer import BatchWriter
+from processor.source.backpressure import Backpressure
 from processor.source.consumer import KafkaSource
 from processor.source.progress import ProgressBook
 
@@ -52,11 +53,13 @@ class Pipeline:
             settings.pipeline.decode_queue_fetches
         )
         self._buffers = [
-            LaneBuffer(settings.lane_capacity_rows, settings.lane_capacity_bytes)
+            LaneBuffer(settings.lane_hard_limit_rows, settings.lane_hard_limit_bytes)
             for _ in range(settings.pipeline.lanes)
         ]
         self._lanes: list[Lane] = []
         self._checkpointer: Checkpointer | None = None
+        self._backpressure: Backpressure | None = None
+        self.consumed = 0  # records handed to the decode stage (a dropped fetch is not)
 
     def request_stop(self, reason: str) -> None:
         """Begin a graceful shutdown (signal handler, caught-up check)."""
@@ -73,6 +76,7 @@ class Pipeline:
         self._lanes = [Lane(i, b, writer, self.book, s) for i, b in enumerate(self._buffers)]
         source = KafkaSource(s, pool, store, self.book, self.drain)
         self._checkpointer = Checkpointer(pool, store, self.book, source)
+        self._backpressure = Backpressure(source.consumer, self._buffers, s)
         decode = DecodeStage(Decoder(s, self.contracts), self._buffers)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -112,11 +116,12 @@ class Pipeline:
             committing.cancel()
         await self.checkpoint()
         log.info("stopped cleanly", uptime_s=round(time.monotonic() - started, 1),
-                 partitions=len(self.book.owned()), consumed=source.consumed)
+                 partitions=len(self.book.owned()), consumed=self.consumed)
         return EXIT_OK
 
     async def _fetch_loop(self, source: KafkaSource, until_caught_up: bool) -> None:
         while not self.stopping.is_set():
+            self._pace()  # resumes partitions whose lanes drained since the last fetch
             fetched = await source.fetch()
             if fetched:
                 await self._put_fetch(fetched)
@@ -133,12 +138,19 @@ class Pipeline:
         finally:
             put.cancel()
             stop.cancel()
+        if put.done() and not put.cancelled():
+            self.consumed += sum(len(records) for _, records in fetched)
 
     async def _decode_loop(self, decode: DecodeStage) -> None:
         while (fetched := await self._queue.get()) is not None:
             await decode.dispatch(fetched)
+            self._pace()  # pauses partitions whose lanes this fetch filled
         for buffer in self._buffers:
             await buffer.close()
+
+    def _pace(self) -> None:
+        if self._backpressure is not None:
+            self._backpressure.update()
 
     async def _checkpoint_loop(self) -> None:
         while True:
@@ -169,6 +181,8 @@ class Pipeline:
         dropped = 0
         for buffer in self._buffers:
             dropped += await buffer.purge(tps)
+        if self._backpressure is not None:
+            self._backpressure.forget(tps)
         if dropped:
             log.warning("abandoned buffered events of revoked partitions; the next owner "
                         "replays them", events=dropped)

@@ -35,6 +35,12 @@ FLUSH_SECONDS = Histogram(
 ASSIGNED_PARTITIONS = Gauge(
     "weir_assigned_partitions", "Partitions this process owns."
 )
+PAUSED_PARTITIONS = Gauge(
+    "weir_paused_partitions", "Partitions paused because a writer lane is full."
+)
+PARTITION_PAUSES = Counter(
+    "weir_partition_pauses_total", "Times a partition was paused by backpressure."
+)
 REBALANCES = Counter(
     "weir_rebalances_total", "Partition assignments received.",
 )

@@ -120,6 +120,7 @@ class PipelineSettings(_Section):
     lanes: Annotated[int, Field(ge=1, le=64)] = 4
     lane_capacity_rows: PositiveInt | None = None
     lane_capacity_bytes: PositiveInt | None = None
+    resume_ratio: Annotated[float, Field(gt=0, lt=1)] = 0.5
     decode_queue_fetches: PositiveInt = 4
     max_message_bytes: PositiveInt = 1 * MiB
     rebalance_drain_timeout_s: Annotated[float, Field(gt=0)] = 10.0
@@ -237,13 +238,25 @@ class Settings(BaseSettings):
 
     @property
     def lane_capacity_rows(self) -> int:
-        """Rows a lane may hold before the source waits: two full batches by default."""
+        """Rows a lane may hold before its partitions pause: two full batches by default."""
         return self.pipeline.lane_capacity_rows or 2 * self.batch.max_rows
 
     @property
     def lane_capacity_bytes(self) -> int:
-        """Bytes a lane may hold before the source waits: two full batches by default."""
+        """Bytes a lane may hold before its partitions pause: two full batches by default."""
         return self.pipeline.lane_capacity_bytes or 2 * self.batch.max_bytes
+
+    @property
+    def lane_hard_limit_rows(self) -> int:
+        """Capacity plus what can still arrive after a pause: the queued and current fetches."""
+        in_flight = (self.pipeline.decode_queue_fetches + 1) * self.kafka.fetch_max_records
+        return self.lane_capacity_rows + in_flight
+
+    @property
+    def lane_hard_limit_bytes(self) -> int:
+        """Byte counterpart of :attr:`lane_hard_limit_rows`."""
+        in_flight = (self.pipeline.decode_queue_fetches + 1) * self.kafka.fetch_max_bytes
+        return self.lane_capacity_bytes + in_flight
 
     def schema_path(self, event_type: str) -> Path:
         """The event type's schema file, relative paths taken from the config file's folder."""

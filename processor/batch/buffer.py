@@ -1,8 +1,11 @@
 """A writer lane's buffer: bounded in rows and bytes, cut into batches by rows, bytes or linger.
 
-The producer side (``put``) waits while the buffer is full, which holds the decode stage
-and so the source: that is the backpressure. The consumer side (``take``) returns a batch as
-soon as one bound is reached, or when the oldest waiting item has lingered long enough.
+Backpressure works one level up (``source/backpressure.py``): when a buffer reaches its
+capacity, the partitions feeding it are paused, so only what was already fetched keeps
+arriving. ``put`` blocks only at the hard limit, capacity plus that in-flight headroom, as a
+safety net that pausing normally keeps out of reach. The consumer side (``take``) returns a
+batch as soon as one bound is reached, or when the oldest waiting item has lingered long
+enough.
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ class LaneBuffer:
     def nbytes(self) -> int:
         """Bytes waiting (sum of the items' Kafka value sizes)."""
         return self._bytes
+
+    def partitions(self) -> set[TopicPartitionKey]:
+        """The partitions with events waiting here (walked only when the lane fills)."""
+        return {item.chunk.tp for item in self._items}
 
     def _fits(self, rows: int, nbytes: int) -> bool:
         # An empty buffer takes anything, so one oversized fetch cannot wedge the lane.

@@ -58,7 +58,6 @@ class KafkaSource:
         self._drain = drain
         self._topics = [t.name for t in settings.topics]
         self._committed: dict[TopicPartitionKey, int] = {}
-        self.consumed = 0
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=k.bootstrap_servers,
             group_id=k.group_id,
@@ -116,7 +115,6 @@ class KafkaSource:
             progress = self._book.get(_key(tp))
             if progress is not None and records:
                 metrics.EVENTS_CONSUMED.labels(tp.topic).inc(len(records))
-                self.consumed += len(records)
                 fetched.append((progress, records))
         return fetched
 

@@ -58,8 +58,10 @@ def base_env() -> dict[str, str]:
 class Harness:
     """One isolated pipeline: its config, its `weir` processes and its SQL."""
 
-    def __init__(self, tmp_path: Path, partitions: int = 6, **overrides: Any) -> None:
+    def __init__(self, tmp_path: Path, partitions: int = 6, dsn: str = PG_DSN,
+                 **overrides: Any) -> None:
         suffix = uuid.uuid4().hex[:8]
+        self.dsn = dsn
         self.tmp = tmp_path
         self.schema = f"it_{suffix}"
         self.group = f"it-{suffix}"
@@ -68,7 +70,7 @@ class Harness:
             "kafka": {"bootstrap_servers": KAFKA, "group_id": self.group,
                       "topic_partitions": partitions, "session_timeout_ms": 6000,
                       "heartbeat_interval_ms": 1000},
-            "postgres": {"dsn": PG_DSN, "schema_name": self.schema, "pool_size": 4},
+            "postgres": {"dsn": dsn, "schema_name": self.schema, "pool_size": 4},
             "batch": {"max_rows": 2000, "linger_ms": 50},
             "pipeline": {"lanes": 3, "shutdown_timeout_s": 20},
             "metrics": {"enabled": False},
@@ -104,9 +106,11 @@ class Harness:
         result = self.weir("migrate")
         assert result.returncode == 0, result.stderr
 
-    def produce(self, count: int, *extra: str) -> subprocess.CompletedProcess[str]:
-        result = self.weir("produce", "--count", str(count), "--ack-log", str(self.ack_log),
-                           "--no-progress", *extra)
+    def produce(self, count: int, *extra: str, ack: bool = True,
+                timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        acks = ["--ack-log", str(self.ack_log)] if ack else []
+        result = self.weir("produce", "--count", str(count), *acks, "--no-progress", *extra,
+                           timeout=timeout)
         assert result.returncode == 0, result.stderr
         return result
 
@@ -131,7 +135,7 @@ class Harness:
 
     def sql(self, query: str, *args: Any) -> list[asyncpg.Record]:
         async def go() -> list[asyncpg.Record]:
-            conn = await asyncpg.connect(PG_DSN)
+            conn = await asyncpg.connect(self.dsn)
             try:
                 await conn.execute(f"SET search_path TO {self.schema}")
                 return await conn.fetch(query, *args)

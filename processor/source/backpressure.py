@@ -1,0 +1,108 @@
+"""Backpressure: pause the partitions that feed a full lane, resume them once it drains.
+
+Why pause instead of letting the source wait: a consumer that stops calling ``getmany``
+for longer than ``max_poll_interval_ms`` is thrown out of the group, and every member
+then rebalances, over and over, for as long as PostgreSQL is slow. A paused partition is
+simply not fetched; the fetch loop keeps polling (and returns nothing for it), so the
+group membership holds however long the outage lasts, and memory stays at the lane
+bounds plus what was already in flight when the pause began.
+
+Hysteresis: a lane is *full* at its capacity (rows or bytes) and *drained* at
+``pipeline.resume_ratio`` of it. A partition is paused while any full lane holds its
+events, and resumed when every lane that paused it has drained.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from processor import metrics
+from processor.batch.buffer import LaneBuffer
+from processor.records import TopicPartitionKey
+from processor.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+class Backpressure:
+    """Keeps the consumer's paused set in step with the lanes' fill levels."""
+
+    def __init__(
+        self, consumer: AIOKafkaConsumer, buffers: Sequence[LaneBuffer], settings: Settings
+    ) -> None:
+        self._consumer = consumer
+        self._buffers = buffers
+        self._high_rows = settings.lane_capacity_rows
+        self._high_bytes = settings.lane_capacity_bytes
+        ratio = settings.pipeline.resume_ratio
+        self._low_rows = int(self._high_rows * ratio)
+        self._low_bytes = int(self._high_bytes * ratio)
+        self._full: set[int] = set()
+        self._paused_by: dict[TopicPartitionKey, set[int]] = defaultdict(set)
+
+    @property
+    def paused(self) -> set[TopicPartitionKey]:
+        """Partitions currently paused by backpressure."""
+        return set(self._paused_by)
+
+    def update(self) -> None:
+        """Pause for lanes that just filled; resume for lanes that just drained."""
+        for lane, buffer in enumerate(self._buffers):
+            if lane not in self._full and (
+                buffer.rows >= self._high_rows or buffer.nbytes >= self._high_bytes
+            ):
+                self._full.add(lane)
+                self._pause(lane, buffer)
+            elif lane in self._full and (
+                buffer.rows <= self._low_rows and buffer.nbytes <= self._low_bytes
+            ):
+                self._full.discard(lane)
+                self._resume(lane, buffer)
+
+    def _pause(self, lane: int, buffer: LaneBuffer) -> None:
+        assigned = self._consumer.assignment()
+        new = []
+        for tp in buffer.partitions():
+            if TopicPartition(*tp) not in assigned:
+                continue
+            if not self._paused_by[tp]:
+                new.append(tp)
+            self._paused_by[tp].add(lane)
+        if new:
+            self._consumer.pause(*(TopicPartition(*tp) for tp in new))
+            metrics.PARTITION_PAUSES.inc(len(new))
+            log.info("partitions paused", lane=lane, lane_rows=buffer.rows,
+                     lane_bytes=buffer.nbytes, partitions=_names(new))
+        self._publish()
+
+    def _resume(self, lane: int, buffer: LaneBuffer) -> None:
+        ready = []
+        for tp, lanes in list(self._paused_by.items()):
+            lanes.discard(lane)
+            if not lanes:
+                del self._paused_by[tp]
+                ready.append(tp)
+        assigned = self._consumer.assignment()
+        resumable = [TopicPartition(*tp) for tp in ready if TopicPartition(*tp) in assigned]
+        if resumable:
+            self._consumer.resume(*resumable)
+            log.info("partitions resumed", lane=lane, lane_rows=buffer.rows,
+                     lane_bytes=buffer.nbytes, partitions=_names(ready))
+        self._publish()
+
+    def forget(self, tps: Iterable[TopicPartitionKey]) -> None:
+        """Partitions that moved away: the consumer dropped their pause with them."""
+        for tp in tps:
+            self._paused_by.pop(tp, None)
+        self._publish()
+
+    def _publish(self) -> None:
+        metrics.PAUSED_PARTITIONS.set(len(self._paused_by))
+
+
+def _names(tps: Iterable[TopicPartitionKey]) -> list[str]:
+    return sorted(f"{t}:{p}" for t, p in tps)

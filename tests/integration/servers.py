@@ -1,0 +1,93 @@
+"""Private servers for fault tests: a PostgreSQL cluster a test may freeze, kill or restart
+without disturbing the shared stack that other tests use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _pg_bin() -> Path:
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not versions:
+        raise RuntimeError("PostgreSQL server binaries are missing: run `make up` first")
+    return versions[-1].parent
+
+
+class PrivatePostgres:
+    """A throwaway PostgreSQL cluster on a free port, superuser ``weir``, trust auth."""
+
+    def __init__(self) -> None:
+        # Under /tmp rather than pytest's tmp_path: the postgres account must be able to
+        # reach it when the tests run as root, and pytest's folders are private to root.
+        self.dir = Path(tempfile.mkdtemp(prefix="weir-pg-"))
+        self.port = free_port()
+        self.bin = _pg_bin()
+        self._as_root = os.geteuid() == 0
+        if self._as_root:
+            shutil.chown(self.dir, "postgres")
+        self.dsn = f"postgresql://weir@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str) -> None:
+        cmd = [str(self.bin / args[0]), *args[1:]]
+        if self._as_root:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+
+    def start(self) -> PrivatePostgres:
+        """initdb (first time) and start; returns when it accepts connections."""
+        data = self.dir / "data"
+        if not data.exists():
+            self._run("initdb", "-D", str(data), "-U", "weir", "--auth=trust", "-E", "UTF8")
+        opts = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
+                "-c fsync=off -c max_connections=100")
+        self._run("pg_ctl", "-D", str(data), "-o", opts, "-l", str(self.dir / "log"),
+                  "-w", "-t", "60", "start")
+        return self
+
+    def restart(self) -> None:
+        """``pg_ctl restart -m fast``: every connection is dropped."""
+        self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "fast", "-w", "restart")
+
+    def pids(self) -> list[int]:
+        """The postmaster first, then its children."""
+        first = (self.dir / "data" / "postmaster.pid").read_text().split()[0]
+        master = int(first)
+        children = subprocess.run(["pgrep", "-P", str(master)], capture_output=True,
+                                  text=True, check=False).stdout.split()
+        return [master, *map(int, children)]
+
+    def freeze(self) -> None:
+        """SIGSTOP every process: connections stay open, nothing answers."""
+        for pid in self.pids():  # the postmaster first, so it forks no new backend
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT every process."""
+        for pid in reversed(self.pids()):
+            os.kill(pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        """Stop (thawing first, in case a test froze it) and delete everything."""
+        with contextlib.suppress(OSError, ValueError):  # not running: nothing to thaw
+            self.thaw()
+        with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
+            self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "immediate", "stop")
+        shutil.rmtree(self.dir, ignore_errors=True)
+        time.sleep(0.1)
