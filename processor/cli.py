@@ -7,6 +7,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import asyncpg
 import orjson
 import structlog
 import typer
@@ -159,7 +160,10 @@ def lag(
     """Show lag per topic-partition from Kafka and from the offsets stored in PostgreSQL."""
     settings, _ = _load(config)
     from processor.lag import partition_lags, render
-    lags = _run(partition_lags(settings))
+    try:
+        lags = _run(partition_lags(settings))
+    except asyncpg.UndefinedTableError:
+        _fail("the offsets table does not exist: run `weir migrate` first", code=1)
     if as_json:
         typer.echo(orjson.dumps([x.as_dict() for x in lags], option=orjson.OPT_INDENT_2).decode())
     else:

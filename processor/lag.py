@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from processor.connections import kafka_client
 from processor.settings import Settings
 from processor.sink.offsets import OffsetStore
 from processor.sink.pool import connect
@@ -39,8 +40,8 @@ class PartitionLag:
 async def partition_lags(settings: Settings) -> list[PartitionLag]:
     """End offsets from Kafka, stored offsets from PostgreSQL, committed offsets from the group."""
     topics = [t.name for t in settings.topics]
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    consumer = AIOKafkaConsumer(**kafka_client(settings.kafka))
+    admin = AIOKafkaAdminClient(**kafka_client(settings.kafka))
     await consumer.start()
     await admin.start()
     try:

@@ -62,6 +62,39 @@ class KafkaSettings(_Section):
     max_poll_interval_ms: PositiveInt = 300_000
     commit_interval_s: Annotated[float, Field(gt=0)] = 1.0
     topic_partitions: PositiveInt = 6
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    sasl_password_file: Path | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_check_hostname: bool = True
+
+    @model_validator(mode="after")
+    def _security_complete(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL_"):
+            if not self.sasl_username:
+                raise ValueError(f"kafka.sasl_username is required with {self.security_protocol}")
+            if self.sasl_password is None and self.sasl_password_file is None:
+                raise ValueError(
+                    f"kafka.sasl_password or kafka.sasl_password_file is required with "
+                    f"{self.security_protocol}"
+                )
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "sasl_password_file"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"kafka.{name}: {str(path)!r} is not a readable file")
+        return self
+
+    def resolved_sasl_password(self) -> str | None:
+        """The SASL password from ``sasl_password`` or ``sasl_password_file``; never logged."""
+        if self.sasl_password is not None:
+            return self.sasl_password.get_secret_value()
+        if self.sasl_password_file is not None:
+            return self.sasl_password_file.read_text().strip()
+        return None
 
     @model_validator(mode="after")
     def _heartbeat_below_session(self) -> KafkaSettings:
@@ -85,6 +118,10 @@ class PostgresSettings(_Section):
     pool_size: PositiveInt = 6
     connect_timeout_s: Annotated[float, Field(gt=0)] = 10.0
     statement_timeout_ms: PositiveInt = 60_000
+    sslmode: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
+    sslrootcert: Path | None = None
+    sslcert: Path | None = None
+    sslkey: Path | None = None
 
     _ids = field_validator("schema_name", "offsets_table", "dead_letter_table")(
         check_identifier
@@ -96,6 +133,19 @@ class PostgresSettings(_Section):
         if not value.startswith(("postgresql://", "postgres://")):
             raise ValueError("must start with postgresql:// (a libpq connection URI)")
         return value
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> PostgresSettings:
+        if self.sslmode in ("verify-ca", "verify-full") and self.sslrootcert is None:
+            raise ValueError(
+                f"postgres.sslrootcert is required with sslmode {self.sslmode}: the CA that "
+                "signed the server's certificate"
+            )
+        for name in ("sslrootcert", "sslcert", "sslkey", "password_file"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"postgres.{name}: {str(path)!r} is not a readable file")
+        return self
 
     def resolved_password(self) -> str | None:
         """The password from ``password`` or ``password_file``; never logged."""

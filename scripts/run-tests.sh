@@ -3,7 +3,7 @@
 # pytest exits 5 when it collected no test at all: for this project that is a broken suite
 # (a bad path, an import error hiding tests), never a pass, so it fails loudly here.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 .venv/bin/pytest -ra --durations=10 "$@" tests
 rc=$?
 if [ "$rc" -eq 5 ]; then

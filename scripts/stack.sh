@@ -17,6 +17,12 @@
 #   WEIR_KAFKA_PORT             broker listener, 127.0.0.1       (default: 19092)
 #   WEIR_KAFKA_CONTROLLER_PORT  KRaft controller, 127.0.0.1      (default: 19093)
 #   WEIR_PG_PORT                PostgreSQL, 127.0.0.1            (default: 15432)
+#   WEIR_STACK_TLS_DIR          a folder holding ca.pem, server.pem (certificate chain) and
+#                               server-key.pem: turns on TLS for PostgreSQL (SCRAM over TLS)
+#                               and adds a SASL_SSL listener to Kafka      (default: off)
+#   WEIR_KAFKA_SASL_PORT        that SASL_SSL listener, 127.0.0.1  (default: 19094)
+#   WEIR_KAFKA_SASL_PASSWORD    password of Kafka user `weir` (SCRAM-SHA-512 and PLAIN)
+#                                                                  (default: weir-sasl)
 # The ports are not the usual 9092/5432 so that a developer's own servers keep working.
 #
 # Layout under the stack dir:
@@ -36,6 +42,10 @@ KAFKA_VERSION=${WEIR_KAFKA_VERSION:-4.4.0}
 KAFKA_PORT=${WEIR_KAFKA_PORT:-19092}
 KAFKA_CONTROLLER_PORT=${WEIR_KAFKA_CONTROLLER_PORT:-19093}
 PG_PORT=${WEIR_PG_PORT:-15432}
+TLS_DIR=${WEIR_STACK_TLS_DIR:+$(realpath -m -- "$WEIR_STACK_TLS_DIR")}
+KAFKA_SASL_PORT=${WEIR_KAFKA_SASL_PORT:-19094}
+KAFKA_SASL_USER=weir
+KAFKA_SASL_PASSWORD=${WEIR_KAFKA_SASL_PASSWORD:-weir-sasl}
 
 KAFKA_POM=$REPO_DIR/deploy/kafka/pom.xml
 KAFKA_LOG4J=$REPO_DIR/deploy/kafka/log4j2.yaml
@@ -159,6 +169,54 @@ kafka_render_config() {
         "KAFKA_PORT=$KAFKA_PORT" \
         "CONTROLLER_PORT=$KAFKA_CONTROLLER_PORT" \
         "KAFKA_DATA_DIR=$KAFKA_DATA"
+    if [ -n "$TLS_DIR" ]; then kafka_render_sasl_ssl; fi
+}
+
+tls_check_dir() {
+    local file
+    for file in ca.pem server.pem server-key.pem; do
+        [ -r "$TLS_DIR/$file" ] || die "WEIR_STACK_TLS_DIR: $TLS_DIR/$file is missing"
+    done
+}
+
+# A second listener, SASL_SSL, beside the plaintext one (which the broker itself and
+# this script's tools keep using). Clients authenticate as user `weir` with SCRAM-SHA-512
+# (credentials stored in the cluster metadata, see kafka_ensure_scram_user) or PLAIN
+# (checked against this file's JAAS line). The broker's key and certificate chain go into
+# one PEM file, which Kafka reads as a PEM keystore.
+kafka_render_sasl_ssl() {
+    tls_check_dir
+    local bundle="$KAFKA_DIR/tls/server-bundle.pem"
+    mkdir -p -- "$KAFKA_DIR/tls"
+    # Kafka's PEM keystore reads only unencrypted PKCS#8 keys ("BEGIN PRIVATE KEY").
+    (umask 077 && {
+        openssl pkcs8 -topk8 -nocrypt -in "$TLS_DIR/server-key.pem"
+        cat -- "$TLS_DIR/server.pem"
+    } >"$bundle")
+    log "kafka: adding a SASL_SSL listener on 127.0.0.1:$KAFKA_SASL_PORT (SCRAM-SHA-512, PLAIN)"
+    sed -i \
+        -e "s|^listeners=.*|&,SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT|" \
+        -e "s|^advertised.listeners=.*|&,SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT|" \
+        -e "s|^listener.security.protocol.map=.*|&,SASL_SSL:SASL_SSL|" \
+        "$KAFKA_CONFIG"
+    cat >>"$KAFKA_CONFIG" <<PROPS
+
+# SASL_SSL listener (WEIR_STACK_TLS_DIR is set).
+sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$KAFKA_SASL_USER="$KAFKA_SASL_PASSWORD";
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$bundle
+PROPS
+}
+
+# SCRAM credentials live in the cluster metadata; set (or reset) them through the
+# plaintext listener once the broker serves requests.
+kafka_ensure_scram_user() {
+    log "kafka: setting SCRAM-SHA-512 credentials for user $KAFKA_SASL_USER"
+    kafka_java org.apache.kafka.tools.ConfigCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" \
+        --alter --entity-type users --entity-name "$KAFKA_SASL_USER" \
+        --add-config "SCRAM-SHA-512=[iterations=4096,password=$KAFKA_SASL_PASSWORD]" >/dev/null
 }
 
 # KRaft storage must be formatted once with a cluster id before the first start;
@@ -189,7 +247,7 @@ kafka_pid() {
 
 kafka_start() {
     local port
-    for port in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
+    for port in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" ${TLS_DIR:+"$KAFKA_SASL_PORT"}; do
         ! port_open "$port" || die "kafka: port $port is already in use by another process"
     done
     log "kafka: starting broker on 127.0.0.1:$KAFKA_PORT (log: $KAFKA_LOG)"
@@ -254,6 +312,7 @@ kafka_up() {
     kafka_format_storage
     kafka_start
     kafka_wait_ready
+    if [ -n "$TLS_DIR" ]; then kafka_ensure_scram_user; fi
 }
 
 kafka_down() {
@@ -408,7 +467,27 @@ pg_render_config() {
     log "postgres: writing $data/weir.conf (from deploy/postgres/postgresql.conf.in)"
     render_template "$PG_TEMPLATE" "$data/weir.conf" \
         "PG_PORT=$PG_PORT" "PG_SOCKET_DIR=$socket_dir"
+    if [ -n "$TLS_DIR" ]; then pg_render_tls "$data"; fi
     if is_root; then chown "$PG_SYSTEM_USER:" -- "$data/weir.conf"; fi
+}
+
+# TLS on the same port: PostgreSQL negotiates it per connection, so clients choose
+# with sslmode. The server refuses a key file others can read, hence the copy.
+pg_render_tls() {
+    local data=$1 tls="$PG_DIR/tls"
+    tls_check_dir
+    log "postgres: enabling TLS (certificate from $TLS_DIR)"
+    mkdir -p -- "$tls"
+    install -m 0644 -- "$TLS_DIR/server.pem" "$tls/server.pem"
+    install -m 0600 -- "$TLS_DIR/server-key.pem" "$tls/server-key.pem"
+    if is_root; then chown -R "$PG_SYSTEM_USER:" -- "$tls"; fi
+    cat >>"$data/weir.conf" <<CONF
+
+# TLS (WEIR_STACK_TLS_DIR is set)
+ssl = on
+ssl_cert_file = '${tls//\'/\'\'}/server.pem'
+ssl_key_file = '${tls//\'/\'\'}/server-key.pem'
+CONF
 }
 
 pg_running() {

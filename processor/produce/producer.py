@@ -19,6 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from tqdm import tqdm
 
+from processor.connections import kafka_client
 from processor.produce.sample import SampleEvents
 from processor.settings import Settings
 
@@ -34,7 +35,7 @@ class ProduceReport:
 
 async def ensure_topics(settings: Settings, partitions: int) -> None:
     """Create the configured source topics if they do not exist."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka_client(settings.kafka))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -67,7 +68,7 @@ async def produce(
     topics = {et: topic_for(settings, et) for et in event_types}
     by_topic = dict.fromkeys(topics.values(), 0)
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka.bootstrap_servers, acks="all",
+        **kafka_client(settings.kafka), acks="all",
         enable_idempotence=True, linger_ms=5, max_batch_size=256 * 1024,
     )
     await producer.start()

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 import asyncpg
 import orjson
 
+from processor.connections import postgres_client
 from processor.settings import Settings
 from processor.sink.tables import TableSpec
 
@@ -34,8 +35,7 @@ async def connect(settings: Settings) -> asyncpg.Connection:
     """One connection for commands (migrate, lag)."""
     pg = settings.postgres
     conn: asyncpg.Connection = await asyncpg.connect(
-        pg.dsn, password=pg.resolved_password(), timeout=pg.connect_timeout_s,
-        server_settings={"application_name": "weir"},
+        pg.dsn, **postgres_client(pg), server_settings={"application_name": "weir"},
     )
     await register_codecs(conn)
     return conn
@@ -52,8 +52,7 @@ async def create_pool(settings: Settings, specs: Iterable[TableSpec]) -> asyncpg
             await conn.execute(sql)
 
     pool = await asyncpg.create_pool(
-        pg.dsn, password=pg.resolved_password(), min_size=1, max_size=pg.pool_size,
-        timeout=pg.connect_timeout_s, init=init,
+        pg.dsn, **postgres_client(pg), min_size=1, max_size=pg.pool_size, init=init,
         server_settings={
             "application_name": "weir",
             "statement_timeout": str(pg.statement_timeout_ms),

@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from processor import metrics
+from processor.connections import kafka_client
 from processor.records import TopicPartitionKey
 from processor.retry import retry_transient
 from processor.settings import Settings
@@ -59,7 +60,7 @@ class KafkaSource:
         self._topics = [t.name for t in settings.topics]
         self._committed: dict[TopicPartitionKey, int] = {}
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=k.bootstrap_servers,
+            **kafka_client(k),
             group_id=k.group_id,
             client_id=k.client_id,
             enable_auto_commit=False,

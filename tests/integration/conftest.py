@@ -59,9 +59,15 @@ class Harness:
     """One isolated pipeline: its config, its `weir` processes and its SQL."""
 
     def __init__(self, tmp_path: Path, partitions: int = 6, dsn: str = PG_DSN,
+                 env: dict[str, str] | None = None, sql_dsn: str | None = None,
                  **overrides: Any) -> None:
+        """``overrides`` are merged into the config by section; ``env`` is added to the
+        environment of every `weir` process; ``sql_dsn`` is what the test's own queries use
+        (default: ``dsn``)."""
         suffix = uuid.uuid4().hex[:8]
-        self.dsn = dsn
+        tmp_path.mkdir(parents=True, exist_ok=True)
+        self.dsn = sql_dsn or dsn
+        self.env = dict(env or {})
         self.tmp = tmp_path
         self.schema = f"it_{suffix}"
         self.group = f"it-{suffix}"
@@ -88,8 +94,7 @@ class Harness:
             "topics": [{"name": self.topics["order"], "event_type": "order"},
                        {"name": self.topics["page_view"], "event_type": "page_view"}],
         }
-        for section, values in overrides.items():
-            config.setdefault(section, {}).update(values)
+        _merge(config, overrides)
         self.config = tmp_path / "weir.yaml"
         self.config.write_text(yaml.safe_dump(config))
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -97,9 +102,11 @@ class Harness:
 
     def weir(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """Run one `weir` command to completion."""
+        config = [str(self.config)] if args[0] == "check-config" else ["--config", str(self.config)]
         return subprocess.run(
-            [sys.executable, "-m", "processor", *args, "--config", str(self.config)],
-            capture_output=True, text=True, timeout=timeout, env=base_env(), check=False,
+            [sys.executable, "-m", "processor", *args, *config],
+            capture_output=True, text=True, timeout=timeout, env={**base_env(), **self.env},
+            check=False,
         )
 
     def migrate(self) -> None:
@@ -119,7 +126,7 @@ class Harness:
         with (self.tmp / f"{name}.log").open("ab") as log:  # the child keeps its own copy
             proc = subprocess.Popen(
                 [sys.executable, "-m", "processor", "run", "--config", str(self.config), *extra],
-                stdout=log, stderr=subprocess.STDOUT, env=base_env(),
+                stdout=log, stderr=subprocess.STDOUT, env={**base_env(), **self.env},
             )
         self.procs.append(proc)
         return proc
@@ -173,6 +180,15 @@ class Harness:
             [sys.executable, "-c", _DELETE_TOPICS, KAFKA, *self.topics.values()],
             check=False, timeout=60, capture_output=True,
         )
+
+
+def _merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
+    """Deep-merge ``extra`` into ``into``: nested mappings merge, other values replace."""
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
 
 
 _DELETE_TOPICS = """
