@@ -173,6 +173,10 @@ class PipelineSettings(_Section):
     resume_ratio: Annotated[float, Field(gt=0, lt=1)] = 0.5
     decode_queue_fetches: PositiveInt = 4
     max_message_bytes: PositiveInt = 1 * MiB
+    max_json_depth: PositiveInt = 64
+    max_string_length: PositiveInt = 65_536
+    max_array_length: PositiveInt = 10_000
+    max_object_fields: PositiveInt = 1_000
     rebalance_drain_timeout_s: Annotated[float, Field(gt=0)] = 10.0
     shutdown_timeout_s: Annotated[float, Field(gt=0)] = 30.0
 

@@ -15,6 +15,7 @@ import orjson
 
 from processor.contracts import Contract
 from processor.decode.converters import Converter, converter_for, kafka_time
+from processor.decode.limits import Limits
 from processor.errors import EventRejected
 from processor.settings import Settings
 from processor.transform.loader import Transform, load_chain
@@ -35,6 +36,7 @@ class Decoder:
 
     def __init__(self, settings: Settings, contracts: dict[str, Contract]) -> None:
         self._max_bytes = settings.pipeline.max_message_bytes
+        self._limits = Limits.from_settings(settings.pipeline)
         self._plans = {
             name: _Plan(
                 contract,
@@ -83,6 +85,7 @@ class Decoder:
             raise EventRejected(
                 "not_an_object", "decode", f"expected a JSON object, got {type(event).__name__}"
             )
+        self._limits.check(event)
         event_type = self.event_type_of(topic, event)
         plan = self._plans[event_type]
         try:

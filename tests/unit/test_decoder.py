@@ -92,3 +92,36 @@ def test_transform_that_raises_rejects_only_that_event(decoder: Decoder) -> None
         decode(decoder, orjson.dumps({**view, "url": "http://[::1/"}), topic="weir.page_views")
     assert info.value.reason == "transform_error"
     assert "strip_url_query" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        ({"channel": None, "note": {"a": {"b": {"c": {"d": 1}}}}}, "too_deep"),
+        ({"note": "x" * 101}, "too_long"),
+        ({"note": list(range(101))}, "too_long"),
+        ({f"f{i}": i for i in range(120)}, "too_many_fields"),
+        ({"k" * 101: 1}, "too_long"),
+    ],
+)
+def test_shape_limits_reject_hostile_events(
+    example_config: Path, tmp_path: Path, extra: dict[str, Any], reason: str
+) -> None:
+    text = example_config.read_text().replace("../schemas", str(example_config.parent.parent /
+                                                                 "schemas"))
+    text += ("\n" if not text.endswith("\n") else "")
+    config = tmp_path / "limits.yaml"
+    config.write_text(text.replace(
+        "pipeline:\n  lanes: 4",
+        "pipeline:\n  lanes: 4\n  max_json_depth: 4\n  max_string_length: 100\n"
+        "  max_array_length: 100\n  max_object_fields: 100"))
+    settings = load_settings(config)
+    assert settings.pipeline.max_json_depth == 4
+    strict = Decoder(settings, load_contracts(settings))
+    with pytest.raises(EventRejected) as info:
+        decode(strict, orjson.dumps(order(**extra)))
+    assert info.value.reason == reason
+
+
+def test_events_within_the_limits_pass(decoder: Decoder) -> None:
+    assert decode(decoder, orjson.dumps(order(channel="web")))[0] == "order"
