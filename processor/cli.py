@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -125,7 +126,11 @@ def produce(
         min=0, help="Events per second; 0 = as fast as possible.")] = 0,
     event_type: Annotated[list[str] | None, typer.Option(
         "--event-type", "-t", help="Event types to mix (repeatable); default: all.")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed: same seed, same events.")] = 7,
+    seed: Annotated[int | None, typer.Option(
+        help="Random seed: same seed, same events (default: a new one, printed).")] = None,
+    invalid_ratio: Annotated[float, typer.Option(
+        min=0, max=1, help="Share of deliberately broken records (to see the dead letters).",
+    )] = 0.0,
     ack_log: Annotated[Path | None, typer.Option(
         help="Append every acknowledged record (topic, partition, offset, key, seq) as JSON.",
     )] = None,
@@ -145,9 +150,11 @@ def produce(
     if unknown or not chosen:
         _fail(f"cannot produce {unknown or 'anything'}: sample events exist for {known} "
               f"and the config defines {sorted(settings.event_types)}")
+    seed = seed if seed is not None else secrets.randbelow(2**31)
     report = _run(publish(settings, count, rate or None, chosen, seed, ack_log,
-                          progress and sys.stderr.isatty(), spread_days, seq_base))
-    typer.echo(f"produced {report.count} events in {report.seconds:.1f}s "
+                          progress and sys.stderr.isatty(), spread_days, seq_base,
+                          invalid_ratio))
+    typer.echo(f"produced {report.count} events (seed {seed}) in {report.seconds:.1f}s "
                f"({report.count / max(report.seconds, 1e-9):,.0f}/s): "
                + ", ".join(f"{t}={n}" for t, n in report.by_topic.items()))
 

@@ -18,8 +18,8 @@ $WEIR check-config "$CONFIG"
 step "creating the tables (weir migrate)"
 $WEIR migrate --config "$CONFIG"
 
-step "publishing $COUNT sample events (weir produce)"
-$WEIR produce --config "$CONFIG" --count "$COUNT"
+step "publishing $COUNT sample events, 1% of them deliberately broken (weir produce)"
+$WEIR produce --config "$CONFIG" --count "$COUNT" --invalid-ratio 0.01
 
 step "running weir until it has caught up (weir run --until-caught-up)"
 WEIR_LOGGING__LEVEL=${WEIR_LOGGING__LEVEL:-info} $WEIR run --config "$CONFIG" --until-caught-up
@@ -38,7 +38,10 @@ step "a taste of the orders table"
 step "lag per partition (weir lag)"
 $WEIR lag --config "$CONFIG"
 
-step "dead letters by reason"
-"${PSQL[@]}" -c "SELECT reason, count(*) FROM ${SCHEMA}.weir_dead_letters GROUP BY reason UNION ALL SELECT '(total)', count(*) FROM ${SCHEMA}.weir_dead_letters"
+step "dead letters by reason (the broken 1%: each kept with its original bytes and why)"
+"${PSQL[@]}" -c "SELECT reason, stage, count(*) FROM ${SCHEMA}.weir_dead_letters GROUP BY 1, 2 ORDER BY 3 DESC"
+"${PSQL[@]}" -c "SELECT DISTINCT ON (reason) reason, topic, partition, \"offset\", left(error, 90) AS error FROM ${SCHEMA}.weir_dead_letters ORDER BY reason, failed_at DESC"
+
+step "why page_views has fewer rows: the drop_bots transform filters crawler traffic on purpose"
 
 step "done. The stack is still up: \`make status\`, \`make down\`. Run it again to add more events."

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,11 +61,12 @@ def topic_for(settings: Settings, event_type: str) -> str:
 async def produce(
     settings: Settings, count: int, rate: float | None, event_types: list[str],
     seed: int = 7, ack_log: Path | None = None, show_progress: bool = True,
-    spread_days: float = 0.0, seq_base: int = 0,
+    spread_days: float = 0.0, seq_base: int = 0, invalid_ratio: float = 0.0,
 ) -> ProduceReport:
     """Publish ``count`` events round-robin over ``event_types`` at up to ``rate`` per second."""
     await ensure_topics(settings, settings.kafka.topic_partitions)
     sample = SampleEvents(seed=seed, spread_days=spread_days, seq_base=seq_base)
+    pick = random.Random(seed + 1)  # which records are broken, independent of their content
     topics = {et: topic_for(settings, et) for et in event_types}
     by_topic = dict.fromkeys(topics.values(), 0)
     producer = AIOKafkaProducer(
@@ -79,9 +81,14 @@ async def produce(
         with tqdm(total=count, unit="ev", disable=not show_progress, mininterval=0.5) as bar:
             for i in range(count):
                 event_type = event_types[i % len(event_types)]
-                key, event = sample.make(event_type)
                 topic = topics[event_type]
-                fut = await producer.send(topic, orjson.dumps(event), key=key.encode())
+                if invalid_ratio and pick.random() < invalid_ratio:
+                    key, value, kind = sample.make_invalid(event_type)
+                    event: dict[str, Any] = {"invalid": kind}
+                else:
+                    key, event = sample.make(event_type)
+                    value = orjson.dumps(event)
+                fut = await producer.send(topic, value, key=key.encode())
                 pending.append((fut, key, event))
                 by_topic[topic] += 1
                 if len(pending) >= 1000 or i == count - 1:
@@ -106,7 +113,8 @@ async def _settle(pending: list[tuple[asyncio.Future[Any], str, Any]],
         return
     lines = [
         orjson.dumps({"topic": m.topic, "partition": m.partition, "offset": m.offset,
-                      "key": key, "seq": event["seq"], "event_id": event["event_id"]})
+                      "key": key, "seq": event.get("seq"), "event_id": event.get("event_id"),
+                      **({"invalid": event["invalid"]} if "invalid" in event else {})})
         for m, (_, key, event) in zip(metas, pending, strict=True)
     ]
     log_file.write(b"\n".join(lines) + b"\n")

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
+
 Event = dict[str, Any]
 
 PAGES = ("/", "/search", "/cart", "/checkout", "/account", "/help")
@@ -91,6 +93,25 @@ class SampleEvents:
             duration_ms=rand.randint(50, 120_000),
         )
         return event
+
+    def make_invalid(self, event_type: str) -> tuple[str, bytes, str]:
+        """A broken record of ``event_type``: its key, its bytes and what is wrong with it.
+
+        One of the ways upstream teams really get it wrong, so the dead-letter path can be
+        seen and tested: bytes that are not JSON, JSON that is not an object, a missing
+        required field, a value of the wrong type.
+        """
+        key, event = self.make(event_type)
+        kind = self._rand.choice(("not_json", "not_an_object", "missing_field", "wrong_type"))
+        if kind == "not_json":
+            return key, b"\xff\xfe" + orjson.dumps(event)[2:], kind
+        if kind == "not_an_object":
+            return key, orjson.dumps([event]), kind
+        if kind == "missing_field":
+            del event["occurred_at"]
+        else:
+            event["seq"] = str(event["seq"])
+        return key, orjson.dumps(event), kind
 
     def make(self, event_type: str) -> tuple[str, Event]:
         """One event of ``event_type`` and its key."""
