@@ -41,6 +41,15 @@ def check_identifier(value: str) -> str:
     return value
 
 
+def read_secret(value: SecretStr | None, file: Path | None) -> str | None:
+    """A secret given inline (or by environment) wins over one read from a mounted file."""
+    if value is not None:
+        return value.get_secret_value()
+    if file is not None:
+        return file.read_text().strip()
+    return None
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -90,11 +99,7 @@ class KafkaSettings(_Section):
 
     def resolved_sasl_password(self) -> str | None:
         """The SASL password from ``sasl_password`` or ``sasl_password_file``; never logged."""
-        if self.sasl_password is not None:
-            return self.sasl_password.get_secret_value()
-        if self.sasl_password_file is not None:
-            return self.sasl_password_file.read_text().strip()
-        return None
+        return read_secret(self.sasl_password, self.sasl_password_file)
 
     @model_validator(mode="after")
     def _heartbeat_below_session(self) -> KafkaSettings:
@@ -149,11 +154,7 @@ class PostgresSettings(_Section):
 
     def resolved_password(self) -> str | None:
         """The password from ``password`` or ``password_file``; never logged."""
-        if self.password is not None:
-            return self.password.get_secret_value()
-        if self.password_file is not None:
-            return self.password_file.read_text().strip()
-        return None
+        return read_secret(self.password, self.password_file)
 
 
 class BatchSettings(_Section):
