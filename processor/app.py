@@ -23,6 +23,7 @@ from processor.checkpoint import Checkpointer
 from processor.contracts import Contract
 from processor.decode.decoder import Decoder
 from processor.decode.stage import DecodeStage
+from processor.observe.wiring import Observability
 from processor.records import TopicPartitionKey
 from processor.settings import Settings
 from processor.sink.lane import Lane
@@ -78,26 +79,34 @@ class Pipeline:
         self._checkpointer = Checkpointer(pool, store, self.book, source)
         self._backpressure = Backpressure(source.consumer, self._buffers, s)
         decode = DecodeStage(Decoder(s, self.contracts), self._buffers)
+        observe = Observability(s, source, writer, pool, self.book, self._buffers)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig.name)
         try:
+            if observe.server is not None:
+                await observe.server.start()
             await source.start()
-            return await self._supervise(source, decode, until_caught_up)
+            return await self._supervise(source, decode, until_caught_up, observe)
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
             await source.stop()
+            if observe.server is not None:
+                await observe.server.stop()
             await pool.close()
 
-    async def _supervise(self, source: KafkaSource, decode: DecodeStage, until: bool) -> int:
+    async def _supervise(self, source: KafkaSource, decode: DecodeStage, until: bool,
+                         observe: Observability) -> int:
         started = time.monotonic()
         async with asyncio.TaskGroup() as tasks:
             fetching = tasks.create_task(self._fetch_loop(source, until), name="fetch")
             decoding = tasks.create_task(self._decode_loop(decode), name="decode")
             writing = [tasks.create_task(lane.run(), name=f"lane-{lane.index}")
                        for lane in self._lanes]
-            committing = tasks.create_task(self._checkpoint_loop(), name="checkpoint")
+            # Background tasks run until the pipeline is done, then are cancelled.
+            background = [tasks.create_task(self._checkpoint_loop(), name="checkpoint")]
+            background += [tasks.create_task(coro) for coro in observe.background()]
             await self.stopping.wait()
             await fetching
             try:
@@ -109,11 +118,11 @@ class Pipeline:
                     "shutdown deadline passed; abandoning uncommitted work, "
                           "the next owner replays it from the stored offsets",
                           deadline_s=self.settings.pipeline.shutdown_timeout_s)
-                committing.cancel()
-                for task in (decoding, *writing):
+                for task in (*background, decoding, *writing):
                     task.cancel()
                 return EXIT_ABANDONED
-            committing.cancel()
+            for task in background:
+                task.cancel()
         await self.checkpoint()
         log.info("stopped cleanly", uptime_s=round(time.monotonic() - started, 1),
                  partitions=len(self.book.owned()), consumed=self.consumed)

@@ -14,7 +14,7 @@ import structlog
 import typer
 import uvloop
 
-from processor import __version__, logs, metrics
+from processor import __version__, logs
 from processor.app import Pipeline
 from processor.contracts import Contract, ContractError, load_contracts
 from processor.errors import ConfigError, MigrationRequired
@@ -103,8 +103,6 @@ def run(
             await conn.close()
         if missing:
             raise MigrationRequired(f"tables {missing} do not exist: run `weir migrate` first")
-        if settings.metrics.enabled:
-            metrics.serve(settings.metrics.host, settings.metrics.port)
         return await Pipeline(settings, contracts).run(until_caught_up=until_caught_up)
 
     try:

@@ -20,6 +20,7 @@ class Chunk:
     first: int
     end: int
     pending: int = 0
+    first_timestamp_ms: int | None = None
 
 
 @dataclass(slots=True)

@@ -226,6 +226,7 @@ class MetricsSettings(_Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 9108
+    lag_interval_s: Annotated[float, Field(gt=0)] = 5.0
 
 
 class LoggingSettings(_Section):

@@ -35,7 +35,8 @@ class DecodeStage:
                 fresh = [r for r in records if r.offset >= start]
                 if not fresh:
                     continue
-            chunk = progress.open_chunk(fresh[0].offset, fresh[-1].offset + 1, len(fresh))
+            chunk = progress.open_chunk(fresh[0].offset, fresh[-1].offset + 1, len(fresh),
+                                        fresh[0].timestamp)
             filtered = 0
             for rec in fresh:
                 item = self._item(rec, chunk)

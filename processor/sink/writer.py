@@ -8,6 +8,7 @@ stored watermark at or below what is written, and the next owner resumes from th
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -34,6 +35,7 @@ class BatchWriter:
         self._specs = specs
         self._offsets = offsets
         self._insert = {name: spec.insert_sql() for name, spec in specs.items()}
+        self.last_commit = 0.0  # time.monotonic() of the last committed batch
         self._group = settings.kafka.group_id
         table = qualified(settings.postgres.schema_name, settings.postgres.dead_letter_table)
         self._dead_sql = (
@@ -65,6 +67,7 @@ class BatchWriter:
             if dead:
                 await conn.executemany(self._dead_sql, [self._dead_args(d) for d in dead])
             await self._offsets.save(conn, writer, marks)
+        self.last_commit = time.monotonic()
 
     def _dead_args(self, d: DeadLetter) -> tuple[Any, ...]:
         headers = orjson.dumps([[k, v.decode("utf-8", "replace")] for k, v in d.headers])

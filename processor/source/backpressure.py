@@ -66,7 +66,7 @@ class Backpressure:
     def _pause(self, lane: int, buffer: LaneBuffer) -> None:
         assigned = self._consumer.assignment()
         new = []
-        for tp in buffer.partitions():
+        for tp in sorted(buffer.partitions()):  # a stable order for the pause and its log line
             if TopicPartition(*tp) not in assigned:
                 continue
             if not self._paused_by[tp]:

@@ -59,6 +59,7 @@ class KafkaSource:
         self._drain = drain
         self._topics = [t.name for t in settings.topics]
         self._committed: dict[TopicPartitionKey, int] = {}
+        self.joined = False  # an assignment (maybe empty) arrived: we are in the group
         self.consumer = AIOKafkaConsumer(
             **kafka_client(k),
             group_id=k.group_id,
@@ -89,6 +90,7 @@ class KafkaSource:
             if start is not None:
                 self.consumer.seek(tp, start)
             self._book.assign(_key(tp), start)
+        self.joined = True
         metrics.REBALANCES.inc()
         metrics.ASSIGNED_PARTITIONS.set(len(self._book.owned()))
         log.info("partitions assigned",

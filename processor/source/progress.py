@@ -29,7 +29,13 @@ class PartitionProgress:
         """The committed watermark, as far as this process knows."""
         return self._written_until
 
-    def open_chunk(self, first: int, end: int, count: int) -> Chunk:
+    @property
+    def oldest_pending_ms(self) -> int | None:
+        """Kafka timestamp of the oldest fetched record not yet written (for lag seconds)."""
+        return self._chunks[0].first_timestamp_ms if self._chunks else None
+
+    def open_chunk(self, first: int, end: int, count: int,
+                   first_timestamp_ms: int | None = None) -> Chunk:
         """Track ``count`` records fetched for this partition, offsets ``first`` to ``end - 1``.
 
         ``count`` may be less than ``end - first``: compaction and transaction markers leave
@@ -37,7 +43,7 @@ class PartitionProgress:
         """
         if self._written_until is None:
             self._written_until = first
-        chunk = Chunk(self.tp, first, end, pending=count)
+        chunk = Chunk(self.tp, first, end, pending=count, first_timestamp_ms=first_timestamp_ms)
         self._chunks.append(chunk)
         return chunk
 

@@ -100,13 +100,20 @@ class Harness:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.ack_log = tmp_path / "acks.jsonl"
 
+    def weir_command(self, *args: str) -> list[str]:
+        """The argv of one `weir` command against this harness's config."""
+        config = [str(self.config)] if args[0] == "check-config" else ["--config", str(self.config)]
+        return [sys.executable, "-m", "processor", *args, *config]
+
+    def process_env(self) -> dict[str, str]:
+        """The environment `weir` processes of this harness run with."""
+        return {**base_env(), **self.env}
+
     def weir(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """Run one `weir` command to completion."""
-        config = [str(self.config)] if args[0] == "check-config" else ["--config", str(self.config)]
         return subprocess.run(
-            [sys.executable, "-m", "processor", *args, *config],
-            capture_output=True, text=True, timeout=timeout, env={**base_env(), **self.env},
-            check=False,
+            self.weir_command(*args), capture_output=True, text=True, timeout=timeout,
+            env=self.process_env(), check=False,
         )
 
     def migrate(self) -> None:

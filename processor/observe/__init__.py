@@ -1,0 +1,1 @@
+"""Observability beside the pipeline: the HTTP endpoints and the lag poller."""

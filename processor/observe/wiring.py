@@ -1,0 +1,76 @@
+"""Builds the observability side of one Weir process from the pipeline's parts."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+import asyncpg
+
+from processor.batch.buffer import LaneBuffer
+from processor.connections import postgres_client
+from processor.observe.health import Check, LoopHeartbeat, ReadinessProbe, evaluate
+from processor.observe.poller import LagPoller
+from processor.observe.server import PROBE_TIMEOUT_S, ObserveServer
+from processor.settings import Settings
+from processor.sink.writer import BatchWriter
+from processor.source.consumer import KafkaSource
+from processor.source.progress import ProgressBook
+
+# A lane commit this recent proves PostgreSQL answers without asking it again.
+RECENT_COMMIT_S = 10.0
+# Inside the probe's own budget (PROBE_TIMEOUT_S), so the probe answers, not the guard.
+PROBE_QUERY_S = PROBE_TIMEOUT_S / 2
+
+
+class Observability:
+    """HTTP endpoints, loop heartbeat and lag poller of one process."""
+
+    def __init__(self, settings: Settings, source: KafkaSource, writer: BatchWriter,
+                 pool: asyncpg.Pool, book: ProgressBook, buffers: Sequence[LaneBuffer]) -> None:
+        self._settings = settings
+        self._source = source
+        self._writer = writer
+        self._pool = pool
+        self._book = book
+        self.heartbeat = LoopHeartbeat()
+        self.probes: dict[str, ReadinessProbe] = {"kafka": self._kafka,
+                                                  "postgres": self._postgres}
+        self.poller = LagPoller(source.consumer, book, buffers, pool,
+                                settings.metrics.lag_interval_s, self.ready)
+        m = settings.metrics
+        self.server = ObserveServer(m.host, m.port, self.heartbeat, self.probes) \
+            if m.enabled else None
+
+    def background(self) -> list[Coroutine[Any, Any, None]]:
+        """The coroutines to run as owned tasks for the life of the pipeline."""
+        return [self.heartbeat.run(), self.poller.run()]
+
+    async def ready(self) -> bool:
+        """The same answer ``/readyz`` gives."""
+        ready, _ = await evaluate(self.probes, PROBE_TIMEOUT_S)
+        return ready
+
+    async def _kafka(self) -> Check:
+        owned = self._book.owned()
+        return Check(self._source.joined, {
+            "group_joined": self._source.joined,
+            "partitions": len(owned),
+            **({} if self._source.joined else {"error": "not yet in the consumer group"}),
+        })
+
+    async def _postgres(self) -> Check:
+        since = time.monotonic() - self._writer.last_commit
+        if since < RECENT_COMMIT_S:
+            return Check(True, {"last_commit_s_ago": round(since, 1)})
+        # A connection of its own, closed without a server round trip: a probe cancelled on
+        # a pooled connection would make the pool wait on the (unanswering) server to reset it.
+        pg = self._settings.postgres
+        args = {**postgres_client(pg), "timeout": PROBE_QUERY_S}
+        conn = await asyncpg.connect(pg.dsn, **args)
+        try:
+            await conn.fetchval("SELECT 1", timeout=PROBE_QUERY_S)
+        finally:
+            conn.terminate()
+        return Check(True, {"probe": "SELECT 1"})
