@@ -74,6 +74,12 @@ POOL_IN_USE = Gauge("weir_pg_pool_connections_in_use", "asyncpg pool connections
 READY = Gauge("weir_ready", "1 when /readyz answers ready, else 0 (sampled).")
 
 
+def total(metric: Counter) -> float:
+    """The sum of a counter over all its labels (for the status page)."""
+    return sum(sample.value for family in metric.collect() for sample in family.samples
+               if sample.name.endswith("_total"))
+
+
 def observe_batch(items: Sequence[Item]) -> None:
     """Count one committed batch by event type and dead-letter reason."""
     BATCH_ROWS.observe(len(items))

@@ -4,6 +4,7 @@
 # (a bad path, an import error hiding tests), never a pass, so it fails loudly here.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
+bash scripts/test-deps.sh
 .venv/bin/pytest -ra --durations=10 "$@" tests
 rc=$?
 if [ "$rc" -eq 5 ]; then

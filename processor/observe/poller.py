@@ -38,12 +38,18 @@ class LagPoller:
         self._pool = pool
         self._interval_s = interval_s
         self._labelled: set[TopicPartitionKey] = set()
+        # The last sample, for the status page: (lag records, lag seconds) per partition.
+        self.latest: dict[TopicPartitionKey, tuple[int, float]] = {}
+        self.written_per_s = 0.0
+        self._written: tuple[float, float] | None = None  # (monotonic time, written total)
+        self.ready = False
 
     async def run(self) -> None:
         """Sample until cancelled."""
         while True:
             self.sample_local()
-            metrics.READY.set(1 if await self._readiness() else 0)
+            self.ready = await self._readiness()
+            metrics.READY.set(1 if self.ready else 0)
             try:
                 await self.sample_lag()
             except KafkaError as exc:
@@ -56,6 +62,10 @@ class LagPoller:
             metrics.LANE_ROWS.labels(str(lane)).set(buffer.rows)
             metrics.LANE_BYTES.labels(str(lane)).set(buffer.nbytes)
         metrics.POOL_IN_USE.set(self._pool.get_size() - self._pool.get_idle_size())
+        now, total = time.monotonic(), metrics.total(metrics.EVENTS_WRITTEN)
+        if self._written is not None and now > self._written[0]:
+            self.written_per_s = (total - self._written[1]) / (now - self._written[0])
+        self._written = (now, total)
 
     async def sample_lag(self) -> None:
         """Records and seconds behind, per owned partition."""
@@ -63,6 +73,7 @@ class LagPoller:
         ends = await self._consumer.end_offsets([TopicPartition(*tp) for tp in owned]) \
             if owned else {}
         now_ms = time.time() * 1000
+        latest: dict[TopicPartitionKey, tuple[int, float]] = {}
         for tp, progress in owned.items():
             end = ends.get(TopicPartition(*tp))
             if end is None:
@@ -73,6 +84,8 @@ class LagPoller:
             oldest = progress.oldest_pending_ms
             age = (now_ms - oldest) / 1000 if oldest is not None else 0.0
             metrics.LAG_SECONDS.labels(*map(str, tp)).set(max(0.0, age))
+            latest[tp] = (max(0, behind), max(0.0, age))
+        self.latest = latest
         # Partitions that moved away stop being reported instead of freezing at a value.
         for tp in self._labelled - set(owned):
             metrics.LAG_RECORDS.remove(*map(str, tp))

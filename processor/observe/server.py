@@ -7,7 +7,9 @@ proves the loop the pipeline runs on is turning.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from importlib import resources
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -17,13 +19,16 @@ from processor.observe.health import LoopHeartbeat, ReadinessProbe, evaluate
 
 log = structlog.get_logger(__name__)
 PROBE_TIMEOUT_S = 2.0
+STATUS_HTML = (resources.files("processor.observe") / "status.html").read_text()
 
 
 class ObserveServer:
     """Serves the observability endpoints until stopped."""
 
     def __init__(self, host: str, port: int, heartbeat: LoopHeartbeat,
-                 probes: Mapping[str, ReadinessProbe]) -> None:
+                 probes: Mapping[str, ReadinessProbe],
+                 status: Callable[[], dict[str, Any]]) -> None:
+        self._status = status
         self._host = host
         self._port = port
         self._heartbeat = heartbeat
@@ -33,6 +38,8 @@ class ObserveServer:
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
+        app.router.add_get("/status", self.status_page)
+        app.router.add_get("/status.json", self.status_json)
         self._runner = web.AppRunner(app, access_log=None)
 
     async def start(self) -> None:
@@ -40,7 +47,7 @@ class ObserveServer:
         await self._runner.setup()
         await web.TCPSite(self._runner, self._host, self._port).start()
         log.info("http endpoints up", host=self._host, port=self._port,
-                 paths=["/metrics", "/healthz", "/readyz"])
+                 paths=["/metrics", "/healthz", "/readyz", "/status"])
 
     async def stop(self) -> None:
         """Close the port."""
@@ -58,6 +65,14 @@ class ObserveServer:
             "loop_lag_s": round(self._heartbeat.lag_s, 3),
             "uptime_s": round(time.monotonic() - self._started, 1),
         })
+
+    async def status_page(self, _: web.Request) -> web.Response:
+        """The live status page: plain HTML and a little JavaScript polling /status.json."""
+        return web.Response(text=STATUS_HTML, content_type="text/html")
+
+    async def status_json(self, _: web.Request) -> web.Response:
+        """What the status page shows, from the lag poller's last sample."""
+        return web.json_response(self._status())
 
     async def readyz(self, _: web.Request) -> web.Response:
         """Ready: 200 with every check, or 503 naming the ones that failed."""

@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 
+from processor import metrics
 from processor.batch.buffer import LaneBuffer
 from processor.connections import postgres_client
 from processor.observe.health import Check, LoopHeartbeat, ReadinessProbe, evaluate
@@ -40,8 +41,34 @@ class Observability:
         self.poller = LagPoller(source.consumer, book, buffers, pool,
                                 settings.metrics.lag_interval_s, self.ready)
         m = settings.metrics
-        self.server = ObserveServer(m.host, m.port, self.heartbeat, self.probes) \
-            if m.enabled else None
+        self.server = ObserveServer(m.host, m.port, self.heartbeat, self.probes,
+                                    self.status) if m.enabled else None
+
+    def status(self) -> dict[str, Any]:
+        """The status page's data: lag per partition and the totals."""
+        paused = self._paused()
+        latest = sorted(self.poller.latest.items())
+        parts = [
+            {"topic": t, "partition": p, "lag": lag, "lag_seconds": round(seconds, 3),
+             "paused": (t, p) in paused}
+            for (t, p), (lag, seconds) in latest
+        ]
+        return {
+            "ready": self.poller.ready,
+            "time": time.time(),
+            "partitions": parts,
+            "totals": {
+                "lag": sum(lag for _, (lag, _) in latest),
+                "max_lag_seconds": round(max((s for _, (_, s) in latest), default=0.0), 3),
+                "written_per_s": round(self.poller.written_per_s, 1),
+                "dead_letters": int(metrics.total(metrics.EVENTS_DEAD_LETTERED)),
+                "partitions": len(self._book.owned()),
+                "paused": len(paused),
+            },
+        }
+
+    def _paused(self) -> set[tuple[str, int]]:
+        return {(tp.topic, tp.partition) for tp in self._source.consumer.paused()}
 
     def background(self) -> list[Coroutine[Any, Any, None]]:
         """The coroutines to run as owned tasks for the life of the pipeline."""
