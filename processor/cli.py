@@ -44,7 +44,8 @@ def _load(config: Path) -> tuple[Settings, dict[str, Contract]]:
         _fail(str(exc))
     except (ContractError, TransformLoadError) as exc:
         _fail("invalid configuration:\n" + "\n".join(f"  - {p}" for p in str(exc).splitlines()))
-    logs.configure(settings.logging.level, settings.logging.format)
+    logs.configure(settings.logging.level, settings.logging.format,
+                   settings.logging.repeat_window_s)
     return settings, contracts
 
 
@@ -160,19 +161,36 @@ def produce(
 @app.command()
 def lag(
     config: ConfigOption,
+    group: Annotated[str | None, typer.Option(
+        help="Consumer group to inspect (default: kafka.group_id).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    watch: Annotated[bool, typer.Option(help="Refresh until Ctrl-C.")] = False,
+    interval: Annotated[float, typer.Option(
+        min=0.1, help="Seconds between the two samples that give the rate.")] = 2.0,
 ) -> None:
-    """Show lag per topic-partition from Kafka and from the offsets stored in PostgreSQL."""
+    """Lag per topic-partition from Kafka and PostgreSQL, with write rate and time to catch up."""
     settings, _ = _load(config)
-    from processor.lag import partition_lags, render
+    from processor.lag import render, sample_rates
+
+    async def once() -> list[Any]:
+        return await sample_rates(settings, group, interval)
+
     try:
-        lags = _run(partition_lags(settings))
+        while True:
+            lags = _run(once())
+            if as_json:
+                typer.echo(orjson.dumps([x.as_dict() for x in lags],
+                                        option=orjson.OPT_INDENT_2).decode())
+            else:
+                if watch:
+                    typer.echo("\x1b[2J\x1b[H", nl=False)  # clear the terminal
+                typer.echo(render(lags))
+            if not watch:
+                return
     except asyncpg.UndefinedTableError:
         _fail("the offsets table does not exist: run `weir migrate` first", code=1)
-    if as_json:
-        typer.echo(orjson.dumps([x.as_dict() for x in lags], option=orjson.OPT_INDENT_2).decode())
-    else:
-        typer.echo(render(lags))
+    except KeyboardInterrupt:
+        return
 
 
 @app.command()

@@ -1,9 +1,17 @@
-"""structlog setup: JSON lines on stdout for machines, a console format for people."""
+"""structlog setup: JSON lines on stdout for machines, a console format for people.
+
+Every line carries ``timestamp`` (ISO 8601, UTC), ``level`` and ``event`` (a fixed message),
+plus the context bound where it was logged (``topic``, ``partition``, ``lane``, ``offset``,
+``attempt``, ``error``…). Two processors guard the output: one blanks secrets, one stops
+a repeated warning from printing a million times.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
+import time
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -11,21 +19,56 @@ import orjson
 import structlog
 
 _SECRET_KEYS = ("password", "secret", "token", "sasl")
+# user:password@ inside any URI-like string (a DSN in an error message, say).
+_URI_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
+EventDict = MutableMapping[str, Any]
 
 
-def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """Never print a value whose key names a secret, whoever bound it."""
-    for key in event:
+def redact(_: Any, __: str, event: EventDict) -> EventDict:
+    """Never print a secret: keys that name one are blanked, URI passwords are masked."""
+    for key, value in event.items():
         if any(word in key.lower() for word in _SECRET_KEYS):
             event[key] = "***"
+        elif isinstance(value, str) and "://" in value:
+            event[key] = _URI_PASSWORD.sub(r"\1***@", value)
     return event
+
+
+class RateLimiter:
+    """Print a repeated warning or error once per window, then say how many were held back.
+
+    Repeats are the same level, event and error text. Info and debug lines pass untouched:
+    they are not where storms come from (a dead database makes every lane retry).
+    """
+
+    def __init__(self, window_s: float = 10.0) -> None:
+        self._window_s = window_s
+        self._seen: dict[tuple[str, str, str], tuple[float, int]] = {}
+
+    def __call__(self, _: Any, method: str, event: EventDict) -> EventDict:
+        """structlog processor: drop a repeat inside the window, count it."""
+        if method not in ("warning", "error", "critical", "exception"):
+            return event
+        key = (method, str(event.get("event")), str(event.get("error", ""))[:200])
+        now = time.monotonic()
+        started, held = self._seen.get(key, (0.0, 0))
+        if now - started < self._window_s:
+            self._seen[key] = (started, held + 1)
+            raise structlog.DropEvent
+        if held:
+            event["repeated"] = held  # lines like this one held back in the last window
+        self._seen[key] = (now, 0)
+        if len(self._seen) > 10_000:  # bounded: forget the oldest keys
+            for stale in sorted(self._seen, key=lambda k: self._seen[k][0])[:5_000]:
+                del self._seen[stale]
+        return event
 
 
 def _orjson_dumps(obj: Any, default: Any) -> str:
     return orjson.dumps(obj, default=default).decode()
 
 
-def configure(level: str = "info", fmt: str = "auto") -> None:
+def configure(level: str = "info", fmt: str = "auto", repeat_window_s: float = 10.0) -> None:
     """Configure structlog once, at start; every module logs through ``structlog.get_logger``."""
     console = fmt == "console" or (fmt == "auto" and sys.stdout.isatty())
     renderer: Any = (
@@ -36,8 +79,9 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
+            RateLimiter(repeat_window_s),
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            _redact,
+            redact,
             structlog.processors.format_exc_info,
             renderer,
         ],

@@ -234,6 +234,7 @@ class LoggingSettings(_Section):
 
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
+    repeat_window_s: Annotated[float, Field(ge=0)] = 10.0
 
 
 class Settings(BaseSettings):
