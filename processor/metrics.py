@@ -46,6 +46,9 @@ PAUSED_PARTITIONS = Gauge(
 PARTITION_PAUSES = Counter(
     "weir_partition_pauses_total", "Times a partition was paused by backpressure."
 )
+RETRIES = Counter(
+    "weir_retries_total", "Transient failures retried, by operation.", ["operation"]
+)
 REBALANCES = Counter(
     "weir_rebalances_total", "Partition assignments received.",
 )

@@ -10,6 +10,7 @@ from typing import TypeVar
 
 import structlog
 
+from processor import metrics
 from processor.classify import is_transient
 
 T = TypeVar("T")
@@ -29,9 +30,10 @@ class Backoff:
 
 
 async def retry_transient(
-    operation: Callable[[], Awaitable[T]], what: str, backoff: Backoff | None = None
+    run: Callable[[], Awaitable[T]], what: str, backoff: Backoff | None = None,
+    operation: str = "other",
 ) -> T:
-    """Run ``operation`` until it succeeds or fails permanently.
+    """Run ``run`` until it succeeds or fails permanently; ``operation`` labels the metric.
 
     Transient faults are retried for as long as it takes: while PostgreSQL is away, nothing is
     committed, the lane buffers fill and the source waits. Cancellation (shutdown) ends it.
@@ -40,11 +42,12 @@ async def retry_transient(
     attempt = 0
     while True:
         try:
-            return await operation()
+            return await run()
         except Exception as exc:
             if not is_transient(exc):
                 raise
             wait = policy.delay(attempt)
+            metrics.RETRIES.labels(operation).inc()
             log.warning("retrying", operation=what, attempt=attempt + 1,
                         error=f"{type(exc).__name__}: {exc}", retry_in_s=round(wait, 3))
             attempt += 1

@@ -68,7 +68,8 @@ class Lane:
     async def _commit(self, items: Sequence[Item]) -> None:
         done = Counter(item.chunk for item in items)
         try:
-            await retry_transient(lambda: self._write(items, done), f"lane {self.index} write")
+            await retry_transient(lambda: self._write(items, done), f"lane {self.index} write",
+                                  operation="batch_write")
         except Exception as exc:
             if is_transient(exc):
                 raise

@@ -83,7 +83,8 @@ class KafkaSource:
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         """Seek every new partition to its stored offset before any record of it is fetched."""
         stored = await retry_transient(
-            lambda: self._store.load(self._pool, self._topics), "load stored offsets"
+            lambda: self._store.load(self._pool, self._topics), "load stored offsets",
+            operation="load_offsets",
         )
         for tp in sorted(assigned):
             start = stored.get(_key(tp))

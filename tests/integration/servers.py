@@ -55,15 +55,23 @@ class PrivatePostgres:
         data = self.dir / "data"
         if not data.exists():
             self._run("initdb", "-D", str(data), "-U", "weir", "--auth=trust", "-E", "UTF8")
+        self._run("pg_ctl", "-D", str(data), *self._server_args(), "-w", "-t", "60", "start")
+        return self
+
+    def _server_args(self) -> list[str]:
+        # -l: the server must not inherit (and hold open) the pipes of the test process.
         opts = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
                 "-c fsync=off -c max_connections=100")
-        self._run("pg_ctl", "-D", str(data), "-o", opts, "-l", str(self.dir / "log"),
-                  "-w", "-t", "60", "start")
-        return self
+        return ["-o", opts, "-l", str(self.dir / "log")]
 
     def restart(self) -> None:
         """``pg_ctl restart -m fast``: every connection is dropped."""
-        self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "fast", "-w", "restart")
+        self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "fast", *self._server_args(),
+                  "-w", "-t", "60", "restart")
+
+    def halt(self) -> None:
+        """``pg_ctl stop -m fast``, keeping the data for a later :meth:`start`."""
+        self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "fast", "-w", "stop")
 
     def pids(self) -> list[int]:
         """The postmaster first, then its children."""

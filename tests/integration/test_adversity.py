@@ -1,0 +1,114 @@
+"""Server outages mid-load: PostgreSQL restarted, PostgreSQL down for 30 s, the Kafka broker
+restarted. Weir never exits, and every event lands exactly once (issue 4's fault list).
+
+Each fault hits a private server (see servers.py, and stack.sh with its own stack dir),
+never the shared stack.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import ROOT, Harness, base_env
+from tests.integration.servers import PrivatePostgres, free_port
+from tests.integration.test_exactly_once import check_exactly_once
+
+ROWS = "SELECT (SELECT count(*) FROM orders) + (SELECT count(*) FROM page_views)"
+SLOW = {"batch": {"max_rows": 300, "linger_ms": 20}, "pipeline": {"lanes": 2}}
+
+
+def slow_down(h: Harness, seconds: float) -> None:
+    """Every insert into the targets takes ``seconds``: a run lasts long enough to hit."""
+    h.sql("CREATE FUNCTION slow_down() RETURNS trigger LANGUAGE plpgsql AS "
+          f"$$ BEGIN PERFORM pg_sleep({seconds}); RETURN NULL; END $$")
+    for table in ("orders", "page_views"):
+        h.sql(f"CREATE TRIGGER slow_{table} AFTER INSERT ON {table} FOR EACH STATEMENT "
+              "EXECUTE FUNCTION slow_down()")
+
+
+@pytest.fixture
+def private_pg() -> Iterator[PrivatePostgres]:
+    pg = PrivatePostgres().start()
+    try:
+        yield pg
+    finally:
+        pg.stop()
+
+
+@pytest.mark.parametrize("fault", ["restart", "down_30s"])
+def test_postgres_restart_or_outage_mid_load(
+    tmp_path: Path, private_pg: PrivatePostgres, fault: str
+) -> None:
+    h = Harness(tmp_path, dsn=private_pg.dsn, **SLOW)
+    h.migrate()
+    try:
+        slow_down(h, 0.05)
+        h.produce(20_000)
+        weir = h.start("weir")
+        h.wait_for(f"{ROWS} > 3000", True, timeout=120, alive=[weir])
+        if fault == "restart":
+            private_pg.restart()
+        else:
+            private_pg.halt()
+            time.sleep(30)
+            assert weir.poll() is None, "weir exited while PostgreSQL was down"
+            private_pg.start()
+        h.wait_for(ROWS, 20_000, timeout=240, alive=[weir])
+        weir.send_signal(signal.SIGTERM)
+        assert weir.wait(60) == 0
+        check_exactly_once(h)
+        retried = [line for line in h.log_lines("weir") if line.get("event") == "retrying"]
+        assert retried, "the fault never reached Weir"
+    finally:
+        h.cleanup()
+
+
+@pytest.fixture
+def private_kafka() -> Iterator[tuple[dict[str, str], str]]:
+    root = Path(tempfile.mkdtemp(prefix="weir-kafka-"))
+    env = {**base_env(), "WEIR_STACK_DIR": str(root), "WEIR_KAFKA_PORT": str(free_port()),
+           "WEIR_KAFKA_CONTROLLER_PORT": str(free_port()), "WEIR_PG_PORT": str(free_port())}
+    up = subprocess.run(["bash", str(ROOT / "scripts/stack.sh"), "up"], env=env,
+                        capture_output=True, text=True, timeout=600, check=False)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        yield env, f"127.0.0.1:{env['WEIR_KAFKA_PORT']}"
+    finally:
+        subprocess.run(["bash", str(ROOT / "scripts/stack.sh"), "clean"], env=env,
+                       capture_output=True, timeout=300, check=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.timeout(600)
+def test_kafka_broker_restart_mid_load(
+    tmp_path: Path, private_kafka: tuple[dict[str, str], str]
+) -> None:
+    env, bootstrap = private_kafka
+    h = Harness(tmp_path, kafka={"bootstrap_servers": bootstrap}, **SLOW)
+    h.migrate()
+    try:
+        slow_down(h, 0.05)
+        h.produce(20_000)
+        weir = h.start("weir")
+        h.wait_for(f"{ROWS} > 3000", True, timeout=120, alive=[weir])
+        pid = int((Path(env["WEIR_STACK_DIR"]) / "kafka/kafka.pid").read_text())
+        os.kill(pid, signal.SIGKILL)  # the broker dies; stack.sh starts it again
+        time.sleep(3)
+        again = subprocess.run(["bash", str(ROOT / "scripts/stack.sh"), "up"], env=env,
+                               capture_output=True, text=True, timeout=300, check=False)
+        assert again.returncode == 0, again.stdout + again.stderr
+        h.wait_for(ROWS, 20_000, timeout=300, alive=[weir])
+        weir.send_signal(signal.SIGTERM)
+        assert weir.wait(90) == 0
+        check_exactly_once(h)
+    finally:
+        h.cleanup()
