@@ -193,6 +193,27 @@ def lag(
         return
 
 
+docs_app = typer.Typer(help="Generate documentation from the configuration.",
+                       no_args_is_help=True)
+app.add_typer(docs_app, name="docs")
+
+
+@docs_app.command("events")
+def docs_events(
+    config: ConfigOption,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Write here instead of standard output.")] = None,
+) -> None:
+    """Render the producers' contract page (docs/events.md) from the event schemas."""
+    settings, contracts = _load(config)
+    from processor.contract_docs import render_events
+    text = render_events(settings, contracts)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text)
+
+
 @app.command()
 def version() -> None:
     """Print Weir's version."""

@@ -50,3 +50,15 @@ def test_readme_opens_with_the_two_commands() -> None:
     head = README.read_text()[:1500]
     assert "make demo" in head
     assert "make test" in head
+
+
+def test_events_md_is_generated_from_the_schemas(example_config: Path) -> None:
+    from processor.contract_docs import render_events
+    from processor.contracts import load_contracts
+    from processor.settings import load_settings
+
+    settings = load_settings(example_config)
+    expected = render_events(settings, load_contracts(settings))
+    assert (DOCS / "events.md").read_text() == expected, (
+        "docs/events.md is stale: run `weir docs events -c config/example.yaml -o docs/events.md`"
+    )
