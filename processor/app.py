@@ -16,6 +16,7 @@ import signal
 import time
 from typing import Any
 
+import asyncpg
 import structlog
 
 from processor.batch.buffer import LaneBuffer
@@ -87,17 +88,18 @@ class Pipeline:
             if observe.server is not None:
                 await observe.server.start()
             await source.start()
-            return await self._supervise(source, decode, until_caught_up, observe)
+            return await self._supervise(source, decode, until_caught_up, observe, pool)
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
             await source.stop()
             if observe.server is not None:
                 await observe.server.stop()
-            await pool.close()
+            if not pool.is_closing():
+                await pool.close()
 
     async def _supervise(self, source: KafkaSource, decode: DecodeStage, until: bool,
-                         observe: Observability) -> int:
+                         observe: Observability, pool: asyncpg.Pool) -> int:
         started = time.monotonic()
         async with asyncio.TaskGroup() as tasks:
             fetching = tasks.create_task(self._fetch_loop(source, until), name="fetch")
@@ -108,17 +110,21 @@ class Pipeline:
             background = [tasks.create_task(self._checkpoint_loop(), name="checkpoint")]
             background += [tasks.create_task(coro) for coro in observe.background()]
             await self.stopping.wait()
-            await fetching
+            # The fetch loop is inside the deadline too: its final put can wait behind a
+            # decode stage that waits behind lanes that wait on an unanswering database.
+            stages = (fetching, decoding, *writing)
             try:
-                await asyncio.wait_for(
-                    asyncio.gather(decoding, *writing), self.settings.pipeline.shutdown_timeout_s
-                )
+                await asyncio.wait_for(asyncio.gather(*stages),
+                                       self.settings.pipeline.shutdown_timeout_s)
             except TimeoutError:
                 log.error(  # noqa: TRY400 - a deadline, not an exception, is being reported
                     "shutdown deadline passed; abandoning uncommitted work, "
-                          "the next owner replays it from the stored offsets",
-                          deadline_s=self.settings.pipeline.shutdown_timeout_s)
-                for task in (*background, decoding, *writing):
+                    "the next owner replays it from the stored offsets",
+                    deadline_s=self.settings.pipeline.shutdown_timeout_s)
+                # Abort the connections first: a lane cancelled mid-query, or a graceful pool
+                # close, would wait for a server that may never answer.
+                pool.terminate()
+                for task in (*background, *stages):
                     task.cancel()
                 return EXIT_ABANDONED
             for task in background:

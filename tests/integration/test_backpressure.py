@@ -166,3 +166,27 @@ def test_sigterm_mid_load_drains_and_a_restart_resumes_exactly(harness: Harness)
     assert second.wait(180) == 0
     assert consumed_by(h, "second") == total - stored
     check_exactly_once(h)
+
+
+def test_shutdown_past_the_deadline_abandons_and_the_next_run_replays(
+    tmp_path: Path, private_pg: PrivatePostgres
+) -> None:
+    h = Harness(tmp_path, dsn=private_pg.dsn, pipeline={"shutdown_timeout_s": 3})
+    h.migrate()
+    try:
+        h.produce(10_000)
+        first = h.start("first")
+        h.wait_for(f"{ROWS} > 0", True, timeout=120, alive=[first])
+        private_pg.freeze()
+        h.produce(5_000, "--seed", "12", "--seq-base", "1000000")
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(60) == 3  # abandoned: what was not committed was never claimed
+        assert events(h, "first", "shutdown deadline passed; abandoning uncommitted work, "
+                                  "the next owner replays it from the stored offsets")
+        private_pg.thaw()
+        second = h.start("second", "--until-caught-up")
+        assert second.wait(180) == 0
+        check_exactly_once(h)
+    finally:
+        private_pg.thaw()
+        h.cleanup()
