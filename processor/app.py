@@ -27,6 +27,7 @@ from processor.decode.stage import DecodeStage
 from processor.observe.wiring import Observability
 from processor.records import TopicPartitionKey
 from processor.settings import Settings
+from processor.sink.breaker import CircuitBreaker
 from processor.sink.lane import Lane
 from processor.sink.offsets import OffsetStore
 from processor.sink.pool import create_pool
@@ -75,12 +76,15 @@ class Pipeline:
         pool = await create_pool(s, self.specs.values())
         store = OffsetStore(s)
         writer = BatchWriter(pool, s, self.specs, store)
-        self._lanes = [Lane(i, b, writer, self.book, s) for i, b in enumerate(self._buffers)]
+        self.breaker = CircuitBreaker("postgres", s.postgres.breaker_failures,
+                                      s.postgres.breaker_open_s)
+        self._lanes = [Lane(i, b, writer, self.book, s, self.breaker)
+                       for i, b in enumerate(self._buffers)]
         source = KafkaSource(s, pool, store, self.book, self.drain)
         self._checkpointer = Checkpointer(pool, store, self.book, source)
         self._backpressure = Backpressure(source.consumer, self._buffers, s)
         decode = DecodeStage(Decoder(s, self.contracts), self._buffers)
-        observe = Observability(s, source, writer, pool, self.book, self._buffers)
+        observe = Observability(s, source, writer, pool, self.book, self._buffers, self.breaker)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig.name)

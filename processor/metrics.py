@@ -46,6 +46,9 @@ PAUSED_PARTITIONS = Gauge(
 PARTITION_PAUSES = Counter(
     "weir_partition_pauses_total", "Times a partition was paused by backpressure."
 )
+CIRCUIT_STATE = Gauge(
+    "weir_circuit_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open.", ["circuit"]
+)
 RETRIES = Counter(
     "weir_retries_total", "Transient failures retried, by operation.", ["operation"]
 )

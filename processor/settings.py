@@ -123,6 +123,8 @@ class PostgresSettings(_Section):
     pool_size: PositiveInt = 6
     connect_timeout_s: Annotated[float, Field(gt=0)] = 10.0
     statement_timeout_ms: PositiveInt = 60_000
+    breaker_failures: PositiveInt = 5
+    breaker_open_s: Annotated[float, Field(gt=0)] = 5.0
     sslmode: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
     sslrootcert: Path | None = None
     sslcert: Path | None = None

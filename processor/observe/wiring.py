@@ -15,6 +15,7 @@ from processor.observe.health import Check, LoopHeartbeat, ReadinessProbe, evalu
 from processor.observe.poller import LagPoller
 from processor.observe.server import PROBE_TIMEOUT_S, ObserveServer
 from processor.settings import Settings
+from processor.sink.breaker import CircuitBreaker, State
 from processor.sink.writer import BatchWriter
 from processor.source.consumer import KafkaSource
 from processor.source.progress import ProgressBook
@@ -29,7 +30,9 @@ class Observability:
     """HTTP endpoints, loop heartbeat and lag poller of one process."""
 
     def __init__(self, settings: Settings, source: KafkaSource, writer: BatchWriter,
-                 pool: asyncpg.Pool, book: ProgressBook, buffers: Sequence[LaneBuffer]) -> None:
+                 pool: asyncpg.Pool, book: ProgressBook, buffers: Sequence[LaneBuffer],
+                 breaker: CircuitBreaker) -> None:
+        self._breaker = breaker
         self._settings = settings
         self._source = source
         self._writer = writer
@@ -37,7 +40,8 @@ class Observability:
         self._book = book
         self.heartbeat = LoopHeartbeat()
         self.probes: dict[str, ReadinessProbe] = {"kafka": self._kafka,
-                                                  "postgres": self._postgres}
+                                                  "postgres": self._postgres,
+                                                  "circuit": self._circuit}
         self.poller = LagPoller(source.consumer, book, buffers, pool,
                                 settings.metrics.lag_interval_s, self.ready)
         m = settings.metrics
@@ -86,6 +90,13 @@ class Observability:
             "partitions": len(owned),
             **({} if self._source.joined else {"error": "not yet in the consumer group"}),
         })
+
+    async def _circuit(self) -> Check:
+        state = self._breaker.state
+        detail = {"state": state.name.lower()}
+        if state is State.OPEN:
+            detail["error"] = "PostgreSQL writes keep failing; the breaker is probing"
+        return Check(state is not State.OPEN, detail)
 
     async def _postgres(self) -> Check:
         since = time.monotonic() - self._writer.last_commit

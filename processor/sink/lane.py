@@ -19,6 +19,7 @@ from processor.classify import is_transient
 from processor.records import Chunk, DeadLetter, Item, Row
 from processor.retry import retry_transient
 from processor.settings import Settings
+from processor.sink.breaker import CircuitBreaker
 from processor.sink.writer import BatchWriter
 from processor.source.progress import ProgressBook
 
@@ -41,8 +42,9 @@ class Lane:
 
     def __init__(
         self, index: int, buffer: LaneBuffer, writer: BatchWriter, book: ProgressBook,
-        settings: Settings,
+        settings: Settings, breaker: CircuitBreaker,
     ) -> None:
+        self._breaker = breaker
         self.index = index
         self.buffer = buffer
         self._writer = writer
@@ -80,7 +82,9 @@ class Lane:
 
     async def _write(self, items: Sequence[Item], done: Counter[Chunk]) -> None:
         # Watermarks are computed at each attempt: other lanes may have committed meanwhile.
-        await self._writer.write(self.index, items, self._book.watermarks_if(done))
+        await self._breaker.call(
+            lambda: self._writer.write(self.index, items, self._book.watermarks_if(done))
+        )
 
     async def _isolate(self, items: Sequence[Item], exc: BaseException) -> None:
         if len(items) == 1:
