@@ -25,6 +25,8 @@ import orjson
 import pytest
 import yaml
 
+from tests.integration.servers import PrivatePostgres
+
 ROOT = Path(__file__).resolve().parents[2]
 KAFKA = f"127.0.0.1:{os.environ.get('WEIR_KAFKA_PORT', '19092')}"
 PG_ADDRESS = f"127.0.0.1:{os.environ.get('WEIR_PG_PORT', '15432')}"
@@ -210,6 +212,17 @@ async def main():
         await admin.close()
 asyncio.run(main())
 """
+
+
+@pytest.fixture
+def private_pg() -> Iterator[PrivatePostgres]:
+    """A PostgreSQL of the test's own, for faults (freeze, restart, stop) that would
+    disturb other tests on the shared stack."""
+    pg = PrivatePostgres().start()
+    try:
+        yield pg
+    finally:
+        pg.stop()
 
 
 @pytest.fixture

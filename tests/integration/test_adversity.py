@@ -35,15 +35,6 @@ def slow_down(h: Harness, seconds: float) -> None:
               "EXECUTE FUNCTION slow_down()")
 
 
-@pytest.fixture
-def private_pg() -> Iterator[PrivatePostgres]:
-    pg = PrivatePostgres().start()
-    try:
-        yield pg
-    finally:
-        pg.stop()
-
-
 @pytest.mark.parametrize("fault", ["restart", "down_30s"])
 def test_postgres_restart_or_outage_mid_load(
     tmp_path: Path, private_pg: PrivatePostgres, fault: str

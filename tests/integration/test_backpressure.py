@@ -9,7 +9,6 @@ import signal
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -42,15 +41,6 @@ def background_produce(h: Harness, count: int, rate: int) -> threading.Thread:
     thread = threading.Thread(target=h.produce, args=(count, "--rate", str(rate)), daemon=True)
     thread.start()
     return thread
-
-
-@pytest.fixture
-def private_pg() -> Iterator[PrivatePostgres]:
-    pg = PrivatePostgres().start()
-    try:
-        yield pg
-    finally:
-        pg.stop()
 
 
 @pytest.mark.timeout(900)

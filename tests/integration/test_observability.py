@@ -10,7 +10,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -137,15 +136,6 @@ def dashboard_queries() -> list[str]:
 def alert_rules() -> list[dict[str, Any]]:
     rules = yaml.safe_load((ROOT / "deploy/prometheus/alerts.yml").read_text())
     return [r for group in rules["groups"] for r in group["rules"]]
-
-
-@pytest.fixture
-def private_pg() -> Iterator[PrivatePostgres]:
-    pg = PrivatePostgres().start()
-    try:
-        yield pg
-    finally:
-        pg.stop()
 
 
 @pytest.mark.timeout(600)
