@@ -20,6 +20,17 @@ _TRANSIENT_PG: tuple[type[BaseException], ...] = (
 )
 
 
+def is_row_specific(exc: BaseException) -> bool:
+    """True if PostgreSQL refused the *data* (class 22 data exception, class 23 integrity).
+
+    Only such a failure is worth isolating by bisection: the batch minus the offending rows
+    will commit. Anything else permanent (a missing table or privilege, a syntax error)
+    would fail for every row alike, and must stop the lane rather than dead-letter the
+    whole stream.
+    """
+    return isinstance(exc, asyncpg.DataError | asyncpg.IntegrityConstraintViolationError)
+
+
 def is_transient(exc: BaseException) -> bool:
     """True if retrying the same operation later may succeed."""
     retriable = getattr(type(exc), "retriable", None)

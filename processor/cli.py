@@ -54,6 +54,13 @@ def _fail(message: str, code: int = EXIT_CONFIG) -> typer.Exit:
     raise typer.Exit(code)
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The real errors inside a task group's ExceptionGroup (or the error itself)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _causes(inner)]
+    return [exc]
+
+
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(coro)
 
@@ -112,7 +119,8 @@ def run(
         _fail(str(exc), code=1)
     except (Exception, ExceptionGroup) as exc:
         log.critical("weir stopped on an error; nothing past the last commit is lost",
-                     error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+                     error="; ".join(f"{type(e).__name__}: {e}" for e in _causes(exc)),
+                     exc_info=exc)
         raise typer.Exit(1) from None
     raise typer.Exit(code)
 

@@ -15,7 +15,7 @@ import structlog
 
 from processor import metrics
 from processor.batch.buffer import LaneBuffer
-from processor.classify import is_transient
+from processor.classify import is_row_specific, is_transient
 from processor.records import Chunk, DeadLetter, Item, Row
 from processor.retry import retry_transient
 from processor.settings import Settings
@@ -73,7 +73,10 @@ class Lane:
             await retry_transient(lambda: self._write(items, done), f"lane {self.index} write",
                                   operation="batch_write")
         except Exception as exc:
-            if is_transient(exc):
+            # Transient errors only get here past a retry deadline; errors that are not about
+            # the rows (privileges, a missing table) would fail every row alike. Both stop the
+            # lane, with nothing committed past what is stored.
+            if is_transient(exc) or not is_row_specific(exc):
                 raise
             await self._isolate(items, exc)
             return

@@ -2,7 +2,7 @@ import asyncpg
 import pytest
 from aiokafka.errors import CommitFailedError, KafkaConnectionError
 
-from processor.classify import is_transient
+from processor.classify import is_row_specific, is_transient
 from processor.errors import EventRejected, SinkUnavailable
 
 
@@ -43,3 +43,19 @@ def test_transient(exc: BaseException) -> None:
 )
 def test_permanent(exc: BaseException) -> None:
     assert not is_transient(exc)
+
+
+@pytest.mark.parametrize(
+    ("exc", "row"),
+    [
+        (asyncpg.CheckViolationError("check"), True),
+        (asyncpg.NotNullViolationError("null"), True),
+        (asyncpg.NumericValueOutOfRangeError("range"), True),
+        (asyncpg.StringDataRightTruncationError("too long"), True),
+        (asyncpg.UndefinedTableError("no table"), False),
+        (asyncpg.InsufficientPrivilegeError("denied"), False),
+        (asyncpg.UndefinedColumnError("no column"), False),
+    ],
+)
+def test_only_data_errors_are_isolated_row_by_row(exc: BaseException, row: bool) -> None:
+    assert is_row_specific(exc) is row

@@ -1,0 +1,49 @@
+"""Rows the table refuses are isolated by bisection and dead-lettered; their neighbours land.
+A failure that is not about the rows stops Weir instead of dead-lettering everything."""
+
+from __future__ import annotations
+
+from tests.integration.conftest import Harness
+
+
+def test_check_constraint_rejects_only_the_offending_rows(harness: Harness) -> None:
+    h = harness
+    h.sql("ALTER TABLE orders ADD CONSTRAINT amount_below_500 CHECK (amount < 500)")
+    h.produce(4000)
+    weir = h.start("weir", "--until-caught-up")
+    assert weir.wait(180) == 0
+    acks = h.acks()
+    orders = sum(1 for a in acks if a["topic"] == h.topics["order"])
+    written = h.scalar("SELECT count(*) FROM orders")
+    rejected = h.scalar("SELECT count(*) FROM weir_dead_letters WHERE reason = "
+                        "'rejected_by_table' AND stage = 'sink'")
+    assert rejected > 0
+    assert written > 0
+    assert written + rejected == orders  # every order is in exactly one place
+    assert h.scalar("SELECT max(amount) FROM orders") < 500
+    errors = h.sql("SELECT DISTINCT error FROM weir_dead_letters")
+    assert all("CheckViolationError" in r["error"] and "amount_below_500" in r["error"]
+               for r in errors)
+    # The dead letter keeps the original bytes: its amount is the offending one.
+    assert h.scalar("SELECT bool_and((convert_from(value, 'UTF8')::jsonb->>'amount')::numeric"
+                    " >= 500) FROM weir_dead_letters") is True
+
+
+def test_a_failure_not_about_rows_stops_weir_with_nothing_dead_lettered(
+    harness: Harness,
+) -> None:
+    h = harness
+    h.produce(500)
+    # The target becomes something no row can be inserted into: the same error for every row.
+    h.sql("ALTER TABLE orders RENAME TO orders_gone")
+    h.sql("CREATE VIEW orders AS SELECT DISTINCT * FROM orders_gone")  # not insertable
+    weir = h.start("weir")
+    assert weir.wait(120) == 1
+    assert h.scalar("SELECT count(*) FROM weir_dead_letters") == 0
+    # No order was written, so no offset of the orders topic was stored.
+    assert h.scalar("SELECT coalesce(max(next_offset), 0) FROM weir_offsets "
+                    "WHERE topic = $1", h.topics["order"]) == 0
+    stopped = [line for line in h.log_lines("weir")
+               if line.get("event", "").startswith("weir stopped on an error")]
+    assert stopped
+    assert 'cannot insert into view "orders"' in stopped[0]["error"]  # the cause, by name
