@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import secrets
 import sys
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -199,6 +200,80 @@ def lag(
         _fail("the offsets table does not exist: run `weir migrate` first", code=1)
     except KeyboardInterrupt:
         return
+
+
+dlq_app = typer.Typer(help="Look at the dead letters and replay them.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+
+TopicFilter = Annotated[str | None, typer.Option(help="Only this source topic.")]
+ReasonFilter = Annotated[str | None, typer.Option(
+    help="Only this reason (schema_violation, decode_error, rejected_by_table, ...).")]
+SinceFilter = Annotated[datetime | None, typer.Option(help="Failed at or after (ISO 8601).")]
+UntilFilter = Annotated[datetime | None, typer.Option(help="Failed before (ISO 8601).")]
+
+
+def _with_conn(settings: Settings, action: Callable[[Any], Awaitable[T]]) -> T:
+    from processor.sink.pool import connect
+
+    async def go() -> T:
+        conn = await connect(settings)
+        try:
+            return await action(conn)
+        finally:
+            await conn.close()
+    return _run(go())
+
+
+@dlq_app.command("list")
+def dlq_list(
+    config: ConfigOption, topic: TopicFilter = None, reason: ReasonFilter = None,
+    since: SinceFilter = None, until: UntilFilter = None,
+    replayed: Annotated[bool, typer.Option(help="Include replayed ones.")] = False,
+    limit: Annotated[int, typer.Option(min=1)] = 50,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The newest dead letters, with where they came from and why."""
+    settings, _ = _load(config)
+    from processor.deadletter.ops import Filters, list_dead_letters
+    filters = Filters(topic, reason, since, until, replayed)
+    rows = _with_conn(settings, lambda c: list_dead_letters(c, settings, filters, limit))
+    if as_json:
+        typer.echo(orjson.dumps([dict(r) for r in rows], option=orjson.OPT_INDENT_2).decode())
+        return
+    for r in rows:
+        mark = " (replayed)" if r["replayed_at"] else ""
+        typer.echo(f"{r['id']:>8}  {r['failed_at']:%Y-%m-%d %H:%M:%S}  "
+                   f"{r['topic']}:{r['partition']}@{r['offset']}  {r['reason']}/{r['stage']}"
+                   f"{mark}  {r['error'][:100]}")
+    typer.echo(f"{len(rows)} dead letter(s)")
+
+
+@dlq_app.command("show")
+def dlq_show(config: ConfigOption,
+             dead_id: Annotated[int, typer.Argument(help="The id from `weir dlq list`.")]) -> None:
+    """One dead letter, whole: the original key, value and headers, and the error."""
+    settings, _ = _load(config)
+    from processor.deadletter.ops import show_dead_letter
+    row = _with_conn(settings, lambda c: show_dead_letter(c, settings, dead_id))
+    if row is None:
+        raise _fail(f"no dead letter with id {dead_id}", code=1)
+    for key, value in dict(row).items():
+        shown = value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else value
+        typer.echo(f"{key}: {shown}")
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    config: ConfigOption, topic: TopicFilter = None, reason: ReasonFilter = None,
+    since: SinceFilter = None, until: UntilFilter = None,
+    dry_run: Annotated[bool, typer.Option(help="Only count what would be replayed.")] = False,
+) -> None:
+    """Publish matching dead letters to their source topics again (after a fix)."""
+    settings, _ = _load(config)
+    from processor.deadletter.ops import Filters, replay
+    filters = Filters(topic, reason, since, until)
+    count = _with_conn(settings, lambda c: replay(c, settings, filters, dry_run))
+    typer.echo(f"{'would replay' if dry_run else 'replayed'} {count} dead letter(s)")
 
 
 docs_app = typer.Typer(help="Generate documentation from the configuration.",

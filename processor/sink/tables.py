@@ -129,8 +129,11 @@ def dead_letter_ddl(settings: Settings) -> list[str]:
   reason text NOT NULL,
   error text NOT NULL,
   failed_at timestamptz NOT NULL DEFAULT now(),
+  replayed_at timestamptz,
   CONSTRAINT {quote_ident(name + '_source_key')} UNIQUE (consumer_group, topic, partition, "offset")
 )""",
+        # Tables made before `weir dlq replay` existed get the column on the next migrate.
+        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS replayed_at timestamptz",
         f"CREATE INDEX IF NOT EXISTS {quote_ident(name + '_reason_idx')} "
         f"ON {table} (reason, failed_at)",
     ]

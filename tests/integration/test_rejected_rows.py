@@ -47,3 +47,46 @@ def test_a_failure_not_about_rows_stops_weir_with_nothing_dead_lettered(
                if line.get("event", "").startswith("weir stopped on an error")]
     assert stopped
     assert 'cannot insert into view "orders"' in stopped[0]["error"]  # the cause, by name
+
+
+def test_dlq_list_show_and_replay_after_a_fix(harness: Harness) -> None:
+    h = harness
+    h.sql("ALTER TABLE orders ADD CONSTRAINT amount_below_500 CHECK (amount < 500)")
+    h.produce(3000, "--invalid-ratio", "0.02")
+    first = h.start("first", "--until-caught-up")
+    assert first.wait(180) == 0
+    refused = h.scalar("SELECT count(*) FROM weir_dead_letters WHERE reason = "
+                       "'rejected_by_table'")
+    broken = h.scalar("SELECT count(*) FROM weir_dead_letters WHERE stage <> 'sink'")
+    assert refused > 0
+    assert broken > 0
+    listed = h.weir("dlq", "list", "--reason", "rejected_by_table", "--limit", "1000")
+    assert listed.returncode == 0, listed.stderr
+    assert f"{refused} dead letter(s)" in listed.stdout
+    one = h.scalar("SELECT min(id) FROM weir_dead_letters WHERE reason = 'rejected_by_table'")
+    shown = h.weir("dlq", "show", str(one))
+    assert "amount_below_500" in shown.stdout
+    assert '"amount"' in shown.stdout  # the original value, readable
+    # The fix: the table accepts large orders now. Replay what it had refused.
+    h.sql("ALTER TABLE orders DROP CONSTRAINT amount_below_500")
+    replayed = h.weir("dlq", "replay", "--reason", "rejected_by_table")
+    assert f"replayed {refused} dead letter(s)" in replayed.stdout
+    again = h.weir("dlq", "replay", "--reason", "rejected_by_table")
+    assert "replayed 0 dead letter(s)" in again.stdout  # each one is replayed once
+    # Broken bytes fail again after a replay: they come back as new dead letters.
+    undecodable = h.scalar("SELECT count(*) FROM weir_dead_letters WHERE reason = "
+                           "'decode_error'")
+    assert f"replayed {undecodable} dead letter(s)" in h.weir(
+        "dlq", "replay", "--reason", "decode_error").stdout
+    second = h.start("second", "--until-caught-up")
+    assert second.wait(180) == 0
+    orders = sum(1 for a in h.acks() if a["topic"] == h.topics["order"] and "invalid" not in a)
+    assert h.scalar("SELECT count(*) FROM orders") == orders  # every valid order, once
+    assert h.scalar("SELECT count(DISTINCT event_id) FROM orders") == orders
+    assert h.scalar("SELECT count(*) FROM weir_dead_letters WHERE reason = "
+                    "'rejected_by_table' AND replayed_at IS NULL") == 0
+    if undecodable:
+        back = h.sql("SELECT count(*) FILTER (WHERE replayed_at IS NULL) AS new, "
+                     "count(*) FILTER (WHERE replayed_at IS NOT NULL) AS old "
+                     "FROM weir_dead_letters WHERE reason = 'decode_error'")[0]
+        assert (back["new"], back["old"]) == (undecodable, undecodable)

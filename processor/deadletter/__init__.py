@@ -1,0 +1,1 @@
+"""Operating the dead letters: list, show, replay."""
