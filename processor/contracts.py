@@ -122,6 +122,11 @@ def load_contract(name: str, path: Path, settings: Settings) -> Contract:
             raise ContractError(f"event_types.{name}.{label}: {field!r} is not a schema property")
         if field is not None and label != "key_field" and field not in required:
             raise ContractError(f"event_types.{name}.{label}: {field!r} must be required")
+    for field in et.upsert_key:
+        if field not in names or field not in required:
+            raise ContractError(
+                f"event_types.{name}.upsert_key: {field!r} must be a required schema property"
+            )
     time_col = next((c for c in columns if c.name == et.time_field), None)
     if time_col is not None and time_col.pg_type != "timestamptz":
         raise ContractError(

@@ -193,6 +193,17 @@ class EventTypeSettings(_Section):
     time_field: str | None = None
     key_field: str | None = None
     transforms: list[str] = Field(default_factory=list)
+    write_mode: Literal["insert", "upsert"] = "insert"
+    upsert_key: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _upsert_needs_a_key(self) -> EventTypeSettings:
+        if self.write_mode == "upsert" and not self.upsert_key:
+            raise ValueError("upsert_key is required with write_mode upsert: the business "
+                             "key whose latest event the row holds")
+        if self.write_mode == "insert" and self.upsert_key:
+            raise ValueError("upsert_key is only used with write_mode upsert")
+        return self
 
     _table = field_validator("table")(check_identifier)
 

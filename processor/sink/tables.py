@@ -33,6 +33,7 @@ class TableSpec:
     name: str
     columns: tuple[str, ...]
     key: tuple[str, ...]
+    upsert: bool = False
 
     @property
     def qualified(self) -> str:
@@ -52,13 +53,29 @@ class TableSpec:
         )
 
     def insert_sql(self) -> str:
-        """Move the staged rows into the target; replays of written events change nothing."""
+        """Move the staged rows into the target; replays of written events change nothing.
+
+        Upsert tables keep the latest event per business key, by Kafka offset. Keyed by the
+        business key, all its events are in one partition, so the offset orders them. A batch
+        may hold several events of one key: ``DISTINCT ON`` keeps the last (PostgreSQL
+        refuses to update one row twice in one statement), and the ``WHERE`` lets no replay
+        of an older event overwrite a newer one.
+        """
         cols = ", ".join(quote_ident(c) for c in self.columns)
         key = ", ".join(quote_ident(c) for c in self.key)
+        stage = f"pg_temp.{quote_ident(self.stage)}"
+        if not self.upsert:
+            return (f"INSERT INTO {self.qualified} ({cols}) SELECT {cols} FROM {stage} "
+                    f"ON CONFLICT ({key}) DO NOTHING")
+        updates = ", ".join(f"{quote_ident(c)} = EXCLUDED.{quote_ident(c)}"
+                            for c in (*self.columns, "ingested_at") if c not in self.key)
         return (
-            f"INSERT INTO {self.qualified} ({cols}) "
-            f"SELECT {cols} FROM pg_temp.{quote_ident(self.stage)} "
-            f"ON CONFLICT ({key}) DO NOTHING"
+            f"INSERT INTO {self.qualified} AS t ({cols}) "
+            f"SELECT DISTINCT ON ({key}) {cols} FROM {stage} "
+            f"ORDER BY {key}, kafka_offset DESC "
+            f"ON CONFLICT ({key}) DO UPDATE SET {updates} "
+            "WHERE t.kafka_partition <> EXCLUDED.kafka_partition "
+            "OR t.kafka_offset < EXCLUDED.kafka_offset"
         )
 
 
@@ -66,6 +83,9 @@ def table_spec(contract: Contract, settings: Settings) -> TableSpec:
     """The write-side description of one event type's table."""
     et = settings.event_types[contract.event_type]
     columns = tuple(c.name for c in contract.columns) + tuple(n for n, _ in META_COLUMNS)
+    if et.write_mode == "upsert":
+        return TableSpec(contract.event_type, settings.postgres.schema_name, et.table, columns,
+                         tuple(et.upsert_key), upsert=True)
     key = (contract.id_field,) if contract.id_field else COORDINATES
     return TableSpec(contract.event_type, settings.postgres.schema_name, et.table, columns, key)
 
