@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 CONFIG ?= config/example.yaml
 
 .DEFAULT_GOAL := help
-.PHONY: help venv up down status demo test unit lint clean
+.PHONY: help venv up down status demo test unit lint bench clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 10
@@ -44,6 +44,16 @@ unit: venv  ## Only the unit tests (no servers needed)
 lint: venv  ## ruff and mypy --strict
 	$(BIN)/ruff check .
 	$(BIN)/mypy --strict processor
+
+EVENTS ?= 1000000
+bench: venv up benchmarks/.venv/.installed  ## Weir vs the machine's limits and Quix Streams (EVENTS=200000 for a quick run)
+	$(BIN)/python -m benchmarks.run --events $(EVENTS) $(BENCH_ARGS)
+
+# The peer lives in its own virtualenv: Quix Streams is never a dependency of Weir.
+benchmarks/.venv/.installed:
+	$(PYTHON) -m venv benchmarks/.venv
+	benchmarks/.venv/bin/pip install -q 'quixstreams[postgresql]==3.28.1'
+	@touch $@
 
 clean:  ## Stop the stack and delete its data (keeps downloaded jars)
 	bash scripts/stack.sh clean

@@ -1,0 +1,1 @@
+"""Benchmarks: Weir against this machine's limits and its peers (``make bench``)."""

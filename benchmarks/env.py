@@ -1,0 +1,141 @@
+"""The benchmark's surroundings: names, config files, machine facts, load and clean-up."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOTSTRAP = "127.0.0.1:19092"
+DSN = "postgresql://weir:weir@127.0.0.1:15432/weir"
+WORK = ROOT / "benchmarks" / "results" / "tmp"
+
+
+@dataclass(frozen=True)
+class Names:
+    """Isolated topics, group and schema for one phase of one run."""
+
+    suffix: str
+
+    @classmethod
+    def fresh(cls, tag: str) -> Names:
+        """New names: nothing another run or test uses."""
+        return cls(f"{tag}{uuid.uuid4().hex[:8]}")
+
+    @property
+    def group(self) -> str:
+        return f"bench-{self.suffix}"
+
+    @property
+    def schema(self) -> str:
+        return f"bench_{self.suffix}"
+
+    @property
+    def topics(self) -> dict[str, str]:
+        """Event type → topic."""
+        return {"order": f"bench.{self.suffix}.orders",
+                "page_view": f"bench.{self.suffix}.page_views"}
+
+
+def write_config(names: Names, partitions: int, overrides: dict[str, Any] | None = None) -> Path:
+    """A copy of the example pipeline's config pointed at ``names``."""
+    config = yaml.safe_load((ROOT / "config" / "example.yaml").read_text())
+    config["kafka"] |= {"group_id": names.group, "topic_partitions": partitions}
+    config["postgres"] |= {"dsn": DSN, "schema_name": names.schema}
+    config["metrics"] = {"enabled": False}
+    config["logging"] = {"format": "json", "level": "warning"}
+    for et in config["event_types"].values():
+        et["schema_file"] = str(ROOT / "schemas" / Path(et["schema_file"]).name)
+    config["topics"] = [{"name": t, "event_type": et} for et, t in names.topics.items()]
+    for section, values in (overrides or {}).items():
+        config.setdefault(section, {}).update(values)
+    WORK.mkdir(parents=True, exist_ok=True)
+    path = WORK / f"{names.suffix}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def weir_env() -> dict[str, str]:
+    """This process's environment without WEIR_* overrides from the caller's shell."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("WEIR_")}
+
+
+def weir(*args: str) -> list[str]:
+    """The command line of one ``weir`` command, run by this interpreter."""
+    return [sys.executable, "-m", "processor", *args]
+
+
+def loadavg() -> list[float]:
+    """The 1, 5 and 15 minute load averages."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def git_sha() -> str:
+    """The short commit of the work tree, with ``-dirty`` when it has changes."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+                              check=False).stdout.strip()
+    sha = git("rev-parse", "--short", "HEAD") or "unknown"
+    return sha + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    import aiokafka
+    import asyncpg
+    import orjson
+    import psutil
+
+    mem = psutil.virtual_memory().total
+    kafka = sorted((ROOT / ".stack" / "kafka" / "libs").glob("kafka-clients-*.jar"))
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "memory_gb": round(mem / 2**30, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "kafka": kafka[0].stem.removeprefix("kafka-clients-") if kafka else "unknown",
+        "aiokafka": aiokafka.__version__,
+        "asyncpg": asyncpg.__version__,
+        "orjson": orjson.__version__,
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+async def drop(names: list[Names]) -> None:
+    """Delete the topics and schemas of ``names`` (the run's own, never anyone else's)."""
+    import asyncpg
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    conn = await asyncpg.connect(DSN)
+    try:
+        for n in names:
+            await conn.execute(f"DROP SCHEMA IF EXISTS {n.schema} CASCADE")
+    finally:
+        await conn.close()
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        topics = [t for n in names for t in n.topics.values() if t in existing]
+        if topics:
+            await admin.delete_topics(topics)
+    finally:
+        await admin.close()

@@ -1,0 +1,66 @@
+"""The peer: Quix Streams with its PostgreSQL sink, doing Weir's example pipeline.
+
+Runs in its own virtualenv (``benchmarks/.venv``, made by ``make bench``), never Weir's: Quix
+Streams is only a benchmark peer. Same topics, same transforms (imported from Weir's
+examples, which need only the standard library), one table per event type keyed by
+``event_id`` with ``ON CONFLICT DO NOTHING`` as Weir's are. The sink's defaults are kept
+(checkpoint every 5 s, ``execute_values`` inserts) because they are what users get.
+
+    benchmarks/.venv/bin/python benchmarks/peer_quix.py --group g --schema s \
+        --topic order=t1 --topic page_view=t2
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from quixstreams import Application
+from quixstreams.sinks.community.postgresql import PostgreSQLSink
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from processor.transform import examples
+
+TABLES = {"order": "orders", "page_view": "page_views"}
+TRANSFORMS = {"order": [examples.normalize_currency],
+              "page_view": [examples.drop_bots, examples.strip_url_query]}
+
+
+def shape(event: dict[str, Any]) -> dict[str, Any]:
+    """Typed time like Weir's column; nulls filled because the sink cannot type a None.
+
+    (Its column typing maps ``type(value)`` and raises on ``NoneType``.)
+    """
+    event["occurred_at"] = datetime.fromisoformat(event["occurred_at"])
+    return {k: ("" if v is None else v) for k, v in event.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--group", required=True)
+    parser.add_argument("--schema", required=True)
+    parser.add_argument("--topic", action="append", required=True, help="event_type=topic")
+    parser.add_argument("--idle-s", type=float, default=5.0, help="stop after this long idle")
+    args = parser.parse_args()
+    app = Application(broker_address="127.0.0.1:19092", consumer_group=args.group,
+                      auto_offset_reset="earliest", loglevel="WARNING")
+    for pair in args.topic:
+        event_type, name = pair.split("=", 1)
+        sdf = app.dataframe(app.topic(name, value_deserializer="json",
+                                      key_deserializer="str"))
+        for transform in TRANSFORMS[event_type]:
+            sdf = sdf.apply(transform).filter(lambda e: e is not None)
+        sdf = sdf.apply(shape)
+        sdf.sink(PostgreSQLSink(
+            host="127.0.0.1", port=15432, dbname="weir", user="weir", password="weir",  # noqa: S106 - the local stack's
+            table_name=TABLES[event_type], schema_name=args.schema,
+            primary_key_columns="event_id", on_conflict_do_nothing=True,
+        ))
+    app.run(timeout=args.idle_s)
+
+
+if __name__ == "__main__":
+    main()

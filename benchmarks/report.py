@@ -1,0 +1,170 @@
+"""The results of one run: the JSON file, the ratios and targets, a Markdown table, a chart."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+TARGETS = {
+    "weir_vs_ceiling": 0.7,  # Weir ≥ 0.7 x min(consume ceiling, write ceiling)
+    "weir_vs_peer": 3.0,     # Weir ≥ 3 x Quix Streams
+    "p99_half_load_ms": 250.0,
+    "p99_slow_margin_ms": 100.0,  # at 100 events/s: p99 ≤ linger + 100 ms
+    "peak_rss_mb": 200.0,
+}
+
+
+def ratios(figures: dict[str, Any]) -> dict[str, float | None]:
+    """Weir / min(ceilings) and Weir / peer, from the events/s figures (None when missing)."""
+    weir = figures.get("weir_events_per_s")
+    ceilings = [v for v in (figures.get("consume_ceiling_events_per_s"),
+                            figures.get("write_ceiling_events_per_s")) if v]
+    peer = figures.get("peer_events_per_s")
+    return {
+        "weir_vs_ceiling": round(weir / min(ceilings), 3) if weir and ceilings else None,
+        "weir_vs_peer": round(weir / peer, 2) if weir and peer else None,
+    }
+
+
+def targets(figures: dict[str, Any], linger_ms: float) -> dict[str, bool | None]:
+    """Which targets this run met (None: not measured)."""
+    r = ratios(figures)
+    half = (figures.get("latency_half_load") or {}).get("p99")
+    slow = (figures.get("latency_100_per_s") or {}).get("p99")
+    rss = figures.get("weir_peak_rss_mb")
+
+    def at_least(v: float | None, bound: float) -> bool | None:
+        return None if v is None else v >= bound
+
+    def at_most(v: float | None, bound: float) -> bool | None:
+        return None if v is None else v <= bound
+
+    return {
+        "weir_vs_ceiling": at_least(r["weir_vs_ceiling"], TARGETS["weir_vs_ceiling"]),
+        "weir_vs_peer": at_least(r["weir_vs_peer"], TARGETS["weir_vs_peer"]),
+        "p99_half_load": at_most(half, TARGETS["p99_half_load_ms"]),
+        "p99_100_per_s": at_most(slow, linger_ms + TARGETS["p99_slow_margin_ms"]),
+        "peak_rss": at_most(rss, TARGETS["peak_rss_mb"]),
+    }
+
+
+def result_name(date: str, sha: str) -> str:
+    """``<date>-<git sha>``: the stem of a run's files."""
+    return f"{date}-{sha}"
+
+
+def write_results(folder: Path, stem: str, results: dict[str, Any]) -> Path:
+    """Write ``<stem>.json``; return its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{stem}.json"
+    path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def read_results(path: Path) -> dict[str, Any]:
+    """A results file, as written by :func:`write_results`."""
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def _rate(v: float | None) -> str:
+    return "—" if v is None else f"{v:,.0f}"
+
+
+def _ms(lat: dict[str, Any] | None, key: str) -> str:
+    v = (lat or {}).get(key)
+    return "—" if v is None else f"{v:,.0f}"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The table README and the results folder show."""
+    f = results["figures"]
+    r = results["ratios"]
+    t = results["targets"]
+    load = results.get("load_average", {})
+
+    def mark(key: str) -> str:
+        return {True: "met", False: "missed", None: "not measured"}[t.get(key)]
+
+    half = f.get("latency_half_load") or {}
+    slow = f.get("latency_100_per_s") or {}
+    lines = [
+        f"Run `{results['name']}`: {results['events']:,} events, "
+        f"{results['settings']['partitions']} partitions, {results['machine']['cpus']} CPUs; "
+        f"1-minute load before/after the Weir run: "
+        f"{load.get('weir', {}).get('before', ['?'])[0]} / "
+        f"{load.get('weir', {}).get('after', ['?'])[0]}.",
+        "",
+        "| measure | events/s | ratio | target |",
+        "|---|---:|---:|---|",
+        f"| consume ceiling (bare aiokafka, discard) | "
+        f"{_rate(f.get('consume_ceiling_events_per_s'))} | | |",
+        f"| write ceiling (asyncpg COPY + upsert, rows pre-built) | "
+        f"{_rate(f.get('write_ceiling_events_per_s'))} | | |",
+        f"| **Weir** (`weir run --until-caught-up`) | "
+        f"**{_rate(f.get('weir_events_per_s'))}** | "
+        f"{_ratio(r.get('weir_vs_ceiling'))} of min ceiling | ≥ 0.7: {mark('weir_vs_ceiling')} |",
+        f"| Quix Streams {f.get('peer_version') or ''} PostgreSQL sink | "
+        f"{_rate(f.get('peer_events_per_s'))} | Weir is {_ratio(r.get('weir_vs_peer'))} x | "
+        f"≥ 3x: {mark('weir_vs_peer')} |",
+        "",
+        "| latency, Kafka timestamp → PostgreSQL commit | offered ev/s | p50 ms | p95 ms "
+        "| p99 ms | target |",
+        "|---|---:|---:|---:|---:|---|",
+        f"| 50 % of Weir's max | {_rate(half.get('offered_per_s'))} | {_ms(half, 'p50')} | "
+        f"{_ms(half, 'p95')} | {_ms(half, 'p99')} | p99 ≤ 250: {mark('p99_half_load')} |",
+        f"| 100 events/s | {_rate(slow.get('offered_per_s'))} | {_ms(slow, 'p50')} | "
+        f"{_ms(slow, 'p95')} | {_ms(slow, 'p99')} | p99 ≤ linger + 100: "
+        f"{mark('p99_100_per_s')} |",
+        "",
+        f"Cost of the Weir run: {_num(f.get('weir_cpu_s_per_million'))} CPU seconds per "
+        f"million events (user + sys), peak RSS {_num(f.get('weir_peak_rss_mb'))} MB "
+        f"(≤ 200: {mark('peak_rss')}).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _ratio(v: float | None) -> str:
+    return "—" if v is None else f"{v:.2f}"
+
+
+def _num(v: float | None) -> str:
+    return "—" if v is None else f"{v:,.1f}"
+
+
+def chart(results: dict[str, Any], path: Path) -> None:
+    """Throughput bars and latency percentiles, side by side, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    f = results["figures"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    bars = {"consume\nceiling": f.get("consume_ceiling_events_per_s"),
+            "write\nceiling": f.get("write_ceiling_events_per_s"),
+            "Weir": f.get("weir_events_per_s"),
+            "Quix Streams\nPostgreSQL sink": f.get("peer_events_per_s")}
+    names = list(bars)
+    values = [bars[n] or 0 for n in names]
+    drawn = left.bar(names, values, color=["#9aa", "#9aa", "#2a6", "#c74"])
+    left.bar_label(drawn, labels=[_rate(bars[n]) for n in names], fontsize=8)
+    left.set_ylabel("events / s")
+    left.set_title(f"Throughput, {results['events']:,} events")
+    series = {"50 % of max": f.get("latency_half_load") or {},
+              "100 ev/s": f.get("latency_100_per_s") or {}}
+    xs = ["p50", "p95", "p99"]
+    width = 0.38
+    for i, (label, lat) in enumerate(series.items()):
+        ys = [lat.get(x) or 0 for x in xs]
+        pos = [j + (i - 0.5) * width for j in range(len(xs))]
+        right.bar_label(right.bar(pos, ys, width, label=label), fmt="%.0f", fontsize=8)
+    right.set_xticks(range(len(xs)), xs)
+    right.set_ylabel("ms, Kafka timestamp → commit")
+    right.set_title("End-to-end latency")
+    right.legend()
+    fig.suptitle(f"Weir benchmark {results['name']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,281 @@
+"""``make bench``: Weir against the machine's limits and Quix Streams, same data, one run.
+
+Phases, each on the same produced topics unless said otherwise: produce the data set with
+``weir produce``; the consume ceiling (bare aiokafka, discard); the write ceiling (asyncpg
+COPY + upsert of Weir's own rows, pre-built); Weir (``weir run --until-caught-up`` into empty
+tables); the peer (Quix Streams' PostgreSQL sink, in its own virtualenv); latency (a live
+``weir run`` on fresh topics, fed at 50 % of Weir's measured rate, then at 100 events/s).
+Every phase uses its own topics, group and schema, all deleted at the end. Results go to
+``benchmarks/results/<date>-<sha>.{json,md,png}``. See docs/performance.md.
+
+    .venv/bin/python -m benchmarks.run --events 200000     # a quick run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import asyncpg
+import uvloop
+
+from benchmarks import ceilings, report, weir_phase
+from benchmarks.env import (
+    DSN,
+    ROOT,
+    Names,
+    drop,
+    git_sha,
+    loadavg,
+    machine,
+    weir,
+    weir_env,
+    write_config,
+)
+from processor.settings import Settings, load_settings
+
+TABLES = ["orders", "page_views"]
+QUIX_PYTHON = ROOT / "benchmarks" / ".venv" / "bin" / "python"
+
+
+def parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--events", type=int, default=1_000_000)
+    p.add_argument("--partitions", type=int, default=12)
+    p.add_argument("--write-sample", type=int, default=200_000,
+                   help="events whose rows the write ceiling holds in memory and writes")
+    p.add_argument("--latency-seconds", type=float, default=30.0)
+    p.add_argument("--slow-seconds", type=float, default=20.0)
+    p.add_argument("--no-peer", action="store_true", help="skip Quix Streams")
+    p.add_argument("--no-latency", action="store_true")
+    p.add_argument("--profile", action="store_true",
+                   help="run Weir under py-spy (its CPU and RSS figures then include py-spy)")
+    p.add_argument("--max-load", type=float, default=None,
+                   help="wait (up to 10 min) until the 1-minute load is below this first")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    return p.parse_args()
+
+
+class Run:
+    """One benchmark run: the phases, their figures and the load around each."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.figures: dict[str, Any] = {}
+        self.load: dict[str, dict[str, list[float]]] = {}
+        self.names: list[Names] = []
+        self.notes: list[str] = []
+
+    def phase(self, name: str) -> _Phase:
+        return _Phase(self, name)
+
+    def config(self, tag: str, **overrides: Any) -> tuple[Names, Path, Settings]:
+        names = Names.fresh(tag)
+        self.names.append(names)
+        path = write_config(names, self.args.partitions, overrides or None)
+        subprocess.run(weir("migrate", "-c", str(path)), env=weir_env(), check=True,
+                       capture_output=True)
+        return names, path, load_settings(path)
+
+
+class _Phase:
+    def __init__(self, run: Run, name: str) -> None:
+        self.run, self.name = run, name
+
+    def __enter__(self) -> None:
+        print(f"[bench] {self.name} (load {loadavg()})", flush=True)
+        self.run.load[self.name] = {"before": loadavg()}
+        self.started = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.run.load[self.name]["after"] = loadavg()
+        seconds = round(time.perf_counter() - self.started, 1)
+        self.run.load[self.name]["seconds"] = [seconds]
+        print(f"[bench] {self.name} took {seconds}s", flush=True)
+
+
+def wait_for_quiet(threshold: float, patience_s: float = 600) -> None:
+    deadline = time.monotonic() + patience_s
+    while loadavg()[0] > threshold and time.monotonic() < deadline:
+        print(f"[bench] 1-minute load {loadavg()[0]} > {threshold}; waiting", flush=True)
+        time.sleep(30)
+
+
+def measure(run: Run) -> None:
+    a = run.args
+    names, config, settings = run.config("t")
+    topics = list(names.topics.values())
+    with run.phase("produce"):
+        run.figures["produce"] = weir_phase.produce(config, a.events, None)
+    with run.phase("consume_ceiling"):
+        rate, kept = asyncio.run(ceilings.consume(settings, topics, a.events, a.write_sample))
+        run.figures["consume_ceiling_events_per_s"] = round(rate)
+    _, _, ceiling_settings = run.config("c")
+    rows = ceilings.build_rows(settings, kept)
+    row_count = sum(map(len, rows.values()))
+    with run.phase("write_ceiling"):
+        rows_per_s = asyncio.run(ceilings.write(ceiling_settings, rows))
+    run.figures["write_ceiling_rows_per_s"] = round(rows_per_s)
+    run.figures["write_ceiling_events_per_s"] = round(rows_per_s * len(kept) / row_count)
+    run.figures["write_ceiling_sample_events"] = len(kept)
+    del rows, kept
+    if a.max_load is not None:
+        wait_for_quiet(a.max_load)
+    with run.phase("weir"):
+        profile = weir_phase.work_file(f"{names.suffix}.pyspy.txt") if a.profile else None
+        cost = weir_phase.run_measured(
+            weir("run", "-c", str(config), "--until-caught-up"),
+            weir_phase.work_file(f"{names.suffix}.weir.log"), profile)
+    steady = asyncio.run(weir_phase.steady_rate(names.schema, TABLES, a.events))
+    run.figures |= {
+        "weir_events_per_s": round(steady["events_per_s"]),
+        "weir_rows": steady["rows"],
+        "weir_wall_s": round(cost.wall_s, 2),
+        "weir_wall_events_per_s": round(a.events / cost.wall_s),
+        "weir_cpu_s": round(cost.cpu_s, 2),
+        "weir_cpu_s_per_million": round(cost.cpu_s / a.events * 1e6, 1),
+        "weir_peak_rss_mb": round(cost.max_rss_mb, 1),
+        "weir_exit_code": cost.exit_code,
+        "weir_profiled": bool(a.profile),
+    }
+    if not a.no_peer:
+        peer(run, names)
+    if not a.no_latency:
+        latency(run)
+
+
+def peer(run: Run, source: Names) -> None:
+    if not QUIX_PYTHON.exists():
+        run.notes.append("peer skipped: benchmarks/.venv is missing (make bench creates it)")
+        return
+    names = Names.fresh("q")
+    run.names.append(names)
+    asyncio.run(_quix_tables(names.schema))
+    version = subprocess.run(
+        [str(QUIX_PYTHON), "-c", "import quixstreams; print(quixstreams.__version__)"],
+        capture_output=True, text=True, check=True).stdout.strip()
+    cmd = [str(QUIX_PYTHON), str(ROOT / "benchmarks" / "peer_quix.py"), "--group",
+           names.group, "--schema", names.schema,
+           *[f"--topic={et}={t}" for et, t in source.topics.items()]]
+    with run.phase("peer"):
+        cost = weir_phase.run_measured(cmd, weir_phase.work_file(f"{names.suffix}.quix.log"))
+    steady = asyncio.run(weir_phase.steady_rate(names.schema, TABLES, run.args.events))
+    run.figures |= {
+        "peer": "quixstreams PostgreSQLSink", "peer_version": version,
+        "peer_events_per_s": round(steady["events_per_s"]), "peer_rows": steady["rows"],
+        "peer_cpu_s_per_million": round(cost.cpu_s / run.args.events * 1e6, 1),
+        "peer_peak_rss_mb": round(cost.max_rss_mb, 1), "peer_exit_code": cost.exit_code,
+    }
+    if steady["rows"] != run.figures["weir_rows"]:
+        run.notes.append(f"peer wrote {steady['rows']} rows, Weir {run.figures['weir_rows']}")
+
+
+async def _quix_tables(schema: str) -> None:
+    """Quix's own table shape, made ahead to add ``ingested_at`` (for its rate).
+
+    The primary key gets a name unique in the database: the sink looks its key columns up
+    by constraint name alone (not schema), so a second ``orders_pkey`` anywhere in the
+    database (every Weir test schema has one) makes it refuse to write.
+    """
+    conn = await asyncpg.connect(DSN)
+    try:
+        await conn.execute(f"CREATE SCHEMA {schema}")
+        for table in TABLES:
+            await conn.execute(
+                f'CREATE TABLE {schema}.{table} ("timestamp" timestamp NOT NULL, __key text, '
+                "event_id text, ingested_at timestamptz NOT NULL DEFAULT now(), "
+                f"CONSTRAINT {schema}_{table}_pk PRIMARY KEY (event_id))")
+    finally:
+        await conn.close()
+
+
+def latency(run: Run) -> None:
+    names, config, settings = run.config("l")
+    asyncio.run(weir_phase.install_commit_clock(names.schema))
+    proc = weir_phase.start_weir(config, weir_phase.work_file(f"{names.suffix}.weir.log"))
+    try:
+        # Warm-up: the group has joined once these are written. Each produce gets its own
+        # seed: the same seed makes the same event ids, which the table would skip.
+        produced = weir_phase.produce(config, 200, None, seed=1)["events"]
+        asyncio.run(_written(names, produced))
+        half = max(100.0, run.figures["weir_events_per_s"] / 2)
+        phases = (("latency_half_load", half, run.args.latency_seconds, 2),
+                  ("latency_100_per_s", 100.0, run.args.slow_seconds, 3))
+        for key, rate, seconds, seed in phases:
+            with run.phase(key):
+                since = int(time.time() * 1000)
+                sent = weir_phase.produce(config, max(1, round(rate * seconds)), rate, seed)
+                produced += sent["events"]
+                asyncio.run(_written(names, produced))
+            lat = asyncio.run(weir_phase.latencies(names.schema, TABLES, since))
+            run.figures[key] = {**lat, "target_per_s": round(rate),
+                                "offered_per_s": sent["events_per_s"]}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    run.figures["linger_ms"] = settings.batch.linger_ms
+
+
+async def _written(names: Names, events: int, patience_s: float = 300) -> None:
+    """Wait until the stored watermarks cover ``events`` (filtered events included)."""
+    conn = await asyncpg.connect(DSN)
+    try:
+        deadline = time.monotonic() + patience_s
+        while time.monotonic() < deadline:
+            done = await conn.fetchval(
+                f"SELECT coalesce(sum(m), 0) FROM (SELECT max(next_offset) AS m FROM "
+                f"{names.schema}.weir_offsets GROUP BY topic, partition) s")
+            if done >= events:
+                return
+            await asyncio.sleep(0.2)
+        raise TimeoutError(f"{events} events not written within {patience_s}s")
+    finally:
+        await conn.close()
+
+
+def main() -> int:
+    args = parse()
+    uvloop.install()
+    subprocess.run(["bash", str(ROOT / "scripts" / "stack.sh"), "up"], check=True,
+                   stdout=subprocess.DEVNULL)
+    run = Run(args)
+    start_load = loadavg()
+    try:
+        measure(run)
+    finally:
+        asyncio.run(drop(run.names))
+    name = report.result_name(datetime.now(UTC).strftime("%Y-%m-%d"), git_sha())
+    example = load_settings(ROOT / "config" / "example.yaml")
+    results: dict[str, Any] = {
+        "name": name, "events": args.events, "machine": machine(),
+        "load_average": {"start": {"before": start_load}} | run.load,
+        "settings": {"partitions": args.partitions, "lanes": example.pipeline.lanes,
+                     "pool_size": example.postgres.pool_size,
+                     "batch": example.batch.model_dump(),
+                     "fetch_max_records": example.kafka.fetch_max_records,
+                     "write_sample": args.write_sample},
+        "figures": run.figures, "notes": run.notes,
+        "ratios": report.ratios(run.figures),
+        "targets": report.targets(run.figures, float(run.figures.get("linger_ms", 100))),
+    }
+    path = report.write_results(args.out, name, results)
+    table = report.markdown(results)
+    path.with_suffix(".md").write_text(table)
+    report.chart(results, path.with_suffix(".png"))
+    print(table)
+    print(f"[bench] results: {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

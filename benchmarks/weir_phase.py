@@ -1,0 +1,143 @@
+"""Weir itself: throughput from a backlog, cost of the process, latency under a fixed load."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from benchmarks.env import DSN, WORK, weir, weir_env
+
+
+@dataclass(frozen=True)
+class ProcessCost:
+    """What one finished process used, from the kernel's accounting (wait4)."""
+
+    wall_s: float
+    cpu_s: float
+    max_rss_mb: float
+    exit_code: int
+
+
+def run_measured(cmd: list[str], log: Path, profile: Path | None = None) -> ProcessCost:
+    """Run ``cmd`` to its end; its CPU time (user + sys) and peak RSS come from wait4."""
+    if profile is not None:
+        # py-spy runs the command as its child: wait4 then reports py-spy, so the figures
+        # of a profiled run are not the ones to quote (run.py says so in the results).
+        spy = str(Path(sys.executable).with_name("py-spy"))
+        cmd = [spy, "record", "--rate", "97", "--format", "raw", "-o", str(profile), "--", *cmd]
+    started = time.perf_counter()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, env=weir_env(), stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return ProcessCost(time.perf_counter() - started, usage.ru_utime + usage.ru_stime,
+                       usage.ru_maxrss / 1024, proc.returncode)
+
+
+async def steady_rate(schema: str, tables: list[str], events: int) -> dict[str, float]:
+    """Events/s from the first committed batch to the last, by their transactions' start.
+
+    ``ingested_at`` is ``now()``, the start of the batch's transaction. The rows of the first
+    commit are left out and the clock starts there, so start-up (imports, group join, the
+    first fetch) does not count and a sink that commits every few seconds is not flattered.
+    Rows are scaled to events because transforms drop some events (``drop_bots``).
+    """
+    union = " UNION ALL ".join(f"SELECT ingested_at FROM {schema}.{t}" for t in tables)
+    conn = await asyncpg.connect(DSN)
+    try:
+        row = await conn.fetchrow(
+            f"WITH r AS ({union}), f AS (SELECT min(ingested_at) AS t0, max(ingested_at) AS t1 "
+            "FROM r) SELECT (SELECT count(*) FROM r) AS n, "
+            "(SELECT count(*) FROM r, f WHERE ingested_at > f.t0) AS later, f.t0, f.t1 FROM f")
+    finally:
+        await conn.close()
+    n = row["n"]
+    span = max((row["t1"] - row["t0"]).total_seconds(), 1e-3) if n else 1.0
+    return {"rows": n, "events_per_s": row["later"] / span * events / max(n, 1),
+            "first_to_last_commit_s": round(span, 3)}
+
+
+# A deferred constraint trigger runs at COMMIT, after every statement of the transaction:
+# clock_timestamp() there is the commit time but for the WAL flush that follows it. It is
+# put on the offsets table, which every batch transaction writes once (a statement of a few
+# rows), so it costs one tiny insert per batch, not one per row; rows find their commit by
+# their xmin, the id of the transaction that wrote them (as bigint: xid has no btree
+# operator class; ids do not wrap within a benchmark).
+COMMIT_CLOCK = """
+CREATE TABLE IF NOT EXISTS {s}.bench_commits (xid bigint PRIMARY KEY, committed_at timestamptz);
+CREATE OR REPLACE FUNCTION {s}.bench_commit_clock() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO {s}.bench_commits VALUES (pg_current_xact_id()::xid::text::bigint, clock_timestamp())
+  ON CONFLICT (xid) DO UPDATE SET committed_at = EXCLUDED.committed_at;
+  RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER bench_commit_clock AFTER INSERT OR UPDATE ON {s}.weir_offsets
+  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION {s}.bench_commit_clock();
+"""
+
+
+async def install_commit_clock(schema: str) -> None:
+    """Record each batch transaction's commit time (see ``COMMIT_CLOCK``)."""
+    conn = await asyncpg.connect(DSN)
+    try:
+        await conn.execute(COMMIT_CLOCK.format(s=schema))
+    finally:
+        await conn.close()
+
+
+async def latencies(schema: str, tables: list[str], since_ms: int) -> dict[str, Any]:
+    """p50/p95/p99/max of commit time minus Kafka timestamp, records after ``since_ms``."""
+    union = " UNION ALL ".join(
+        f"SELECT kafka_timestamp, xmin::text::bigint AS x FROM {schema}.{t} "
+        f"WHERE kafka_timestamp >= to_timestamp({since_ms / 1000})" for t in tables)
+    conn = await asyncpg.connect(DSN)
+    try:
+        row = await conn.fetchrow(
+            "SELECT count(*) AS n, count(j.xid) AS timed, "
+            + ", ".join(f"percentile_cont({q}) WITHIN GROUP (ORDER BY ms) AS p{round(q * 100)}"
+                        for q in (0.5, 0.95, 0.99))
+            + ", max(ms) AS pmax FROM (SELECT c.xid, "
+            "extract(epoch FROM c.committed_at - r.kafka_timestamp) * 1000 AS ms "
+            f"FROM ({union}) r LEFT JOIN {schema}.bench_commits c ON c.xid = r.x) j")
+    finally:
+        await conn.close()
+    return {"rows": row["n"], "rows_timed": row["timed"],
+            **{k: round(float(row[k]), 1) if row[k] is not None else None
+               for k in ("p50", "p95", "p99", "pmax")}}
+
+
+def start_weir(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    """``weir run`` in the background (the latency phases stop it with SIGTERM)."""
+    out = log.open("wb")
+    try:
+        return subprocess.Popen(weir("run", "-c", str(config)), env=weir_env(), stdout=out,
+                                stderr=subprocess.STDOUT)
+    finally:
+        out.close()
+
+
+def produce(config: Path, count: int, rate: float | None, seed: int = 7) -> dict[str, Any]:
+    """``weir produce``: ``count`` sample events, paced at ``rate`` per second if given."""
+    args = ["produce", "-c", str(config), "--count", str(count), "--seed", str(seed),
+            "--no-progress"]
+    if rate:
+        args += ["--rate", str(rate)]
+    started = time.perf_counter()
+    done = subprocess.run(weir(*args), env=weir_env(), capture_output=True, text=True,
+                          check=True)
+    seconds = time.perf_counter() - started
+    return {"events": count, "seconds": round(seconds, 2),
+            "events_per_s": round(count / seconds), "output": done.stdout.strip()}
+
+
+def work_file(name: str) -> Path:
+    """A scratch file for logs and profiles (git-ignored)."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    return WORK / name

@@ -1,0 +1,32 @@
+"""`make bench`'s harness on a tiny data set, so it cannot rot. No figure is asserted."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from benchmarks import report
+from tests.integration.conftest import ROOT, base_env
+
+
+def test_bench_runs_end_to_end_on_a_tiny_data_set(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--events", "3000", "--write-sample", "3000",
+         "--partitions", "3", "--no-peer", "--latency-seconds", "2", "--slow-seconds", "2",
+         "--out", str(tmp_path)],
+        cwd=ROOT, env=base_env(), capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    [path] = tmp_path.glob("*.json")
+    results = report.read_results(path)
+    f = results["figures"]
+    for key in ("consume_ceiling_events_per_s", "write_ceiling_events_per_s",
+                "weir_events_per_s", "weir_cpu_s_per_million", "weir_peak_rss_mb"):
+        assert f[key] > 0, key
+    assert f["weir_exit_code"] == 0
+    assert f["weir_rows"] > 0
+    for key in ("latency_half_load", "latency_100_per_s"):
+        assert f[key]["rows"] == f[key]["rows_timed"] > 0, f[key]
+    assert results["ratios"]["weir_vs_ceiling"] is not None
+    assert path.with_suffix(".md").exists()
+    assert path.with_suffix(".png").exists()
