@@ -100,6 +100,7 @@ class Harness:
         self.config = tmp_path / "weir.yaml"
         self.config.write_text(yaml.safe_dump(config))
         self.procs: list[subprocess.Popen[bytes]] = []
+        self._names: dict[int, str] = {}
         self.ack_log = tmp_path / "acks.jsonl"
 
     def weir_command(self, *args: str) -> list[str]:
@@ -138,7 +139,16 @@ class Harness:
                 stdout=log, stderr=subprocess.STDOUT, env={**base_env(), **self.env},
             )
         self.procs.append(proc)
+        self._names[proc.pid] = name
         return proc
+
+    def why_exited(self, proc: subprocess.Popen[bytes]) -> str:
+        """The exit code and the last lines of a process's log, for an assertion message."""
+        name = self._names.get(proc.pid)
+        tail = ""
+        if name is not None:
+            tail = (self.tmp / f"{name}.log").read_text(errors="replace")[-3000:]
+        return f"weir exited early with {proc.returncode}; last of its log:\n{tail}"
 
     def log_lines(self, name: str) -> list[dict[str, Any]]:
         lines = []
@@ -172,7 +182,7 @@ class Harness:
             if value == expected:
                 return
             for proc in alive or []:
-                assert proc.poll() is None, f"weir exited early with {proc.returncode}"
+                assert proc.poll() is None, self.why_exited(proc)
             time.sleep(0.5)
         raise AssertionError(f"{query!r} is {value!r}, expected {expected!r} after {timeout}s")
 

@@ -69,6 +69,14 @@ class PrivatePostgres:
         self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "fast", *self._server_args(),
                   "-w", "-t", "60", "restart")
 
+    def ensure_started(self) -> None:
+        """Start it again if a test halted it (``pg_ctl status`` exits 3 when stopped)."""
+        cmd = [str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "status"]
+        if self._as_root:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        if subprocess.run(cmd, capture_output=True, timeout=30, check=False).returncode == 3:
+            self.start()
+
     def halt(self) -> None:
         """``pg_ctl stop -m fast``, keeping the data for a later :meth:`start`."""
         self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "fast", "-w", "stop")

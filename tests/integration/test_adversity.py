@@ -51,7 +51,7 @@ def test_postgres_restart_or_outage_mid_load(
         else:
             private_pg.halt()
             time.sleep(30)
-            assert weir.poll() is None, "weir exited while PostgreSQL was down"
+            assert weir.poll() is None, "PostgreSQL down: " + h.why_exited(weir)
             private_pg.start()
         h.wait_for(ROWS, 20_000, timeout=240, alive=[weir])
         weir.send_signal(signal.SIGTERM)
@@ -64,6 +64,8 @@ def test_postgres_restart_or_outage_mid_load(
             assert "circuit open" in seen
             assert seen.index("circuit closed") > seen.index("circuit open")
     finally:
+        # A failure while it was down must not hide behind a cleanup that cannot connect.
+        private_pg.ensure_started()
         h.cleanup()
 
 
