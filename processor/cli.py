@@ -89,7 +89,11 @@ def migrate(config: ConfigOption) -> None:
         finally:
             await conn.close()
 
-    tables = _run(go())
+    from processor.sink.evolution import SchemaIncompatible
+    try:
+        tables = _run(go())
+    except SchemaIncompatible as exc:
+        _fail(str(exc), code=1)
     typer.echo(f"migrated schema {settings.postgres.schema_name!r}: {', '.join(tables)}")
 
 
