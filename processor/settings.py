@@ -185,8 +185,9 @@ class PipelineSettings(_Section):
     shutdown_timeout_s: Annotated[float, Field(gt=0)] = 30.0
 
 
-# Partitions are named <table>_p<YYYYMMDD>, the last resort <table>_default: room for both.
-MAX_PARTITIONED_TABLE_NAME = 50
+# Partitions are <table>_p<YYYYMMDD> and <table>_default, functions <table>_add_partition:
+# the longest suffix (14) must still fit in 63 characters.
+MAX_PARTITIONED_TABLE_NAME = 48
 
 
 class PartitioningSettings(_Section):
