@@ -45,7 +45,7 @@ MIGRATION_LOCK = 0x5745_4952
 LOCK_TIMEOUT_MS = 2000
 LOCK_ATTEMPTS = 30
 
-__all__ = ["SchemaIncompatible", "migrate", "migration_statements", "missing_tables"]
+__all__ = ["SchemaIncompatible", "behind", "migrate", "migration_statements", "missing_tables"]
 
 
 def migration_statements(settings: Settings, contracts: dict[str, Contract]) -> list[str]:
@@ -56,6 +56,23 @@ def migration_statements(settings: Settings, contracts: dict[str, Contract]) -> 
         statements += target_ddl(contract, spec) + partition_function_ddl(spec)
         statements += [rollup.ddl() for rollup in spec.rollups]
     return statements
+
+
+async def behind(conn: asyncpg.Connection, settings: Settings,
+                 contracts: dict[str, Contract]) -> list[str]:
+    """How the existing target tables differ from their contracts (empty: up to date).
+
+    ``weir run`` refuses to start on a table that is behind: its writes would name columns
+    or a key the table does not have yet.
+    """
+    specs = {name: table_spec(c, settings) for name, c in contracts.items()}
+    existing = await existing_tables(conn, settings.postgres.schema_name,
+                                     [s.name for s in specs.values()])
+    out = Evolution()
+    for name, spec in specs.items():
+        if spec.name in existing:
+            evolve_target(existing[spec.name], contracts[name], spec, out)
+    return out.problems + out.statements
 
 
 async def plan(conn: asyncpg.Connection, settings: Settings,

@@ -124,6 +124,11 @@ def test_incompatible_change_is_refused_with_the_table_and_column(harness: Harne
     assert result.returncode == 1
     assert "table orders, column amount: type changes from numeric to text" in result.stderr
     assert "table orders, column coupon: a new required field" in result.stderr
+    # Nor does Weir start writing into a table its contract no longer matches.
+    run = h.weir("run", "--until-caught-up", timeout=120)
+    assert run.returncode == 1
+    assert "tables are behind their contracts: run `weir migrate` first" in run.stderr
+    assert "column amount: type changes" in run.stderr
     # Nothing was changed.
     assert h.scalar("SELECT count(*) FROM information_schema.columns WHERE "
                     "table_schema = $1 AND table_name = 'orders' AND column_name = 'coupon'",
