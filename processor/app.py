@@ -21,14 +21,17 @@ import structlog
 
 from processor.batch.buffer import LaneBuffer
 from processor.checkpoint import Checkpointer
+from processor.classify import is_transient
 from processor.contracts import Contract
 from processor.decode.decoder import Decoder
 from processor.decode.stage import DecodeStage
 from processor.observe.wiring import Observability
 from processor.records import TopicPartitionKey
+from processor.retry import retry_transient
 from processor.settings import Settings
 from processor.sink.breaker import CircuitBreaker
 from processor.sink.lane import Lane
+from processor.sink.maintenance import maintain
 from processor.sink.offsets import OffsetStore
 from processor.sink.pool import create_pool
 from processor.sink.tables import table_spec
@@ -91,6 +94,10 @@ class Pipeline:
         try:
             if observe.server is not None:
                 await observe.server.start()
+            # Today's partitions and those ahead exist before the first batch, and expired
+            # ones go, even for a run that ends before the first maintenance interval.
+            await retry_transient(lambda: maintain(pool, self.specs.values()),
+                                  "partition maintenance", operation="partitions")
             await source.start()
             return await self._supervise(source, decode, until_caught_up, observe, pool)
         finally:
@@ -112,6 +119,7 @@ class Pipeline:
                        for lane in self._lanes]
             # Background tasks run until the pipeline is done, then are cancelled.
             background = [tasks.create_task(self._checkpoint_loop(), name="checkpoint")]
+            background.append(tasks.create_task(self._partition_loop(pool), name="partitions"))
             background += [tasks.create_task(coro) for coro in observe.background()]
             await self.stopping.wait()
             # The fetch loop is inside the deadline too: its final put can wait behind a
@@ -175,6 +183,19 @@ class Pipeline:
         while True:
             await asyncio.sleep(self.settings.kafka.commit_interval_s)
             await self.checkpoint()
+
+    async def _partition_loop(self, pool: asyncpg.Pool) -> None:
+        while True:
+            await asyncio.sleep(self.settings.postgres.partition_maintenance_s)
+            try:
+                await maintain(pool, self.specs.values())
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                # A busy table or a database away: the next pass tries again, and the
+                # premade partitions ahead leave plenty of room until then.
+                log.warning("partition maintenance failed; trying again next interval",
+                            error=f"{type(exc).__name__}: {exc}")
 
     async def checkpoint(self, only: set[TopicPartitionKey] | None = None) -> None:
         """Persist advanced watermarks to PostgreSQL, then Kafka."""

@@ -89,7 +89,11 @@ def migrate(config: ConfigOption) -> None:
         finally:
             await conn.close()
 
-    tables = _run(go())
+    from processor.sink.evolution import SchemaIncompatible
+    try:
+        tables = _run(go())
+    except SchemaIncompatible as exc:
+        _fail(str(exc), code=1)
     typer.echo(f"migrated schema {settings.postgres.schema_name!r}: {', '.join(tables)}")
 
 
@@ -103,15 +107,19 @@ def run(
     settings, contracts = _load(config)
 
     async def go() -> int:
-        from processor.sink.migrate import missing_tables
+        from processor.sink.migrate import behind, missing_tables
         from processor.sink.pool import connect
         conn = await connect(settings)
         try:
             missing = await missing_tables(conn, settings)
+            changes = [] if missing else await behind(conn, settings, contracts)
         finally:
             await conn.close()
         if missing:
             raise MigrationRequired(f"tables {missing} do not exist: run `weir migrate` first")
+        if changes:
+            raise MigrationRequired("tables are behind their contracts: run `weir migrate` "
+                                    "first:\n" + "\n".join(f"  - {c}" for c in changes))
         return await Pipeline(settings, contracts).run(until_caught_up=until_caught_up)
 
     try:

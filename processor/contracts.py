@@ -14,7 +14,7 @@ from typing import Any
 import fastjsonschema
 import orjson
 
-from processor.settings import IDENTIFIER, Settings
+from processor.settings import IDENTIFIER, EventTypeSettings, Settings
 
 Validator = Callable[[Any], Any]
 
@@ -23,6 +23,7 @@ ALLOWED_OVERRIDES = frozenset(
     {"text", "bigint", "integer", "numeric", "double precision", "boolean", "timestamptz",
      "date", "uuid", "jsonb"}
 )
+NUMERIC_TYPES = frozenset({"bigint", "integer", "numeric", "double precision"})
 # Names Weir adds to every target table; a schema property may not take them.
 METADATA_COLUMNS = (
     "event_time", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp",
@@ -95,6 +96,17 @@ def derive_columns(schema: Mapping[str, Any]) -> tuple[Column, ...]:
     return tuple(columns)
 
 
+def _check_rollups(name: str, et: EventTypeSettings, columns: tuple[Column, ...]) -> None:
+    numeric = {c.name for c in columns if c.pg_type in NUMERIC_TYPES}
+    for rollup in et.rollups:
+        for field in rollup.sums:
+            if field not in numeric:
+                raise ContractError(
+                    f"event_types.{name}.rollups ({rollup.table}): {field!r} is not a numeric "
+                    "schema property (integer or number), so it cannot be summed"
+                )
+
+
 def load_contract(name: str, path: Path, settings: Settings) -> Contract:
     """Load, check and compile one event type's schema."""
     et = settings.event_types[name]
@@ -127,6 +139,7 @@ def load_contract(name: str, path: Path, settings: Settings) -> Contract:
             raise ContractError(
                 f"event_types.{name}.upsert_key: {field!r} must be a required schema property"
             )
+    _check_rollups(name, et, columns)
     time_col = next((c for c in columns if c.name == et.time_field), None)
     if time_col is not None and time_col.pg_type != "timestamptz":
         raise ContractError(

@@ -129,6 +129,7 @@ class PostgresSettings(_Section):
     sslrootcert: Path | None = None
     sslcert: Path | None = None
     sslkey: Path | None = None
+    partition_maintenance_s: Annotated[float, Field(gt=0)] = 600.0
 
     _ids = field_validator("schema_name", "offsets_table", "dead_letter_table")(
         check_identifier
@@ -184,6 +185,43 @@ class PipelineSettings(_Section):
     shutdown_timeout_s: Annotated[float, Field(gt=0)] = 30.0
 
 
+# Partitions are <table>_p<YYYYMMDD> and <table>_default, functions <table>_add_partition:
+# the longest suffix (14) must still fit in 63 characters.
+MAX_PARTITIONED_TABLE_NAME = 48
+
+
+class PartitioningSettings(_Section):
+    """How a target table is range-partitioned on ``event_time``, and how long it keeps rows."""
+
+    interval: Literal["day", "week", "month", "none"] | None = None
+    premake: Annotated[int, Field(ge=0, le=366)] = 3
+    retention_days: PositiveInt | None = None
+
+
+class RollupSettings(_Section):
+    """A per-bucket aggregate of a table, kept exactly once with its rows."""
+
+    table: str
+    bucket: Literal["minute", "hour", "day"] = "minute"
+    count_column: str = "events"
+    sums: list[str] = Field(default_factory=list)
+
+    _ids = field_validator("table", "count_column")(check_identifier)
+
+    @field_validator("sums")
+    @classmethod
+    def _sum_ids(cls, value: list[str]) -> list[str]:
+        return [check_identifier(v) for v in value]
+
+    @model_validator(mode="after")
+    def _distinct_columns(self) -> RollupSettings:
+        names = [self.bucket, self.count_column, *self.sums]
+        if len(set(names)) != len(names):
+            raise ValueError(f"columns {names} must be distinct (the bucket column is named "
+                             "after the bucket)")
+        return self
+
+
 class EventTypeSettings(_Section):
     """One event type: its contract, its table and its transforms."""
 
@@ -195,6 +233,33 @@ class EventTypeSettings(_Section):
     transforms: list[str] = Field(default_factory=list)
     write_mode: Literal["insert", "upsert"] = "insert"
     upsert_key: list[str] = Field(default_factory=list)
+    partitioning: PartitioningSettings = PartitioningSettings()
+    rollups: list[RollupSettings] = Field(default_factory=list)
+
+    @property
+    def interval(self) -> str:
+        """The partition interval in force: daily unless set, none for upsert tables."""
+        if self.partitioning.interval is not None:
+            return self.partitioning.interval
+        return "none" if self.write_mode == "upsert" else "day"
+
+    @model_validator(mode="after")
+    def _partitioning_fits(self) -> EventTypeSettings:
+        if self.write_mode == "upsert" and self.interval != "none":
+            raise ValueError(
+                "partitioning.interval must be none with write_mode upsert: a partitioned "
+                "table's unique key must include event_time, so one business key could "
+                "hold one row per partition instead of one row"
+            )
+        if self.write_mode == "upsert" and self.rollups:
+            raise ValueError("rollups count inserted events; an upsert table replaces them")
+        if self.interval == "none" and self.partitioning.retention_days is not None:
+            raise ValueError("partitioning.retention_days drops partitions: it needs an interval")
+        if self.interval != "none" and len(self.table) > MAX_PARTITIONED_TABLE_NAME:
+            raise ValueError(f"table: a partitioned table's name is at most "
+                             f"{MAX_PARTITIONED_TABLE_NAME} characters (its partitions "
+                             "add a suffix)")
+        return self
 
     @model_validator(mode="after")
     def _upsert_needs_a_key(self) -> EventTypeSettings:
@@ -291,12 +356,19 @@ class Settings(BaseSettings):
             if topic.event_type is not None and topic.event_type not in self.event_types
         ]
         tables = [et.table for et in self.event_types.values()]
+        tables += [r.table for et in self.event_types.values() for r in et.rollups]
         reserved = {self.postgres.offsets_table, self.postgres.dead_letter_table}
         for name, et in self.event_types.items():
             if et.table in reserved:
                 problems.append(f"event_types.{name}.table: {et.table!r} is Weir's own table")
             if tables.count(et.table) > 1:
                 problems.append(f"event_types.{name}.table: {et.table!r} is used twice")
+            for i, rollup in enumerate(et.rollups):
+                where = f"event_types.{name}.rollups.{i}.table"
+                if rollup.table in reserved:
+                    problems.append(f"{where}: {rollup.table!r} is Weir's own table")
+                if tables.count(rollup.table) > 1:
+                    problems.append(f"{where}: {rollup.table!r} is used twice")
         if self.postgres.pool_size < self.pipeline.lanes:
             problems.append(
                 f"postgres.pool_size: {self.postgres.pool_size} is less than pipeline.lanes "

@@ -4,6 +4,8 @@
 --   migrator  owns the schema and its tables: `weir migrate` connects as it.
 --   runtime   can read and write rows of the tables in the schema, and nothing else:
 --             no CREATE, no DROP, no ALTER, no TRUNCATE. `weir run` connects as it.
+--             It may call the functions `weir migrate` installs (owned by the migrator,
+--             SECURITY DEFINER), which make and drop time partitions of Weir's own tables.
 --
 -- psql variables: schema, migrator, runtime, migrator_password, runtime_password.
 
@@ -30,3 +32,8 @@ ALTER DEFAULT PRIVILEGES FOR ROLE :"migrator" IN SCHEMA :"schema"
   GRANT SELECT, INSERT, UPDATE ON TABLES TO :"runtime";
 ALTER DEFAULT PRIVILEGES FOR ROLE :"migrator" IN SCHEMA :"schema"
   GRANT USAGE, SELECT ON SEQUENCES TO :"runtime";
+-- The partition functions (<table>_add_partition, <table>_drop_expired); `weir migrate`
+-- revokes them from PUBLIC, so only this grant lets a role call them.
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA :"schema" TO :"runtime";
+ALTER DEFAULT PRIVILEGES FOR ROLE :"migrator" IN SCHEMA :"schema"
+  GRANT EXECUTE ON FUNCTIONS TO :"runtime";

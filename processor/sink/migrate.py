@@ -1,49 +1,153 @@
-"""``weir migrate``: create Weir's schema, offsets and dead-letter tables and every target table.
+"""``weir migrate``: create Weir's schema, offsets and dead-letter tables, every target table,
+rollup and partition function, and evolve the target tables that already exist.
 
-Idempotent (``IF NOT EXISTS`` throughout) and run in one transaction, under an advisory lock
-so that several replicas starting together do not race each other.
+Idempotent and run in one transaction, under an advisory lock so that several replicas
+starting together do not race each other. Tables that exist are only altered when their
+contract changed, and then with a short ``lock_timeout``: a change that must wait for the
+table's lock gives up quickly, so writers never queue behind it, and the whole migration is
+tried again. Partitions ahead of time are made after the commit, each in its own short
+transaction.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 import asyncpg
 import structlog
 
 from processor.contracts import Contract
+from processor.retry import Backoff
 from processor.settings import Settings
-from processor.sink.tables import dead_letter_ddl, offsets_ddl, schema_ddl, table_spec, target_ddl
+from processor.sink.evolution import (
+    Evolution,
+    SchemaIncompatible,
+    check_rollup,
+    evolve_target,
+    existing_tables,
+)
+from processor.sink.maintenance import premake
+from processor.sink.tables import (
+    TableSpec,
+    dead_letter_ddl,
+    offsets_ddl,
+    partition_function_ddl,
+    schema_ddl,
+    table_spec,
+    target_ddl,
+)
 
 log = structlog.get_logger(__name__)
 
 # An arbitrary constant: every `weir migrate` of every deployment takes the same lock.
 MIGRATION_LOCK = 0x5745_4952
+# How long one DDL statement waits for a table lock, and how often the migration is retried.
+LOCK_TIMEOUT_MS = 2000
+LOCK_ATTEMPTS = 30
+
+__all__ = ["SchemaIncompatible", "behind", "migrate", "migration_statements", "missing_tables"]
 
 
 def migration_statements(settings: Settings, contracts: dict[str, Contract]) -> list[str]:
-    """Every DDL statement, in order."""
+    """Every DDL statement for an empty schema, in order."""
     statements = schema_ddl(settings) + offsets_ddl(settings) + dead_letter_ddl(settings)
     for contract in contracts.values():
-        statements += target_ddl(contract, table_spec(contract, settings))
+        spec = table_spec(contract, settings)
+        statements += target_ddl(contract, spec) + partition_function_ddl(spec)
+        statements += [rollup.ddl() for rollup in spec.rollups]
     return statements
+
+
+async def behind(conn: asyncpg.Connection, settings: Settings,
+                 contracts: dict[str, Contract]) -> list[str]:
+    """How the existing target tables differ from their contracts (empty: up to date).
+
+    ``weir run`` refuses to start on a table that is behind: its writes would name columns
+    or a key the table does not have yet.
+    """
+    specs = {name: table_spec(c, settings) for name, c in contracts.items()}
+    existing = await existing_tables(conn, settings.postgres.schema_name,
+                                     [s.name for s in specs.values()])
+    out = Evolution()
+    for name, spec in specs.items():
+        if spec.name in existing:
+            evolve_target(existing[spec.name], contracts[name], spec, out)
+    return out.problems + out.statements
+
+
+async def plan(conn: asyncpg.Connection, settings: Settings,
+               contracts: dict[str, Contract]) -> list[str]:
+    """The statements that bring this database to the configuration; refuse what cannot."""
+    schema = settings.postgres.schema_name
+    specs = {name: table_spec(c, settings) for name, c in contracts.items()}
+    names = [s.name for s in specs.values()] + [r.table for s in specs.values()
+                                                for r in s.rollups]
+    existing = await existing_tables(conn, schema, names)
+    out = Evolution()
+    out.statements = schema_ddl(settings) + offsets_ddl(settings) + dead_letter_ddl(settings)
+    for name, spec in specs.items():
+        if spec.name in existing:
+            evolve_target(existing[spec.name], contracts[name], spec, out)
+        else:
+            out.statements += target_ddl(contracts[name], spec)
+        out.statements += partition_function_ddl(spec)
+        for rollup in spec.rollups:
+            if rollup.table in existing:
+                check_rollup(existing[rollup.table], rollup, out)
+                continue
+            out.statements.append(rollup.ddl())
+            if spec.name in existing:
+                out.statements += _backfill(spec, rollup.table)
+    if out.problems:
+        raise SchemaIncompatible(out.problems)
+    return out.statements
+
+
+def _backfill(spec: TableSpec, rollup_table: str) -> list[str]:
+    # A new rollup of a table that has rows starts from them. The share lock waits for the
+    # writes in flight and holds new ones for the scan, so no row is counted twice or never;
+    # stop Weir while adding a rollup, or the old processes keep writing without it.
+    rollup = next(r for r in spec.rollups if r.table == rollup_table)
+    return [f"LOCK TABLE {spec.qualified} IN SHARE MODE", rollup.aggregate(spec.qualified)]
 
 
 async def migrate(conn: asyncpg.Connection, settings: Settings,
                   contracts: dict[str, Contract]) -> list[str]:
-    """Apply the statements; return the tables that now exist for the configuration."""
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
-        for sql in migration_statements(settings, contracts):
-            await conn.execute(sql)
+    """Apply the plan; return the tables that now exist for the configuration."""
+    backoff = Backoff(base_s=0.2, cap_s=2.0)
+    for attempt in range(LOCK_ATTEMPTS):
+        try:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+                await conn.execute(f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}")
+                for sql in await plan(conn, settings, contracts):
+                    await conn.execute(sql)
+            break
+        except asyncpg.LockNotAvailableError:
+            if attempt + 1 == LOCK_ATTEMPTS:
+                raise
+            log.warning("a table is busy; trying the migration again", attempt=attempt + 1)
+            await asyncio.sleep(backoff.delay(attempt))
+    for contract in contracts.values():
+        spec = table_spec(contract, settings)
+        if spec.partitioned:
+            await premake(conn, spec)
     tables = [settings.postgres.offsets_table, settings.postgres.dead_letter_table]
-    tables += [settings.event_types[name].table for name in contracts]
+    tables += configured_tables(settings)
     log.info("migrated", schema=settings.postgres.schema_name, tables=tables)
     return tables
+
+
+def configured_tables(settings: Settings) -> list[str]:
+    """Target and rollup tables of the configuration."""
+    return [t for et in settings.event_types.values()
+            for t in (et.table, *(r.table for r in et.rollups))]
 
 
 async def missing_tables(conn: asyncpg.Connection, settings: Settings) -> list[str]:
     """Configured tables that do not exist yet (``weir run`` refuses to start without them)."""
     wanted = [settings.postgres.offsets_table, settings.postgres.dead_letter_table]
-    wanted += [et.table for et in settings.event_types.values()]
+    wanted += configured_tables(settings)
     rows = await conn.fetch(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = $1",
         settings.postgres.schema_name,

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from processor.contracts import Contract
 from processor.settings import Settings
 from processor.sink.identifiers import qualified, quote_ident
+from processor.sink.partitions import default_partition_ddl, function_ddl, interval_comment
+from processor.sink.rollups import RollupSpec, with_rollups
 
 # Columns Weir fills on every row, after the schema's own columns, in COPY order.
 META_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -34,6 +36,20 @@ class TableSpec:
     columns: tuple[str, ...]
     key: tuple[str, ...]
     upsert: bool = False
+    interval: str = "none"
+    premake: int = 0
+    retention_days: int | None = None
+    rollups: tuple[RollupSpec, ...] = ()
+
+    @property
+    def partitioned(self) -> bool:
+        """Range-partitioned on ``event_time``."""
+        return self.interval != "none"
+
+    @property
+    def time_index(self) -> int:
+        """Where ``event_time`` is in a row's values."""
+        return self.columns.index("event_time")
 
     @property
     def qualified(self) -> str:
@@ -65,8 +81,9 @@ class TableSpec:
         key = ", ".join(quote_ident(c) for c in self.key)
         stage = f"pg_temp.{quote_ident(self.stage)}"
         if not self.upsert:
-            return (f"INSERT INTO {self.qualified} ({cols}) SELECT {cols} FROM {stage} "
-                    f"ON CONFLICT ({key}) DO NOTHING")
+            return with_rollups(
+                f"INSERT INTO {self.qualified} ({cols}) SELECT {cols} FROM {stage} "
+                f"ON CONFLICT ({key}) DO NOTHING", self.rollups)
         updates = ", ".join(f"{quote_ident(c)} = EXCLUDED.{quote_ident(c)}"
                             for c in (*self.columns, "ingested_at") if c not in self.key)
         return (
@@ -82,12 +99,21 @@ class TableSpec:
 def table_spec(contract: Contract, settings: Settings) -> TableSpec:
     """The write-side description of one event type's table."""
     et = settings.event_types[contract.event_type]
+    schema = settings.postgres.schema_name
     columns = tuple(c.name for c in contract.columns) + tuple(n for n, _ in META_COLUMNS)
     if et.write_mode == "upsert":
-        return TableSpec(contract.event_type, settings.postgres.schema_name, et.table, columns,
+        return TableSpec(contract.event_type, schema, et.table, columns,
                          tuple(et.upsert_key), upsert=True)
-    key = (contract.id_field,) if contract.id_field else COORDINATES
-    return TableSpec(contract.event_type, settings.postgres.schema_name, et.table, columns, key)
+    key: tuple[str, ...] = (contract.id_field,) if contract.id_field else COORDINATES
+    if et.interval != "none":
+        # A partitioned table's unique key must hold the partition key. event_time is fixed
+        # per event (its time field, or its Kafka timestamp), so a replay still conflicts.
+        key += ("event_time",)
+    return TableSpec(
+        contract.event_type, schema, et.table, columns, key, interval=et.interval,
+        premake=et.partitioning.premake, retention_days=et.partitioning.retention_days,
+        rollups=tuple(RollupSpec.from_settings(schema, r) for r in et.rollups),
+    )
 
 
 def target_ddl(contract: Contract, spec: TableSpec) -> list[str]:
@@ -101,11 +127,25 @@ def target_ddl(contract: Contract, spec: TableSpec) -> list[str]:
     key = ", ".join(quote_ident(c) for c in spec.key)
     lines.append(f"CONSTRAINT {quote_ident(spec.name + '_pkey')} PRIMARY KEY ({key})")
     body = ",\n  ".join(lines)
-    return [
-        f"CREATE TABLE IF NOT EXISTS {spec.qualified} (\n  {body}\n)",
+    partition_by = " PARTITION BY RANGE (event_time)" if spec.partitioned else ""
+    ddl = [
+        f"CREATE TABLE IF NOT EXISTS {spec.qualified} (\n  {body}\n){partition_by}",
         f"CREATE INDEX IF NOT EXISTS {quote_ident(spec.name + '_event_time_idx')} "
         f"ON {spec.qualified} (event_time)",
     ]
+    if spec.partitioned:
+        ddl += [
+            default_partition_ddl(spec.schema_name, spec.name),
+            interval_comment(spec.schema_name, spec.name, spec.interval),
+        ]
+    return ddl
+
+
+def partition_function_ddl(spec: TableSpec) -> list[str]:
+    """The functions that create and drop the table's partitions (none if unpartitioned)."""
+    if not spec.partitioned:
+        return []
+    return function_ddl(spec.schema_name, spec.name, spec.interval, spec.retention_days)
 
 
 def offsets_ddl(settings: Settings) -> list[str]:

@@ -20,6 +20,7 @@ from processor.decode.converters import kafka_time
 from processor.records import DeadLetter, Item, Row, TopicPartitionKey
 from processor.settings import Settings
 from processor.sink.identifiers import qualified
+from processor.sink.maintenance import PartitionGuard
 from processor.sink.offsets import OffsetStore
 from processor.sink.tables import TableSpec
 
@@ -35,6 +36,7 @@ class BatchWriter:
         self._specs = specs
         self._offsets = offsets
         self._insert = {name: spec.insert_sql() for name, spec in specs.items()}
+        self._partitions = PartitionGuard(specs)
         self.last_commit = 0.0  # time.monotonic() of the last committed batch
         self._group = settings.kafka.group_id
         table = qualified(settings.postgres.schema_name, settings.postgres.dead_letter_table)
@@ -57,6 +59,9 @@ class BatchWriter:
                 rows[item.event_type].append(item.values)
             else:
                 dead.append(item)
+        # Before the transaction: making a partition must not hold the parent's lock until
+        # this batch commits.
+        await self._partitions.ensure(self._pool, rows)
         async with self._pool.acquire() as conn, conn.transaction():
             for event_type, records in rows.items():
                 spec = self._specs[event_type]

@@ -1,0 +1,104 @@
+"""Partitions at run time: made ahead of time, made on demand before a batch, dropped past
+retention.
+
+Everything goes through the functions ``weir migrate`` installed (see
+:mod:`processor.sink.partitions`), so the runtime role never creates or drops a table
+itself. Creating a partition takes the parent table's lock for a moment, so it is never done
+inside a batch transaction (which would hold that lock until its commit, with other lanes
+queued behind it), but just before, in its own short transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date
+from typing import Any
+
+import asyncpg
+import structlog
+
+from processor.sink.partitions import (
+    add_function,
+    bucket,
+    bucket_start,
+    drop_function,
+    premake_sql,
+)
+from processor.sink.tables import TableSpec
+
+# A connection of its own (``weir migrate``) or one lent by the pool.
+Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+
+log = structlog.get_logger(__name__)
+
+
+async def premake(conn: Connection, spec: TableSpec) -> None:
+    """Make the current partition and ``spec.premake`` more ahead of time."""
+    refused = await conn.fetchval(premake_sql(spec.schema_name, spec.name, spec.interval),
+                                  spec.premake)
+    if refused:
+        log.warning("some partitions ahead could not be made; their rows go to the default "
+                    "partition", table=spec.name, refused=refused)
+
+
+async def drop_expired(conn: Connection, spec: TableSpec) -> int:
+    """Drop the partitions past retention; return how many."""
+    dropped: int = await conn.fetchval(
+        f"SELECT {drop_function(spec.schema_name, spec.name)}()")
+    if dropped:
+        log.info("dropped expired partitions", table=spec.name, partitions=dropped,
+                 retention_days=spec.retention_days)
+    return dropped
+
+
+async def maintain(pool: asyncpg.Pool, specs: Iterable[TableSpec]) -> None:
+    """One maintenance pass over every partitioned table."""
+    async with pool.acquire() as conn:
+        for spec in specs:
+            if spec.partitioned:
+                await premake(conn, spec)
+                await drop_expired(conn, spec)
+
+
+class PartitionGuard:
+    """Makes sure every row of a batch has its partition before the batch is written.
+
+    Remembers the ranges it has seen made (or sent to the default partition on purpose),
+    so the usual batch, all of it inside today's partition, costs two passes over its event
+    times and no query.
+    """
+
+    def __init__(self, specs: Mapping[str, TableSpec]) -> None:
+        self._specs = {name: spec for name, spec in specs.items() if spec.partitioned}
+        self._known: dict[str, set[date]] = {name: set() for name in self._specs}
+
+    def missing(self, event_type: str, records: Sequence[tuple[Any, ...]]) -> set[date]:
+        """The partition ranges (first days) of ``records`` not known to be in place."""
+        spec = self._specs.get(event_type)
+        if spec is None or not records:
+            return set()
+        i, known = spec.time_index, self._known[event_type]
+        lo = bucket(min(r[i] for r in records), spec.interval)
+        hi = bucket(max(r[i] for r in records), spec.interval)
+        if lo == hi and lo in known:
+            return set()
+        return {bucket(r[i], spec.interval) for r in records} - known
+
+    async def ensure(self, pool: asyncpg.Pool,
+                     rows: Mapping[str, Sequence[tuple[Any, ...]]]) -> None:
+        """Make the partitions ``rows`` need; they are in place when this returns."""
+        wanted = {name: days for name, records in rows.items()
+                  if (days := self.missing(name, records))}
+        if not wanted:
+            return
+        async with pool.acquire() as conn:
+            for name, days in wanted.items():
+                spec = self._specs[name]
+                for day in sorted(days):
+                    made = await conn.fetchval(
+                        f"SELECT {add_function(spec.schema_name, spec.name)}($1)",
+                        bucket_start(day))
+                    if not made:
+                        log.info("rows go to the default partition", table=spec.name,
+                                 range_start=day.isoformat())
+                    self._known[name].add(day)
