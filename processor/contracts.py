@@ -140,6 +140,7 @@ def load_contract(name: str, path: Path, settings: Settings) -> Contract:
                 f"event_types.{name}.upsert_key: {field!r} must be a required schema property"
             )
     _check_rollups(name, et, columns)
+    _check_indexes(name, et, names)
     time_col = next((c for c in columns if c.name == et.time_field), None)
     if time_col is not None and time_col.pg_type != "timestamptz":
         raise ContractError(
@@ -156,6 +157,15 @@ def load_contract(name: str, path: Path, settings: Settings) -> Contract:
         time_field=et.time_field,
         key_field=et.key_field,
     )
+
+
+def _check_indexes(name: str, et: EventTypeSettings, names: set[str]) -> None:
+    known = names | set(METADATA_COLUMNS)
+    for i, index in enumerate(et.indexes):
+        for column in index.columns:
+            if column not in known:
+                raise ContractError(f"event_types.{name}.indexes.{i}.columns: {column!r} is "
+                                    "neither a schema property nor a column Weir adds")
 
 
 def load_contracts(settings: Settings) -> dict[str, Contract]:

@@ -222,6 +222,24 @@ class RollupSettings(_Section):
         return self
 
 
+class IndexSettings(_Section):
+    """An index analysts need on a target table, beyond the key and ``event_time``."""
+
+    columns: Annotated[list[str], Field(min_length=1)]
+    method: Literal["btree", "brin", "hash", "gin"] = "btree"
+
+    @field_validator("columns")
+    @classmethod
+    def _column_ids(cls, value: list[str]) -> list[str]:
+        return [check_identifier(v) for v in value]
+
+    @model_validator(mode="after")
+    def _hash_takes_one_column(self) -> IndexSettings:
+        if self.method == "hash" and len(self.columns) > 1:
+            raise ValueError("a hash index covers exactly one column")
+        return self
+
+
 class EventTypeSettings(_Section):
     """One event type: its contract, its table and its transforms."""
 
@@ -235,6 +253,7 @@ class EventTypeSettings(_Section):
     upsert_key: list[str] = Field(default_factory=list)
     partitioning: PartitioningSettings = PartitioningSettings()
     rollups: list[RollupSettings] = Field(default_factory=list)
+    indexes: list[IndexSettings] = Field(default_factory=list)
 
     @property
     def interval(self) -> str:

@@ -30,6 +30,7 @@ from processor.sink.maintenance import premake
 from processor.sink.tables import (
     TableSpec,
     dead_letter_ddl,
+    index_ddl,
     offsets_ddl,
     partition_function_ddl,
     schema_ddl,
@@ -88,6 +89,7 @@ async def plan(conn: asyncpg.Connection, settings: Settings,
     for name, spec in specs.items():
         if spec.name in existing:
             evolve_target(existing[spec.name], contracts[name], spec, out)
+            out.statements += index_ddl(spec)  # after any new column it may cover
         else:
             out.statements += target_ddl(contracts[name], spec)
         out.statements += partition_function_ddl(spec)

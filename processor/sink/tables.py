@@ -6,6 +6,7 @@ database.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 from processor.contracts import Contract
@@ -24,6 +25,7 @@ META_COLUMNS: tuple[tuple[str, str], ...] = (
     ("raw", "jsonb NOT NULL"),
 )
 COORDINATES = ("kafka_topic", "kafka_partition", "kafka_offset")
+MAX_IDENTIFIER = 63  # PostgreSQL's NAMEDATALEN - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,7 @@ class TableSpec:
     premake: int = 0
     retention_days: int | None = None
     rollups: tuple[RollupSpec, ...] = ()
+    indexes: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (method, columns) from config
 
     @property
     def partitioned(self) -> bool:
@@ -101,9 +104,10 @@ def table_spec(contract: Contract, settings: Settings) -> TableSpec:
     et = settings.event_types[contract.event_type]
     schema = settings.postgres.schema_name
     columns = tuple(c.name for c in contract.columns) + tuple(n for n, _ in META_COLUMNS)
+    indexes = tuple((i.method, tuple(i.columns)) for i in et.indexes)
     if et.write_mode == "upsert":
         return TableSpec(contract.event_type, schema, et.table, columns,
-                         tuple(et.upsert_key), upsert=True)
+                         tuple(et.upsert_key), upsert=True, indexes=indexes)
     key: tuple[str, ...] = (contract.id_field,) if contract.id_field else COORDINATES
     if et.interval != "none":
         # A partitioned table's unique key must hold the partition key. event_time is fixed
@@ -113,6 +117,7 @@ def table_spec(contract: Contract, settings: Settings) -> TableSpec:
         contract.event_type, schema, et.table, columns, key, interval=et.interval,
         premake=et.partitioning.premake, retention_days=et.partitioning.retention_days,
         rollups=tuple(RollupSpec.from_settings(schema, r) for r in et.rollups),
+        indexes=indexes,
     )
 
 
@@ -138,6 +143,23 @@ def target_ddl(contract: Contract, spec: TableSpec) -> list[str]:
             default_partition_ddl(spec.schema_name, spec.name),
             interval_comment(spec.schema_name, spec.name, spec.interval),
         ]
+    return ddl + index_ddl(spec)
+
+
+def index_ddl(spec: TableSpec) -> list[str]:
+    """The indexes declared in config, named after their table and columns; idempotent.
+
+    On a partitioned table PostgreSQL builds one on every partition, present and future.
+    """
+    ddl = []
+    for method, columns in spec.indexes:
+        name = f"{spec.name}_{'_'.join(columns)}_{method}_idx"
+        if len(name) > MAX_IDENTIFIER:
+            # Over 63 bytes PostgreSQL would truncate it, and two indexes could collide.
+            name = f"{spec.name[:40]}_{zlib.crc32(name.encode()):08x}_idx"
+        cols = ", ".join(quote_ident(c) for c in columns)
+        ddl.append(f"CREATE INDEX IF NOT EXISTS {quote_ident(name)} ON {spec.qualified} "
+                   f"USING {method} ({cols})")
     return ddl
 
 

@@ -240,17 +240,26 @@ def test_the_analysts_queries_run(tmp_path: Path) -> None:
     """Every SQL block of docs/analysts.md runs on the example tables (docs stay true)."""
     rollup = {"table": "orders_per_minute", "bucket": "minute", "count_column": "orders",
               "sums": ["amount"]}
-    h = Harness(tmp_path, event_types={"order": {"rollups": [rollup]}})
+    index = {"columns": ["customer_id", "event_time"]}
+    h = Harness(tmp_path, event_types={"order": {"rollups": [rollup], "indexes": [index]}})
     h.migrate()
     try:
         h.produce(2000, "--spread-days", "2")
         run = h.start("run", "--until-caught-up")
         assert run.wait(180) == 0
+        # The declared index is on the parent and on every partition, even those made later.
+        partitions, indexed = h.sql(
+            "SELECT (SELECT count(*) FROM pg_inherits WHERE inhparent = 'orders'::regclass), "
+            "(SELECT count(*) FROM pg_inherits WHERE inhparent = "
+            "'orders_customer_id_event_time_btree_idx'::regclass)")[0]
+        assert partitions >= 3
+        assert indexed == partitions
         text = (ROOT / "docs/analysts.md").read_text()
         blocks = re.findall(r"```sql\n(.*?)```", text, flags=re.S)
         assert len(blocks) >= 10
         results = [h.sql(block) for block in blocks if not block.startswith("SET ")]
-        assert all(len(rows) > 0 for rows in results[:4])  # the first ones always see data
+        # The first ones always see data.
+        assert all(len(rows) > 0 for rows in results[:4]), [len(rows) for rows in results]
         disagree = next(r for b, r in zip(blocks[1:], results, strict=True)
                         if "minutes_that_disagree" in b)
         assert disagree[0][0] == 0

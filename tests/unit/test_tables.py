@@ -9,7 +9,13 @@ from processor.settings import load_settings
 from processor.sink.maintenance import PartitionGuard
 from processor.sink.partitions import add_partition_sql, bucket, drop_expired_sql
 from processor.sink.rollups import RollupSpec, with_rollups
-from processor.sink.tables import offsets_ddl, partition_function_ddl, table_spec, target_ddl
+from processor.sink.tables import (
+    index_ddl,
+    offsets_ddl,
+    partition_function_ddl,
+    table_spec,
+    target_ddl,
+)
 
 
 @pytest.mark.parametrize(
@@ -44,7 +50,7 @@ def test_orders_table_shape(example_config: Path) -> None:
     settings = load_settings(example_config)
     contract = load_contracts(settings)["order"]
     spec = table_spec(contract, settings)
-    create, index, default, comment = target_ddl(contract, spec)
+    create, index, default, comment, customer = target_ddl(contract, spec)
     # Partitioned by day: the unique key holds the partition key.
     assert spec.key == ("event_id", "event_time")
     assert create.endswith(") PARTITION BY RANGE (event_time)")
@@ -61,6 +67,9 @@ def test_orders_table_shape(example_config: Path) -> None:
         assert f'"{meta}"' in create
     assert 'PRIMARY KEY ("event_id", "event_time")' in create
     assert "(event_time)" in index
+    # Declared in config: what the analysts' per-customer queries need.
+    assert customer == ('CREATE INDEX IF NOT EXISTS "orders_customer_id_event_time_btree_idx" '
+                        'ON "weir_example"."orders" USING btree ("customer_id", "event_time")')
     assert spec.columns[-6:] == (
         "event_time", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp", "raw"
     )
@@ -103,7 +112,7 @@ def test_unpartitioned_table_keeps_its_plain_key(example_config: Path, tmp_path:
     assert spec.key == ("event_id",)
     assert not spec.partitioned
     ddl = target_ddl(contract, spec)
-    assert len(ddl) == 2
+    assert len(ddl) == 3  # table, event_time index, the declared index
     assert "PARTITION BY" not in ddl[0]
     assert partition_function_ddl(spec) == []
 
@@ -220,3 +229,23 @@ def test_rollup_table_names_are_checked(example_config: Path, tmp_path: Path) ->
     config = _config(example_config, tmp_path, "table: orders_per_minute", "table: page_views")
     with pytest.raises(ConfigError, match=r"rollups\.0\.table: .page_views. is used twice"):
         load_settings(config)
+
+
+def test_declared_indexes_name_known_columns(example_config: Path, tmp_path: Path) -> None:
+    config = _config(example_config, tmp_path, "columns: [customer_id, event_time]",
+                     "columns: [customer, event_time]")
+    with pytest.raises(ContractError, match=r"indexes.0.columns: 'customer' is neither"):
+        load_contracts(load_settings(config))
+
+
+def test_long_index_names_are_shortened_not_truncated(
+    example_config: Path, tmp_path: Path
+) -> None:
+    config = _config(example_config, tmp_path, "columns: [customer_id, event_time]",
+                     "columns: [customer_id, event_time, kafka_topic, kafka_partition]")
+    settings = load_settings(config)
+    spec = table_spec(load_contracts(settings)["order"], settings)
+    [ddl] = index_ddl(spec)
+    name = ddl.split('"')[1]
+    assert len(name) <= 63
+    assert name.startswith("orders_") and name.endswith("_idx")
