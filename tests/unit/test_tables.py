@@ -248,4 +248,5 @@ def test_long_index_names_are_shortened_not_truncated(
     [ddl] = index_ddl(spec)
     name = ddl.split('"')[1]
     assert len(name) <= 63
-    assert name.startswith("orders_") and name.endswith("_idx")
+    assert name.startswith("orders_")
+    assert name.endswith("_idx")
