@@ -22,6 +22,9 @@ import structlog
 from processor.batch.buffer import LaneBuffer
 from processor.checkpoint import Checkpointer
 from processor.contracts import Contract
+from processor.deadletter.places import Places
+from processor.deadletter.spool import Spool
+from processor.deadletter.topic import DeadLetterTopic, create_producer
 from processor.decode.decoder import Decoder
 from processor.decode.stage import DecodeStage
 from processor.observe.wiring import Observability
@@ -78,7 +81,13 @@ class Pipeline:
         writer = BatchWriter(pool, s, self.specs, store)
         self.breaker = CircuitBreaker("postgres", s.postgres.breaker_failures,
                                       s.postgres.breaker_open_s)
-        self._lanes = [Lane(i, b, writer, self.book, s, self.breaker)
+        # One dead-letter producer per process, started below and stopped last.
+        producer = create_producer(s) if s.dead_letters.topic_enabled else None
+        places = Places(DeadLetterTopic(producer, s) if producer is not None else None, writer,
+                        Spool(s.dead_letters.spool_dir, s.kafka.group_id),
+                        s.postgres.connect_timeout_s)
+        self._places = places
+        self._lanes = [Lane(i, b, writer, self.book, s, self.breaker, places)
                        for i, b in enumerate(self._buffers)]
         source = KafkaSource(s, pool, store, self.book, self.drain)
         self._checkpointer = Checkpointer(pool, store, self.book, source)
@@ -89,6 +98,9 @@ class Pipeline:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig.name)
         try:
+            if producer is not None:
+                await producer.start()
+            await places.drain()  # what a previous run spooled goes first
             if observe.server is not None:
                 await observe.server.start()
             await source.start()
@@ -101,6 +113,8 @@ class Pipeline:
                 await observe.server.stop()
             if not pool.is_closing():
                 await pool.close()
+            if producer is not None:
+                await producer.stop()
 
     async def _supervise(self, source: KafkaSource, decode: DecodeStage, until: bool,
                          observe: Observability, pool: asyncpg.Pool) -> int:
@@ -112,6 +126,8 @@ class Pipeline:
                        for lane in self._lanes]
             # Background tasks run until the pipeline is done, then are cancelled.
             background = [tasks.create_task(self._checkpoint_loop(), name="checkpoint")]
+            background.append(tasks.create_task(self._places.drain_forever(
+                self.settings.dead_letters.spool_drain_interval_s), name="spool-drain"))
             background += [tasks.create_task(coro) for coro in observe.background()]
             await self.stopping.wait()
             # The fetch loop is inside the deadline too: its final put can wait behind a

@@ -91,6 +91,10 @@ def migrate(config: ConfigOption) -> None:
 
     tables = _run(go())
     typer.echo(f"migrated schema {settings.postgres.schema_name!r}: {', '.join(tables)}")
+    if settings.dead_letters.topic_enabled:
+        from processor.deadletter.topic import ensure_dead_letter_topics
+        topics = _run(ensure_dead_letter_topics(settings))
+        typer.echo(f"dead-letter topics: {', '.join(topics)}")
 
 
 @app.command()
