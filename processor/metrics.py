@@ -23,7 +23,8 @@ EVENTS_WRITTEN = Counter(
     "weir_events_written_total", "Events committed to their target table.", ["event_type"]
 )
 EVENTS_DEAD_LETTERED = Counter(
-    "weir_events_dead_lettered_total", "Events committed to the dead-letter table.",
+    "weir_events_dead_lettered_total",
+    "Events dead-lettered and committed past, wherever the dead letter is kept.",
     ["topic", "reason"],
 )
 DEAD_LETTERS_PLACED = Counter(
