@@ -41,6 +41,7 @@ def dead_letter_headers(d: DeadLetter, group: str) -> list[tuple[str, bytes]]:
         ("weir-error-class", d.reason), ("weir-error-message", d.error[:MAX_ERROR_HEADER]),
         ("weir-stage", d.stage), ("weir-source-topic", d.topic),
         ("weir-source-partition", str(d.partition)), ("weir-source-offset", str(d.offset)),
+        ("weir-source-timestamp-ms", str(d.timestamp_ms)),
         ("weir-failed-at", failed_at), ("weir-attempts", str(d.attempts)),
         ("weir-consumer-group", group),
     ]

@@ -323,3 +323,41 @@ def test_dlq_topic_and_postgres_both_down_the_spool_keeps_them_until_one_returns
         assert "spool drained" in events
     finally:
         h.cleanup()
+
+
+def test_dlq_commands_cover_the_topic_and_replay_from_it_exactly_once(tmp_path: Path) -> None:
+    h = dlq_harness(tmp_path)
+    h.migrate()
+    try:
+        h.sql("ALTER TABLE orders ADD CONSTRAINT amount_below_500 CHECK (amount < 500)")
+        h.produce(2000, "--invalid-ratio", "0.03")
+        weir = h.start("first", "--until-caught-up")
+        assert weir.wait(180) == 0
+        in_topic = read_dlq(h)
+        assert in_topic
+        assert h.scalar("SELECT count(*) FROM weir_dead_letters") == 0  # all in the topic
+        refused = [c for c, copies in in_topic.items()
+                   if copies[0][1]["weir-error-class"] == "rejected_by_table"]
+        assert refused
+        listed = h.weir("dlq", "list", "--limit", "10000")
+        assert f"{len(in_topic)} dead letter(s)" in listed.stdout, listed.stderr
+        topic, partition, offset = refused[0]
+        shown = h.weir("dlq", "show", f"{topic}:{partition}@{offset}")
+        assert shown.returncode == 0, shown.stderr
+        assert "amount_below_500" in shown.stdout
+        assert '"amount"' in shown.stdout  # the original value
+        dry = h.weir("dlq", "replay", "--reason", "rejected_by_table", "--dry-run")
+        assert f"would replay {len(refused)} dead letter(s)" in dry.stdout, dry.stderr
+        h.sql("ALTER TABLE orders DROP CONSTRAINT amount_below_500")
+        before = h.scalar("SELECT count(*) FROM orders")
+        replayed = h.weir("dlq", "replay", "--reason", "rejected_by_table")
+        assert f"replayed {len(refused)} dead letter(s)" in replayed.stdout, replayed.stderr
+        again = h.weir("dlq", "replay", "--reason", "rejected_by_table")
+        assert "replayed 0 dead letter(s)" in again.stdout  # PostgreSQL recorded the replay
+        assert h.scalar("SELECT count(*) FROM weir_dead_letters WHERE replayed_at IS NOT NULL "
+                        "AND reason = 'rejected_by_table'") == len(refused)
+        second = h.start("second", "--until-caught-up")
+        assert second.wait(180) == 0
+        assert h.scalar("SELECT count(*) FROM orders") == before + len(refused)
+    finally:
+        h.cleanup()
