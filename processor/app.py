@@ -100,7 +100,7 @@ class Pipeline:
         try:
             if producer is not None:
                 await producer.start()
-            await places.drain()  # what a previous run spooled goes first
+            await places.drain_once()  # what a previous run spooled goes first
             if observe.server is not None:
                 await observe.server.start()
             await source.start()

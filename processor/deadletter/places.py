@@ -130,13 +130,18 @@ class Places:
         mark(dead, "table")
         return []
 
+    async def drain_once(self) -> None:
+        """:meth:`drain`, logging instead of raising when the spool folder is unusable."""
+        try:
+            await self.drain()
+        except OSError as exc:
+            # Unreadable or unwritable for now: what it holds stays there, safe, and a
+            # dead letter that cannot be spooled waits for the table instead.
+            log.error("spool could not be drained",  # noqa: TRY400
+                      error=f"{type(exc).__name__}: {exc}", path=str(self.spool.path))
+
     async def drain_forever(self, interval_s: float) -> None:
         """The owned background task: drain, sleep, repeat until cancelled."""
         while True:
-            try:
-                await self.drain()
-            except OSError as exc:
-                # The spool is unreadable for now: what it holds stays there, safe.
-                log.error("spool could not be drained",  # noqa: TRY400
-                          error=f"{type(exc).__name__}: {exc}", path=str(self.spool.path))
+            await self.drain_once()
             await asyncio.sleep(interval_s)
