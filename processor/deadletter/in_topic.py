@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from processor.connections import kafka_client
+from processor.deadletter.topic import OUR_HEADERS
 from processor.settings import Settings
 
 Coords = tuple[str, int, int]
@@ -31,7 +32,7 @@ class TopicDeadLetter:
     kafka_timestamp_ms: int | None
     key: bytes | None
     value: bytes | None
-    headers: list[tuple[str, bytes]]  # the original ones, without Weir's
+    headers: list[tuple[str, bytes]]  # the original ones, without those Weir added
     event_type: str | None
     stage: str
     reason: str
@@ -48,7 +49,7 @@ class TopicDeadLetter:
 def parse(record: object, dlq: Coords) -> TopicDeadLetter | None:
     """A dead-letter record's fields, or None if it lacks Weir's headers."""
     headers = list(getattr(record, "headers", ()) or ())
-    ours = {k: v.decode("utf-8", "replace") for k, v in headers if k.startswith("weir-")}
+    ours = {k: v.decode("utf-8", "replace") for k, v in headers if k in OUR_HEADERS}
     try:
         return TopicDeadLetter(
             topic=ours["weir-source-topic"], partition=int(ours["weir-source-partition"]),
@@ -57,7 +58,7 @@ def parse(record: object, dlq: Coords) -> TopicDeadLetter | None:
             kafka_timestamp_ms=int(ours.get("weir-source-timestamp-ms", "0")) or None,
             key=getattr(record, "key", None),
             value=getattr(record, "value", None),
-            headers=[(k, v) for k, v in headers if not k.startswith("weir-")],
+            headers=[(k, v) for k, v in headers if k not in OUR_HEADERS],
             event_type=ours.get("weir-event-type"), stage=ours["weir-stage"],
             reason=ours["weir-error-class"], error=ours.get("weir-error-message", ""),
             group=ours.get("weir-consumer-group", ""), dlq=dlq,

@@ -33,6 +33,14 @@ log = structlog.get_logger(__name__)
 # fit the broker's message.max.bytes: a runaway error message must not make it unsendable.
 MAX_ERROR_HEADER = 4096
 
+# The headers Weir adds; an original header of the same name (a dead letter published
+# again) is replaced, never doubled. Others, like ``weir-replay-of``, are kept.
+OUR_HEADERS = frozenset({
+    "weir-error-class", "weir-error-message", "weir-stage", "weir-source-topic",
+    "weir-source-partition", "weir-source-offset", "weir-source-timestamp-ms",
+    "weir-failed-at", "weir-attempts", "weir-consumer-group", "weir-event-type",
+})
+
 
 def dead_letter_headers(d: DeadLetter, group: str) -> list[tuple[str, bytes]]:
     """The original headers plus Weir's: error class and message, stage, source, time."""
@@ -47,7 +55,7 @@ def dead_letter_headers(d: DeadLetter, group: str) -> list[tuple[str, bytes]]:
     ]
     if d.event_type is not None:
         ours.append(("weir-event-type", d.event_type))
-    original = [(k, v) for k, v in d.headers if not k.startswith("weir-")]
+    original = [(k, v) for k, v in d.headers if k not in OUR_HEADERS]
     return original + [(k, v.encode()) for k, v in ours]
 
 
