@@ -103,8 +103,8 @@ class Lane:
             )
         except Exception as exc:
             if is_transient(exc):
-                # PostgreSQL is away: keep the dead letters in the spool rather than in
-                # memory; the retried transaction then carries rows and offsets only.
+                # PostgreSQL did not take them: the spool is the place that does not need
+                # it. The retried transaction then carries rows and offsets only.
                 await self._places.to_spool(unplaced(items), exc)
             raise
 

@@ -38,8 +38,8 @@ MAX_MESSAGE_BYTES = 16_384
 
 
 def dlq_harness(tmp_path: Path, **overrides: Any) -> Harness:
-    dead_letters = {"topic_enabled": True, "topic_timeout_s": 3, "spool_dir":
-                    str(tmp_path / "spool"), **overrides.pop("dead_letters", {})}
+    dead_letters = {"topic_enabled": True, "topic_timeout_s": 3,
+                    **overrides.pop("dead_letters", {})}
     h = Harness(tmp_path, dead_letters=dead_letters, **overrides)
     # Harness.cleanup deletes every topic named here: the dead-letter topics too.
     h.topics.update({f"{k}_dlq": f"{v}.dlq" for k, v in list(h.topics.items())})
