@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -273,9 +274,14 @@ def spool_coords(h: Harness) -> list[Coords]:
             for e in map(orjson.loads, path.read_bytes().splitlines()) if e]
 
 
+@pytest.mark.parametrize("recovery", ["running", "killed_and_restarted"])
 def test_dlq_topic_and_postgres_both_down_the_spool_keeps_them_until_one_returns(
-    tmp_path: Path, private_pg: PrivatePostgres,
+    tmp_path: Path, private_pg: PrivatePostgres, recovery: str,
 ) -> None:
+    """``running``: the periodic drain empties the spool once PostgreSQL is back.
+    ``killed_and_restarted``: SIGKILL while the dead letters are only in the spool; the next
+    process drains it at start and reads their (uncommitted) events again: still one dead
+    letter per event."""
     h = dlq_harness(tmp_path, dsn=private_pg.dsn,
                     dead_letters={"spool_drain_interval_s": 1},
                     batch={"max_rows": 5000, "linger_ms": 1000},
@@ -303,7 +309,13 @@ def test_dlq_topic_and_postgres_both_down_the_spool_keeps_them_until_one_returns
         for topic, partition, offset in spooled:
             assert committed.get((topic, partition), -1) <= offset
         assert weir.poll() is None
-        private_pg.start()
+        if recovery == "killed_and_restarted":
+            weir.send_signal(signal.SIGKILL)
+            weir.wait(10)
+            private_pg.start()
+            weir = h.start("weir-2")
+        else:
+            private_pg.start()
         h.wait_for(f"{ROWS} + (SELECT count(*) FROM weir_dead_letters)", len(acks),
                    timeout=240, alive=[weir])
         deadline = time.monotonic() + 60
@@ -320,6 +332,8 @@ def test_dlq_topic_and_postgres_both_down_the_spool_keeps_them_until_one_returns
                         "WHERE id = ANY($1::text[])", valid_ids) == len(valid_ids)
         events = [line.get("event", "") for line in h.log_lines("weir")]
         assert any("fall back to the spool" in e for e in events)
+        if recovery == "killed_and_restarted":
+            events = [line.get("event", "") for line in h.log_lines("weir-2")]
         assert "spool drained" in events
     finally:
         h.cleanup()
