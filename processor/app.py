@@ -24,7 +24,7 @@ from processor.checkpoint import Checkpointer
 from processor.contracts import Contract
 from processor.deadletter.places import Places
 from processor.deadletter.spool import Spool
-from processor.deadletter.topic import DeadLetterTopic, create_producer
+from processor.deadletter.topic import DeadLetterTopic
 from processor.decode.decoder import Decoder
 from processor.decode.stage import DecodeStage
 from processor.observe.wiring import Observability
@@ -82,8 +82,8 @@ class Pipeline:
         self.breaker = CircuitBreaker("postgres", s.postgres.breaker_failures,
                                       s.postgres.breaker_open_s)
         # One dead-letter producer per process, started below and stopped last.
-        producer = create_producer(s) if s.dead_letters.topic_enabled else None
-        places = Places(DeadLetterTopic(producer, s) if producer is not None else None, writer,
+        dlq_topic = DeadLetterTopic(s) if s.dead_letters.topic_enabled else None
+        places = Places(dlq_topic, writer,
                         Spool(s.dead_letters.spool_dir, s.kafka.group_id),
                         s.postgres.connect_timeout_s)
         self._places = places
@@ -98,8 +98,8 @@ class Pipeline:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig.name)
         try:
-            if producer is not None:
-                await producer.start()
+            if dlq_topic is not None:
+                await dlq_topic.start()
             await places.drain_once()  # what a previous run spooled goes first
             if observe.server is not None:
                 await observe.server.start()
@@ -113,8 +113,8 @@ class Pipeline:
                 await observe.server.stop()
             if not pool.is_closing():
                 await pool.close()
-            if producer is not None:
-                await producer.stop()
+            if dlq_topic is not None:
+                await dlq_topic.stop()
 
     async def _supervise(self, source: KafkaSource, decode: DecodeStage, until: bool,
                          observe: Observability, pool: asyncpg.Pool) -> int:

@@ -15,13 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from processor.connections import kafka_client
 from processor.records import DeadLetter
@@ -69,13 +69,40 @@ def create_producer(settings: Settings) -> AIOKafkaProducer:
 
 
 class DeadLetterTopic:
-    """Publishes dead letters; after a failure, skips the topic for ``topic_retry_s``."""
+    """Publishes dead letters; after a failure, skips the topic for ``topic_retry_s``.
 
-    def __init__(self, producer: AIOKafkaProducer, settings: Settings) -> None:
-        self._producer = producer
+    After a failed publish the producer is replaced by a fresh one before the next use: an
+    idempotent producer whose record the broker refused (too large, say) gets every later
+    record of that partition refused as out of sequence, for as long as it lives.
+    """
+
+    def __init__(self, settings: Settings,
+                 make: Callable[[Settings], AIOKafkaProducer] = create_producer) -> None:
+        self._make = make
+        self._all = settings
+        self._producer = make(settings)
         self._settings = settings.dead_letters
         self._group = settings.kafka.group_id
         self._skip_until = 0.0
+        self._stale = False
+
+    async def start(self) -> None:
+        """Connect the producer (the pipeline does, before consuming)."""
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        """Flush and close the producer (the pipeline does, last)."""
+        await self._producer.stop()
+
+    async def _renew(self) -> None:
+        old, self._producer = self._producer, self._make(self._all)
+        self._stale = False
+        try:
+            await asyncio.wait_for(old.stop(), self._settings.topic_timeout_s)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            log.warning("old dead-letter producer did not close cleanly",
+                        error=f"{type(exc).__name__}: {exc}")
+        await asyncio.wait_for(self._producer.start(), self._settings.topic_timeout_s)
 
     @property
     def available(self) -> bool:
@@ -84,6 +111,15 @@ class DeadLetterTopic:
 
     async def publish(self, dead: Sequence[DeadLetter]) -> list[bool]:
         """Publish ``dead``; for each, whether Kafka acknowledged it within the timeout."""
+        if self._stale:
+            try:
+                await self._renew()
+            except (KafkaError, OSError, TimeoutError) as exc:
+                self._stale = True  # the broker is away: try again after topic_retry_s
+                self._skip_until = time.monotonic() + self._settings.topic_retry_s
+                log.warning("dead-letter producer could not reconnect",
+                            error=f"{type(exc).__name__}: {exc}")
+                return [False] * len(dead)
         sends = [asyncio.ensure_future(self._send(d)) for d in dead]
         done, pending = await asyncio.wait(sends, timeout=self._settings.topic_timeout_s)
         for task in pending:
@@ -100,6 +136,7 @@ class DeadLetterTopic:
                 await asyncio.gather(*pending, return_exceptions=True)
         if not all(results):
             self._skip_until = time.monotonic() + self._settings.topic_retry_s
+            self._stale = True
         return results
 
     async def _send(self, d: DeadLetter) -> None:

@@ -17,10 +17,12 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from processor.deadletter.topic import DeadLetterTopic
 from processor.produce.producer import ensure_topics
 from processor.produce.sample import SampleEvents
+from processor.records import Chunk, DeadLetter
 from processor.settings import load_settings
 from tests.integration.conftest import KAFKA, Harness
 from tests.integration.servers import PrivatePostgres
@@ -252,6 +254,99 @@ def test_dlq_topic_gone_dead_letters_land_in_the_table(tmp_path: Path) -> None:
         assert any("fall back to the table" in e for e in events)
     finally:
         h.cleanup()
+
+
+def test_broker_refusing_a_dead_letter_sends_that_one_to_the_table(tmp_path: Path) -> None:
+    """The dead-letter topics take records of at most 2 KB (max.message.bytes): oversized
+    dead letters are refused by the broker and land in the table, the others in the topic."""
+    h = dlq_harness(tmp_path, dead_letters={"topic_retry_s": 0.01}, batch={"max_rows": 10},
+                    pipeline={"lanes": 1, "max_message_bytes": 4096})
+
+    async def small_topics() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+        await admin.start()
+        try:
+            await admin.create_topics([
+                NewTopic(t, num_partitions=6, replication_factor=1,
+                         topic_configs={"max.message.bytes": "2048"}) for t in dlq_topics(h)])
+        finally:
+            await admin.close()
+
+    asyncio.run(small_topics())
+    h.migrate()  # the topics exist: migrate leaves them as they are
+    try:
+        async def produce() -> dict[Coords, str]:
+            await ensure_topics(load_settings(h.config), 6)
+            sample = SampleEvents(seed=5)
+            producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all")
+            await producer.start()
+            try:
+                sent = []
+                for n in range(600):
+                    key, event = sample.make("order")
+                    kind = ("oversized" if n % 20 == 0 else "missing_field" if n % 20 == 10
+                            else None)
+                    if kind == "oversized":
+                        event["note"] = "x" * 5000
+                    elif kind == "missing_field":
+                        del event["occurred_at"]
+                    meta = await producer.send_and_wait(h.topics["order"],
+                                                        orjson.dumps(event), key=key.encode())
+                    sent.append((kind, (meta.topic, meta.partition, meta.offset)))
+                return {coords: kind for kind, coords in sent if kind}
+            finally:
+                await producer.stop()
+
+        bad = asyncio.run(produce())
+        weir = h.start("weir", "--until-caught-up")
+        assert weir.wait(300) == 0
+        in_topic, in_table = read_dlq(h), table_dead_letters(h)
+        oversized = {c for c, k in bad.items() if k == "oversized"}
+        assert oversized <= set(in_table)  # refused by the broker: the table took them
+        assert {in_table[c]["reason"] for c in oversized} == {"too_large"}
+        assert set(in_topic) | set(in_table) == set(bad)
+        assert not set(in_topic) & set(in_table)
+        assert in_topic  # the small ones keep going to the topic
+        assert all(copies[0][1]["weir-error-class"] == "schema_violation"
+                   for copies in in_topic.values())
+        assert h.scalar(ROWS) == 600 - len(bad)
+        events = [line.get("event", "") for line in h.log_lines("weir")]
+        assert "dead-letter topic refused a record" in events
+    finally:
+        h.cleanup()
+
+
+async def test_after_a_refused_record_the_next_publish_goes_through(tmp_path: Path) -> None:
+    """An idempotent producer whose record the broker refused gets every later record of that
+    partition refused (out of sequence); DeadLetterTopic replaces it after a failure."""
+    h = dlq_harness(tmp_path, dead_letters={"topic_retry_s": 0.01})
+    settings = load_settings(h.config)
+    target = settings.dead_letters.topic_for(h.topics["order"])
+    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(target, num_partitions=1, replication_factor=1,
+                                            topic_configs={"max.message.bytes": "2048"})])
+    finally:
+        await admin.close()
+    topic = DeadLetterTopic(settings)
+    await topic.start()
+    try:
+        def dead(offset: int, size: int) -> DeadLetter:
+            return DeadLetter(
+                topic=h.topics["order"], partition=0, offset=offset, timestamp_ms=0,
+                key=b"k", value=b"x" * size, headers=[], stage="decode", reason="too_large",
+                error="big", event_type=None, chunk=Chunk((h.topics["order"], 0), 0, 1))
+
+        assert await topic.publish([dead(1, 10)]) == [True]
+        assert await topic.publish([dead(2, 5000)]) == [False]  # the broker refuses it
+        assert not topic.available
+        await asyncio.sleep(0.05)
+        assert topic.available
+        assert await topic.publish([dead(3, 10), dead(4, 10)]) == [True, True]
+    finally:
+        await topic.stop()
+        await asyncio.to_thread(h.cleanup)
 
 
 def committed_in_kafka(group: str) -> dict[tuple[str, int], int]:
