@@ -8,8 +8,10 @@ auto.create.topics.enable=false), PostgreSQL by halting a private server.
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from processor.produce.sample import SampleEvents
 from processor.records import Chunk, DeadLetter
 from processor.settings import load_settings
 from tests.integration.conftest import KAFKA, Harness
-from tests.integration.servers import PrivatePostgres
+from tests.integration.servers import PrivatePostgres, free_port
 
 ROWS = "SELECT (SELECT count(*) FROM orders) + (SELECT count(*) FROM page_views)"
 Coords = tuple[str, int, int]
@@ -236,17 +238,34 @@ def test_mixed_stream_every_event_in_its_table_or_one_dead_letter_place(
         h.cleanup()
 
 
+def placed_metric(port: int) -> dict[str, float]:
+    """``weir_dead_letters_placed_total`` by place, scraped from a running Weir."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    return {m[1]: float(m[2]) for m in re.finditer(
+        r'^weir_dead_letters_placed_total\{place="(\w+)"\} (\S+)$', text, re.MULTILINE)}
+
+
 def test_dlq_topic_gone_dead_letters_land_in_the_table(tmp_path: Path) -> None:
-    h = dlq_harness(tmp_path)
+    port = free_port()
+    h = dlq_harness(tmp_path, metrics={"enabled": True, "port": port})
     h.migrate()
     try:
         delete_topics(dlq_topics(h))  # and the broker will not auto-create them
         h.produce(3000, "--invalid-ratio", "0.05")
-        weir = h.start("weir", "--until-caught-up")
-        assert weir.wait(300) == 0
         acks = h.acks()
         invalid = {(a["topic"], a["partition"], a["offset"]) for a in acks if "invalid" in a}
         assert invalid
+        weir = h.start("weir")
+        h.wait_for(f"{ROWS} + (SELECT count(*) FROM weir_dead_letters)", len(acks),
+                   timeout=240, alive=[weir])
+        # The counter moves just after the commit that the query above saw.
+        deadline = time.monotonic() + 30
+        while placed_metric(port) != {"table": len(invalid)} and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert placed_metric(port) == {"table": len(invalid)}
+        weir.send_signal(signal.SIGTERM)
+        assert weir.wait(60) == 0
         assert set(table_dead_letters(h)) == invalid
         assert h.scalar(ROWS) == len(acks) - len(invalid)
         assert not set(dlq_topics(h)) & existing_topics()
