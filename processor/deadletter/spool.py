@@ -132,6 +132,10 @@ class Spool:
 
         Appends wait meanwhile, so nothing spooled during a drain can be lost by the rewrite.
         """
+        if not self.path.exists():
+            # Nothing was ever spooled here: do not create the folder just to look.
+            yield [], _Keeper()
+            return
         async with self._locked():
             entries = await asyncio.to_thread(self._read)
             keeper = _Keeper()

@@ -70,3 +70,10 @@ async def test_a_group_name_cannot_escape_the_folder(tmp_path: Path) -> None:
     await spool.append([dead(1)])
     assert spool.path.parent == tmp_path
     assert spool.path.name == ".._.._etc_group_one.jsonl"
+
+
+async def test_draining_an_empty_spool_creates_nothing(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "never", "g")
+    async with spool.drain() as (entries, _):
+        assert entries == []
+    assert not (tmp_path / "never").exists()
