@@ -118,17 +118,24 @@ class Places:
     async def _drain_to_table(self, entries: list[Entry]) -> list[Entry]:
         if not entries:
             return entries
-        dead = [e.dead for e in entries]
+        error = await self._insert([e.dead for e in entries])
+        if error is None:
+            return []
+        if is_transient(error) or len(entries) == 1:
+            return entries  # PostgreSQL still away, or the one the table refuses: kept
+        # One entry the table refuses (why it was spooled) must not hold back the others.
+        return [e for e in entries if await self._insert([e.dead]) is not None]
+
+    async def _insert(self, dead: list[DeadLetter]) -> BaseException | None:
+        """Write ``dead`` to the table; the error if it did not take them."""
         try:
             await asyncio.wait_for(self._writer.write_dead_letters(dead), self._table_timeout_s)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
-            # Transient (PostgreSQL still away) or not (the table refuses one): either way
-            # the entries stay spooled and the next drain tries again.
             log.warning("spool not drained into the table", count=len(dead),
                         transient=is_transient(exc), error=f"{type(exc).__name__}: {exc}")
-            return entries
+            return exc
         mark(dead, "table")
-        return []
+        return None
 
     async def drain_once(self) -> None:
         """:meth:`drain`, logging instead of raising when the spool folder is unusable."""

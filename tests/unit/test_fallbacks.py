@@ -181,3 +181,21 @@ def test_a_template_without_the_topic_is_refused() -> None:
     with pytest.raises(ValueError, match="must contain"):
         Settings(event_types={}, topics=[TopicSettings(name="orders", type_field="type")],
                  dead_letters={"topic_template": "all.dlq"})
+
+
+async def test_one_entry_the_table_refuses_does_not_hold_back_the_others(
+    tmp_path: Path,
+) -> None:
+    class PickyWriter(FakeWriter):
+        async def write_dead_letters(self, dead: Sequence[DeadLetter]) -> None:
+            if any(d.offset == 3 for d in dead):
+                raise asyncpg.CheckViolationError("the table refuses this one")
+            await super().write_dead_letters(dead)
+
+    _, _, places = await run_lane(tmp_path, FakeTopic(available=False),
+                                  FakeWriter(outages=1))
+    picky = PickyWriter()
+    with capture_logs():
+        assert await Places(None, picky, places.spool, 1.0).drain() == 1  # type: ignore[arg-type]
+    assert picky.drained == [1]
+    assert [e.dead.offset for e in await places.spool.entries()] == [3]
