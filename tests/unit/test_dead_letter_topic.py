@@ -59,3 +59,18 @@ def test_a_huge_error_message_is_cut_so_the_record_stays_sendable() -> None:
 
 def test_a_record_without_weir_headers_is_not_a_dead_letter() -> None:
     assert parse(Record(None, b"{}", [("trace-id", b"abc")]), ("orders.dlq", 0, 0)) is None
+
+
+def test_dlq_filters_apply_to_topic_dead_letters_as_to_the_table() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from processor.deadletter.ops import Filters
+
+    back = parse(Record(b"k", b"{}", dead_letter_headers(dead(), "weir")), ("orders.dlq", 0, 0))
+    assert back is not None
+    past = datetime.now(UTC) - timedelta(hours=1)
+    assert Filters(topic="orders", reason="rejected_by_table", since=past).matches(back)
+    assert not Filters(topic="page_views").matches(back)
+    assert not Filters(reason="decode_error").matches(back)
+    assert not Filters(until=past).matches(back)
+    assert Filters(since=past.replace(tzinfo=None)).matches(back)  # naive means UTC
