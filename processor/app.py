@@ -23,6 +23,9 @@ from processor.batch.buffer import LaneBuffer
 from processor.checkpoint import Checkpointer
 from processor.classify import is_transient
 from processor.contracts import Contract
+from processor.deadletter.places import Places
+from processor.deadletter.spool import Spool
+from processor.deadletter.topic import DeadLetterTopic
 from processor.decode.decoder import Decoder
 from processor.decode.stage import DecodeStage
 from processor.observe.wiring import Observability
@@ -81,7 +84,13 @@ class Pipeline:
         writer = BatchWriter(pool, s, self.specs, store)
         self.breaker = CircuitBreaker("postgres", s.postgres.breaker_failures,
                                       s.postgres.breaker_open_s)
-        self._lanes = [Lane(i, b, writer, self.book, s, self.breaker)
+        # One dead-letter producer per process, started below and stopped last.
+        dlq_topic = DeadLetterTopic(s) if s.dead_letters.topic_enabled else None
+        places = Places(dlq_topic, writer,
+                        Spool(s.dead_letters.spool_dir, s.kafka.group_id),
+                        s.postgres.connect_timeout_s)
+        self._places = places
+        self._lanes = [Lane(i, b, writer, self.book, s, self.breaker, places)
                        for i, b in enumerate(self._buffers)]
         source = KafkaSource(s, pool, store, self.book, self.drain)
         self._checkpointer = Checkpointer(pool, store, self.book, source)
@@ -92,6 +101,9 @@ class Pipeline:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig.name)
         try:
+            if dlq_topic is not None:
+                await dlq_topic.start()
+            await places.drain_once()  # what a previous run spooled goes first
             if observe.server is not None:
                 await observe.server.start()
             # Today's partitions and those ahead exist before the first batch, and expired
@@ -108,6 +120,8 @@ class Pipeline:
                 await observe.server.stop()
             if not pool.is_closing():
                 await pool.close()
+            if dlq_topic is not None:
+                await dlq_topic.stop()
 
     async def _supervise(self, source: KafkaSource, decode: DecodeStage, until: bool,
                          observe: Observability, pool: asyncpg.Pool) -> int:
@@ -120,6 +134,8 @@ class Pipeline:
             # Background tasks run until the pipeline is done, then are cancelled.
             background = [tasks.create_task(self._checkpoint_loop(), name="checkpoint")]
             background.append(tasks.create_task(self._partition_loop(pool), name="partitions"))
+            background.append(tasks.create_task(self._places.drain_forever(
+                self.settings.dead_letters.spool_drain_interval_s), name="spool-drain"))
             background += [tasks.create_task(coro) for coro in observe.background()]
             await self.stopping.wait()
             # The fetch loop is inside the deadline too: its final put can wait behind a

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -95,6 +97,10 @@ def migrate(config: ConfigOption) -> None:
     except SchemaIncompatible as exc:
         _fail(str(exc), code=1)
     typer.echo(f"migrated schema {settings.postgres.schema_name!r}: {', '.join(tables)}")
+    if settings.dead_letters.topic_enabled:
+        from processor.deadletter.topic import ensure_dead_letter_topics
+        topics = _run(ensure_dead_letter_topics(settings))
+        typer.echo(f"dead-letter topics: {', '.join(topics)}")
 
 
 @app.command()
@@ -240,31 +246,52 @@ def dlq_list(
     limit: Annotated[int, typer.Option(min=1)] = 50,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """The newest dead letters, with where they came from and why."""
+    """The newest dead letters (table and dead-letter topics), with where they came from and why."""
     settings, _ = _load(config)
-    from processor.deadletter.ops import Filters, list_dead_letters
+    from processor.deadletter.ops import Filters, list_dead_letters, only_in_topic
     filters = Filters(topic, reason, since, until, replayed)
-    rows = _with_conn(settings, lambda c: list_dead_letters(c, settings, filters, limit))
+
+    async def both(conn: Any) -> list[dict[str, Any]]:
+        table = [{**dict(r), "place": "table"}
+                 for r in await list_dead_letters(conn, settings, filters, limit)]
+        topic = [{"id": None, "failed_at": d.failed_at, "topic": d.topic,
+                  "partition": d.partition, "offset": d.offset, "reason": d.reason,
+                  "stage": d.stage, "error": d.error, "replayed_at": None, "place": "topic"}
+                 for d in await only_in_topic(conn, settings, filters)]
+        return sorted(table + topic, key=lambda r: r["failed_at"], reverse=True)[:limit]
+
+    rows = _with_conn(settings, both)
     if as_json:
-        typer.echo(orjson.dumps([dict(r) for r in rows], option=orjson.OPT_INDENT_2).decode())
+        typer.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
         return
     for r in rows:
         mark = " (replayed)" if r["replayed_at"] else ""
-        typer.echo(f"{r['id']:>8}  {r['failed_at']:%Y-%m-%d %H:%M:%S}  "
+        typer.echo(f"{r['id'] or 'topic':>8}  {r['failed_at']:%Y-%m-%d %H:%M:%S}  "
                    f"{r['topic']}:{r['partition']}@{r['offset']}  {r['reason']}/{r['stage']}"
                    f"{mark}  {r['error'][:100]}")
     typer.echo(f"{len(rows)} dead letter(s)")
 
 
 @dlq_app.command("show")
-def dlq_show(config: ConfigOption,
-             dead_id: Annotated[int, typer.Argument(help="The id from `weir dlq list`.")]) -> None:
+def dlq_show(config: ConfigOption, dead_id: Annotated[str, typer.Argument(
+        help="The id from `weir dlq list`, or TOPIC:PARTITION@OFFSET of the source event.")],
+) -> None:
     """One dead letter, whole: the original key, value and headers, and the error."""
     settings, _ = _load(config)
-    from processor.deadletter.ops import show_dead_letter
-    row = _with_conn(settings, lambda c: show_dead_letter(c, settings, dead_id))
+    from processor.deadletter.ops import show_dead_letter, show_in_topic
+    coords = re.fullmatch(r"(.+):(\d+)@(\d+)", dead_id)
+    if coords is None and not dead_id.isdigit():
+        raise _fail(f"{dead_id!r} is neither an id nor TOPIC:PARTITION@OFFSET", code=2)
+    if coords is None:
+        row: Any = _with_conn(settings, lambda c: show_dead_letter(c, settings, int(dead_id)))
+    else:
+        where = (coords[1], int(coords[2]), int(coords[3]))
+        row = _with_conn(settings, lambda c: show_dead_letter(c, settings, where))
+        if row is None:
+            found = _run(show_in_topic(settings, where))
+            row = None if found is None else {"place": "topic", **asdict(found)}
     if row is None:
-        raise _fail(f"no dead letter with id {dead_id}", code=1)
+        raise _fail(f"no dead letter {dead_id}", code=1)
     for key, value in dict(row).items():
         shown = value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else value
         typer.echo(f"{key}: {shown}")

@@ -23,8 +23,18 @@ EVENTS_WRITTEN = Counter(
     "weir_events_written_total", "Events committed to their target table.", ["event_type"]
 )
 EVENTS_DEAD_LETTERED = Counter(
-    "weir_events_dead_lettered_total", "Events committed to the dead-letter table.",
+    "weir_events_dead_lettered_total",
+    "Events dead-lettered and committed past, wherever the dead letter is kept.",
     ["topic", "reason"],
+)
+DEAD_LETTERS_PLACED = Counter(
+    "weir_dead_letters_placed_total",
+    "Dead letters safely kept, by place: topic, table or spool (a drained spool entry "
+    "counts again where it lands).",
+    ["place"],
+)
+SPOOL_ENTRIES = Gauge(
+    "weir_dead_letter_spool_entries", "Dead letters waiting in the local spool to be drained."
 )
 EVENTS_FILTERED = Counter(
     "weir_events_filtered_total", "Events a transform dropped on purpose.", ["topic"]

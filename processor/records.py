@@ -53,6 +53,10 @@ class DeadLetter:
     event_type: str | None
     chunk: Chunk
     nbytes: int = field(default=0)
+    attempts: int = 1  # write attempts that ended in this dead letter
+    # Where it is safely kept ("topic", "table", "spool"), or None while it is not yet:
+    # a retried batch transaction must not place it a second time.
+    place: str | None = None
 
 
 Item = Row | DeadLetter

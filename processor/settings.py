@@ -240,6 +240,34 @@ class IndexSettings(_Section):
         return self
 
 
+class DeadLetterSettings(_Section):
+    """Where dead letters go, in order: a Kafka topic, the PostgreSQL table, a local spool."""
+
+    topic_enabled: bool = False
+    topic_template: str = "{topic}.dlq"
+    topic_partitions: PositiveInt | None = None
+    topic_replication_factor: PositiveInt = 1
+    topic_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    topic_retry_s: Annotated[float, Field(gt=0)] = 30.0
+    spool_dir: Path = Path("spool")
+    spool_drain_interval_s: Annotated[float, Field(gt=0)] = 30.0
+
+    @field_validator("topic_template")
+    @classmethod
+    def _names_the_topic(cls, value: str) -> str:
+        if "{topic}" not in value:
+            raise ValueError("must contain {topic}, the source topic's name")
+        try:
+            value.format(topic="t")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"only {{topic}} may be substituted ({exc})") from None
+        return value
+
+    def topic_for(self, source: str) -> str:
+        """The dead-letter topic of the source topic ``source``."""
+        return self.topic_template.format(topic=source)
+
+
 class EventTypeSettings(_Section):
     """One event type: its contract, its table and its transforms."""
 
@@ -345,6 +373,7 @@ class Settings(BaseSettings):
     postgres: PostgresSettings = PostgresSettings()
     batch: BatchSettings = BatchSettings()
     pipeline: PipelineSettings = PipelineSettings()
+    dead_letters: DeadLetterSettings = DeadLetterSettings()
     metrics: MetricsSettings = MetricsSettings()
     logging: LoggingSettings = LoggingSettings()
     event_types: dict[str, EventTypeSettings]

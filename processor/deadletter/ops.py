@@ -5,12 +5,17 @@ topic, with a ``weir-replay-of`` header naming where it came from, and marks the
 ``replayed_at`` once Kafka has acknowledged it. A run interrupted between the two only
 replays those rows again; the target's unique key absorbs a second copy of an event that
 now passes. An event that fails again simply becomes a new dead letter.
+
+With ``dead_letters.topic_enabled``, the dead letters in the dead-letter topics count too:
+``list`` shows those not in the table, ``show`` finds one by its source coordinates, and
+``replay`` first copies them into the table (its unique source key keeps one row per
+event), so that PostgreSQL records what was replayed and a second replay sends nothing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -18,6 +23,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from processor.connections import kafka_client
+from processor.deadletter.in_topic import Coords, TopicDeadLetter, read_topic_dead_letters
 from processor.settings import Settings
 from processor.sink.identifiers import qualified
 
@@ -46,6 +52,18 @@ class Filters:
             clauses.append("replayed_at IS NULL")
         return " AND ".join(clauses), args
 
+    def matches(self, dead: TopicDeadLetter) -> bool:
+        """The same filters, for a dead letter read from a dead-letter topic."""
+        return ((self.topic is None or dead.topic == self.topic)
+                and (self.reason is None or dead.reason == self.reason)
+                and (self.since is None or dead.failed_at >= _aware(self.since))
+                and (self.until is None or dead.failed_at < _aware(self.until)))
+
+
+def _aware(moment: datetime) -> datetime:
+    # A time given without a zone means UTC, as PostgreSQL's timestamptz comparison does here.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
 
 def _table(settings: Settings) -> str:
     return qualified(settings.postgres.schema_name, settings.postgres.dead_letter_table)
@@ -63,14 +81,68 @@ async def list_dead_letters(conn: asyncpg.Connection, settings: Settings, filter
 
 
 async def show_dead_letter(conn: asyncpg.Connection, settings: Settings,
-                           dead_id: int) -> asyncpg.Record | None:
-    """One dead letter, whole."""
-    return await conn.fetchrow(f"SELECT * FROM {_table(settings)} WHERE id = $1", dead_id)
+                           dead_id: int | Coords) -> asyncpg.Record | None:
+    """One dead letter of the table, whole: by id, or by its event's source coordinates."""
+    if isinstance(dead_id, int):
+        return await conn.fetchrow(f"SELECT * FROM {_table(settings)} WHERE id = $1", dead_id)
+    return await conn.fetchrow(
+        f'SELECT * FROM {_table(settings)} WHERE consumer_group = $1 AND topic = $2 '
+        f'AND partition = $3 AND "offset" = $4', settings.kafka.group_id, *dead_id)
+
+
+async def only_in_topic(conn: asyncpg.Connection, settings: Settings,
+                        filters: Filters) -> list[TopicDeadLetter]:
+    """Matching dead letters of the dead-letter topics that the table does not hold."""
+    if not settings.dead_letters.topic_enabled:
+        return []
+    found = [d for d in await read_topic_dead_letters(settings, filters.topic)
+             if filters.matches(d)]
+    if not found:
+        return []
+    rows = await conn.fetch(
+        f"SELECT t.topic, t.partition, t.off FROM unnest($2::text[], $3::int[], $4::bigint[]) "
+        f"AS t(topic, partition, off) WHERE EXISTS (SELECT 1 FROM {_table(settings)} d "
+        f'WHERE d.consumer_group = $1 AND d.topic = t.topic AND d.partition = t.partition '
+        f'AND d."offset" = t.off)',
+        settings.kafka.group_id, [d.topic for d in found], [d.partition for d in found],
+        [d.offset for d in found],
+    )
+    in_table: set[Coords] = {(r["topic"], r["partition"], r["off"]) for r in rows}
+    return [d for d in found if d.coords not in in_table]
+
+
+async def show_in_topic(settings: Settings, coords: Coords) -> TopicDeadLetter | None:
+    """The dead letter of the event at ``coords`` in the dead-letter topic, if there."""
+    if not settings.dead_letters.topic_enabled:
+        return None
+    found = await read_topic_dead_letters(settings, coords[0])
+    return next((d for d in found if d.coords == coords), None)
+
+
+async def copy_into_table(conn: asyncpg.Connection, settings: Settings,
+                          dead: list[TopicDeadLetter]) -> None:
+    """Record topic dead letters in the table (one row per event; a second copy is a no-op)."""
+    await conn.executemany(
+        f'INSERT INTO {_table(settings)} (consumer_group, topic, partition, "offset", '
+        "kafka_timestamp, key, value, headers, event_type, stage, reason, error, failed_at) "
+        "VALUES ($1, $2, $3, $4, to_timestamp($5::float8 / 1000), $6, $7, $8, $9, $10, $11, "
+        "$12, $13) ON CONFLICT ON CONSTRAINT "
+        f'"{settings.postgres.dead_letter_table}_source_key" DO NOTHING',
+        [(settings.kafka.group_id, d.topic, d.partition, d.offset, d.kafka_timestamp_ms,
+          d.key, d.value,
+          orjson.dumps([[k, v.decode("utf-8", "replace")] for k, v in d.headers]).decode(),
+          d.event_type, d.stage, d.reason, d.error, d.failed_at) for d in dead],
+    )
 
 
 async def replay(conn: asyncpg.Connection, settings: Settings, filters: Filters,
                  dry_run: bool = False) -> int:
     """Publish the matching dead letters to their source topics again; return how many."""
+    from_topic = await only_in_topic(conn, settings, filters)
+    if dry_run:
+        return await _count(conn, settings, filters) + len(from_topic)
+    if from_topic:
+        await copy_into_table(conn, settings, from_topic)
     where, args = filters.where()
     rows = await conn.fetch(
         f'SELECT id, topic, partition, "offset", key, value, headers FROM {_table(settings)} '
@@ -95,6 +167,13 @@ async def replay(conn: asyncpg.Connection, settings: Settings, filters: Filters,
     await conn.execute(f"UPDATE {_table(settings)} SET replayed_at = now() WHERE id = ANY($1)",
                        [row["id"] for row in rows])
     return len(rows)
+
+
+async def _count(conn: asyncpg.Connection, settings: Settings, filters: Filters) -> int:
+    where, args = filters.where()
+    count: int = await conn.fetchval(f"SELECT count(*) FROM {_table(settings)} WHERE {where}",
+                                     settings.kafka.group_id, *args)
+    return count
 
 
 def _headers(row: asyncpg.Record) -> list[tuple[str, bytes]]:

@@ -4,6 +4,10 @@ One lane per key range keeps each key's events in offset order; several lanes wr
 parallel. A transient failure is retried (the batch stays whole); a permanent one is
 isolated by bisection, so good rows are written and only the offending events are
 dead-lettered, in offset order.
+
+Dead letters are placed before the batch transaction, through the fallback chain of
+:mod:`processor.deadletter.places`: the topic first, the table inside the transaction, the
+spool if that transaction fails. A placed dead letter is never placed again by a retry.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import structlog
 from processor import metrics
 from processor.batch.buffer import LaneBuffer
 from processor.classify import is_row_specific, is_transient
+from processor.deadletter.places import Places, mark, unplaced
 from processor.records import Chunk, DeadLetter, Item, Row
 from processor.retry import retry_transient
 from processor.settings import Settings
@@ -26,14 +31,17 @@ from processor.source.progress import ProgressBook
 log = structlog.get_logger(__name__)
 
 
-def rejected(row: Row, exc: BaseException) -> DeadLetter:
-    """A row the table refused, as a dead letter carrying the database's reason."""
+def rejected(row: Row, exc: BaseException, attempts: int = 1) -> DeadLetter:
+    """A row the table refused, as a dead letter carrying the database's reason.
+
+    ``attempts`` counts the transactions that failed with the row in them.
+    """
     topic, partition, offset = row.values[-5], row.values[-4], row.values[-3]
     return DeadLetter(
         topic=topic, partition=partition, offset=offset, timestamp_ms=row.timestamp_ms,
         key=row.key, value=row.values[-1], headers=row.headers, stage="sink",
         reason="rejected_by_table", error=f"{type(exc).__name__}: {exc}",
-        event_type=row.event_type, chunk=row.chunk, nbytes=row.nbytes,
+        event_type=row.event_type, chunk=row.chunk, nbytes=row.nbytes, attempts=attempts,
     )
 
 
@@ -42,9 +50,10 @@ class Lane:
 
     def __init__(
         self, index: int, buffer: LaneBuffer, writer: BatchWriter, book: ProgressBook,
-        settings: Settings, breaker: CircuitBreaker,
+        settings: Settings, breaker: CircuitBreaker, places: Places,
     ) -> None:
         self._breaker = breaker
+        self._places = places
         self.index = index
         self.buffer = buffer
         self._writer = writer
@@ -67,8 +76,10 @@ class Lane:
             finally:
                 self.busy = False
 
-    async def _commit(self, items: Sequence[Item]) -> None:
+    async def _commit(self, items: Sequence[Item], depth: int = 1) -> None:
         done = Counter(item.chunk for item in items)
+        await self._places.to_topic(unplaced(items))
+        in_table = unplaced(items)
         try:
             await retry_transient(lambda: self._write(items, done), f"lane {self.index} write",
                                   operation="batch_write")
@@ -78,27 +89,44 @@ class Lane:
             # lane, with nothing committed past what is stored.
             if is_transient(exc) or not is_row_specific(exc):
                 raise
-            await self._isolate(items, exc)
+            await self._isolate(items, exc, depth)
             return
+        mark([d for d in in_table if d.place is None], "table")
         self._book.mark_done(done)
         metrics.observe_batch(items)
 
     async def _write(self, items: Sequence[Item], done: Counter[Chunk]) -> None:
         # Watermarks are computed at each attempt: other lanes may have committed meanwhile.
-        await self._breaker.call(
-            lambda: self._writer.write(self.index, items, self._book.watermarks_if(done))
-        )
+        try:
+            await self._breaker.call(
+                lambda: self._writer.write(self.index, items, self._book.watermarks_if(done))
+            )
+        except Exception as exc:
+            if is_transient(exc):
+                # PostgreSQL did not take them: the spool is the place that does not need
+                # it. The retried transaction then carries rows and offsets only.
+                await self._places.to_spool(unplaced(items), exc)
+            raise
 
-    async def _isolate(self, items: Sequence[Item], exc: BaseException) -> None:
+    async def _isolate(self, items: Sequence[Item], exc: BaseException, depth: int) -> None:
         if len(items) == 1:
             item = items[0]
             if isinstance(item, DeadLetter):
-                raise exc  # the dead-letter table itself refuses it: stop, commit nothing
+                await self._refused_dead_letter(item, exc)
+                return
             log.warning("row rejected by table", topic=item.values[-5],
                         partition=item.values[-4], offset=item.values[-3],
                         error=f"{type(exc).__name__}: {exc}")
-            await self._commit([rejected(item, exc)])
+            await self._commit([rejected(item, exc, depth)])
             return
         middle = len(items) // 2
-        await self._commit(items[:middle])
-        await self._commit(items[middle:])
+        await self._commit(items[:middle], depth + 1)
+        await self._commit(items[middle:], depth + 1)
+
+    async def _refused_dead_letter(self, dead: DeadLetter, exc: BaseException) -> None:
+        # The dead-letter table itself refuses it: the spool is the last place. If the
+        # spool fails too, stop with nothing committed past it.
+        await self._places.to_spool([dead], exc)
+        if dead.place is None:
+            raise exc
+        await self._commit([dead])  # its offset, now that it is safe

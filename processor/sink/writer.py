@@ -57,7 +57,7 @@ class BatchWriter:
         for item in items:
             if isinstance(item, Row):
                 rows[item.event_type].append(item.values)
-            else:
+            elif item.place is None:  # not yet kept in the topic or the spool
                 dead.append(item)
         # Before the transaction: making a partition must not hold the parent's lock until
         # this batch commits.
@@ -73,6 +73,14 @@ class BatchWriter:
                 await conn.executemany(self._dead_sql, [self._dead_args(d) for d in dead])
             await self._offsets.save(conn, writer, marks)
         self.last_commit = time.monotonic()
+
+    async def write_dead_letters(self, dead: Sequence[DeadLetter]) -> None:
+        """Dead letters alone, in their own transaction (draining the spool).
+
+        The table's unique source key makes a second copy of one change nothing.
+        """
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.executemany(self._dead_sql, [self._dead_args(d) for d in dead])
 
     def _dead_args(self, d: DeadLetter) -> tuple[Any, ...]:
         headers = orjson.dumps([[k, v.decode("utf-8", "replace")] for k, v in d.headers])

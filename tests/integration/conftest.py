@@ -83,6 +83,7 @@ class Harness:
             "pipeline": {"lanes": 3, "shutdown_timeout_s": 20},
             "metrics": {"enabled": False},
             "logging": {"format": "json"},
+            "dead_letters": {"spool_dir": str(tmp_path / "spool")},  # not the working dir
             "event_types": {
                 "order": {"schema_file": str(ROOT / "schemas/order.v1.json"), "table": "orders",
                           "id_field": "event_id", "time_field": "occurred_at",

@@ -98,6 +98,22 @@ def test_end_to_end_over_sasl_ssl_and_tls(secure_stack: SecureStack, tmp_path: P
             assert secret not in text
 
 
+def test_dead_letter_topic_over_sasl_ssl(secure_stack: SecureStack, tmp_path: Path) -> None:
+    """The dead-letter producer and `weir dlq` use the consumer's TLS and SASL settings."""
+    h = secure_stack.harness(tmp_path)
+    h.env["WEIR_DEAD_LETTERS__TOPIC_ENABLED"] = "true"
+    h.migrate()  # creates the dead-letter topics over SASL_SSL
+    h.produce(1000, "--invalid-ratio", "0.05")
+    run = h.start("run", "--until-caught-up")
+    assert run.wait(180) == 0
+    invalid = sum(1 for a in h.acks() if "invalid" in a)
+    assert invalid
+    assert h.scalar("SELECT count(*) FROM weir_dead_letters") == 0  # all went to the topic
+    listed = h.weir("dlq", "list", "--limit", "1000")
+    assert f"{invalid} dead letter(s)" in listed.stdout, listed.stderr
+    assert SASL_PASSWORD not in (tmp_path / "run.log").read_text()
+
+
 def test_wrong_password_or_untrusted_certificate_fails_fast(
     secure_stack: SecureStack, tmp_path: Path
 ) -> None:
