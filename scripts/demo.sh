@@ -38,9 +38,17 @@ step "a taste of the orders table"
 step "lag per partition (weir lag)"
 $WEIR lag --config "$CONFIG"
 
-step "dead letters by reason (the broken 1%: each kept with its original bytes and why)"
-"${PSQL[@]}" -c "SELECT reason, stage, count(*) FROM ${SCHEMA}.weir_dead_letters GROUP BY 1, 2 ORDER BY 3 DESC"
-"${PSQL[@]}" -c "SELECT DISTINCT ON (reason) reason, topic, partition, \"offset\", left(error, 90) AS error FROM ${SCHEMA}.weir_dead_letters ORDER BY reason, failed_at DESC"
+step "orders per minute: a rollup Weir keeps in the same transaction as the rows"
+"${PSQL[@]}" -c "SELECT minute, orders, amount FROM ${SCHEMA}.orders_per_minute ORDER BY minute DESC LIMIT 5"
+
+step "dead letters by reason and place (the broken 1%: each kept with its original bytes and why)"
+# weir dlq reads both places: the dead-letter topics (<topic>.dlq) and the fallback table.
+$WEIR dlq list --config "$CONFIG" --limit 1000000 --json | .venv/bin/python -c '
+import collections, json, sys
+counts = collections.Counter((d["reason"], d["stage"], d["place"]) for d in json.load(sys.stdin))
+for (reason, stage, place), n in counts.most_common():
+    print(f"{n:8}  {reason:<20} {stage:<10} in the {place}")'
+$WEIR dlq list --config "$CONFIG" --limit 5
 
 step "why page_views has fewer rows: the drop_bots transform filters crawler traffic on purpose"
 
