@@ -12,7 +12,7 @@ from processor.errors import EventRejected
 LIMITS = Limits(max_depth=4, max_string=40, max_array=6, max_fields=6)
 
 values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=50),
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=50),
     lambda inner: st.lists(inner, max_size=8) | st.dictionaries(st.text(max_size=45), inner,
                                                                 max_size=8),
     max_leaves=40,
