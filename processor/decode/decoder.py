@@ -14,10 +14,11 @@ import fastjsonschema
 import orjson
 
 from processor.contracts import Contract
-from processor.decode.converters import Converter, converter_for, kafka_time
+from processor.decode.converters import Converter, converter_for
 from processor.decode.limits import Limits
 from processor.decode.quickcheck import QuickCheck, compile_quick_check
 from processor.errors import EventRejected
+from processor.pgtime import PG_EPOCH_MS
 from processor.settings import Settings
 from processor.transform.loader import Transform, load_chain
 
@@ -55,8 +56,6 @@ class Decoder:
             name: _plan(contract, load_chain(settings.event_types[name].transforms))
             for name, contract in contracts.items()
         }
-        self._last_ms = -1
-        self._last_time = kafka_time(0)
         self._topic_type = {t.name: t.event_type for t in settings.topics}
         self._topic_field = {t.name: t.type_field for t in settings.topics}
 
@@ -132,11 +131,7 @@ class Decoder:
             raise EventRejected(
                 "conversion_error", "transform", f"{type(exc).__name__}: {exc}"
             ) from None
-        # Records of one fetch often share a millisecond: reuse the last datetime.
-        if timestamp_ms != self._last_ms:
-            self._last_time = kafka_time(timestamp_ms)
-            self._last_ms = timestamp_ms
-        kafka_ts = self._last_time
+        kafka_ts = (timestamp_ms - PG_EPOCH_MS) * 1000  # pgtime.kafka_micros, inlined
         event_time = kafka_ts if plan.time_index is None else values[plan.time_index]
         values += (event_time, topic, partition, offset, kafka_ts, raw)
         return tuple(values)

@@ -23,12 +23,11 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from fastjsonschema.draft04 import DOLLAR_FINDER
-from fastjsonschema.draft07 import CodeGeneratorDraft07
+from fastjsonschema import _get_code_generator_class
+from fastjsonschema.draft04 import DOLLAR_FINDER, CodeGeneratorDraft04
 
 QuickCheck = Callable[[Any], bool]
 
-DRAFT07 = {"http://json-schema.org/draft-07/schema", "http://json-schema.org/draft-07/schema#"}
 # Keywords that describe and never constrain (fastjsonschema ignores them too).
 ANNOTATIONS = frozenset({"title", "description", "$schema", "$id", "$comment", "examples",
                          "version", "readOnly", "writeOnly", "deprecated"})
@@ -49,7 +48,8 @@ class Unsupported(Exception):
 
 
 class _Compiler:
-    def __init__(self) -> None:
+    def __init__(self, formats: Mapping[str, str]) -> None:
+        self.formats = formats  # the format regexes of the draft fastjsonschema uses
         self.lines: list[str] = []
         self.consts: dict[str, Any] = {}
         self._names = 0
@@ -149,7 +149,7 @@ class _Compiler:
         self._guarded(("string",), v, indent, f"not {regex}.search({v})")
 
     def k_format(self, value: Any, v: str, indent: int) -> None:
-        regexes: Mapping[str, str] = CodeGeneratorDraft07.FORMAT_REGEXS
+        regexes = self.formats
         if value == "regex":
             raise Unsupported("format regex")
         if value not in regexes:
@@ -208,9 +208,12 @@ class _Compiler:
 
 def compile_quick_check(schema: Mapping[str, Any]) -> QuickCheck | None:
     """A predicate that is True only for events the schema accepts; None if not compilable."""
-    if schema.get("$schema", "http://json-schema.org/draft-07/schema#") not in DRAFT07:
+    # The draft (so the formats) fastjsonschema picks for this schema; draft-04 differs in
+    # exclusiveMinimum and friends and is left to fastjsonschema.
+    generator = _get_code_generator_class(dict(schema))
+    if generator is CodeGeneratorDraft04:
         return None
-    compiler = _Compiler()
+    compiler = _Compiler(generator.FORMAT_REGEXS)
     try:
         compiler.schema(schema, "event", 1)
     except Unsupported:
