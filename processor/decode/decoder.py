@@ -52,6 +52,7 @@ class Decoder:
     def __init__(self, settings: Settings, contracts: dict[str, Contract]) -> None:
         self._max_bytes = settings.pipeline.max_message_bytes
         self._limits = Limits.from_settings(settings.pipeline)
+        self._raw_bound = self._limits.raw_size_bound
         self._plans = {
             name: _plan(contract, load_chain(settings.event_types[name].transforms))
             for name, contract in contracts.items()
@@ -92,9 +93,11 @@ class Decoder:
             raise EventRejected(
                 "not_an_object", "decode", f"expected a JSON object, got {type(event).__name__}"
             )
-        if not self._limits.fits_raw(value):
+        # Limits.fits_raw, inlined: this runs for every event.
+        if len(value) > self._raw_bound or \
+                value.count(b"{") + value.count(b"[") > self._limits.max_depth:
             self._limits.check(event)
-        event_type = self.event_type_of(topic, event)
+        event_type = self._topic_type.get(topic) or self.event_type_of(topic, event)
         plan = self._plans[event_type]
         if plan.quick_check is None or not plan.quick_check(event):
             try:

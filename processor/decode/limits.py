@@ -40,9 +40,13 @@ class Limits:
         bytes; every level of nesting opens with a ``{`` or ``[`` byte (counting those inside
         strings too only overestimates). Counting bytes is C code, the walk is Python.
         """
-        size = len(raw)
-        return (size <= self.max_string and size < 2 * min(self.max_array, self.max_fields)
+        return (len(raw) <= self.raw_size_bound
                 and raw.count(b"{") + raw.count(b"[") <= self.max_depth)
+
+    @property
+    def raw_size_bound(self) -> int:
+        """The largest JSON text whose size alone keeps strings, arrays and objects in bounds."""
+        return min(self.max_string, 2 * min(self.max_array, self.max_fields) - 1)
 
     def check(self, event: dict[str, Any]) -> None:
         """Raise :class:`EventRejected` if ``event`` passes any bound."""
