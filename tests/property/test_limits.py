@@ -19,7 +19,7 @@ values = st.recursive(
 )
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.dictionaries(st.text(max_size=8), values, max_size=8),
        st.sampled_from([None, 1, 2]))
 def test_fits_raw_implies_the_walk_passes(event: dict[str, object], indent: int | None) -> None:
