@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -31,6 +32,7 @@ import uvloop
 
 from benchmarks import ceilings, report, weir_phase
 from benchmarks.env import (
+    BOOTSTRAP,
     DSN,
     ROOT,
     Names,
@@ -243,11 +245,23 @@ async def _written(names: Names, events: int, patience_s: float = 300) -> None:
         await conn.close()
 
 
+def stack_answers() -> bool:
+    """True when Kafka and PostgreSQL already listen (a stack started elsewhere is used)."""
+    for address in (BOOTSTRAP, DSN.rsplit("@", 1)[1].split("/", 1)[0]):
+        host, port = address.rsplit(":", 1)
+        try:
+            socket.create_connection((host, int(port)), timeout=1).close()
+        except OSError:
+            return False
+    return True
+
+
 def main() -> int:
     args = parse()
     uvloop.install()
-    subprocess.run(["bash", str(ROOT / "scripts" / "stack.sh"), "up"], check=True,
-                   stdout=subprocess.DEVNULL)
+    if not stack_answers():
+        subprocess.run(["bash", str(ROOT / "scripts" / "stack.sh"), "up"], check=True,
+                       stdout=subprocess.DEVNULL)
     run = Run(args)
     start_load = loadavg()
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from benchmarks.env import DSN, WORK, weir, weir_env
 
 @dataclass(frozen=True)
 class ProcessCost:
-    """What one finished process used, from the kernel's accounting (wait4)."""
+    """What one finished process used: CPU from wait4, peak RSS from the process's VmHWM."""
 
     wall_s: float
     cpu_s: float
@@ -25,8 +26,33 @@ class ProcessCost:
     exit_code: int
 
 
+def _peak_rss_kb(pid: int) -> int | None:
+    """The process's own RSS high-water mark (VmHWM), or None once it has exited."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return None
+
+
+def _watch_peak(pid: int, peak: list[int], done: threading.Event) -> None:
+    while not done.wait(0.05):
+        kb = _peak_rss_kb(pid)
+        if kb is not None:
+            peak[0] = max(peak[0], kb)
+
+
 def run_measured(cmd: list[str], log: Path, profile: Path | None = None) -> ProcessCost:
-    """Run ``cmd`` to its end; its CPU time (user + sys) and peak RSS come from wait4."""
+    """Run ``cmd`` to its end; its CPU time (user + sys) from wait4, its peak RSS from VmHWM.
+
+    Not wait4's ``ru_maxrss``: Linux carries the parent's high-water mark over fork and exec,
+    so a child of this harness (which holds the write ceiling's rows) would report at least
+    the harness's own peak. VmHWM belongs to the exec'd program alone and only grows; it is
+    read every 50 ms until the process exits (a new peak in the last 50 ms would be missed).
+    """
     if profile is not None:
         # py-spy runs the command as its child: wait4 then reports py-spy, so the figures
         # of a profiled run are not the ones to quote (run.py says so in the results).
@@ -35,10 +61,17 @@ def run_measured(cmd: list[str], log: Path, profile: Path | None = None) -> Proc
     started = time.perf_counter()
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, env=weir_env(), stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
+        peak, done = [0], threading.Event()
+        watcher = threading.Thread(target=_watch_peak, args=(proc.pid, peak, done))
+        watcher.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            done.set()
+            watcher.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
     return ProcessCost(time.perf_counter() - started, usage.ru_utime + usage.ru_stime,
-                       usage.ru_maxrss / 1024, proc.returncode)
+                       peak[0] / 1024, proc.returncode)
 
 
 async def steady_rate(schema: str, tables: list[str], events: int) -> dict[str, float]:

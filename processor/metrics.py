@@ -6,6 +6,8 @@ Labels are bounded: topic, table, reason, lane; never a key or an offset.
 from __future__ import annotations
 
 import time
+from bisect import bisect_right
+from collections import Counter as CountOf
 from collections.abc import Sequence
 
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
@@ -96,19 +98,38 @@ def total(metric: Counter) -> float:
                if sample.name.endswith("_total"))
 
 
+def observe_many(histogram: Histogram, amounts: list[float]) -> None:
+    """``histogram.observe`` of every amount, with one increment per bucket instead of per amount.
+
+    A batch has thousands of rows; observing each took a lock and a bucket search per row,
+    about a microsecond, a few per cent of Weir's CPU. The sorted amounts give each bucket's
+    count by bisection. (prometheus_client has no bulk observe; tests/unit/test_metrics.py
+    checks this against ``observe``.)
+    """
+    if not amounts:
+        return
+    amounts.sort()
+    below = 0
+    for bucket, bound in zip(histogram._buckets, histogram._upper_bounds, strict=True):
+        upto = bisect_right(amounts, bound, lo=below)
+        if upto > below:
+            bucket.inc(upto - below)
+        below = upto
+    histogram._sum.inc(sum(amounts))
+
+
 def observe_batch(items: Sequence[Item]) -> None:
     """Count one committed batch by event type and dead-letter reason."""
     BATCH_ROWS.observe(len(items))
     BATCH_BYTES.observe(sum(item.nbytes for item in items))
-    written: dict[str, int] = {}
-    now_ms = time.time() * 1000
-    observe = END_TO_END_SECONDS.observe
-    for item in items:
-        if isinstance(item, Row):
-            written[item.event_type] = written.get(item.event_type, 0) + 1
-            observe(max(0.0, (now_ms - item.timestamp_ms) / 1000))
-        else:
-            EVENTS_DEAD_LETTERED.labels(item.topic, item.reason).inc()
-    for event_type, count in written.items():
+    rows = [item for item in items if isinstance(item, Row)]
+    if len(rows) != len(items):
+        for item in items:
+            if not isinstance(item, Row):
+                EVENTS_DEAD_LETTERED.labels(item.topic, item.reason).inc()
+    for event_type, count in CountOf(row.event_type for row in rows).items():
         EVENTS_WRITTEN.labels(event_type).inc(count)
+    now_ms = time.time() * 1000
+    observe_many(END_TO_END_SECONDS, [max(0.0, (now_ms - row.timestamp_ms) / 1000)
+                                      for row in rows])
 

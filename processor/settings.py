@@ -65,7 +65,7 @@ class KafkaSettings(_Section):
     fetch_max_records: PositiveInt = 2000
     fetch_timeout_ms: PositiveInt = 200
     max_partition_fetch_bytes: PositiveInt = 1 * MiB
-    fetch_max_bytes: PositiveInt = 16 * MiB
+    fetch_max_bytes: PositiveInt = 4 * MiB
     session_timeout_ms: PositiveInt = 10_000
     heartbeat_interval_ms: PositiveInt = 3_000
     max_poll_interval_ms: PositiveInt = 300_000
@@ -175,7 +175,7 @@ class PipelineSettings(_Section):
     lane_capacity_rows: PositiveInt | None = None
     lane_capacity_bytes: PositiveInt | None = None
     resume_ratio: Annotated[float, Field(gt=0, lt=1)] = 0.5
-    decode_queue_fetches: PositiveInt = 4
+    decode_queue_fetches: PositiveInt = 2
     max_message_bytes: PositiveInt = 1 * MiB
     max_json_depth: PositiveInt = 64
     max_string_length: PositiveInt = 65_536

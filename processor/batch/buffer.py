@@ -5,13 +5,16 @@ capacity, the partitions feeding it are paused, so only what was already fetched
 arriving. ``put`` blocks only at the hard limit, capacity plus that in-flight headroom, as a
 safety net that pausing normally keeps out of reach. The consumer side (``take``) returns a
 batch as soon as one bound is reached, or when the oldest waiting item has lingered long
-enough.
+enough. The linger counts from that item's arrival, not from when the lane came back for
+more: items that arrived while the lane was writing have already waited, and waiting a full
+linger on top of a write would add the write time to every event's latency.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -21,7 +24,10 @@ from processor.records import Item, TopicPartitionKey
 class LaneBuffer:
     """Bounded FIFO of items for one writer lane."""
 
-    def __init__(self, capacity_rows: int, capacity_bytes: int) -> None:
+    def __init__(self, capacity_rows: int, capacity_bytes: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._oldest = 0.0  # when the oldest waiting item arrived (clock time)
         self._capacity_rows = capacity_rows
         self._capacity_bytes = capacity_bytes
         self._items: deque[Item] = deque()
@@ -55,6 +61,8 @@ class LaneBuffer:
         """Append items, waiting while the buffer is over its bounds."""
         async with self._changed:
             await self._changed.wait_for(lambda: self._closed or self._fits(len(items), nbytes))
+            if not self._items:
+                self._oldest = self._clock()
             self._items.extend(items)
             self._bytes += nbytes
             self._changed.notify_all()
@@ -64,9 +72,12 @@ class LaneBuffer:
         async with self._changed:
             await self._changed.wait_for(lambda: self._closed or bool(self._items))
             full = self._full_predicate(max_rows, max_bytes)
-            if not full():
+            # Items left over from the last cut keep the older arrival time: they flush
+            # sooner, never later.
+            remaining = linger_s - (self._clock() - self._oldest)
+            if remaining > 0 and not full():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait_for(full), timeout=linger_s)
+                    await asyncio.wait_for(self._changed.wait_for(full), timeout=remaining)
             batch = self._cut(max_rows, max_bytes)
             self._changed.notify_all()
             return batch

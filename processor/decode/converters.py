@@ -1,21 +1,30 @@
-"""Python values to what asyncpg's binary COPY expects for each column type."""
+"""Python values to what asyncpg's binary COPY expects for each column type.
+
+Timestamps become PostgreSQL's own integer (``processor/pgtime.py``): the pool's codec packs
+it without the per-value time-zone arithmetic of asyncpg's ``datetime`` codec.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import orjson
 
+from processor.pgtime import PG_EPOCH
+
 Converter = Callable[[Any], Any]
+ONE_US = timedelta(microseconds=1)
 
 
-def _timestamptz(value: str) -> datetime:
+def _timestamptz(value: str) -> int:
     parsed = datetime.fromisoformat(value)
     # A timestamp without an offset is taken as UTC rather than the server's zone.
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return (parsed - PG_EPOCH) // ONE_US
 
 
 def _numeric(value: float | int) -> Decimal:
@@ -23,12 +32,18 @@ def _numeric(value: float | int) -> Decimal:
     return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
 
 
+def _jsonb(value: Any) -> bytes:
+    # orjson returns its bytes in a 4 KiB allocation whatever their length; a row holds its
+    # jsonb values until the batch commits, so an exact-size copy keeps a row at ~1 KB.
+    return bytes(memoryview(orjson.dumps(value)))
+
+
 CONVERTERS: dict[str, Converter] = {
     "timestamptz": _timestamptz,
     "date": date.fromisoformat,
     "numeric": _numeric,
     "double precision": float,
-    "jsonb": orjson.dumps,
+    "jsonb": _jsonb,
 }
 
 

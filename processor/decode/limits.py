@@ -3,6 +3,9 @@
 ``pipeline.max_message_bytes`` already bounds the total; these bound what a small but
 hostile message can still do (a 1,000-deep nesting costs 2 KB and a recursion per level
 in every later stage). One iterative walk, no recursion, stops at the first violation.
+
+The walk costs as much as validating the event, so it is skipped when the raw bytes alone
+prove every bound holds (:meth:`Limits.fits_raw`): the usual small event never pays it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,22 @@ class Limits:
         """Read them from ``pipeline.*``."""
         return cls(p.max_json_depth, p.max_string_length, p.max_array_length,
                    p.max_object_fields)
+
+    def fits_raw(self, raw: bytes) -> bool:
+        """True when JSON text of these bytes cannot pass any bound, whatever it holds.
+
+        A string has at most as many characters as bytes (UTF-8 and escapes only make the
+        text longer); an array of *n* items or an object of *n* fields takes at least 2*n - 1
+        bytes; every level of nesting opens with a ``{`` or ``[`` byte (counting those inside
+        strings too only overestimates). Counting bytes is C code, the walk is Python.
+        """
+        return (len(raw) <= self.raw_size_bound
+                and raw.count(b"{") + raw.count(b"[") <= self.max_depth)
+
+    @property
+    def raw_size_bound(self) -> int:
+        """The largest JSON text whose size alone keeps strings, arrays and objects in bounds."""
+        return min(self.max_string, 2 * min(self.max_array, self.max_fields) - 1)
 
     def check(self, event: dict[str, Any]) -> None:
         """Raise :class:`EventRejected` if ``event`` passes any bound."""

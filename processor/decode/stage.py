@@ -38,11 +38,20 @@ class DecodeStage:
             chunk = progress.open_chunk(fresh[0].offset, fresh[-1].offset + 1, len(fresh),
                                         fresh[0].timestamp)
             filtered = 0
+            decode = self._decoder.decode
             for rec in fresh:
-                item = self._item(rec, chunk)
-                if item is None:
-                    filtered += 1
-                    continue
+                # The common case inline (a row); this loop runs once per event.
+                value = rec.value
+                try:
+                    decoded = decode(rec.topic, rec.partition, rec.offset, rec.timestamp, value)
+                except EventRejected as exc:
+                    item: Item = self._dead_letter(rec, chunk, exc)
+                else:
+                    if decoded is None:
+                        filtered += 1
+                        continue
+                    item = Row(decoded[0], decoded[1], chunk, len(value), rec.key,
+                               list(rec.headers), rec.timestamp)
                 lane = lane_for(rec.key, rec.partition, lanes)
                 per_lane[lane].append(item)
                 per_lane_bytes[lane] += item.nbytes
@@ -53,19 +62,12 @@ class DecodeStage:
             if items:
                 await buffer.put(items, nbytes)
 
-    def _item(self, rec: Any, chunk: Chunk) -> Item | None:
-        size = len(rec.value) if rec.value is not None else 0
-        try:
-            decoded = self._decoder.decode(
-                rec.topic, rec.partition, rec.offset, rec.timestamp, rec.value
-            )
-        except EventRejected as exc:
-            return DeadLetter(
-                topic=rec.topic, partition=rec.partition, offset=rec.offset,
-                timestamp_ms=rec.timestamp, key=rec.key, value=rec.value,
-                headers=list(rec.headers), stage=exc.stage, reason=exc.reason, error=str(exc),
-                event_type=None, chunk=chunk, nbytes=size,
-            )
-        if decoded is None:
-            return None
-        return Row(decoded[0], decoded[1], chunk, size, rec.key, list(rec.headers), rec.timestamp)
+    @staticmethod
+    def _dead_letter(rec: Any, chunk: Chunk, exc: EventRejected) -> DeadLetter:
+        return DeadLetter(
+            topic=rec.topic, partition=rec.partition, offset=rec.offset,
+            timestamp_ms=rec.timestamp, key=rec.key, value=rec.value,
+            headers=list(rec.headers), stage=exc.stage, reason=exc.reason, error=str(exc),
+            event_type=None, chunk=chunk,
+            nbytes=len(rec.value) if rec.value is not None else 0,
+        )

@@ -29,14 +29,25 @@ FUTURE_HORIZON_DAYS = 366
 LOCK_TIMEOUT = "2s"
 
 
-def bucket(at: datetime, interval: str) -> date:
-    """The first UTC day of the partition ``at`` falls in (what ``date_trunc`` computes)."""
-    day = at.astimezone(UTC).date()
+def bucket(at: datetime | int, interval: str) -> date:
+    """The first UTC day of the partition ``at`` falls in (what ``date_trunc`` computes).
+
+    ``at`` is a datetime, or PostgreSQL's timestamptz integer as the decoder's rows carry it
+    (:mod:`processor.pgtime`).
+    """
+    if isinstance(at, int):
+        day = PG_EPOCH_DAY + timedelta(days=at // MICROS_PER_DAY)
+    else:
+        day = at.astimezone(UTC).date()
     if interval == "week":
         return day - timedelta(days=day.weekday())  # ISO weeks start on Monday, as in SQL
     if interval == "month":
         return day.replace(day=1)
     return day
+
+
+PG_EPOCH_DAY = date(2000, 1, 1)  # timestamptz integer 0 is its midnight UTC
+MICROS_PER_DAY = 86_400_000_000
 
 
 def bucket_start(day: date) -> datetime:

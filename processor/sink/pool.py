@@ -7,6 +7,7 @@ from collections.abc import Iterable
 import asyncpg
 import orjson
 
+from processor import pgtime
 from processor.connections import postgres_client
 from processor.settings import Settings
 from processor.sink.tables import TableSpec
@@ -24,9 +25,14 @@ def _decode_jsonb(data: bytes) -> object:
 
 
 async def register_codecs(conn: asyncpg.Connection) -> None:
-    """jsonb in binary, taking bytes we already hold instead of re-encoding them."""
+    """jsonb in binary, taking bytes we already hold instead of re-encoding them; timestamptz
+    taking the integers the decoder builds (``processor/pgtime.py``)."""
     await conn.set_type_codec(
         "jsonb", encoder=_encode_jsonb, decoder=_decode_jsonb, schema="pg_catalog",
+        format="binary",
+    )
+    await conn.set_type_codec(
+        "timestamptz", encoder=pgtime.encode, decoder=pgtime.decode, schema="pg_catalog",
         format="binary",
     )
 

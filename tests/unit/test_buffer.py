@@ -80,3 +80,15 @@ async def test_flush_now_skips_the_linger(linger: float) -> None:
     await buffer.flush_now()
     batch = await asyncio.wait_for(buffer.take(100, 10**6, linger_s=10 + linger), 1)
     assert len(batch) == 2
+
+
+async def test_linger_counts_from_the_oldest_items_arrival() -> None:
+    now = [100.0]
+    buffer = LaneBuffer(1000, 10**6, clock=lambda: now[0])
+    await buffer.put(rows(3), 30)
+    now[0] += 0.5  # the lane was busy writing while these waited
+    take = asyncio.create_task(buffer.take(max_rows=100, max_bytes=10**6, linger_s=0.2))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert take.done()  # no second linger on top of the wait
+    assert len(take.result()) == 3

@@ -10,6 +10,7 @@ import pytest
 from processor.contracts import load_contracts
 from processor.decode.decoder import Decoder
 from processor.errors import EventRejected
+from processor.pgtime import micros
 from processor.settings import load_settings
 
 
@@ -43,7 +44,9 @@ def test_valid_order_becomes_a_typed_row(decoder: Decoder) -> None:
          "kafka_offset", "kafka_timestamp", "raw"], values, strict=True))
     assert row["amount"] == Decimal("19.99")
     assert row["currency"] == "EUR"  # the normalize_currency transform ran
-    assert row["occurred_at"] == datetime(2026, 11, 25, 10, tzinfo=UTC)
+    # Timestamps are PostgreSQL's integer (processor/pgtime.py), ready for binary COPY.
+    assert row["occurred_at"] == micros(datetime(2026, 11, 25, 10, tzinfo=UTC))
+    assert row["kafka_timestamp"] == micros(datetime.fromtimestamp(1_764_064_800, UTC))
     assert row["event_time"] == row["occurred_at"]
     assert orjson.loads(row["items"]) == [{"sku": "a", "qty": 1, "price": 19.99}]
     assert row["channel"] is None

@@ -5,6 +5,7 @@ import pytest
 
 from processor.contracts import ContractError, column_type, load_contracts
 from processor.errors import ConfigError
+from processor.pgtime import micros
 from processor.settings import load_settings
 from processor.sink.maintenance import PartitionGuard
 from processor.sink.partitions import add_partition_sql, bucket, drop_expired_sql
@@ -168,7 +169,7 @@ def test_guard_asks_only_for_ranges_it_has_not_seen(example_config: Path) -> Non
 
     def at(day: int) -> tuple[object, ...]:
         values = list(row)
-        values[i] = datetime(2026, 11, day, 12, tzinfo=UTC)
+        values[i] = micros(datetime(2026, 11, day, 12, tzinfo=UTC))  # as the decoder's rows
         return tuple(values)
 
     assert guard.missing("order", [at(26), at(24), at(26)]) == {date(2026, 11, 24),
@@ -250,3 +251,14 @@ def test_long_index_names_are_shortened_not_truncated(
     assert len(name) <= 63
     assert name.startswith("orders_")
     assert name.endswith("_idx")
+
+
+@pytest.mark.parametrize("interval", ["day", "week", "month"])
+@pytest.mark.parametrize("at", [
+    datetime(2026, 11, 26, 0, 0, tzinfo=UTC),
+    datetime(2026, 11, 25, 23, 59, 59, 999_999, tzinfo=UTC),
+    datetime(2026, 11, 26, 0, 30, tzinfo=timezone(timedelta(hours=1))),  # still the 25th in UTC
+    datetime(1999, 12, 31, 23, 0, tzinfo=UTC),  # before PostgreSQL's epoch: negative integer
+])
+def test_bucket_of_the_rows_integer_time_equals_the_datetimes(at: datetime, interval: str) -> None:
+    assert bucket(micros(at), interval) == bucket(at, interval)
