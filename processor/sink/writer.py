@@ -16,13 +16,26 @@ from typing import Any
 import asyncpg
 import orjson
 
+from processor.classify import is_transient
 from processor.decode.converters import kafka_time
+from processor.errors import SinkUnavailable
 from processor.records import DeadLetter, Item, Row, TopicPartitionKey
 from processor.settings import Settings
 from processor.sink.identifiers import qualified
 from processor.sink.maintenance import PartitionGuard
 from processor.sink.offsets import OffsetStore
 from processor.sink.tables import TableSpec
+
+
+def died_under(exc: Exception, closed: bool) -> bool:
+    """Did the connection die under ``exc`` (``closed`` after it), making it transient?
+
+    A server that goes away mid-statement does not always surface as a connection error:
+    the driver may report the broken transport as an internal error of its own, which
+    reads as permanent and would stop Weir during an outage. A closed connection says
+    what happened; an error that came with an open connection is PostgreSQL's answer.
+    """
+    return closed and not is_transient(exc)
 
 
 class BatchWriter:
@@ -62,16 +75,25 @@ class BatchWriter:
         # Before the transaction: making a partition must not hold the parent's lock until
         # this batch commits.
         await self._partitions.ensure(self._pool, rows)
-        async with self._pool.acquire() as conn, conn.transaction():
-            for event_type, records in rows.items():
-                spec = self._specs[event_type]
-                await conn.copy_records_to_table(
-                    spec.stage, records=records, columns=spec.columns
-                )
-                await conn.execute(self._insert[event_type])
-            if dead:
-                await conn.executemany(self._dead_sql, [self._dead_args(d) for d in dead])
-            await self._offsets.save(conn, writer, marks)
+        async with self._pool.acquire() as conn:
+            try:
+                async with conn.transaction():
+                    for event_type, records in rows.items():
+                        spec = self._specs[event_type]
+                        await conn.copy_records_to_table(
+                            spec.stage, records=records, columns=spec.columns
+                        )
+                        await conn.execute(self._insert[event_type])
+                    if dead:
+                        await conn.executemany(self._dead_sql,
+                                               [self._dead_args(d) for d in dead])
+                    await self._offsets.save(conn, writer, marks)
+            except Exception as exc:
+                if died_under(exc, conn.is_closed()):
+                    raise SinkUnavailable(
+                        f"connection lost during the batch: {type(exc).__name__}: {exc}"
+                    ) from exc
+                raise
         self.last_commit = time.monotonic()
 
     async def write_dead_letters(self, dead: Sequence[DeadLetter]) -> None:

@@ -4,6 +4,7 @@ from aiokafka.errors import CommitFailedError, KafkaConnectionError
 
 from processor.classify import is_row_specific, is_transient
 from processor.errors import EventRejected, SinkUnavailable
+from processor.sink.writer import died_under
 
 
 @pytest.mark.parametrize(
@@ -59,3 +60,12 @@ def test_permanent(exc: BaseException) -> None:
 )
 def test_only_data_errors_are_isolated_row_by_row(exc: BaseException, row: bool) -> None:
     assert is_row_specific(exc) is row
+
+
+def test_an_error_that_came_with_a_dead_connection_is_transient() -> None:
+    # What the driver reports when the transport breaks mid-COPY need not be a connection
+    # error; the closed connection decides.
+    assert died_under(RuntimeError("transport is None"), closed=True)
+    assert not died_under(RuntimeError("transport is None"), closed=False)
+    assert not died_under(asyncpg.CheckViolationError("rejected"), closed=False)
+    assert not died_under(asyncpg.ConnectionDoesNotExistError("gone"), closed=True)  # already
