@@ -23,8 +23,15 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from fastjsonschema import _get_code_generator_class
-from fastjsonschema.draft04 import DOLLAR_FINDER, CodeGeneratorDraft04
+# fastjsonschema's own draft detection and format regexes, so that both checks agree on
+# what a format means. They are internals: if a release moves them, the quick check is
+# simply off (every event goes through fastjsonschema), never a failure at start.
+try:
+    from fastjsonschema import _get_code_generator_class
+    from fastjsonschema.draft04 import DOLLAR_FINDER, CodeGeneratorDraft04
+    INTERNALS = True
+except ImportError:  # pragma: no cover - depends on the installed fastjsonschema
+    INTERNALS = False
 
 QuickCheck = Callable[[Any], bool]
 
@@ -210,10 +217,13 @@ def compile_quick_check(schema: Mapping[str, Any]) -> QuickCheck | None:
     """A predicate that is True only for events the schema accepts; None if not compilable."""
     # The draft (so the formats) fastjsonschema picks for this schema; draft-04 differs in
     # exclusiveMinimum and friends and is left to fastjsonschema.
-    generator = _get_code_generator_class(dict(schema))
-    if generator is CodeGeneratorDraft04:
+    if not INTERNALS:
         return None
-    compiler = _Compiler(generator.FORMAT_REGEXS)
+    generator = _get_code_generator_class(dict(schema))
+    formats = getattr(generator, "FORMAT_REGEXS", None)
+    if generator is CodeGeneratorDraft04 or not isinstance(formats, dict):
+        return None
+    compiler = _Compiler(formats)
     try:
         compiler.schema(schema, "event", 1)
     except Unsupported:
