@@ -45,8 +45,10 @@ def main() -> None:
     parser.add_argument("--topic", action="append", required=True, help="event_type=topic")
     parser.add_argument("--idle-s", type=float, default=5.0, help="stop after this long idle")
     args = parser.parse_args()
+    # Quix keeps local state in ./state by default; keep it with the run's scratch files.
+    state = Path(__file__).resolve().parent / "results" / "tmp" / "quix-state"
     app = Application(broker_address="127.0.0.1:19092", consumer_group=args.group,
-                      auto_offset_reset="earliest", loglevel="WARNING")
+                      auto_offset_reset="earliest", loglevel="WARNING", state_dir=state)
     for pair in args.topic:
         event_type, name = pair.split("=", 1)
         sdf = app.dataframe(app.topic(name, value_deserializer="json",
