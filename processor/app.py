@@ -141,14 +141,14 @@ class Pipeline:
             # The fetch loop is inside the deadline too: its final put can wait behind a
             # decode stage that waits behind lanes that wait on an unanswering database.
             stages = (fetching, decoding, *writing)
-            try:
-                await asyncio.wait_for(asyncio.gather(*stages),
-                                       self.settings.pipeline.shutdown_timeout_s)
-            except TimeoutError:
-                log.error(  # noqa: TRY400 - a deadline, not an exception, is being reported
-                    "shutdown deadline passed; abandoning uncommitted work, "
-                    "the next owner replays it from the stored offsets",
-                    deadline_s=self.settings.pipeline.shutdown_timeout_s)
+            # asyncio.wait, not wait_for: wait_for cancels the stages at the deadline and
+            # then waits for them to finish cancelling, and a lane cancelled inside a
+            # transaction sends ROLLBACK to a server that may never answer.
+            _, late = await asyncio.wait(stages, timeout=self.settings.pipeline.shutdown_timeout_s)
+            if late:
+                log.error("shutdown deadline passed; abandoning uncommitted work, "
+                          "the next owner replays it from the stored offsets",
+                          deadline_s=self.settings.pipeline.shutdown_timeout_s)
                 # Abort the connections first: a lane cancelled mid-query, or a graceful pool
                 # close, would wait for a server that may never answer.
                 pool.terminate()
