@@ -57,6 +57,10 @@ def base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("WEIR_")}
 
 
+# Rows written to both example tables: what tests wait on.
+ROWS = "SELECT (SELECT count(*) FROM orders) + (SELECT count(*) FROM page_views)"
+
+
 class Harness:
     """One isolated pipeline: its config, its `weir` processes and its SQL."""
 

@@ -18,11 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import ROOT, Harness, base_env
+from tests.integration.conftest import ROOT, ROWS, Harness, base_env
 from tests.integration.servers import PrivatePostgres, free_port
 from tests.integration.test_exactly_once import check_exactly_once
 
-ROWS = "SELECT (SELECT count(*) FROM orders) + (SELECT count(*) FROM page_views)"
 SLOW = {"batch": {"max_rows": 300, "linger_ms": 20}, "pipeline": {"lanes": 2}}
 
 

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Harness
+from tests.integration.conftest import ROWS, Harness
 from tests.integration.servers import PrivatePostgres, free_port
 from tests.integration.test_exactly_once import check_exactly_once, consumed_by
 
-ROWS = "SELECT (SELECT count(*) FROM orders) + (SELECT count(*) FROM page_views)"
 ORDERED = """
 SELECT count(*) FROM (
   SELECT kafka_offset, lag(kafka_offset) OVER (PARTITION BY {key} ORDER BY seq) AS prev

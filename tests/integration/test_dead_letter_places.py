@@ -26,10 +26,9 @@ from processor.produce.producer import ensure_topics
 from processor.produce.sample import SampleEvents
 from processor.records import Chunk, DeadLetter
 from processor.settings import load_settings
-from tests.integration.conftest import KAFKA, Harness
+from tests.integration.conftest import KAFKA, ROWS, Harness
 from tests.integration.servers import PrivatePostgres, free_port
 
-ROWS = "SELECT (SELECT count(*) FROM orders) + (SELECT count(*) FROM page_views)"
 Coords = tuple[str, int, int]
 
 # The kinds of bad record in the mixed stream, and the reason each must be dead-lettered with.

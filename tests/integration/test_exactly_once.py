@@ -12,7 +12,7 @@ import threading
 import time
 from collections import Counter
 
-from tests.integration.conftest import Harness
+from tests.integration.conftest import ROWS, Harness
 
 ORDER_CHECK = """
 SELECT count(*) FROM (
@@ -51,30 +51,35 @@ def check_exactly_once(h: Harness) -> None:
     assert stored == written
 
 
-def test_two_processes_one_killed_mid_run(harness: Harness) -> None:
-    h = harness
-    total = 100_000
-    producer = threading.Thread(target=h.produce, args=(total, "--rate", "12000"))
+
+
+def kill_one_of_two_and_restart(h: Harness, total: int, kill_after: int,
+                                *produce_args: str, produce_timeout: float = 240) -> None:
+    """Produce ``total`` events while two processes write; SIGKILL one once ``kill_after``
+    rows are written, start a replacement, and stop both cleanly once all are written."""
+    producer = threading.Thread(target=h.produce, args=(total, *produce_args))
     producer.start()
     a = h.start("a")
     b = h.start("b")
     # Kill one process once a good share is written, while events are still arriving.
-    h.wait_for("SELECT (SELECT count(*) FROM orders) + (SELECT count(*) FROM page_views) "
-               "> 25000", True, timeout=180, alive=[a, b])
+    h.wait_for(f"{ROWS} > {kill_after}", True, timeout=180, alive=[a, b])
     b.send_signal(signal.SIGKILL)
     assert b.wait(10) == -signal.SIGKILL
     time.sleep(2)
     b2 = h.start("b2")
-    producer.join(timeout=240)
+    producer.join(timeout=produce_timeout)
     assert not producer.is_alive()
-    h.wait_for("SELECT (SELECT count(*) FROM orders) + (SELECT count(*) FROM page_views)",
-               total, timeout=240, alive=[a, b2])
+    h.wait_for(ROWS, total, timeout=240, alive=[a, b2])
     # Let the last batches' offsets land, then stop both cleanly.
     for proc in (a, b2):
         proc.send_signal(signal.SIGTERM)
     assert a.wait(60) == 0
     assert b2.wait(60) == 0
-    check_exactly_once(h)
+
+
+def test_two_processes_one_killed_mid_run(harness: Harness) -> None:
+    kill_one_of_two_and_restart(harness, 100_000, 25_000, "--rate", "12000")
+    check_exactly_once(harness)
 
 
 def consumed_by(h: Harness, name: str) -> int:

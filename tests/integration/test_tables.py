@@ -16,10 +16,8 @@ from typing import Any
 import orjson
 import yaml
 
-from tests.integration.conftest import ROOT, Harness
-from tests.integration.test_exactly_once import check_exactly_once
-
-ROWS = "SELECT (SELECT count(*) FROM orders) + (SELECT count(*) FROM page_views)"
+from tests.integration.conftest import ROOT, ROWS, Harness
+from tests.integration.test_exactly_once import check_exactly_once, kill_one_of_two_and_restart
 
 
 def reconfigure(h: Harness, change: Callable[[dict[str, Any]], None]) -> None:
@@ -208,25 +206,9 @@ def test_rollup_matches_the_rows_after_sigkill(tmp_path: Path) -> None:
     h = Harness(tmp_path, event_types={"order": {"rollups": [rollup]}})
     h.migrate()
     try:
-        total = 60_000
         # Event times over the last half hour: many buckets, each updated by many batches.
-        producer = threading.Thread(target=h.produce,
-                                    args=(total, "--rate", "8000", "--spread-days", "0.02"))
-        producer.start()
-        a = h.start("a")
-        b = h.start("b")
-        h.wait_for(f"{ROWS} > 15000", True, timeout=180, alive=[a, b])
-        b.send_signal(signal.SIGKILL)
-        assert b.wait(10) == -signal.SIGKILL
-        time.sleep(2)
-        b2 = h.start("b2")
-        producer.join(timeout=300)
-        assert not producer.is_alive()
-        h.wait_for(ROWS, total, timeout=240, alive=[a, b2])
-        for proc in (a, b2):
-            proc.send_signal(signal.SIGTERM)
-        assert a.wait(60) == 0
-        assert b2.wait(60) == 0
+        kill_one_of_two_and_restart(h, 60_000, 15_000, "--rate", "8000", "--spread-days",
+                                    "0.02", produce_timeout=300)
         check_exactly_once(h)
         assert h.scalar("SELECT count(*) FROM orders_per_minute") > 20
         assert h.scalar(ROLLUP_MISMATCHES) == 0
