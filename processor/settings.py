@@ -41,6 +41,11 @@ def check_identifier(value: str) -> str:
     return value
 
 
+def check_identifiers(values: list[str]) -> list[str]:
+    """:func:`check_identifier` for each of a list of names."""
+    return [check_identifier(v) for v in values]
+
+
 def read_secret(value: SecretStr | None, file: Path | None) -> str | None:
     """A secret given inline (or by environment) wins over one read from a mounted file."""
     if value is not None:
@@ -207,11 +212,7 @@ class RollupSettings(_Section):
     sums: list[str] = Field(default_factory=list)
 
     _ids = field_validator("table", "count_column")(check_identifier)
-
-    @field_validator("sums")
-    @classmethod
-    def _sum_ids(cls, value: list[str]) -> list[str]:
-        return [check_identifier(v) for v in value]
+    _sum_ids = field_validator("sums")(check_identifiers)
 
     @model_validator(mode="after")
     def _distinct_columns(self) -> RollupSettings:
@@ -228,10 +229,7 @@ class IndexSettings(_Section):
     columns: Annotated[list[str], Field(min_length=1)]
     method: Literal["btree", "brin", "hash", "gin"] = "btree"
 
-    @field_validator("columns")
-    @classmethod
-    def _column_ids(cls, value: list[str]) -> list[str]:
-        return [check_identifier(v) for v in value]
+    _column_ids = field_validator("columns")(check_identifiers)
 
     @model_validator(mode="after")
     def _hash_takes_one_column(self) -> IndexSettings:
