@@ -99,6 +99,17 @@ class _Compiler:
             return "(" + " or ".join(TYPE_TESTS[k].format(v=v) for k in kinds) + ") and "
         return "" if known in kinds else None
 
+    def open_guard(self, kinds: tuple[str, ...], v: str, indent: int) -> int | None:
+        """Open an ``if`` on :meth:`guard` where one is needed; the indent of its body, or
+        None if keywords for ``kinds`` cannot apply."""
+        guard = self.guard(kinds, v)
+        if guard is None:
+            return None
+        if guard:
+            self.lines.append(" " * indent + f"if {guard}True:")
+            return indent + 1
+        return indent
+
     def k_type(self, value: Any, v: str, indent: int) -> None:
         types = [value] if isinstance(value, str) else list(value)
         if not types or any(t not in TYPE_TESTS for t in types):
@@ -174,13 +185,10 @@ class _Compiler:
     def k_properties(self, value: Any, v: str, indent: int) -> None:
         if not isinstance(value, Mapping):
             raise Unsupported("properties")
-        guard = self.guard(("object",), v)
-        if guard is None:
+        inner = self.open_guard(("object",), v, indent)
+        if inner is None:
             return
-        required = self.required
-        if guard:
-            self.lines.append(" " * indent + f"if {guard}True:")
-            indent += 1
+        indent, required = inner, self.required
         for prop, sub in value.items():
             item = self.name("p")
             if prop in required:  # present: the required check ran first
@@ -194,15 +202,12 @@ class _Compiler:
     def k_items(self, value: Any, v: str, indent: int) -> None:
         if not isinstance(value, Mapping):
             raise Unsupported("items as a list (tuple validation) or a boolean")
-        guard = self.guard(("array",), v)
-        if guard is None:
+        inner = self.open_guard(("array",), v, indent)
+        if inner is None:
             return
         item = self.name("i")
-        if guard:
-            self.lines.append(" " * indent + f"if {guard}True:")
-            indent += 1
-        self.lines.append(" " * indent + f"for {item} in {v}:")
-        self.block(value, item, indent + 1)
+        self.lines.append(" " * inner + f"for {item} in {v}:")
+        self.block(value, item, inner + 1)
 
     def block(self, s: Any, v: str, indent: int) -> None:
         """A sub-schema's checks, in a block of their own (with a fresh known type)."""
