@@ -66,8 +66,7 @@ class Places:
             log.warning("dead letters fall back to the table: the dead-letter topic failed "
                         "recently", count=len(dead))
             return
-        results = await self._topic.publish(dead)
-        mark([d for d, ok in zip(dead, results, strict=True) if ok], "topic")
+        results = await self._publish(self._topic, dead)
         failed = results.count(False)
         if failed:
             log.warning("dead letters fall back to the table: the dead-letter topic did not "
@@ -111,9 +110,15 @@ class Places:
     async def _drain_to_topic(self, entries: list[Entry]) -> list[Entry]:
         if self._topic is None or not self._topic.available:
             return entries
-        results = await self._topic.publish([e.dead for e in entries])
-        mark([e.dead for e, ok in zip(entries, results, strict=True) if ok], "topic")
+        results = await self._publish(self._topic, [e.dead for e in entries])
         return [e for e, ok in zip(entries, results, strict=True) if not ok]
+
+    @staticmethod
+    async def _publish(topic: DeadLetterTopic, dead: Sequence[DeadLetter]) -> list[bool]:
+        """Publish ``dead``, marking those Kafka acknowledged; per dead letter, whether it was."""
+        results = await topic.publish(dead)
+        mark([d for d, ok in zip(dead, results, strict=True) if ok], "topic")
+        return results
 
     async def _drain_to_table(self, entries: list[Entry]) -> list[Entry]:
         if not entries:
