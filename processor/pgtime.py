@@ -19,7 +19,7 @@ PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 PG_EPOCH_MS = 946_684_800_000  # PG_EPOCH in Unix milliseconds
 INFINITY = 2**63 - 1
 NEG_INFINITY = -(2**63)
-_ONE_US = timedelta(microseconds=1)
+ONE_US = timedelta(microseconds=1)
 _INT64 = struct.Struct("!q")
 
 
@@ -34,7 +34,7 @@ def micros(value: datetime | date) -> int:
         return NEG_INFINITY
     if value.tzinfo is None:
         value = value.astimezone()
-    return (value - PG_EPOCH) // _ONE_US
+    return (value - PG_EPOCH) // ONE_US
 
 
 def kafka_micros(timestamp_ms: int) -> int:

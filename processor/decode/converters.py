@@ -7,16 +7,15 @@ it without the per-value time-zone arithmetic of asyncpg's ``datetime`` codec.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 import orjson
 
-from processor.pgtime import PG_EPOCH
+from processor.pgtime import ONE_US, PG_EPOCH
 
 Converter = Callable[[Any], Any]
-ONE_US = timedelta(microseconds=1)
 
 
 def _timestamptz(value: str) -> int:

@@ -18,7 +18,7 @@ from processor.decode.converters import Converter, converter_for
 from processor.decode.limits import Limits
 from processor.decode.quickcheck import QuickCheck, compile_quick_check
 from processor.errors import EventRejected
-from processor.pgtime import PG_EPOCH_MS
+from processor.pgtime import kafka_micros
 from processor.settings import Settings
 from processor.transform.loader import Transform, load_chain
 
@@ -52,7 +52,6 @@ class Decoder:
     def __init__(self, settings: Settings, contracts: dict[str, Contract]) -> None:
         self._max_bytes = settings.pipeline.max_message_bytes
         self._limits = Limits.from_settings(settings.pipeline)
-        self._raw_bound = self._limits.raw_size_bound
         self._plans = {
             name: _plan(contract, load_chain(settings.event_types[name].transforms))
             for name, contract in contracts.items()
@@ -93,9 +92,7 @@ class Decoder:
             raise EventRejected(
                 "not_an_object", "decode", f"expected a JSON object, got {type(event).__name__}"
             )
-        # Limits.fits_raw, inlined: this runs for every event.
-        if len(value) > self._raw_bound or \
-                value.count(b"{") + value.count(b"[") > self._limits.max_depth:
+        if not self._limits.fits_raw(value):
             self._limits.check(event)
         event_type = self._topic_type.get(topic) or self.event_type_of(topic, event)
         plan = self._plans[event_type]
@@ -134,7 +131,7 @@ class Decoder:
             raise EventRejected(
                 "conversion_error", "transform", f"{type(exc).__name__}: {exc}"
             ) from None
-        kafka_ts = (timestamp_ms - PG_EPOCH_MS) * 1000  # pgtime.kafka_micros, inlined
+        kafka_ts = kafka_micros(timestamp_ms)
         event_time = kafka_ts if plan.time_index is None else values[plan.time_index]
         values += (event_time, topic, partition, offset, kafka_ts, raw)
         return tuple(values)

@@ -10,7 +10,7 @@ prove every bound holds (:meth:`Limits.fits_raw`): the usual small event never p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from processor.errors import EventRejected
@@ -25,6 +25,13 @@ class Limits:
     max_string: int
     max_array: int
     max_fields: int
+    # The largest JSON text whose size alone keeps strings, arrays and objects in bounds:
+    # derived once, since fits_raw runs for every event.
+    raw_size_bound: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        bound = min(self.max_string, 2 * min(self.max_array, self.max_fields) - 1)
+        object.__setattr__(self, "raw_size_bound", bound)  # frozen: set once, here
 
     @classmethod
     def from_settings(cls, p: PipelineSettings) -> Limits:
@@ -42,11 +49,6 @@ class Limits:
         """
         return (len(raw) <= self.raw_size_bound
                 and raw.count(b"{") + raw.count(b"[") <= self.max_depth)
-
-    @property
-    def raw_size_bound(self) -> int:
-        """The largest JSON text whose size alone keeps strings, arrays and objects in bounds."""
-        return min(self.max_string, 2 * min(self.max_array, self.max_fields) - 1)
 
     def check(self, event: dict[str, Any]) -> None:
         """Raise :class:`EventRejected` if ``event`` passes any bound."""
