@@ -46,6 +46,12 @@ async def retry_transient(
         except Exception as exc:
             if not is_transient(exc):
                 raise
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # Asked to stop, and an error replaced the CancelledError on its way out
+                # (asyncpg's ROLLBACK on a connection the shutdown terminated, say):
+                # retrying would undo the cancellation, so finish it instead.
+                raise asyncio.CancelledError from exc
             wait = policy.delay(attempt)
             metrics.RETRIES.labels(operation).inc()
             log.warning("retrying", operation=what, attempt=attempt + 1,

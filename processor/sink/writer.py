@@ -38,6 +38,15 @@ def died_under(exc: Exception, closed: bool) -> bool:
     return closed and not is_transient(exc)
 
 
+def _closed(conn: Any) -> bool:
+    # A pool that was terminated (the shutdown deadline) detaches its connections, and
+    # asking a detached one raises instead of answering: it is closed.
+    try:
+        return bool(conn.is_closed())
+    except asyncpg.InterfaceError:
+        return True
+
+
 class BatchWriter:
     """Writes batches for every lane through a shared pool."""
 
@@ -89,7 +98,7 @@ class BatchWriter:
                                                [self._dead_args(d) for d in dead])
                     await self._offsets.save(conn, writer, marks)
             except Exception as exc:
-                if died_under(exc, conn.is_closed()):
+                if died_under(exc, _closed(conn)):
                     raise SinkUnavailable(
                         f"connection lost during the batch: {type(exc).__name__}: {exc}"
                     ) from exc
