@@ -12,22 +12,25 @@ deadline, uncommitted work is abandoned; PostgreSQL's offsets make the next owne
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import asyncpg
 import structlog
 
 from processor.batch.buffer import LaneBuffer
 from processor.checkpoint import Checkpointer
-from processor.classify import is_transient
 from processor.contracts import Contract
 from processor.deadletter.places import Places
 from processor.deadletter.spool import Spool
 from processor.deadletter.topic import DeadLetterTopic
 from processor.decode.decoder import Decoder
 from processor.decode.stage import DecodeStage
+from processor.observe.health import LoopHeartbeat, ReadinessProbe
+from processor.observe.server import ObserveServer
 from processor.observe.wiring import Observability
 from processor.records import TopicPartitionKey
 from processor.retry import retry_transient
@@ -42,7 +45,11 @@ from processor.sink.writer import BatchWriter
 from processor.source.backpressure import Backpressure
 from processor.source.consumer import KafkaSource
 from processor.source.progress import ProgressBook
+from processor.stalls import Stalls
+from processor.startup import StartupState, check_tables, wait_for_postgres
+from processor.verdict import Verdict, verdict
 
+T = TypeVar("T")
 log = structlog.get_logger(__name__)
 
 EXIT_OK = 0
@@ -69,6 +76,13 @@ class Pipeline:
         self._checkpointer: Checkpointer | None = None
         self._backpressure: Backpressure | None = None
         self.consumed = 0  # records handed to the decode stage (a dropped fetch is not)
+        self.stalls = Stalls(settings.postgres.on_stall == "exit",
+                             settings.postgres.stall_retry_max_s)
+        self._startup = StartupState()
+        self._heartbeat = LoopHeartbeat()
+        # What /readyz asks: start-up's state until the pipeline runs, then the pipeline's.
+        self._probes: dict[str, ReadinessProbe] = {"startup": self._startup.probe}
+        self._observe: Observability | None = None
 
     def request_stop(self, reason: str) -> None:
         """Begin a graceful shutdown (signal handler, caught-up check)."""
@@ -78,8 +92,60 @@ class Pipeline:
 
     async def run(self, until_caught_up: bool = False) -> int:
         """Run until stopped; return the process exit code."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop, sig.name)
+        m = self.settings.metrics
+        # Up first, so /readyz says what start-up waits for (a database not up yet).
+        server = ObserveServer(m.host, m.port, self._heartbeat, self._probes,
+                               self._status) if m.enabled else None
+        try:
+            if server is not None:
+                await server.start()
+            pool = await self._unless_stopped(self._start_postgres())
+            if pool is None:
+                return EXIT_OK  # stopped while waiting: nothing was consumed
+            try:
+                return await self._run_with(pool, until_caught_up)
+            finally:
+                if not pool.is_closing():
+                    await pool.close()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            if server is not None:
+                await server.stop()
+
+    async def _start_postgres(self) -> asyncpg.Pool:
         s = self.settings
-        pool = await create_pool(s, self.specs.values())
+        await wait_for_postgres(s, lambda: check_tables(s, self.contracts),
+                                "PostgreSQL (contract check)", self._startup)
+        return await wait_for_postgres(s, lambda: create_pool(s, self.specs.values()),
+                                       "PostgreSQL (writers' pool)", self._startup)
+
+    async def _unless_stopped(self, work: Coroutine[Any, Any, T]) -> T | None:
+        """``work``'s result, or None if a stop was asked for first (``work`` is cancelled)."""
+        task = asyncio.ensure_future(work)
+        stop = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        return task.result() if not task.cancelled() else None
+
+    def _status(self) -> dict[str, Any]:
+        if self._observe is not None:
+            return self._observe.status()
+        return {"ready": False, "time": time.time(), "partitions": [], "starting": True,
+                "totals": {"lag": 0, "max_lag_seconds": 0.0, "written_per_s": 0.0,
+                           "dead_letters": 0, "partitions": 0, "paused": 0}}
+
+    async def _run_with(self, pool: asyncpg.Pool, until_caught_up: bool) -> int:
+        s = self.settings
         store = OffsetStore(s)
         writer = BatchWriter(pool, s, self.specs, store)
         self.breaker = CircuitBreaker("postgres", s.postgres.breaker_failures,
@@ -90,36 +156,30 @@ class Pipeline:
                         Spool(s.dead_letters.spool_dir, s.kafka.group_id),
                         s.postgres.connect_timeout_s)
         self._places = places
-        self._lanes = [Lane(i, b, writer, self.book, s, self.breaker, places)
+        self._lanes = [Lane(i, b, writer, self.book, s, self.breaker, places, self.stalls)
                        for i, b in enumerate(self._buffers)]
-        source = KafkaSource(s, pool, store, self.book, self.drain)
+        source = KafkaSource(s, pool, store, self.book, self.drain, self.stalls)
         self._checkpointer = Checkpointer(pool, store, self.book, source)
-        self._backpressure = Backpressure(source.consumer, self._buffers, s)
+        self._backpressure = Backpressure(source.consumer, self._buffers, s, self.stalls)
         decode = DecodeStage(Decoder(s, self.contracts), self._buffers)
-        observe = Observability(s, source, writer, pool, self.book, self._buffers, self.breaker)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.request_stop, sig.name)
+        observe = Observability(s, source, writer, pool, self.book, self._buffers, self.breaker,
+                                self.stalls, self._heartbeat)
         try:
             if dlq_topic is not None:
                 await dlq_topic.start()
             await places.drain_once()  # what a previous run spooled goes first
-            if observe.server is not None:
-                await observe.server.start()
             # Today's partitions and those ahead exist before the first batch, and expired
             # ones go, even for a run that ends before the first maintenance interval.
             await retry_transient(lambda: maintain(pool, self.specs.values()),
-                                  "partition maintenance", operation="partitions")
+                                  "partition maintenance", operation="partitions",
+                                  stalls=self.stalls)
             await source.start()
+            self._observe = observe
+            self._probes.clear()
+            self._probes.update(observe.probes)
             return await self._supervise(source, decode, until_caught_up, observe, pool)
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
             await source.stop()
-            if observe.server is not None:
-                await observe.server.stop()
-            if not pool.is_closing():
-                await pool.close()
             if dlq_topic is not None:
                 await dlq_topic.stop()
 
@@ -206,12 +266,12 @@ class Pipeline:
             try:
                 await maintain(pool, self.specs.values())
             except Exception as exc:
-                if not is_transient(exc):
+                if verdict(exc) is Verdict.FATAL:
                     raise
-                # A busy table or a database away: the next pass tries again, and the
-                # premade partitions ahead leave plenty of room until then.
+                # A busy table, a database away, a revoked privilege: the next pass tries
+                # again, and the premade partitions ahead leave plenty of room until then.
                 log.warning("partition maintenance failed; trying again next interval",
-                            error=f"{type(exc).__name__}: {exc}")
+                            error=f"{type(exc).__name__}: {exc}", verdict=verdict(exc).value)
 
     async def checkpoint(self, only: set[TopicPartitionKey] | None = None) -> None:
         """Persist advanced watermarks to PostgreSQL, then Kafka."""

@@ -16,11 +16,11 @@ from __future__ import annotations
 import asyncpg
 import structlog
 
-from processor.classify import is_transient
 from processor.records import TopicPartitionKey
 from processor.sink.offsets import OffsetStore
 from processor.source.consumer import KafkaSource
 from processor.source.progress import ProgressBook
+from processor.verdict import Verdict, verdict
 
 log = structlog.get_logger(__name__)
 
@@ -51,10 +51,13 @@ class Checkpointer:
                 async with self._pool.acquire() as conn, conn.transaction():
                     await self._store.save(conn, CHECKPOINT_WRITER, marks)
             except Exception as exc:
-                if not is_transient(exc):
+                if verdict(exc) is Verdict.FATAL:
                     raise
-                # The lanes' own offsets stay correct; this only delays a resume point.
-                log.warning("checkpoint failed; will retry", error=f"{type(exc).__name__}: {exc}")
+                # The lanes' own offsets stay correct; this only delays a resume point. A
+                # server away, read-only or refusing the offsets table: the next interval
+                # tries again, and the lanes (which stall on the same cause) say why.
+                log.warning("checkpoint failed; will retry", error=f"{type(exc).__name__}: {exc}",
+                            verdict=verdict(exc).value)
                 return
             self._saved.update(marks)
         await self._source.commit(only)

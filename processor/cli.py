@@ -111,25 +111,15 @@ def run(
 ) -> None:
     """Run the processor: consume, decode, transform, write, until SIGTERM or SIGINT."""
     settings, contracts = _load(config)
+    from processor.startup import StartupRefused
 
     async def go() -> int:
-        from processor.sink.migrate import behind, missing_tables
-        from processor.sink.pool import connect
-        conn = await connect(settings)
-        try:
-            missing = await missing_tables(conn, settings)
-            changes = [] if missing else await behind(conn, settings, contracts)
-        finally:
-            await conn.close()
-        if missing:
-            raise MigrationRequired(f"tables {missing} do not exist: run `weir migrate` first")
-        if changes:
-            raise MigrationRequired("tables are behind their contracts: run `weir migrate` "
-                                    "first:\n" + "\n".join(f"  - {c}" for c in changes))
         return await Pipeline(settings, contracts).run(until_caught_up=until_caught_up)
 
     try:
         code = _run(go())
+    except StartupRefused as exc:
+        _fail(str(exc), code=EXIT_CONFIG)
     except MigrationRequired as exc:
         _fail(str(exc), code=1)
     except (Exception, ExceptionGroup) as exc:

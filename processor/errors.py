@@ -1,23 +1,27 @@
 """The one error hierarchy of Weir.
 
-Every error carries ``retriable`` as a class attribute: retry logic asks the error, never a
-list of exception types. Errors from asyncpg and aiokafka are mapped onto this hierarchy in one
-place, :mod:`processor.classify`.
+Every error carries its ``verdict`` (retry, isolate, stall, fatal) as a class attribute, and
+:func:`processor.verdict.verdict` reads it; errors from asyncpg, aiokafka and the OS get
+theirs in that same function.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
+from processor.verdict import Verdict
+
 
 class WeirError(Exception):
     """Root of every error Weir raises on purpose."""
 
-    retriable: ClassVar[bool] = False
+    verdict: ClassVar[Verdict] = Verdict.STALL
 
 
 class ConfigError(WeirError):
     """The configuration is invalid; ``problems`` lists each bad setting and why."""
+
+    verdict = Verdict.FATAL
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
@@ -27,11 +31,13 @@ class ConfigError(WeirError):
 class TransientError(WeirError):
     """A fault that may heal by itself: retry with backoff."""
 
-    retriable = True
+    verdict = Verdict.RETRY
 
 
 class PermanentError(WeirError):
     """A fault that retrying cannot fix."""
+
+    verdict = Verdict.FATAL
 
 
 class EventRejected(PermanentError):
@@ -40,6 +46,8 @@ class EventRejected(PermanentError):
     ``reason`` is a short, stable code (``decode_error``, ``schema_violation`` ...) that
     producers and dashboards can group by; the message says what exactly was wrong.
     """
+
+    verdict = Verdict.ISOLATE
 
     def __init__(self, reason: str, stage: str, message: str) -> None:
         self.reason = reason

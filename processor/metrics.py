@@ -64,6 +64,14 @@ CIRCUIT_STATE = Gauge(
 RETRIES = Counter(
     "weir_retries_total", "Transient failures retried, by operation.", ["operation"]
 )
+STALLED = Gauge(
+    "weir_stalled", "1 while a part of the pipeline is stalled: PostgreSQL refuses all its "
+    "work (a privilege, a missing table) until an operator acts.", ["part"],
+)
+STALLS = Counter(
+    "weir_stalls_total", "Times a part of the pipeline entered a stall, by error class.",
+    ["part", "error"],
+)
 REBALANCES = Counter(
     "weir_rebalances_total", "Partition assignments received.",
 )

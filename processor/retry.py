@@ -1,4 +1,11 @@
-"""Retry with exponential backoff and full jitter, for transient faults only."""
+"""Run an operation until it works: backoff with full jitter for transient faults, a capped
+backoff while stalled, and every other error handed back to the caller.
+
+What to do with an error is the verdict's (:mod:`processor.verdict`); this module only acts
+on it: *retry* waits and goes again, *stall* marks the part stalled (see
+:mod:`processor.stalls`) and goes again on a slower cadence, *isolate* and *fatal* are
+raised for the caller to act on.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +18,12 @@ from typing import TypeVar
 import structlog
 
 from processor import metrics
-from processor.classify import is_transient
+from processor.stalls import Stalls
+from processor.verdict import Verdict, verdict
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
+STALL_BASE_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,30 +40,47 @@ class Backoff:
 
 async def retry_transient(
     run: Callable[[], Awaitable[T]], what: str, backoff: Backoff | None = None,
-    operation: str = "other",
+    operation: str = "other", stalls: Stalls | None = None,
 ) -> T:
-    """Run ``run`` until it succeeds or fails permanently; ``operation`` labels the metric.
+    """Run ``run`` until it succeeds, or raise what retrying cannot fix.
 
-    Transient faults are retried for as long as it takes: while PostgreSQL is away, nothing is
-    committed, the lane buffers fill and the source waits. Cancellation (shutdown) ends it.
+    Transient faults are retried for as long as it takes: while PostgreSQL is away, nothing
+    is committed, the lane buffers fill and the source waits. With ``stalls``, a *stall*
+    verdict is retried too, ``what`` being the stalled part (unless ``postgres.on_stall`` is
+    ``exit``); without, it is raised. Cancellation (shutdown) ends it.
     """
     policy = backoff or Backoff()
     attempt = 0
     while True:
         try:
-            return await run()
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                # Asked to stop, and an error replaced the CancelledError on its way out
-                # (asyncpg's ROLLBACK on a connection the shutdown terminated, say):
-                # retrying would undo the cancellation, so finish it instead.
-                raise asyncio.CancelledError from exc
-            wait = policy.delay(attempt)
+            result = await run()
+        except Exception as exc:  # noqa: BLE001 - the verdict decides; the rest is re-raised
+            wait = _wait_before_next(exc, what, policy, attempt, stalls)
             metrics.RETRIES.labels(operation).inc()
             log.warning("retrying", operation=what, attempt=attempt + 1,
                         error=f"{type(exc).__name__}: {exc}", retry_in_s=round(wait, 3))
             attempt += 1
             await asyncio.sleep(wait)
+            continue
+        if stalls is not None:
+            stalls.leave(what)
+        return result
+
+
+def _wait_before_next(exc: Exception, what: str, policy: Backoff, attempt: int,
+                      stalls: Stalls | None) -> float:
+    """How long to wait before the next attempt; raises ``exc`` if there is to be none."""
+    answer = verdict(exc)
+    stall = answer is Verdict.STALL and stalls is not None and not stalls.exit_on_stall
+    if answer is not Verdict.RETRY and not stall:
+        raise exc
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        # Asked to stop, and an error replaced the CancelledError on its way out (asyncpg's
+        # ROLLBACK on a connection the shutdown terminated, say): retrying would undo the
+        # cancellation, so finish it instead.
+        raise asyncio.CancelledError from exc
+    if stall and stalls is not None:
+        stalls.enter(what, exc)
+        return Backoff(STALL_BASE_S, stalls.retry_max_s).delay(attempt)
+    return policy.delay(attempt)

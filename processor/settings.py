@@ -130,6 +130,12 @@ class PostgresSettings(_Section):
     statement_timeout_ms: PositiveInt = 60_000
     breaker_failures: PositiveInt = 5
     breaker_open_s: Annotated[float, Field(gt=0)] = 5.0
+    # A privilege, table or column error mid-run: "stall" pauses the lane and retries until
+    # an operator fixes it; "exit" stops Weir instead (for platforms that page on restarts).
+    on_stall: Literal["stall", "exit"] = "stall"
+    stall_retry_max_s: Annotated[float, Field(gt=0)] = 10.0
+    # Start-up waits for a server that does not answer yet, retrying at most this far apart.
+    start_retry_max_s: Annotated[float, Field(gt=0)] = 10.0
     sslmode: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
     sslrootcert: Path | None = None
     sslcert: Path | None = None

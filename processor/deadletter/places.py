@@ -21,15 +21,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-import asyncpg
 import structlog
 
 from processor import metrics
-from processor.classify import is_transient
 from processor.deadletter.spool import Entry, Spool
 from processor.deadletter.topic import DeadLetterTopic
 from processor.records import DeadLetter, Item
 from processor.sink.writer import BatchWriter
+from processor.verdict import Verdict, verdict
 
 log = structlog.get_logger(__name__)
 
@@ -126,8 +125,10 @@ class Places:
         error = await self._insert([e.dead for e in entries])
         if error is None:
             return []
-        if is_transient(error) or len(entries) == 1:
-            return entries  # PostgreSQL still away, or the one the table refuses: kept
+        if verdict(error) is not Verdict.ISOLATE or len(entries) == 1:
+            # PostgreSQL still away or refusing the table, or the one entry the table
+            # refuses: kept for the next drain.
+            return entries
         # One entry the table refuses (why it was spooled) must not hold back the others.
         return [e for e in entries if await self._insert([e.dead]) is not None]
 
@@ -135,9 +136,9 @@ class Places:
         """Write ``dead`` to the table; the error if it did not take them."""
         try:
             await asyncio.wait_for(self._writer.write_dead_letters(dead), self._table_timeout_s)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+        except Exception as exc:  # noqa: BLE001 - every error keeps them in the spool
             log.warning("spool not drained into the table", count=len(dead),
-                        transient=is_transient(exc), error=f"{type(exc).__name__}: {exc}")
+                        verdict=verdict(exc).value, error=f"{type(exc).__name__}: {exc}")
             return exc
         mark(dead, "table")
         return None

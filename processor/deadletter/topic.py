@@ -21,11 +21,12 @@ from datetime import UTC, datetime
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError
 
 from processor.connections import kafka_client
 from processor.records import DeadLetter
 from processor.settings import Settings
+from processor.verdict import Verdict, verdict
 
 log = structlog.get_logger(__name__)
 
@@ -99,9 +100,9 @@ class DeadLetterTopic:
         self._stale = False
         try:
             await asyncio.wait_for(old.stop(), self._settings.topic_timeout_s)
-        except (KafkaError, OSError, TimeoutError) as exc:
+        except Exception as exc:  # noqa: BLE001 - the old one is dropped whatever it says
             log.warning("old dead-letter producer did not close cleanly",
-                        error=f"{type(exc).__name__}: {exc}")
+                        error=f"{type(exc).__name__}: {exc}", verdict=verdict(exc).value)
         await asyncio.wait_for(self._producer.start(), self._settings.topic_timeout_s)
 
     @property
@@ -114,27 +115,31 @@ class DeadLetterTopic:
         if self._stale:
             try:
                 await self._renew()
-            except (KafkaError, OSError, TimeoutError) as exc:
+            except Exception as exc:  # noqa: BLE001 - every failure falls back to the table
                 self._stale = True  # the broker is away: try again after topic_retry_s
                 self._skip_until = time.monotonic() + self._settings.topic_retry_s
                 log.warning("dead-letter producer could not reconnect",
-                            error=f"{type(exc).__name__}: {exc}")
+                            error=f"{type(exc).__name__}: {exc}", verdict=verdict(exc).value)
                 return [False] * len(dead)
         sends = [asyncio.ensure_future(self._send(d)) for d in dead]
         done, pending = await asyncio.wait(sends, timeout=self._settings.topic_timeout_s)
         for task in pending:
             task.cancel()
         results: list[bool] = []
+        topic_failing = bool(pending)
         for task in sends:
-            ok = task in done and task.exception() is None
-            if task in done and not ok:
-                log.warning("dead-letter topic refused a record",
-                            error=f"{type(task.exception()).__name__}: {task.exception()}")
-            results.append(ok)
+            error = task.exception() if task in done else None
+            results.append(task in done and error is None)
+            if error is not None:
+                answer = verdict(error)
+                # A record the broker refuses for itself (its size) says nothing of the topic.
+                topic_failing = topic_failing or answer is not Verdict.ISOLATE
+                log.warning("dead-letter topic refused a record", verdict=answer.value,
+                            error=f"{type(error).__name__}: {error}")
         if pending:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(*pending, return_exceptions=True)
-        if not all(results):
+        if topic_failing:
             self._skip_until = time.monotonic() + self._settings.topic_retry_s
             self._stale = True
         return results

@@ -2,51 +2,73 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 import asyncpg
+import structlog
 
 from processor import metrics
 from processor.batch.buffer import LaneBuffer
 from processor.connections import postgres_client
 from processor.observe.health import Check, LoopHeartbeat, ReadinessProbe, evaluate
 from processor.observe.poller import LagPoller
-from processor.observe.server import PROBE_TIMEOUT_S, ObserveServer
+from processor.observe.server import PROBE_TIMEOUT_S
 from processor.settings import Settings
 from processor.sink.breaker import CircuitBreaker, State
 from processor.sink.writer import BatchWriter
 from processor.source.consumer import KafkaSource
 from processor.source.progress import ProgressBook
+from processor.stalls import Stalls
+
+log = structlog.get_logger(__name__)
 
 # A lane commit this recent proves PostgreSQL answers without asking it again.
 RECENT_COMMIT_S = 10.0
 # Inside the probe's own budget (PROBE_TIMEOUT_S), so the probe answers, not the guard.
 PROBE_QUERY_S = PROBE_TIMEOUT_S / 2
+# A failed observability task starts again after this long: it never stops the pipeline.
+RESTART_S = 5.0
+
+
+async def keep_running(run: Callable[[], Awaitable[None]], name: str,
+                       restart_s: float = RESTART_S) -> None:
+    """Run ``run`` until cancelled, starting it again whenever it fails.
+
+    Metrics, lag and the heartbeat report on the pipeline; a bug or an outage in them must
+    not stop it (a task group would cancel every stage when one of its tasks fails).
+    """
+    while True:
+        try:
+            await run()
+        except Exception as exc:  # noqa: BLE001 - any failure here: log, restart, go on
+            log.error("observability task failed; restarting it",  # noqa: TRY400
+                      task=name, error=f"{type(exc).__name__}: {exc}", restart_in_s=restart_s)
+        await asyncio.sleep(restart_s)
 
 
 class Observability:
-    """HTTP endpoints, loop heartbeat and lag poller of one process."""
+    """Readiness probes, status, loop heartbeat and lag poller of one running pipeline."""
 
     def __init__(self, settings: Settings, source: KafkaSource, writer: BatchWriter,
                  pool: asyncpg.Pool, book: ProgressBook, buffers: Sequence[LaneBuffer],
-                 breaker: CircuitBreaker) -> None:
+                 breaker: CircuitBreaker, stalls: Stalls, heartbeat: LoopHeartbeat) -> None:
         self._breaker = breaker
+        self._stalls = stalls
         self._settings = settings
         self._source = source
         self._writer = writer
         self._pool = pool
         self._book = book
-        self.heartbeat = LoopHeartbeat()
+        self.heartbeat = heartbeat
         self.probes: dict[str, ReadinessProbe] = {"kafka": self._kafka,
                                                   "postgres": self._postgres,
-                                                  "circuit": self._circuit}
+                                                  "circuit": self._circuit,
+                                                  "stalls": self._stalled}
         self.poller = LagPoller(source.consumer, book, buffers, pool,
                                 settings.metrics.lag_interval_s, self.ready)
-        m = settings.metrics
-        self.server = ObserveServer(m.host, m.port, self.heartbeat, self.probes,
-                                    self.status) if m.enabled else None
 
     def status(self) -> dict[str, Any]:
         """The status page's data: lag per partition and the totals."""
@@ -76,7 +98,8 @@ class Observability:
 
     def background(self) -> list[Coroutine[Any, Any, None]]:
         """The coroutines to run as owned tasks for the life of the pipeline."""
-        return [self.heartbeat.run(), self.poller.run()]
+        return [keep_running(self.heartbeat.run, "heartbeat"),
+                keep_running(self.poller.run, "lag poller")]
 
     async def ready(self) -> bool:
         """The same answer ``/readyz`` gives."""
@@ -95,8 +118,19 @@ class Observability:
         state = self._breaker.state
         detail = {"state": state.name.lower()}
         if state is State.OPEN:
-            detail["error"] = "PostgreSQL writes keep failing; the breaker is probing"
+            detail["error"] = ("PostgreSQL writes keep failing; the breaker is probing: "
+                               + self._breaker.last_error)
         return Check(state is not State.OPEN, detail)
+
+    async def _stalled(self) -> Check:
+        parts = self._stalls.parts
+        if not parts:
+            return Check(True, {"stalled": []})
+        return Check(False, {
+            "stalled": sorted(parts),
+            "error": "; ".join(f"{part} stalled for {time.time() - st.since:.0f}s: {st.error}"
+                               for part, st in sorted(parts.items())),
+        })
 
     async def _postgres(self) -> Check:
         since = time.monotonic() - self._writer.last_commit

@@ -6,8 +6,12 @@ open     after ``failures`` of them in a row: calls wait (the lanes hold their b
 half-open then one call goes through as a probe; success closes the circuit, a transient
          failure opens it again. Everyone else waits for the probe's outcome.
 
-A permanent error (a row the table refuses) is an answer from the database, so it counts
-as a success here: the breaker is about reachability, not about bad data.
+Only a *retry* verdict counts as a failure. Any other error (a row the table refuses, a
+revoked privilege) is an answer from the database, so it counts as a success here: the
+breaker is about reachability, not about bad data or grants. A probe that is cancelled
+(shutdown, a revoked partition) says nothing either way: the circuit goes back to open with
+its period over, so the next caller probes at once instead of everyone waiting on a probe
+that will never report.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import TypeVar
 import structlog
 
 from processor import metrics
-from processor.classify import is_transient
+from processor.verdict import Verdict, verdict
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -44,52 +48,69 @@ class CircuitBreaker:
         self._open_s = open_s
         self._failures = 0
         self._opened_at = 0.0
-        self._changed = asyncio.Condition()
+        # Set on every state change: waiters wake and look again. One event loop, no await
+        # between reading and changing the state, so no lock is needed.
+        self._wake = asyncio.Event()
         self.state = State.CLOSED
+        self.last_error = ""  # the last transient failure, for /readyz
         metrics.CIRCUIT_STATE.labels(name).set(State.CLOSED)
 
     async def call(self, operation: Callable[[], Awaitable[T]]) -> T:
         """Run ``operation`` when the circuit lets it; record how it went."""
-        await self._admit()
+        probe = await self._admit()
         try:
             result = await operation()
         except Exception as exc:
-            await self._record(ok=not is_transient(exc))
+            transient = verdict(exc) is Verdict.RETRY
+            if transient:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+            self._record(ok=not transient)
             raise
-        await self._record(ok=True)
+        except BaseException:
+            if probe:
+                self._reopen_for_next_probe()
+            raise
+        self._record(ok=True)
         return result
 
-    async def _admit(self) -> None:
-        async with self._changed:
-            while True:
-                if self.state is State.CLOSED:
-                    return
-                if self.state is State.OPEN:
-                    remaining = self._opened_at + self._open_s - time.monotonic()
-                    if remaining <= 0:
-                        self._set(State.HALF_OPEN)
-                        return  # this caller is the probe
-                    # Wake at the end of the open period, or earlier if the state changes.
-                    try:
-                        await asyncio.wait_for(self._changed.wait(), remaining)
-                    except TimeoutError:
-                        continue
-                else:
-                    await self._changed.wait()  # a probe is out: wait for its outcome
+    def _reopen_for_next_probe(self) -> None:
+        # No await: this runs while the caller is being cancelled.
+        if self.state is State.HALF_OPEN:
+            self._opened_at = time.monotonic() - self._open_s
+            self._set(State.OPEN)
+        self._wake.set()
 
-    async def _record(self, ok: bool) -> None:
-        async with self._changed:
-            if ok:
-                self._failures = 0
-                if self.state is not State.CLOSED:
-                    self._set(State.CLOSED)
+    async def _admit(self) -> bool:
+        """Wait until a call may go through; True if this caller is the half-open probe."""
+        while True:
+            if self.state is State.CLOSED:
+                return False
+            if self.state is State.OPEN:
+                remaining = self._opened_at + self._open_s - time.monotonic()
+                if remaining <= 0:
+                    self._set(State.HALF_OPEN)
+                    return True
             else:
-                self._failures += 1
-                if self.state is State.HALF_OPEN or self._failures >= self._threshold:
-                    self._opened_at = time.monotonic()
-                    if self.state is not State.OPEN:
-                        self._set(State.OPEN)
-            self._changed.notify_all()
+                remaining = self._open_s  # a probe is out: wait for its outcome, or look again
+            # Wake at the end of the open period, or earlier if the state changes.
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), remaining)
+            except TimeoutError:
+                continue
+
+    def _record(self, ok: bool) -> None:
+        if ok:
+            self._failures = 0
+            if self.state is not State.CLOSED:
+                self._set(State.CLOSED)
+        else:
+            self._failures += 1
+            if self.state is State.HALF_OPEN or self._failures >= self._threshold:
+                self._opened_at = time.monotonic()
+                if self.state is not State.OPEN:
+                    self._set(State.OPEN)
+        self._wake.set()
 
     def _set(self, state: State) -> None:
         self.state = state

@@ -1,9 +1,11 @@
 """A writer lane: takes batches from its buffer and commits them, one at a time, in order.
 
 One lane per key range keeps each key's events in offset order; several lanes write in
-parallel. A transient failure is retried (the batch stays whole); a permanent one is
-isolated by bisection, so good rows are written and only the offending events are
-dead-lettered, in offset order.
+parallel. What a failure means is the verdict's (:mod:`processor.verdict`): a transient one
+is retried (the batch stays whole); one about the data is isolated by bisection, so good
+rows are written and only the offending events are dead-lettered, in offset order; one that
+refuses all work (a revoked privilege, a missing table) stalls the lane, which keeps the
+batch, pauses its partitions and retries until an operator fixes it.
 
 Dead letters are placed before the batch transaction, through the fallback chain of
 :mod:`processor.deadletter.places`: the topic first, the table inside the transaction, the
@@ -19,7 +21,6 @@ import structlog
 
 from processor import metrics
 from processor.batch.buffer import LaneBuffer
-from processor.classify import is_row_specific, is_transient
 from processor.deadletter.places import Places, mark, unplaced
 from processor.records import Chunk, DeadLetter, Item, Row
 from processor.retry import retry_transient
@@ -27,6 +28,8 @@ from processor.settings import Settings
 from processor.sink.breaker import CircuitBreaker
 from processor.sink.writer import BatchWriter
 from processor.source.progress import ProgressBook
+from processor.stalls import Stalls, lane_part
+from processor.verdict import Verdict, verdict
 
 log = structlog.get_logger(__name__)
 
@@ -50,9 +53,11 @@ class Lane:
 
     def __init__(
         self, index: int, buffer: LaneBuffer, writer: BatchWriter, book: ProgressBook,
-        settings: Settings, breaker: CircuitBreaker, places: Places,
+        settings: Settings, breaker: CircuitBreaker, places: Places, stalls: Stalls,
     ) -> None:
         self._breaker = breaker
+        self._stalls = stalls
+        self._part = lane_part(index)
         self._places = places
         self.index = index
         self.buffer = buffer
@@ -81,13 +86,12 @@ class Lane:
         await self._places.to_topic(unplaced(items))
         in_table = unplaced(items)
         try:
-            await retry_transient(lambda: self._write(items, done), f"lane {self.index} write",
-                                  operation="batch_write")
+            await retry_transient(lambda: self._write(items, done), self._part,
+                                  operation="batch_write", stalls=self._stalls)
         except Exception as exc:
-            # Transient errors only get here past a retry deadline; errors that are not about
-            # the rows (privileges, a missing table) would fail every row alike. Both stop the
-            # lane, with nothing committed past what is stored.
-            if is_transient(exc) or not is_row_specific(exc):
+            # Transient faults and stalls never get here (retried until they heal); a fatal
+            # error stops the lane with nothing committed past what is stored.
+            if verdict(exc) is not Verdict.ISOLATE:
                 raise
             await self._isolate(items, exc, depth)
             return
@@ -102,9 +106,10 @@ class Lane:
                 lambda: self._writer.write(self.index, items, self._book.watermarks_if(done))
             )
         except Exception as exc:
-            if is_transient(exc):
-                # PostgreSQL did not take them: the spool is the place that does not need
-                # it. The retried transaction then carries rows and offsets only.
+            if verdict(exc) in (Verdict.RETRY, Verdict.STALL):
+                # PostgreSQL did not take them, and will be asked again: the spool is the
+                # place that does not need it. The retried transaction then carries rows
+                # and offsets only.
                 await self._places.to_spool(unplaced(items), exc)
             raise
 

@@ -16,7 +16,6 @@ from typing import Any
 import asyncpg
 import orjson
 
-from processor.classify import is_transient
 from processor.decode.converters import kafka_time
 from processor.errors import SinkUnavailable
 from processor.records import DeadLetter, Item, Row, TopicPartitionKey
@@ -25,6 +24,7 @@ from processor.sink.identifiers import qualified
 from processor.sink.maintenance import PartitionGuard
 from processor.sink.offsets import OffsetStore
 from processor.sink.tables import TableSpec
+from processor.verdict import Verdict, stale_connection, verdict
 
 
 def died_under(exc: Exception, closed: bool) -> bool:
@@ -35,7 +35,7 @@ def died_under(exc: Exception, closed: bool) -> bool:
     reads as permanent and would stop Weir during an outage. A closed connection says
     what happened; an error that came with an open connection is PostgreSQL's answer.
     """
-    return closed and not is_transient(exc)
+    return closed and verdict(exc) is not Verdict.RETRY
 
 
 def _closed(conn: Any) -> bool:
@@ -98,6 +98,10 @@ class BatchWriter:
                                                [self._dead_args(d) for d in dead])
                     await self._offsets.save(conn, writer, marks)
             except Exception as exc:
+                if stale_connection(exc):
+                    # A failover: every pooled connection may point at the old primary, now
+                    # a replica. The retry must get fresh ones, opened to the new primary.
+                    await self._pool.expire_connections()
                 if died_under(exc, _closed(conn)):
                     raise SinkUnavailable(
                         f"connection lost during the batch: {type(exc).__name__}: {exc}"

@@ -10,6 +10,11 @@ bounds plus what was already in flight when the pause began.
 Hysteresis: a lane is *full* at its capacity (rows or bytes) and *drained* at
 ``pipeline.resume_ratio`` of it. A partition is paused while any full lane holds its
 events, and resumed when every lane that paused it has drained.
+
+A *stalled* lane (:mod:`processor.stalls`: PostgreSQL refuses its work until an operator
+acts) counts as full whatever it holds: every partition with events waiting in it is paused
+at once, instead of the lane filling to capacity first, and stays paused until the stall is
+over and the lane has drained.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from processor import metrics
 from processor.batch.buffer import LaneBuffer
 from processor.records import TopicPartitionKey
 from processor.settings import Settings
+from processor.stalls import Stalls
 
 log = structlog.get_logger(__name__)
 
@@ -32,8 +38,10 @@ class Backpressure:
     """Keeps the consumer's paused set in step with the lanes' fill levels."""
 
     def __init__(
-        self, consumer: AIOKafkaConsumer, buffers: Sequence[LaneBuffer], settings: Settings
+        self, consumer: AIOKafkaConsumer, buffers: Sequence[LaneBuffer], settings: Settings,
+        stalls: Stalls,
     ) -> None:
+        self._stalls = stalls
         self._consumer = consumer
         self._buffers = buffers
         self._high_rows = settings.lane_capacity_rows
@@ -51,8 +59,13 @@ class Backpressure:
 
     def update(self) -> None:
         """Pause for lanes that just filled; resume for lanes that just drained."""
+        stalled = self._stalls.parts
         for lane, buffer in enumerate(self._buffers):
-            if lane not in self._full and (
+            if stalled and self._stalls.lane_stalled(lane):
+                # Partitions keep arriving in a stalled lane: pause each as it does.
+                self._full.add(lane)
+                self._pause(lane, buffer)
+            elif lane not in self._full and (
                 buffer.rows >= self._high_rows or buffer.nbytes >= self._high_bytes
             ):
                 self._full.add(lane)

@@ -22,6 +22,7 @@ from processor.retry import retry_transient
 from processor.settings import Settings
 from processor.sink.offsets import OffsetStore
 from processor.source.progress import PartitionProgress, ProgressBook
+from processor.stalls import Stalls
 
 log = structlog.get_logger(__name__)
 
@@ -49,9 +50,10 @@ class KafkaSource:
 
     def __init__(
         self, settings: Settings, pool: asyncpg.Pool, store: OffsetStore, book: ProgressBook,
-        drain: DrainHook,
+        drain: DrainHook, stalls: Stalls,
     ) -> None:
         k = settings.kafka
+        self._stalls = stalls
         self._settings = settings
         self._pool = pool
         self._store = store
@@ -83,8 +85,8 @@ class KafkaSource:
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         """Seek every new partition to its stored offset before any record of it is fetched."""
         stored = await retry_transient(
-            lambda: self._store.load(self._pool, self._topics), "load stored offsets",
-            operation="load_offsets",
+            lambda: self._store.load(self._pool, self._topics), "stored offsets",
+            operation="load_offsets", stalls=self._stalls,
         )
         for tp in sorted(assigned):
             start = stored.get(_key(tp))

@@ -7,6 +7,7 @@ from processor.batch.buffer import LaneBuffer
 from processor.records import Chunk, Item, Row
 from processor.settings import Settings, load_settings
 from processor.source.backpressure import Backpressure
+from processor.stalls import Stalls
 
 
 def settings(example_config: Path) -> Settings:
@@ -32,7 +33,7 @@ async def test_pauses_the_partitions_of_a_full_lane_and_resumes_after_draining(
     a, b, c = ("t", 0), ("t", 1), ("t", 2)
     kafka = consumer({TopicPartition(*tp) for tp in (a, b, c)})
     lanes = [LaneBuffer(100, 10**6), LaneBuffer(100, 10**6)]
-    pressure = Backpressure(kafka, lanes, settings(example_config))
+    pressure = Backpressure(kafka, lanes, settings(example_config), Stalls(False, 1.0))
     await lanes[0].put(items(a, 6) + items(b, 4), 10)
     await lanes[1].put(items(c, 3), 3)
     pressure.update()
@@ -52,7 +53,7 @@ async def test_a_partition_held_by_two_full_lanes_waits_for_both(example_config:
     a = ("t", 0)
     kafka = consumer({TopicPartition(*a)})
     lanes = [LaneBuffer(100, 10**6), LaneBuffer(100, 10**6)]
-    pressure = Backpressure(kafka, lanes, settings(example_config))
+    pressure = Backpressure(kafka, lanes, settings(example_config), Stalls(False, 1.0))
     await lanes[0].put(items(a, 10), 10)
     await lanes[1].put(items(a, 10), 10)
     pressure.update()
@@ -68,7 +69,7 @@ async def test_revoked_partitions_are_forgotten_not_resumed(example_config: Path
     a = ("t", 0)
     kafka = consumer({TopicPartition(*a)})
     lanes = [LaneBuffer(100, 10**6)]
-    pressure = Backpressure(kafka, lanes, settings(example_config))
+    pressure = Backpressure(kafka, lanes, settings(example_config), Stalls(False, 1.0))
     await lanes[0].put(items(a, 10), 10)
     pressure.update()
     pressure.forget([a])
@@ -76,4 +77,24 @@ async def test_revoked_partitions_are_forgotten_not_resumed(example_config: Path
     await lanes[0].purge({a})
     pressure.update()
     kafka.resume.assert_not_called()
+    assert pressure.paused == set()
+
+
+async def test_a_stalled_lane_pauses_its_partitions_at_once_and_resumes_after(
+    example_config: Path,
+) -> None:
+    a, b = ("t", 0), ("t", 1)
+    kafka = consumer({TopicPartition(*a), TopicPartition(*b)})
+    lanes = [LaneBuffer(100, 10**6), LaneBuffer(100, 10**6)]
+    stalls = Stalls(False, 1.0)
+    pressure = Backpressure(kafka, lanes, settings(example_config), stalls)
+    await lanes[0].put(items(a, 1), 1)  # far below capacity
+    await lanes[1].put(items(b, 1), 1)
+    stalls.enter("lane 0", PermissionError("permission denied for table orders"))
+    pressure.update()
+    kafka.pause.assert_called_once_with(TopicPartition(*a))
+    assert pressure.paused == {a}
+    stalls.leave("lane 0")
+    pressure.update()
+    kafka.resume.assert_called_once_with(TopicPartition(*a))
     assert pressure.paused == set()

@@ -65,3 +65,30 @@ async def test_while_open_calls_wait_instead_of_hammering() -> None:
     assert not any(task.done() for task in waiting)
     assert await asyncio.gather(*waiting) == ["ok"] * 5
     assert breaker.state is State.CLOSED
+
+
+async def test_a_cancelled_probe_leaves_the_circuit_open_for_the_next_probe() -> None:
+    breaker = CircuitBreaker("t-cancel", failures=1, open_s=0.05)
+    with pytest.raises(asyncpg.CannotConnectNowError):
+        await breaker.call(fail)
+    hang = asyncio.Event()
+    probe = asyncio.ensure_future(breaker.call(hang.wait))
+    await asyncio.sleep(0.1)  # past the open period: the hanging call is the probe
+    assert breaker.state is State.HALF_OPEN
+    probe.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await probe
+    assert breaker.state is State.OPEN
+    # The next caller probes at once instead of waiting on a probe that will never report.
+    assert await asyncio.wait_for(breaker.call(ok), 1) == "ok"
+    assert breaker.state is State.CLOSED
+
+
+async def test_a_stall_is_an_answer_not_an_outage() -> None:
+    async def denied() -> None:
+        raise asyncpg.InsufficientPrivilegeError("permission denied")
+
+    breaker = CircuitBreaker("t-denied", failures=1, open_s=10)
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await breaker.call(denied)
+    assert breaker.state is State.CLOSED

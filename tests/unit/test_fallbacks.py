@@ -22,6 +22,7 @@ from processor.settings import Settings, TopicSettings
 from processor.sink.breaker import CircuitBreaker
 from processor.sink.lane import Lane
 from processor.source.progress import ProgressBook
+from processor.stalls import Stalls
 
 TP = ("orders", 0)
 
@@ -43,7 +44,9 @@ class FakeTopic:
 class FakeWriter:
     """Fails the first ``outages`` batch writes with a lost connection."""
 
-    def __init__(self, outages: int = 0, table_down: bool = False) -> None:
+    def __init__(self, outages: int = 0, table_down: bool = False,
+                 outage: Exception | None = None) -> None:
+        self.outage = outage or asyncpg.ConnectionDoesNotExistError("connection lost")
         self.outages = outages
         self.table_down = table_down
         self.committed: list[list[Any]] = []  # per commit: rows' values and table dead letters
@@ -53,7 +56,7 @@ class FakeWriter:
                     marks: Mapping[Any, int]) -> None:
         if self.outages:
             self.outages -= 1
-            raise asyncpg.ConnectionDoesNotExistError("connection lost")
+            raise self.outage
         self.committed.append(
             [i.values[0] if isinstance(i, Row) else f"dead:{i.offset}" for i in items
              if isinstance(i, Row) or i.place is None])
@@ -77,14 +80,14 @@ def batch(book: ProgressBook) -> list[Item]:
     return [rows[0], dead[0], rows[1], dead[1]]
 
 
-async def run_lane(tmp_path: Path, topic: FakeTopic | None, writer: FakeWriter
-                   ) -> tuple[list[Item], ProgressBook, Places]:
+async def run_lane(tmp_path: Path, topic: FakeTopic | None, writer: FakeWriter,
+                   stalls: Stalls | None = None) -> tuple[list[Item], ProgressBook, Places]:
     book = ProgressBook()
     items = batch(book)
     places = Places(topic, writer, Spool(tmp_path, "g"), 1.0)  # type: ignore[arg-type]
     buffer = LaneBuffer(100, 10_000)
     lane = Lane(0, buffer, writer, book, settings(),  # type: ignore[arg-type]
-                CircuitBreaker("t-fallbacks", 100, 0.01), places)
+                CircuitBreaker("t-fallbacks", 100, 0.01), places, stalls or Stalls(False, 0.01))
     await buffer.put(items, 4)
     await buffer.close()
     await lane.run()
@@ -199,3 +202,35 @@ async def test_one_entry_the_table_refuses_does_not_hold_back_the_others(
         assert await Places(None, picky, places.spool, 1.0).drain() == 1  # type: ignore[arg-type]
     assert picky.drained == [1]
     assert [e.dead.offset for e in await places.spool.entries()] == [3]
+
+
+async def test_a_revoked_privilege_stalls_the_lane_and_it_resumes_without_dead_letters(
+    tmp_path: Path,
+) -> None:
+    denied = asyncpg.InsufficientPrivilegeError("permission denied for table orders")
+    writer = FakeWriter(outages=3, outage=denied)
+    seen: list[set[str]] = []
+
+    class Watch(Stalls):
+        def enter(self, part: str, exc: BaseException) -> None:
+            super().enter(part, exc)
+            seen.append(set(self.parts))
+
+    stalls = Watch(False, 0.01)
+    items, book, _ = await run_lane(tmp_path, None, writer, stalls)
+    assert seen == [{"lane 0"}] * 3  # stalled on each refusal, never isolated row by row
+    assert stalls.parts == {}  # over once the write went through
+    # The rows, once; the dead letters were kept in the spool at the first refusal.
+    assert writer.committed == [[0, 2]]
+    assert places_of(items) == ["spool", "spool"]
+    progress = book.get(TP)
+    assert progress is not None
+    assert progress.written_until == 4
+
+
+async def test_with_on_stall_exit_a_revoked_privilege_stops_the_lane(tmp_path: Path) -> None:
+    denied = asyncpg.InsufficientPrivilegeError("permission denied for table orders")
+    writer = FakeWriter(outages=1, outage=denied)
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await run_lane(tmp_path, None, writer, Stalls(True, 0.01))
+    assert writer.committed == []
