@@ -1,0 +1,204 @@
+"""Stall, never die: a revoked privilege, a read-only server, a database not up at start.
+
+Weir stays up through each, says why on ``/readyz``, writes no dead letter, and resumes by
+itself once the cause is gone; afterwards every event is in its table exactly once. A wrong
+password at start is the one thing it does not wait for: exit 2, one line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.integration.conftest import PG_DSN, ROOT, ROWS, Harness
+from tests.integration.servers import PrivatePostgres, free_port
+from tests.integration.test_exactly_once import check_exactly_once
+from tests.integration.test_observability import eventually, get
+
+HOLD_S = 15  # how long each fault lasts
+
+
+def observed(tmp_path: Path, **extra: Any) -> tuple[Harness, str]:
+    port = free_port()
+    h = Harness(tmp_path, metrics={"enabled": True, "port": port, "lag_interval_s": 0.5},
+                postgres={**extra.pop("postgres", {}), "stall_retry_max_s": 2.0,
+                          "breaker_open_s": 1.0}, **extra)
+    return h, f"http://127.0.0.1:{port}"
+
+
+def not_ready_because(base: str, check: str, words: str) -> dict[str, Any] | None:
+    """The failing readiness check ``check`` if its error mentions ``words``."""
+    status, body = get(f"{base}/readyz")
+    if status != 503 or not isinstance(body, dict):
+        return None
+    failing = body["checks"].get(check, {})
+    return failing if words in str(failing.get("error", "")) else None
+
+
+def stop_cleanly(weir: subprocess.Popen[bytes]) -> None:
+    weir.send_signal(signal.SIGTERM)
+    assert weir.wait(60) == 0
+
+
+@pytest.fixture
+def runtime_role(tmp_path: Path) -> Iterator[tuple[Harness, str]]:
+    """A harness migrated by a migration role and run by a runtime role without superuser
+    rights (a superuser ignores privileges, so a REVOKE would change nothing)."""
+    suffix = uuid.uuid4().hex[:8]
+    migrator, runtime = f"mig_{suffix}", f"run_{suffix}"
+    h, base = observed(tmp_path)
+    env = {**os.environ, "WEIR_MIGRATOR_PASSWORD": "m-" + suffix,
+           "WEIR_RUNTIME_PASSWORD": "r-" + suffix}
+    roles = subprocess.run(["bash", str(ROOT / "scripts/pg-roles.sh"), PG_DSN, h.schema,
+                            migrator, runtime], env=env, capture_output=True, text=True,
+                           timeout=60, check=False)
+    assert roles.returncode == 0, roles.stderr
+    address = PG_DSN.split("@")[1]
+    try:
+        h.env.update({"WEIR_POSTGRES__DSN": f"postgresql://{migrator}@{address}",
+                      "WEIR_POSTGRES__PASSWORD": "m-" + suffix})
+        h.migrate()
+        h.env.update({"WEIR_POSTGRES__DSN": f"postgresql://{runtime}@{address}",
+                      "WEIR_POSTGRES__PASSWORD": "r-" + suffix})
+        yield h, base
+    finally:
+        h.cleanup()
+        h.sql(f"DROP OWNED BY {migrator}, {runtime} CASCADE")
+        h.sql(f"DROP ROLE IF EXISTS {runtime}")
+        h.sql(f"DROP ROLE IF EXISTS {migrator}")
+
+
+def test_revoked_insert_stalls_then_resumes_without_dead_letters(
+    runtime_role: tuple[Harness, str],
+) -> None:
+    h, base = runtime_role
+    runtime = h.env["WEIR_POSTGRES__DSN"].split("//")[1].split("@")[0]
+    h.produce(2000)
+    weir = h.start("weir")
+    h.wait_for(ROWS, 2000, timeout=120, alive=[weir])
+    h.sql(f"REVOKE INSERT ON orders FROM {runtime}")
+    revoked = time.monotonic()
+    h.produce(3000, "--seq-base", "100000")
+    stalled = eventually(lambda: not_ready_because(base, "stalls", "permission denied"),
+                         60, "/readyz naming the revoked privilege")
+    assert any(part.startswith("lane ") for part in stalled["stalled"])
+    _, metrics = get(f"{base}/metrics")
+    assert 'weir_stalled{part="lane ' in metrics
+    time.sleep(max(0.0, HOLD_S - (time.monotonic() - revoked)))
+    assert weir.poll() is None, h.why_exited(weir)
+    h.sql(f"GRANT INSERT ON orders TO {runtime}")
+    h.wait_for(ROWS, 5000, timeout=120, alive=[weir])
+    eventually(lambda: get(f"{base}/readyz")[0] == 200, 60, "ready again")
+    stop_cleanly(weir)
+    assert h.scalar("SELECT count(*) FROM weir_dead_letters") == 0
+    check_exactly_once(h)
+    events = [line.get("event", "") for line in h.log_lines("weir")]
+    assert any(e.startswith("stalled:") for e in events)
+    assert "stall over; resumed" in events
+
+
+async def _set_read_only(dsn: str, on: bool) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        # This session may itself be read-only by default now: ALTER SYSTEM needs it not.
+        await conn.execute("SET default_transaction_read_only = off")
+        if on:
+            await conn.execute("ALTER SYSTEM SET default_transaction_read_only = on")
+        else:
+            await conn.execute("ALTER SYSTEM RESET default_transaction_read_only")
+        await conn.execute("SELECT pg_reload_conf()")
+    finally:
+        await conn.close()
+
+
+def test_a_read_only_server_is_waited_out_on_fresh_connections(
+    tmp_path: Path, private_pg: PrivatePostgres,
+) -> None:
+    h, base = observed(tmp_path, dsn=private_pg.dsn)
+    h.migrate()
+    try:
+        h.produce(2000)
+        weir = h.start("weir")
+        h.wait_for(ROWS, 2000, timeout=120, alive=[weir])
+        asyncio.run(_set_read_only(private_pg.dsn, on=True))  # what a failover looks like
+        turned = time.monotonic()
+        h.produce(3000, "--seq-base", "100000")
+        eventually(lambda: not_ready_because(base, "circuit", "read-only"), 60,
+                   "/readyz naming the read-only server")
+        time.sleep(max(0.0, HOLD_S - (time.monotonic() - turned)))
+        assert weir.poll() is None, h.why_exited(weir)
+        asyncio.run(_set_read_only(private_pg.dsn, on=False))
+        h.wait_for(ROWS, 5000, timeout=120, alive=[weir])
+        stop_cleanly(weir)
+        assert h.scalar("SELECT count(*) FROM weir_dead_letters") == 0
+        check_exactly_once(h)
+    finally:
+        asyncio.run(_set_read_only(private_pg.dsn, on=False))
+        h.cleanup()
+
+
+@pytest.mark.parametrize("fault", ["frozen", "stopped"])
+def test_start_while_postgres_is_away_waits_then_writes(
+    tmp_path: Path, private_pg: PrivatePostgres, fault: str,
+) -> None:
+    h, base = observed(tmp_path, dsn=private_pg.dsn, postgres={"connect_timeout_s": 2})
+    h.migrate()
+    try:
+        h.produce(3000)
+        if fault == "frozen":
+            private_pg.freeze()
+        else:
+            private_pg.halt()
+        weir = h.start("weir")
+        waiting = eventually(lambda: not_ready_because(base, "startup", "PostgreSQL"), 60,
+                             "/readyz saying start-up waits for PostgreSQL")
+        assert "waiting_for" in waiting
+        time.sleep(8)
+        assert weir.poll() is None, h.why_exited(weir)
+        if fault == "frozen":
+            private_pg.thaw()
+        else:
+            private_pg.start()
+        h.wait_for(ROWS, 3000, timeout=120, alive=[weir])
+        stop_cleanly(weir)
+        check_exactly_once(h)
+        waits = [line for line in h.log_lines("weir")
+                 if str(line.get("event", "")).startswith("waiting for PostgreSQL")]
+        assert waits, "no log line said what start-up waited for"
+        assert all("host" in w and "port" in w and "error" in w for w in waits)
+    finally:
+        with_thaw(private_pg)
+        private_pg.ensure_started()
+        h.cleanup()
+
+
+def with_thaw(pg: PrivatePostgres) -> None:
+    """Thaw a server a failed test may have left frozen (a no-op when it is running)."""
+    with contextlib.suppress(OSError, ValueError):
+        pg.thaw()
+
+
+def test_a_wrong_password_exits_2_with_one_line(harness: Harness) -> None:
+    harness.env["WEIR_POSTGRES__PASSWORD"] = "not-the-password"
+    harness.env["WEIR_POSTGRES__DSN"] = PG_DSN.replace("weir:weir@", "weir@")
+    started = time.monotonic()
+    result = harness.weir("run", timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "password authentication failed" in lines[0]
+    assert "postgres.password" in lines[0]  # the setting to fix
+    assert "not-the-password" not in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert time.monotonic() - started < 60  # not retried
