@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 CONFIG ?= config/example.yaml
 
 .DEFAULT_GOAL := help
-.PHONY: help venv up down status demo test unit lint bench clean
+.PHONY: help venv up down status demo test unit lint soak bench clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 10
@@ -44,6 +44,10 @@ unit: venv  ## Only the unit tests (no servers needed)
 lint: venv  ## ruff and mypy --strict
 	$(BIN)/ruff check .
 	$(BIN)/mypy --strict processor
+
+CYCLES ?= 10
+soak: venv up  ## Outage soak, ~20 min: PostgreSQL stopped, frozen, restarted, connections killed; CYCLES times each
+	$(BIN)/python scripts/soak.py --cycles $(CYCLES) --out soak-results.json
 
 EVENTS ?= 1000000
 bench: venv up benchmarks/.venv/.installed  ## Weir vs the machine's limits and Quix Streams (EVENTS=200000 for a quick run)
