@@ -46,7 +46,7 @@ from processor.source.backpressure import Backpressure
 from processor.source.consumer import KafkaSource
 from processor.source.progress import ProgressBook
 from processor.stalls import Stalls
-from processor.startup import StartupState, check_tables, wait_for_postgres
+from processor.startup import StartupState, check_tables, wait_for_kafka, wait_for_postgres
 from processor.verdict import Verdict, verdict
 
 T = TypeVar("T")
@@ -166,14 +166,15 @@ class Pipeline:
                                 self.stalls, self._heartbeat)
         try:
             if dlq_topic is not None:
-                await dlq_topic.start()
+                await wait_for_kafka(s, dlq_topic.start, "Kafka (dead-letter producer)",
+                                     self._startup)
             await places.drain_once()  # what a previous run spooled goes first
             # Today's partitions and those ahead exist before the first batch, and expired
             # ones go, even for a run that ends before the first maintenance interval.
             await retry_transient(lambda: maintain(pool, self.specs.values()),
                                   "partition maintenance", operation="partitions",
                                   stalls=self.stalls)
-            await source.start()
+            await wait_for_kafka(s, source.start, "Kafka (consumer group)", self._startup)
             self._observe = observe
             self._probes.clear()
             self._probes.update(observe.probes)

@@ -1,4 +1,4 @@
-"""Start-up against a PostgreSQL that may not answer yet: wait, say why, or stop at once.
+"""Start-up against servers that may not answer yet: wait, say why, or stop at once.
 
 A pod often starts before its database (or while it fails over): a server that refuses
 connections, does not answer or is still starting is waited for, with backoff and one log
@@ -78,13 +78,36 @@ async def wait_for_postgres(
     settings: Settings, attempt: Callable[[], Awaitable[T]], what: str = "PostgreSQL",
     state: StartupState | None = None,
 ) -> T:
-    """Run ``attempt`` (a connect, a pool) until the server takes it.
+    """Run ``attempt`` (a connect, a pool) until PostgreSQL takes it.
 
     Raises :class:`StartupRefused` for a verdict of *fatal*, and what ``attempt`` raised for
     any error that is neither *retry* nor *fatal*.
     """
     host, port, database = where(settings)
-    policy = Backoff(0.5, settings.postgres.start_retry_max_s)
+    return await _wait(attempt, what, settings.postgres.start_retry_max_s, state,
+                       {"host": host, "port": port, "database": database},
+                       lambda exc: f"PostgreSQL at {host}:{port} (database {database})",
+                       _setting_to_fix)
+
+
+async def wait_for_kafka(
+    settings: Settings, attempt: Callable[[], Awaitable[T]], what: str = "Kafka",
+    state: StartupState | None = None,
+) -> T:
+    """Run ``attempt`` (a consumer or producer start) until the brokers answer."""
+    servers = settings.kafka.bootstrap_servers
+    return await _wait(attempt, what, settings.postgres.start_retry_max_s, state,
+                       {"bootstrap_servers": servers}, lambda exc: f"Kafka at {servers}",
+                       lambda exc: "kafka.security_protocol, kafka.sasl_mechanism, "
+                                   "kafka.sasl_username, kafka.sasl_password, kafka.ssl_cafile")
+
+
+async def _wait(
+    attempt: Callable[[], Awaitable[T]], what: str, retry_max_s: float,
+    state: StartupState | None, address: dict[str, object],
+    server: Callable[[BaseException], str], to_fix: Callable[[BaseException], str],
+) -> T:
+    policy = Backoff(0.5, retry_max_s)
     tries = 0
     while True:
         tries += 1
@@ -97,22 +120,20 @@ async def wait_for_postgres(
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             if answer is Verdict.FATAL:
                 raise StartupRefused(
-                    f"PostgreSQL at {host}:{port} (database {database}) refused Weir: {error}. "
-                    f"Fix {_setting_to_fix(exc)}"
-                ) from exc
+                    f"{server(exc)} refused Weir: {error}. Fix {to_fix(exc)}") from exc
             if answer is not Verdict.RETRY:
                 raise
             wait = max(policy.delay(tries), min(0.5, policy.cap_s))
             if state is not None:
                 state.waiting_for, state.last_error = what, error
-            log.warning(f"waiting for {what}", host=host, port=port, database=database,
-                        attempt=tries, error=_explain(exc, error), retry_in_s=round(wait, 1))
+            log.warning(f"waiting for {what}", **address, attempt=tries,
+                        error=_explain(exc, error), retry_in_s=round(wait, 1))
             await asyncio.sleep(wait)
 
 
 def _explain(exc: BaseException, error: str) -> str:
     if isinstance(exc, TimeoutError):
-        return "no answer within postgres.connect_timeout_s (frozen, or a network drop)"
+        return "no answer in time (frozen, or a network drop)"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused (not running, or not listening there)"
     return error

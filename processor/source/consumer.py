@@ -77,8 +77,9 @@ class KafkaSource:
         )
 
     async def start(self) -> None:
-        """Connect and join the group."""
-        self.consumer.subscribe(topics=self._topics, listener=_Listener(self))
+        """Connect and join the group; may be called again after a failed start."""
+        if not self.consumer.subscription():
+            self.consumer.subscribe(topics=self._topics, listener=_Listener(self))
         await self.consumer.start()
         log.info("consumer started", topics=self._topics, group=self._settings.kafka.group_id)
 

@@ -4,6 +4,7 @@ without disturbing the shared stack that other tests use.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -11,6 +12,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -107,3 +109,62 @@ class PrivatePostgres:
             self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "immediate", "stop")
         shutil.rmtree(self.dir, ignore_errors=True)
         time.sleep(0.1)
+
+
+class TcpProxy:
+    """A TCP forwarder on a free port to ``target``, in a thread of its own, that a test can
+    open and close: closed, connections are refused, as from a server that is not up."""
+
+    def __init__(self, target_port: int) -> None:
+        self.port = free_port()
+        self._target = target_port
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._server: asyncio.Server | None = None
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            with contextlib.suppress(OSError):
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+        finally:
+            writer.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._target)
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+
+    def open(self) -> None:
+        """Start accepting connections."""
+        async def start() -> asyncio.Server:
+            return await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        self._server = asyncio.run_coroutine_threadsafe(start(), self._loop).result(10)
+
+    def close(self) -> None:
+        """Stop accepting (connections already made stay)."""
+        server, self._server = self._server, None
+        if server is not None:
+            async def shut() -> None:
+                server.close()
+                await server.wait_closed()
+            asyncio.run_coroutine_threadsafe(shut(), self._loop).result(10)
+
+    def stop(self) -> None:
+        """Close, drop every connection and end the thread."""
+        self.close()
+
+        async def drop() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        asyncio.run_coroutine_threadsafe(drop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()

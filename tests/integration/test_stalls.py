@@ -21,8 +21,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.integration.conftest import PG_DSN, ROOT, ROWS, Harness
-from tests.integration.servers import PrivatePostgres, free_port
+from tests.integration.conftest import KAFKA, PG_DSN, ROOT, ROWS, Harness
+from tests.integration.servers import PrivatePostgres, TcpProxy, free_port
 from tests.integration.test_exactly_once import check_exactly_once
 from tests.integration.test_observability import eventually, get
 
@@ -180,6 +180,31 @@ def test_start_while_postgres_is_away_waits_then_writes(
     finally:
         with_thaw(private_pg)
         private_pg.ensure_started()
+        h.cleanup()
+
+
+def test_start_while_kafka_refuses_connections_waits_then_writes(tmp_path: Path) -> None:
+    proxy = TcpProxy(int(KAFKA.rsplit(":", 1)[1]))
+    # Clients bootstrap through the proxy; the broker then sends them to its own address.
+    h, base = observed(tmp_path, kafka={"bootstrap_servers": f"127.0.0.1:{proxy.port}"})
+    h.migrate()
+    try:
+        proxy.open()
+        h.produce(2000)
+        proxy.close()
+        weir = h.start("weir")
+        eventually(lambda: not_ready_because(base, "startup", "Kafka"), 60,
+                   "/readyz saying start-up waits for Kafka")
+        time.sleep(5)
+        assert weir.poll() is None, h.why_exited(weir)
+        proxy.open()
+        h.wait_for(ROWS, 2000, timeout=120, alive=[weir])
+        stop_cleanly(weir)
+        check_exactly_once(h)
+        assert any(str(line.get("event", "")).startswith("waiting for Kafka")
+                   for line in h.log_lines("weir"))
+    finally:
+        proxy.stop()
         h.cleanup()
 
 
