@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import asyncpg
@@ -137,6 +137,13 @@ class Pipeline:
                     await task
         return task.result() if not task.cancelled() else None
 
+    @staticmethod
+    def _started(source: KafkaSource) -> Callable[[], Awaitable[bool]]:
+        async def start() -> bool:
+            await source.start()
+            return True
+        return start
+
     def _status(self) -> dict[str, Any]:
         if self._observe is not None:
             return self._observe.status()
@@ -165,16 +172,20 @@ class Pipeline:
         observe = Observability(s, source, writer, pool, self.book, self._buffers, self.breaker,
                                 self.stalls, self._heartbeat)
         try:
-            if dlq_topic is not None:
-                await wait_for_kafka(s, dlq_topic.start, "Kafka (dead-letter producer)",
-                                     self._startup)
+            if dlq_topic is not None and await self._unless_stopped(wait_for_kafka(
+                    s, dlq_topic.start, "Kafka (dead-letter producer)", self._startup,
+            )) is None:
+                return EXIT_OK
             await places.drain_once()  # what a previous run spooled goes first
             # Today's partitions and those ahead exist before the first batch, and expired
             # ones go, even for a run that ends before the first maintenance interval.
             await retry_transient(lambda: maintain(pool, self.specs.values()),
                                   "partition maintenance", operation="partitions",
                                   stalls=self.stalls)
-            await wait_for_kafka(s, source.start, "Kafka (consumer group)", self._startup)
+            joined = await self._unless_stopped(
+                wait_for_kafka(s, self._started(source), "Kafka (consumer group)", self._startup))
+            if joined is None:
+                return EXIT_OK  # stopped while waiting: nothing was consumed
             self._observe = observe
             self._probes.clear()
             self._probes.update(observe.probes)

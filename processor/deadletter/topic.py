@@ -87,9 +87,10 @@ class DeadLetterTopic:
         self._skip_until = 0.0
         self._stale = False
 
-    async def start(self) -> None:
-        """Connect the producer (the pipeline does, before consuming)."""
+    async def start(self) -> bool:
+        """Connect the producer (the pipeline does, before consuming); True once it is."""
         await self._producer.start()
+        return True
 
     async def stop(self) -> None:
         """Flush and close the producer (the pipeline does, last)."""
