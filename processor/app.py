@@ -33,7 +33,7 @@ from processor.observe.health import LoopHeartbeat, ReadinessProbe
 from processor.observe.server import ObserveServer
 from processor.observe.wiring import Observability
 from processor.records import TopicPartitionKey
-from processor.retry import retry_transient
+from processor.retry import Backoff, retry_transient
 from processor.settings import Settings
 from processor.sink.breaker import CircuitBreaker
 from processor.sink.lane import Lane
@@ -235,14 +235,31 @@ class Pipeline:
         return EXIT_OK
 
     async def _fetch_loop(self, source: KafkaSource, until_caught_up: bool) -> None:
+        failures = 0
         while not self.stopping.is_set():
             self._pace()  # resumes partitions whose lanes drained since the last fetch
-            fetched = await source.fetch()
+            try:
+                fetched = await source.fetch()
+                if not fetched and until_caught_up and self._idle() \
+                        and await source.caught_up():
+                    self.request_stop("caught up")
+            except Exception as exc:  # noqa: BLE001 - the verdict decides; fatal re-raised
+                failures = await self._fetch_failed(exc, failures)
+                continue
+            failures = 0
             if fetched:
                 await self._put_fetch(fetched)
-            elif until_caught_up and self._idle() and await source.caught_up():
-                self.request_stop("caught up")
         await self._queue.put(None)
+
+    async def _fetch_failed(self, exc: Exception, failures: int) -> int:
+        """A fetch (or end-offsets lookup) failed: stop only on a fatal verdict, else wait."""
+        if verdict(exc) is Verdict.FATAL:
+            raise exc
+        wait = Backoff(0.2, 5.0).delay(failures)
+        log.warning("fetch failed; trying again", error=f"{type(exc).__name__}: {exc}",
+                    verdict=verdict(exc).value, retry_in_s=round(wait, 2))
+        await asyncio.sleep(wait)
+        return failures + 1
 
     async def _put_fetch(self, fetched: list[Any]) -> None:
         # Wait for room, but give up the wait when asked to stop: the records stay uncommitted.
