@@ -7,6 +7,7 @@ never the shared stack.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -16,9 +17,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
+import uvloop
 
-from tests.integration.conftest import ROOT, ROWS, Harness, base_env
+from processor.retry import Backoff, retry_transient
+from processor.verdict import Verdict, verdict
+from tests.integration.conftest import PG_DSN, ROOT, ROWS, Harness, base_env
 from tests.integration.servers import PrivatePostgres, free_port
 from tests.integration.test_exactly_once import check_exactly_once
 
@@ -108,3 +113,60 @@ def test_kafka_broker_restart_mid_load(
         check_exactly_once(h)
     finally:
         h.cleanup()
+
+
+async def _idle_connections_told_to_go(rounds: int) -> list[BaseException]:
+    """What using a connection right after the server terminated it (idle) raises."""
+    admin = await asyncpg.connect(PG_DSN)
+    errors: list[BaseException] = []
+    try:
+        for i in range(rounds):
+            conn = await asyncpg.connect(PG_DSN)
+            await admin.execute("SELECT pg_terminate_backend($1)", conn.get_server_pid())
+            await asyncio.sleep(0.001 * (i % 10))
+            try:
+                await conn.execute("SELECT 1")
+            except Exception as exc:  # noqa: BLE001 - collected for the verdict below
+                errors.append(exc)
+            conn.terminate()
+    finally:
+        await admin.close()
+    return errors
+
+
+def test_a_connection_the_server_ended_while_idle_is_retried_whatever_the_driver_says() -> None:
+    # The server's FATAL reaches an idle connection; the next operation on it gets either
+    # "connection is closed" or, if it comes before the EOF, asyncpg's InternalClientError
+    # "cannot switch to state 15; another operation (2) is in progress" (what stopped Weir
+    # on a PostgreSQL restart). Every one of them must be a retry.
+    errors = uvloop.run(_idle_connections_told_to_go(100))
+    assert len(errors) == 100
+    assert {verdict(e) for e in errors} == {Verdict.RETRY}, {type(e).__name__ for e in errors}
+
+
+async def _pool_survives_its_backends_terminated() -> int:
+    pool = await asyncpg.create_pool(PG_DSN, min_size=4, max_size=4)
+    try:
+        held = [await pool.acquire() for _ in range(4)]
+        pids = [conn.get_server_pid() for conn in held]
+        for conn in held:
+            await pool.release(conn)
+        admin = await asyncpg.connect(PG_DSN)
+        try:
+            await admin.execute("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) pid",
+                                pids)
+        finally:
+            await admin.close()
+
+        async def once() -> int:
+            async with pool.acquire() as conn:
+                value: int = await conn.fetchval("SELECT 42")
+                return value
+        results = [await retry_transient(once, "test", Backoff(0.01, 0.05)) for _ in range(8)]
+        return sum(results)
+    finally:
+        pool.terminate()
+
+
+def test_a_pool_whose_backends_were_terminated_recovers_by_retrying() -> None:
+    assert uvloop.run(_pool_survives_its_backends_terminated()) == 8 * 42
