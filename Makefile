@@ -38,8 +38,8 @@ demo: venv up  ## Run the example pipeline end to end and show the result
 test: venv up  ## Run the whole test suite against the local stack
 	bash scripts/run-tests.sh
 
-unit: venv  ## Only the unit tests (no servers needed)
-	$(BIN)/pytest -q tests/unit
+unit: venv  ## Only the tests that need no servers (unit and property tests)
+	$(BIN)/pytest -q -m "not integration" tests
 
 lint: venv  ## ruff and mypy --strict
 	$(BIN)/ruff check .

@@ -91,3 +91,27 @@ def configure(level: str = "info", fmt: str = "auto", repeat_window_s: float = 1
         logger_factory=structlog.PrintLoggerFactory(sys.stdout),
         cache_logger_on_first_use=True,
     )
+    _route_standard_logging(renderer, level)
+
+
+def _route_standard_logging(renderer: Any, level: str) -> None:
+    """Lines from the standard library's logging (aiokafka's own, asyncio's) go through the
+    same redaction and renderer, so every line is JSON with a level, never plain text."""
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact,
+        ],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.getLevelNamesMapping()[level.upper()])

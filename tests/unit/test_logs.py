@@ -1,4 +1,5 @@
 import io
+import logging
 import sys
 
 import orjson
@@ -56,3 +57,15 @@ def test_json_lines_have_the_stable_fields(monkeypatch: pytest.MonkeyPatch) -> N
     assert {"timestamp", "level", "event", "topic", "partition"} <= set(line)
     assert line["level"] == "info"
     assert line["postgres_password"] == "***"
+
+
+def test_standard_library_lines_are_json_with_a_level(capsys: pytest.CaptureFixture[str]) -> None:
+    logs.configure("info", "json")
+    logging.getLogger("aiokafka.consumer.group_coordinator").warning(
+        "Marking the coordinator dead (node %s) for group %s.", 1, "weir")
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    parsed = orjson.loads(line)
+    assert parsed["level"] == "warning"
+    assert parsed["event"] == "Marking the coordinator dead (node 1) for group weir."
+    assert parsed["logger"] == "aiokafka.consumer.group_coordinator"
+    assert "timestamp" in parsed
