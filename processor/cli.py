@@ -7,7 +7,7 @@ import secrets
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -299,6 +299,72 @@ def dlq_replay(
     filters = Filters(topic, reason, since, until)
     count = _with_conn(settings, lambda c: replay(c, settings, filters, dry_run))
     typer.echo(f"{'would replay' if dry_run else 'replayed'} {count} dead letter(s)")
+
+
+offsets_app = typer.Typer(help="See and move the group's position (exactly-once safe).",
+                          no_args_is_help=True)
+app.add_typer(offsets_app, name="offsets")
+OffsetTopic = Annotated[str | None, typer.Option("--topic", help="Only this topic.")]
+OffsetPartition = Annotated[int | None, typer.Option(
+    "--partition", min=0, help="Only this partition (with --topic).")]
+
+
+@offsets_app.command("show")
+def offsets_show(
+    config: ConfigOption, topic: OffsetTopic = None, partition: OffsetPartition = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Per partition: the stored next offset (PostgreSQL, the truth), Kafka's committed
+    offset, the log start and end, and when the stored position was written."""
+    settings, _ = _load(config)
+    from processor.rewind import positions, render_positions
+    rows = _run(positions(settings, topic, partition))
+    if as_json:
+        typer.echo(orjson.dumps([r.as_dict() for r in rows],
+                                option=orjson.OPT_INDENT_2).decode())
+        return
+    typer.echo(render_positions(rows))
+
+
+@offsets_app.command("rewind")
+def offsets_rewind(
+    config: ConfigOption,
+    to_time: Annotated[datetime | None, typer.Option(
+        help="The first offset at or after this time (ISO 8601; no zone = UTC).")] = None,
+    to_offset: Annotated[int | None, typer.Option(
+        min=0, help="This offset (clamped to the log).")] = None,
+    to_earliest: Annotated[bool, typer.Option(help="The log start.")] = False,
+    to_latest: Annotated[bool, typer.Option(help="The log end (skip what is there).")] = False,
+    topic: OffsetTopic = None, partition: OffsetPartition = None,
+    execute: Annotated[bool, typer.Option(
+        help="Apply the plan (default: print it and change nothing).")] = False,
+) -> None:
+    """Move the group's stored offsets (PostgreSQL and Kafka) to a time or an offset; a dry
+    run unless --execute, refused while the group has live members."""
+    settings, _ = _load(config)
+    from processor.rewind import GroupIsLive, Target, apply, plan, render_plan
+    chosen = [to_time is not None, to_offset is not None, to_earliest, to_latest]
+    if chosen.count(True) != 1:
+        _fail("say exactly one of --to-time, --to-offset, --to-earliest, --to-latest")
+    if partition is not None and topic is None:
+        _fail("--partition needs --topic")
+    when = None if to_time is None else to_time if to_time.tzinfo else to_time.replace(
+        tzinfo=UTC)
+    target = Target(None if when is None else int(when.timestamp() * 1000), to_offset,
+                    to_earliest, to_latest)
+    moves = _run(plan(settings, target, topic, partition))
+    if not moves:
+        _fail(f"no partition matches (topics: {[t.name for t in settings.topics]})", code=1)
+    typer.echo(render_plan(moves))
+    if not execute:
+        typer.echo(f"dry run: {len(moves)} partition(s) would move; --execute applies it")
+        return
+    try:
+        _run(apply(settings, moves))
+    except GroupIsLive as exc:
+        _fail(str(exc), code=1)
+    typer.echo(f"moved {len(moves)} partition(s) in PostgreSQL and Kafka; the next "
+               "`weir run` resumes there")
 
 
 docs_app = typer.Typer(help="Generate documentation from the configuration.",

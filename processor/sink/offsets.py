@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -10,6 +11,9 @@ from asyncpg.pool import PoolConnectionProxy
 from processor.records import TopicPartitionKey
 from processor.settings import Settings
 from processor.sink.identifiers import qualified
+
+# The writer id of the row a rewind leaves (the lanes use 0…, the checkpointer -1).
+REWIND_WRITER = -2
 
 
 class OffsetStore:
@@ -25,6 +29,17 @@ class OffsetStore:
             "ORDER BY t, p "
             "ON CONFLICT (consumer_group, topic, partition, writer) DO UPDATE "
             "SET next_offset = GREATEST(o.next_offset, EXCLUDED.next_offset), updated_at = now()"
+        )
+        self._positions = (
+            f"SELECT topic, partition, max(next_offset) AS next_offset, "
+            f"max(updated_at) AS updated_at FROM {table} "
+            "WHERE consumer_group = $1 AND topic = ANY($2::text[]) GROUP BY topic, partition"
+        )
+        # A rewind replaces every writer's row of a partition with one: the resume point is
+        # the largest row, so a row left above the target would win.
+        self._clear = (
+            f"DELETE FROM {table} WHERE consumer_group = $1 AND (topic, partition) IN "
+            "(SELECT * FROM unnest($2::text[], $3::int[]))"
         )
         self._load = (
             f"SELECT topic, partition, max(next_offset) AS next_offset FROM {table} "
@@ -51,3 +66,18 @@ class OffsetStore:
         """The resume point of every partition of ``topics`` with a stored offset."""
         rows = await conn.fetch(self._load, self.group, sorted(set(topics)))
         return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+
+    async def positions(
+        self, conn: asyncpg.Connection, topics: Iterable[str]
+    ) -> dict[TopicPartitionKey, tuple[int, Any]]:
+        """Per partition: the resume point and when it was last stored."""
+        rows = await conn.fetch(self._positions, self.group, sorted(set(topics)))
+        return {(r["topic"], r["partition"]): (r["next_offset"], r["updated_at"]) for r in rows}
+
+    async def reset(self, conn: asyncpg.Connection,
+                    marks: Mapping[TopicPartitionKey, int]) -> None:
+        """Set the resume points to ``marks`` exactly, lower or higher (a rewind), inside the
+        caller's transaction."""
+        tps = sorted(marks)
+        await conn.execute(self._clear, self.group, [t for t, _ in tps], [p for _, p in tps])
+        await self.save(conn, REWIND_WRITER, marks)
