@@ -24,6 +24,8 @@ from aiokafka import AIOKafkaProducer
 
 from processor.connections import kafka_client
 from processor.deadletter.in_topic import Coords, TopicDeadLetter, read_topic_dead_letters
+from processor.deadletter.stored import HEADERS_FORMAT, decode_headers, encode_headers, safe_text
+from processor.records import Header
 from processor.settings import Settings
 from processor.sink.identifiers import qualified
 
@@ -124,14 +126,14 @@ async def copy_into_table(conn: asyncpg.Connection, settings: Settings,
     """Record topic dead letters in the table (one row per event; a second copy is a no-op)."""
     await conn.executemany(
         f'INSERT INTO {_table(settings)} (consumer_group, topic, partition, "offset", '
-        "kafka_timestamp, key, value, headers, event_type, stage, reason, error, failed_at) "
-        "VALUES ($1, $2, $3, $4, to_timestamp($5::float8 / 1000), $6, $7, $8, $9, $10, $11, "
-        "$12, $13) ON CONFLICT ON CONSTRAINT "
+        "kafka_timestamp, key, value, headers, headers_format, event_type, stage, reason, "
+        "error, failed_at) VALUES ($1, $2, $3, $4, to_timestamp($5::float8 / 1000), $6, $7, "
+        "$8, $9, $10, $11, $12, $13, $14) ON CONFLICT ON CONSTRAINT "
         f'"{settings.postgres.dead_letter_table}_source_key" DO NOTHING',
-        [(settings.kafka.group_id, d.topic, d.partition, d.offset, d.kafka_timestamp_ms,
-          d.key, d.value,
-          orjson.dumps([[k, v.decode("utf-8", "replace")] for k, v in d.headers]).decode(),
-          d.event_type, d.stage, d.reason, d.error, d.failed_at) for d in dead],
+        [(settings.kafka.group_id, safe_text(d.topic), d.partition, d.offset,
+          d.kafka_timestamp_ms, d.key, d.value, orjson.dumps(encode_headers(d.headers)),
+          HEADERS_FORMAT, safe_text(d.event_type), safe_text(d.stage), safe_text(d.reason),
+          safe_text(d.error), d.failed_at) for d in dead],
     )
 
 
@@ -176,10 +178,8 @@ async def _count(conn: asyncpg.Connection, settings: Settings, filters: Filters)
     return count
 
 
-def _headers(row: asyncpg.Record) -> list[tuple[str, bytes]]:
-    original = row["headers"]
-    pairs = orjson.loads(original) if isinstance(original, bytes | str) else original
-    headers = [(str(k), str(v).encode()) for k, v in pairs or []
-               if k != "weir-replay-of"]
+def _headers(row: asyncpg.Record) -> list[Header]:
+    """The row's original headers, exact, and where the replayed record came from."""
+    headers = [(k, v) for k, v in decode_headers(row["headers"]) if k != "weir-replay-of"]
     origin = f"{row['topic']}/{row['partition']}/{row['offset']}".encode()
     return [*headers, ("weir-replay-of", origin)]
