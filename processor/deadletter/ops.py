@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaProducer
 
 from processor.connections import kafka_client
 from processor.deadletter.in_topic import Coords, TopicDeadLetter, read_topic_dead_letters
+from processor.deadletter.spool import Entry, Spool
 from processor.deadletter.stored import HEADERS_FORMAT, decode_headers, encode_headers, safe_text
 from processor.records import Header
 from processor.settings import Settings
@@ -56,10 +57,20 @@ class Filters:
 
     def matches(self, dead: TopicDeadLetter) -> bool:
         """The same filters, for a dead letter read from a dead-letter topic."""
-        return ((self.topic is None or dead.topic == self.topic)
-                and (self.reason is None or dead.reason == self.reason)
-                and (self.since is None or dead.failed_at >= _aware(self.since))
-                and (self.until is None or dead.failed_at < _aware(self.until)))
+        return self._matches(dead.topic, dead.reason, dead.failed_at)
+
+    def matches_spooled(self, entry: Entry) -> bool:
+        """The same filters, for a spooled dead letter (one of unknown time: no time filter)."""
+        at = entry.spooled_at
+        if at is None and (self.since or self.until):
+            return False
+        return self._matches(entry.dead.topic, entry.dead.reason, at)
+
+    def _matches(self, topic: str, reason: str, at: datetime | None) -> bool:
+        return ((self.topic is None or topic == self.topic)
+                and (self.reason is None or reason == self.reason)
+                and (self.since is None or at is None or at >= _aware(self.since))
+                and (self.until is None or at is None or at < _aware(self.until)))
 
 
 def _aware(moment: datetime) -> datetime:
@@ -83,13 +94,36 @@ async def list_dead_letters(conn: asyncpg.Connection, settings: Settings, filter
 
 
 async def show_dead_letter(conn: asyncpg.Connection, settings: Settings,
-                           dead_id: int | Coords) -> asyncpg.Record | None:
-    """One dead letter of the table, whole: by id, or by its event's source coordinates."""
+                           dead_id: int | Coords) -> dict[str, Any] | None:
+    """One dead letter of the table, whole: by id, or by its event's source coordinates.
+
+    Its headers are read back to the exact ``(key, bytes)`` pairs.
+    """
     if isinstance(dead_id, int):
-        return await conn.fetchrow(f"SELECT * FROM {_table(settings)} WHERE id = $1", dead_id)
-    return await conn.fetchrow(
-        f'SELECT * FROM {_table(settings)} WHERE consumer_group = $1 AND topic = $2 '
-        f'AND partition = $3 AND "offset" = $4', settings.kafka.group_id, *dead_id)
+        row = await conn.fetchrow(f"SELECT * FROM {_table(settings)} WHERE id = $1", dead_id)
+    else:
+        row = await conn.fetchrow(
+            f'SELECT * FROM {_table(settings)} WHERE consumer_group = $1 AND topic = $2 '
+            f'AND partition = $3 AND "offset" = $4', settings.kafka.group_id, *dead_id)
+    if row is None:
+        return None
+    return {"place": "table", **dict(row), "headers": decode_headers(row["headers"])}
+
+
+async def _in_table(conn: asyncpg.Connection, settings: Settings,
+                    coords: list[Coords]) -> set[Coords]:
+    """Which of the events at ``coords`` the table holds a dead letter of."""
+    if not coords:
+        return set()
+    rows = await conn.fetch(
+        f"SELECT t.topic, t.partition, t.off FROM unnest($2::text[], $3::int[], $4::bigint[]) "
+        f"AS t(topic, partition, off) WHERE EXISTS (SELECT 1 FROM {_table(settings)} d "
+        f'WHERE d.consumer_group = $1 AND d.topic = t.topic AND d.partition = t.partition '
+        f'AND d."offset" = t.off)',
+        settings.kafka.group_id, [c[0] for c in coords], [c[1] for c in coords],
+        [c[2] for c in coords],
+    )
+    return {(r["topic"], r["partition"], r["off"]) for r in rows}
 
 
 async def only_in_topic(conn: asyncpg.Connection, settings: Settings,
@@ -99,18 +133,43 @@ async def only_in_topic(conn: asyncpg.Connection, settings: Settings,
         return []
     found = [d for d in await read_topic_dead_letters(settings, filters.topic)
              if filters.matches(d)]
-    if not found:
-        return []
-    rows = await conn.fetch(
-        f"SELECT t.topic, t.partition, t.off FROM unnest($2::text[], $3::int[], $4::bigint[]) "
-        f"AS t(topic, partition, off) WHERE EXISTS (SELECT 1 FROM {_table(settings)} d "
-        f'WHERE d.consumer_group = $1 AND d.topic = t.topic AND d.partition = t.partition '
-        f'AND d."offset" = t.off)',
-        settings.kafka.group_id, [d.topic for d in found], [d.partition for d in found],
-        [d.offset for d in found],
-    )
-    in_table: set[Coords] = {(r["topic"], r["partition"], r["off"]) for r in rows}
+    in_table = await _in_table(conn, settings, [d.coords for d in found])
     return [d for d in found if d.coords not in in_table]
+
+
+def spool_of(settings: Settings) -> Spool:
+    """This machine's spool of the consumer group (``dead_letters.spool_dir``)."""
+    return Spool(settings.dead_letters.spool_dir, settings.kafka.group_id)
+
+
+def _coords(entry: Entry) -> Coords:
+    return (entry.dead.topic, entry.dead.partition, entry.dead.offset)
+
+
+async def only_in_spool(conn: asyncpg.Connection, settings: Settings,
+                        filters: Filters) -> list[Entry]:
+    """Matching dead letters of the spool that are not in the table yet.
+
+    Read-only (:meth:`Spool.peek`): a running Weir keeps appending and draining. One that a
+    drain has just put in the table is shown once, as the table's.
+    """
+    found = [e for e in spool_of(settings).peek() if filters.matches_spooled(e)]
+    in_table = await _in_table(conn, settings, [_coords(e) for e in found])
+    return [e for e in found if _coords(e) not in in_table]
+
+
+def show_in_spool(settings: Settings, coords: Coords) -> dict[str, Any] | None:
+    """The spooled dead letter of the event at ``coords``, whole, if the spool holds it."""
+    spool = spool_of(settings)
+    entry = next((e for e in spool.peek() if _coords(e) == coords), None)
+    if entry is None:
+        return None
+    d = entry.dead
+    return {"place": "spool", "path": str(spool.path), "spooled_at": entry.spooled_at,
+            "topic": d.topic, "partition": d.partition, "offset": d.offset,
+            "timestamp_ms": d.timestamp_ms, "key": d.key, "value": d.value,
+            "headers": d.headers, "event_type": d.event_type, "stage": d.stage,
+            "reason": d.reason, "error": d.error, "attempts": d.attempts}
 
 
 async def show_in_topic(settings: Settings, coords: Coords) -> TopicDeadLetter | None:
