@@ -14,6 +14,7 @@ event), so that PostgreSQL records what was replayed and a second replay sends n
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -153,7 +154,8 @@ async def only_in_spool(conn: asyncpg.Connection, settings: Settings,
     Read-only (:meth:`Spool.peek`): a running Weir keeps appending and draining. One that a
     drain has just put in the table is shown once, as the table's.
     """
-    found = [e for e in spool_of(settings).peek() if filters.matches_spooled(e)]
+    found = [e for e in await asyncio.to_thread(spool_of(settings).peek)
+             if filters.matches_spooled(e)]
     in_table = await _in_table(conn, settings, [_coords(e) for e in found])
     return [e for e in found if _coords(e) not in in_table]
 
