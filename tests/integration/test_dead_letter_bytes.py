@@ -13,10 +13,13 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
+from hypothesis import given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 
 from processor.deadletter.places import Places
 from processor.deadletter.spool import Spool
-from processor.deadletter.stored import decode_headers
+from processor.deadletter.stored import decode_headers, safe_text
 from processor.produce.producer import ensure_topics
 from processor.produce.sample import SampleEvents
 from processor.records import Chunk, DeadLetter, Header
@@ -228,5 +231,53 @@ def test_migrate_upgrades_a_table_of_the_earlier_version_keeping_its_rows(
         assert "replayed 1 dead letter(s)" in replayed.stdout, replayed.stderr
         [copy] = replayed_copies(h.topics["order"]).values()
         assert list(copy.headers[:2]) == [("trace", "caf\ufffd".encode()), ("id", b"abc")]
+    finally:
+        h.cleanup()
+
+
+any_text = st.text(st.characters(codec=None, exclude_categories=()), max_size=30)
+header_values = st.none() | st.binary(max_size=30) | any_text.map(
+    lambda s: s.encode("utf-8", "surrogatepass"))
+nasty_dead_letters = st.builds(
+    lambda key, value, headers, error, event_type: (key, value, headers, error, event_type),
+    st.none() | st.binary(max_size=30), st.none() | st.binary(max_size=60),
+    st.lists(st.tuples(any_text, header_values), max_size=6), any_text,
+    st.none() | any_text,
+)
+
+
+def test_any_dead_letter_is_insertable_and_reads_back_exact(tmp_path: Path) -> None:
+    """Hypothesis against the real server: whatever the bytes and messages, the table takes
+    the dead letter, and key, value and headers come back byte for byte."""
+    h = nasty_harness(tmp_path)
+    h.migrate()
+    settings = load_settings(h.config)
+    offsets = iter(range(10**9))
+    try:
+        with asyncio.Runner() as runner:
+            pool = runner.run(create_pool(settings, []))
+            writer = BatchWriter(pool, settings, {}, OffsetStore(settings))
+
+            @hyp_settings(max_examples=150, deadline=None)
+            @given(nasty_dead_letters)
+            def check(case: tuple[Any, ...]) -> None:
+                key, value, headers, error, event_type = case
+                d = spooled(next(offsets), h.topics["order"])
+                d.key, d.value, d.headers, d.error, d.event_type = (
+                    key, value, headers, error, event_type)
+                runner.run(writer.write_dead_letters([d]))
+                row = runner.run(pool.fetchrow(
+                    f'SELECT key, value, headers, error FROM {h.schema}.weir_dead_letters '
+                    'WHERE "offset" = $1', d.offset))
+                assert (row["key"], row["value"]) == (key, value)
+                assert decode_headers(row["headers"]) == headers
+                assert row["error"] == safe_text(error)
+
+            try:
+                check()
+                assert runner.run(pool.fetchval(
+                    f"SELECT count(*) FROM {h.schema}.weir_dead_letters")) >= 100
+            finally:
+                runner.run(pool.close())
     finally:
         h.cleanup()
