@@ -251,6 +251,7 @@ def dlq_list(
     settings, _ = _load(config)
     from processor.deadletter.ops import (
         Filters,
+        in_spool,
         list_dead_letters,
         only_in_spool,
         only_in_topic,
@@ -259,6 +260,12 @@ def dlq_list(
     filters = Filters(topic, reason, since, until, replayed)
     spool_path = str(spool_of(settings).path)
 
+    def spooled(entries: list[Any]) -> list[dict[str, Any]]:
+        return [{"id": None, "failed_at": e.spooled_at, "topic": e.dead.topic,
+                 "partition": e.dead.partition, "offset": e.dead.offset,
+                 "reason": e.dead.reason, "stage": e.dead.stage, "error": e.dead.error,
+                 "replayed_at": None, "place": "spool", "path": spool_path} for e in entries]
+
     async def every_place(conn: Any) -> list[dict[str, Any]]:
         table = [{**dict(r), "place": "table"}
                  for r in await list_dead_letters(conn, settings, filters, limit)]
@@ -266,14 +273,34 @@ def dlq_list(
                   "partition": d.partition, "offset": d.offset, "reason": d.reason,
                   "stage": d.stage, "error": d.error, "replayed_at": None, "place": "topic"}
                  for d in await only_in_topic(conn, settings, filters)]
-        spool = [{"id": None, "failed_at": e.spooled_at, "topic": e.dead.topic,
-                  "partition": e.dead.partition, "offset": e.dead.offset,
-                  "reason": e.dead.reason, "stage": e.dead.stage, "error": e.dead.error,
-                  "replayed_at": None, "place": "spool", "path": spool_path}
-                 for e in await only_in_spool(conn, settings, filters)]
+        spool = spooled(await only_in_spool(conn, settings, filters))
         return sorted(table + topic + spool, key=_newest_first)[:limit]
 
-    rows = _with_conn(settings, every_place)
+    away = _postgres_away(lambda: _with_conn(settings, every_place))
+    if isinstance(away, Exception):
+        # When PostgreSQL is away the spool is where new dead letters go: show it anyway.
+        typer.echo(f"weir: PostgreSQL did not answer ({type(away).__name__}: {away}); only "
+                   "the spool is listed, not the table or the dead-letter topics", err=True)
+        rows = sorted(spooled(_run(in_spool(settings, filters))), key=_newest_first)[:limit]
+    else:
+        rows = away
+    _print_list(rows, as_json, spool_path)
+    if isinstance(away, Exception):
+        raise typer.Exit(1)  # a partial list: no script may take it for the whole
+
+
+def _postgres_away(action: Callable[[], T]) -> T | Exception:
+    """``action()``, or the error if it failed because PostgreSQL did not answer."""
+    try:
+        return action()
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        from processor.classify import is_transient
+        if not is_transient(exc):
+            raise
+        return exc
+
+
+def _print_list(rows: list[dict[str, Any]], as_json: bool, spool_path: str) -> None:
     if as_json:
         typer.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
         return
@@ -308,7 +335,12 @@ def dlq_show(config: ConfigOption, dead_id: Annotated[str, typer.Argument(
         row: Any = _with_conn(settings, lambda c: show_dead_letter(c, settings, int(dead_id)))
     else:
         where = (coords[1], int(coords[2]), int(coords[3]))
-        row = _with_conn(settings, lambda c: show_dead_letter(c, settings, where))
+        row = _postgres_away(
+            lambda: _with_conn(settings, lambda c: show_dead_letter(c, settings, where)))
+        if isinstance(row, Exception):
+            typer.echo(f"weir: PostgreSQL did not answer ({type(row).__name__}: {row}); "
+                       "looking in the dead-letter topic and the spool only", err=True)
+            row = None
         if row is None:
             found = _run(show_in_topic(settings, where))
             row = None if found is None else {"place": "topic", **asdict(found)}

@@ -147,15 +147,18 @@ def _coords(entry: Entry) -> Coords:
     return (entry.dead.topic, entry.dead.partition, entry.dead.offset)
 
 
+async def in_spool(settings: Settings, filters: Filters) -> list[Entry]:
+    """Matching dead letters of the spool, read-only (:meth:`Spool.peek`): a running Weir
+    keeps appending and draining meanwhile."""
+    return [e for e in await asyncio.to_thread(spool_of(settings).peek)
+            if filters.matches_spooled(e)]
+
+
 async def only_in_spool(conn: asyncpg.Connection, settings: Settings,
                         filters: Filters) -> list[Entry]:
-    """Matching dead letters of the spool that are not in the table yet.
-
-    Read-only (:meth:`Spool.peek`): a running Weir keeps appending and draining. One that a
-    drain has just put in the table is shown once, as the table's.
-    """
-    found = [e for e in await asyncio.to_thread(spool_of(settings).peek)
-             if filters.matches_spooled(e)]
+    """Matching dead letters of the spool that are not in the table yet (one that a drain
+    has just put in the table is shown once, as the table's)."""
+    found = await in_spool(settings, filters)
     in_table = await _in_table(conn, settings, [_coords(e) for e in found])
     return [e for e in found if _coords(e) not in in_table]
 

@@ -8,6 +8,8 @@ Real Kafka and PostgreSQL (the shared stack; each test has its own schema and to
 from __future__ import annotations
 
 import asyncio
+import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,8 @@ from processor.settings import load_settings
 from processor.sink.offsets import OffsetStore
 from processor.sink.pool import create_pool
 from processor.sink.writer import BatchWriter
-from tests.integration.conftest import KAFKA, Harness
+from tests.integration.conftest import KAFKA, ROWS, Harness
+from tests.integration.servers import PrivatePostgres
 from tests.integration.test_dead_letter_places import _read_dlq, dlq_harness
 
 Coords = tuple[str, int, int]
@@ -279,5 +282,55 @@ def test_any_dead_letter_is_insertable_and_reads_back_exact(tmp_path: Path) -> N
                     f"SELECT count(*) FROM {h.schema}.weir_dead_letters")) >= 100
             finally:
                 runner.run(pool.close())
+    finally:
+        h.cleanup()
+
+
+def test_postgres_away_the_nasty_dead_letter_waits_in_the_spool_listed_then_drains_exact(
+    tmp_path: Path, private_pg: PrivatePostgres,
+) -> None:
+    """A running Weir, PostgreSQL stopped: the dead letter with binary headers is spooled,
+    `weir dlq list | show` show it from the spool (PostgreSQL away: exit 1, partial), and
+    once PostgreSQL is back the drain puts it in the table with its bytes intact."""
+    h = nasty_harness(tmp_path, dsn=private_pg.dsn, dead_letters={"spool_drain_interval_s": 1},
+                      postgres={"breaker_open_s": 1}, batch={"linger_ms": 200})
+    h.migrate()
+    spool = Spool(tmp_path / "spool", h.group)
+    try:
+        h.produce(100)
+        weir = h.start("weir")
+        h.wait_for(ROWS, 100, timeout=120, alive=[weir])
+        private_pg.halt()
+        records = nasty_records(seed=23)[:1]
+        [coords] = asyncio.run(_produce(h, h.topics["order"], records))
+        deadline = time.monotonic() + 120
+        while not spool.peek() and time.monotonic() < deadline:
+            assert weir.poll() is None, h.why_exited(weir)
+            time.sleep(0.5)
+        [entry] = spool.peek()
+        assert (entry.dead.key, entry.dead.headers) == (NASTY_KEY, NASTY_HEADERS)
+        listed = h.weir("dlq", "list", "--json")
+        assert listed.returncode == 1  # partial: the table could not be read
+        assert "PostgreSQL did not answer" in listed.stderr
+        [row] = orjson.loads(listed.stdout)
+        assert (row["place"], row["offset"], row["path"]) == ("spool", coords[2],
+                                                              str(spool.path))
+        shown = h.weir("dlq", "show", f"{coords[0]}:{coords[1]}@{coords[2]}")
+        assert shown.returncode == 0, shown.stderr
+        assert "place: spool" in shown.stdout
+        assert "b'\\x00\\xff\\x01'" in shown.stdout
+        private_pg.start()
+        h.wait_for("SELECT count(*) FROM weir_dead_letters", 1, timeout=120, alive=[weir])
+        [stored] = h.sql('SELECT topic, partition, "offset", key, value, headers, '
+                         "headers_format FROM weir_dead_letters")
+        assert (stored["topic"], stored["partition"], stored["offset"]) == coords
+        assert (stored["key"], stored["value"], stored["headers_format"]) == (*records[0], 2)
+        assert decode_headers(stored["headers"]) == NASTY_HEADERS
+        deadline = time.monotonic() + 30
+        while spool.peek() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert spool.peek() == []
+        weir.send_signal(signal.SIGTERM)
+        assert weir.wait(60) == 0
     finally:
         h.cleanup()
