@@ -192,8 +192,8 @@ def offsets_ddl(settings: Settings) -> list[str]:
     ]
 
 
-# Columns added to the dead-letter table after its first version: `weir run` refuses a table
-# without them, since its writes name them.
+# Columns added to the dead-letter table after its first version: the writes and `weir dlq`
+# name them, so `weir run` refuses a table without them until `weir migrate` adds them.
 DEAD_LETTER_ADDED_COLUMNS = ("replayed_at", "headers_format")
 HEADERS_COMMENT = (
     "'[key, value] pairs. headers_format 2: a string is the exact UTF-8 bytes, "
