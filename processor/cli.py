@@ -236,30 +236,79 @@ def dlq_list(
     limit: Annotated[int, typer.Option(min=1)] = 50,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """The newest dead letters (table and dead-letter topics), with where they came from and why."""
+    """The newest dead letters (table, dead-letter topics, local spool), where they came from
+    and why."""
     settings, _ = _load(config)
-    from processor.deadletter.ops import Filters, list_dead_letters, only_in_topic
+    from processor.deadletter.ops import (
+        Filters,
+        in_spool,
+        list_dead_letters,
+        only_in_spool,
+        only_in_topic,
+        spool_of,
+    )
     filters = Filters(topic, reason, since, until, replayed)
+    spool_path = str(spool_of(settings).path)
 
-    async def both(conn: Any) -> list[dict[str, Any]]:
+    def spooled(entries: list[Any]) -> list[dict[str, Any]]:
+        return [{"id": None, "failed_at": e.spooled_at, "topic": e.dead.topic,
+                 "partition": e.dead.partition, "offset": e.dead.offset,
+                 "reason": e.dead.reason, "stage": e.dead.stage, "error": e.dead.error,
+                 "replayed_at": None, "place": "spool", "path": spool_path} for e in entries]
+
+    async def every_place(conn: Any) -> list[dict[str, Any]]:
         table = [{**dict(r), "place": "table"}
                  for r in await list_dead_letters(conn, settings, filters, limit)]
         topic = [{"id": None, "failed_at": d.failed_at, "topic": d.topic,
                   "partition": d.partition, "offset": d.offset, "reason": d.reason,
                   "stage": d.stage, "error": d.error, "replayed_at": None, "place": "topic"}
                  for d in await only_in_topic(conn, settings, filters)]
-        return sorted(table + topic, key=lambda r: r["failed_at"], reverse=True)[:limit]
+        spool = spooled(await only_in_spool(conn, settings, filters))
+        return sorted(table + topic + spool, key=_newest_first)[:limit]
 
-    rows = _with_conn(settings, both)
+    away = _postgres_away(lambda: _with_conn(settings, every_place))
+    if isinstance(away, Exception):
+        # When PostgreSQL is away the spool is where new dead letters go: show it anyway.
+        typer.echo(f"weir: PostgreSQL did not answer ({type(away).__name__}: {away}); only "
+                   "the spool is listed, not the table or the dead-letter topics", err=True)
+        rows = sorted(spooled(_run(in_spool(settings, filters))), key=_newest_first)[:limit]
+    else:
+        rows = away
+    _print_list(rows, as_json, spool_path)
+    if isinstance(away, Exception):
+        raise typer.Exit(1)  # a partial list: no script may take it for the whole
+
+
+def _postgres_away(action: Callable[[], T]) -> T | Exception:
+    """``action()``, or the error if it failed because PostgreSQL did not answer."""
+    try:
+        return action()
+    except Exception as exc:
+        from processor.verdict import Verdict, verdict
+        if verdict(exc) is not Verdict.RETRY:
+            raise
+        return exc
+
+
+def _print_list(rows: list[dict[str, Any]], as_json: bool, spool_path: str) -> None:
     if as_json:
         typer.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
         return
     for r in rows:
         mark = " (replayed)" if r["replayed_at"] else ""
-        typer.echo(f"{r['id'] or 'topic':>8}  {r['failed_at']:%Y-%m-%d %H:%M:%S}  "
+        at = f"{r['failed_at']:%Y-%m-%d %H:%M:%S}" if r["failed_at"] else "-" * 19
+        typer.echo(f"{r['id'] or r['place']:>8}  {at}  "
                    f"{r['topic']}:{r['partition']}@{r['offset']}  {r['reason']}/{r['stage']}"
                    f"{mark}  {r['error'][:100]}")
-    typer.echo(f"{len(rows)} dead letter(s)")
+    spooled = sum(r["place"] == "spool" for r in rows)
+    where = f" ({spooled} in the spool {spool_path}, not yet in the table or topic)"
+    typer.echo(f"{len(rows)} dead letter(s){where if spooled else ''}")
+
+
+def _newest_first(row: dict[str, Any]) -> tuple[bool, datetime]:
+    # A spool line of an earlier Weir has no time: such lines come last.
+    at = row["failed_at"]
+    return (at is not None, at or datetime.min.replace(tzinfo=UTC))
 
 
 @dlq_app.command("show")
@@ -268,7 +317,7 @@ def dlq_show(config: ConfigOption, dead_id: Annotated[str, typer.Argument(
 ) -> None:
     """One dead letter, whole: the original key, value and headers, and the error."""
     settings, _ = _load(config)
-    from processor.deadletter.ops import show_dead_letter, show_in_topic
+    from processor.deadletter.ops import show_dead_letter, show_in_spool, show_in_topic
     coords = re.fullmatch(r"(.+):(\d+)@(\d+)", dead_id)
     if coords is None and not dead_id.isdigit():
         raise _fail(f"{dead_id!r} is neither an id nor TOPIC:PARTITION@OFFSET", code=2)
@@ -276,15 +325,28 @@ def dlq_show(config: ConfigOption, dead_id: Annotated[str, typer.Argument(
         row: Any = _with_conn(settings, lambda c: show_dead_letter(c, settings, int(dead_id)))
     else:
         where = (coords[1], int(coords[2]), int(coords[3]))
-        row = _with_conn(settings, lambda c: show_dead_letter(c, settings, where))
+        row = _postgres_away(
+            lambda: _with_conn(settings, lambda c: show_dead_letter(c, settings, where)))
+        if isinstance(row, Exception):
+            typer.echo(f"weir: PostgreSQL did not answer ({type(row).__name__}: {row}); "
+                       "looking in the dead-letter topic and the spool only", err=True)
+            row = None
         if row is None:
             found = _run(show_in_topic(settings, where))
             row = None if found is None else {"place": "topic", **asdict(found)}
+        if row is None:
+            row = show_in_spool(settings, where)
     if row is None:
         raise _fail(f"no dead letter {dead_id}", code=1)
-    for key, value in dict(row).items():
-        shown = value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else value
-        typer.echo(f"{key}: {shown}")
+    for key, value in row.items():
+        typer.echo(f"{key}: {_printable(value) if isinstance(value, bytes) else value}")
+
+
+def _printable(data: bytes) -> str:
+    # Bytes as text where they are, escapes elsewhere: a NUL or an escape sequence in a key
+    # must not reach the operator's terminal raw.
+    text = data.decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 @dlq_app.command("replay")

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 TopicPartitionKey = tuple[str, int]
+Header = tuple[str, bytes | None]  # Kafka allows a header without a value: aiokafka's None
 
 
 @dataclass(slots=True, eq=False)
@@ -32,7 +33,7 @@ class Row:
     chunk: Chunk
     nbytes: int
     key: bytes | None
-    headers: list[tuple[str, bytes]]
+    headers: list[Header]
     timestamp_ms: int
 
 
@@ -46,7 +47,7 @@ class DeadLetter:
     timestamp_ms: int
     key: bytes | None
     value: bytes | None
-    headers: list[tuple[str, bytes]]
+    headers: list[Header]
     stage: str
     reason: str
     error: str

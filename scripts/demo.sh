@@ -42,7 +42,8 @@ step "orders per minute: a rollup Weir keeps in the same transaction as the rows
 "${PSQL[@]}" -c "SELECT minute, orders, amount FROM ${SCHEMA}.orders_per_minute ORDER BY minute DESC LIMIT 5"
 
 step "dead letters by reason and place (the broken 1%: each kept with its original bytes and why)"
-# weir dlq reads both places: the dead-letter topics (<topic>.dlq) and the fallback table.
+# weir dlq reads every place: the dead-letter topics (<topic>.dlq), the fallback table and
+# the local spool (what neither took yet).
 $WEIR dlq list --config "$CONFIG" --limit 1000000 --json | .venv/bin/python -c '
 import collections, json, sys
 counts = collections.Counter((d["reason"], d["stage"], d["place"]) for d in json.load(sys.stdin))

@@ -16,6 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from processor.connections import kafka_client
 from processor.deadletter.topic import OUR_HEADERS
+from processor.records import Header
 from processor.settings import Settings
 
 Coords = tuple[str, int, int]
@@ -32,7 +33,7 @@ class TopicDeadLetter:
     kafka_timestamp_ms: int | None
     key: bytes | None
     value: bytes | None
-    headers: list[tuple[str, bytes]]  # the original ones, without those Weir added
+    headers: list[Header]  # the original ones, byte for byte, without those Weir added
     event_type: str | None
     stage: str
     reason: str
@@ -49,7 +50,7 @@ class TopicDeadLetter:
 def parse(record: object, dlq: Coords) -> TopicDeadLetter | None:
     """A dead-letter record's fields, or None if it lacks Weir's headers."""
     headers = list(getattr(record, "headers", ()) or ())
-    ours = {k: v.decode("utf-8", "replace") for k, v in headers if k in OUR_HEADERS}
+    ours = {k: (v or b"").decode("utf-8", "replace") for k, v in headers if k in OUR_HEADERS}
     try:
         return TopicDeadLetter(
             topic=ours["weir-source-topic"], partition=int(ours["weir-source-partition"]),

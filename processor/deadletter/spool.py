@@ -19,15 +19,18 @@ import contextlib
 import fcntl
 import os
 import re
+import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 import structlog
 
-from processor.records import Chunk, DeadLetter
+from processor.deadletter.stored import HEADERS_FORMAT, decode_headers, encode_headers, safe_text
+from processor.records import Chunk, DeadLetter, Header
 
 log = structlog.get_logger(__name__)
 
@@ -43,29 +46,41 @@ def _unb64(value: str | None) -> bytes | None:
 
 
 def to_line(d: DeadLetter) -> bytes:
-    """One dead letter as one JSON line, bytes in base64."""
+    """One dead letter as one JSON line: key and value in base64, headers as the table
+    stores them (``deadletter/stored.py``), text made safe for the table it drains into."""
     return orjson.dumps({
         "topic": d.topic, "partition": d.partition, "offset": d.offset,
         "timestamp_ms": d.timestamp_ms, "key": _b64(d.key), "value": _b64(d.value),
-        "headers": [[k, _b64(v)] for k, v in d.headers], "stage": d.stage,
-        "reason": d.reason, "error": d.error, "event_type": d.event_type,
-        "attempts": d.attempts,
+        "headers": encode_headers(d.headers), "headers_format": HEADERS_FORMAT,
+        "stage": d.stage, "reason": d.reason, "error": safe_text(d.error),
+        "event_type": safe_text(d.event_type), "attempts": d.attempts,
+        "spooled_at_ms": time.time_ns() // 1_000_000,
     }) + b"\n"
 
 
-def from_line(line: bytes) -> DeadLetter:
-    """The dead letter of :func:`to_line`; raises ``ValueError``/``KeyError`` if it is not one."""
-    raw: dict[str, Any] = orjson.loads(line)
+def _headers(raw: dict[str, Any]) -> list[Header]:
+    if raw.get("headers_format") == HEADERS_FORMAT:
+        return decode_headers(raw["headers"])
+    # A line spooled by an earlier Weir (before an upgrade): every value in base64.
+    return [(str(k), _unb64(v)) for k, v in raw["headers"]]
+
+
+def _dead(raw: dict[str, Any]) -> DeadLetter:
     tp = (str(raw["topic"]), int(raw["partition"]))
     offset = int(raw["offset"])
     return DeadLetter(
         topic=tp[0], partition=tp[1], offset=offset, timestamp_ms=int(raw["timestamp_ms"]),
-        key=_unb64(raw["key"]), value=_unb64(raw["value"]),
-        headers=[(str(k), _unb64(v) or b"") for k, v in raw["headers"]],
+        key=_unb64(raw["key"]), value=_unb64(raw["value"]), headers=_headers(raw),
         stage=raw["stage"], reason=raw["reason"], error=raw["error"],
         event_type=raw["event_type"], chunk=Chunk(tp, offset, offset + 1),
         attempts=int(raw.get("attempts", 1)), place="spool",
     )
+
+
+def from_line(line: bytes) -> DeadLetter:
+    """The dead letter of :func:`to_line`; raises ``ValueError``/``KeyError``/``TypeError``
+    if it is not one."""
+    return _dead(orjson.loads(line))
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +89,15 @@ class Entry:
 
     line: bytes
     dead: DeadLetter
+    spooled_at: datetime | None = None  # None for lines of an earlier Weir
+
+    @classmethod
+    def parse(cls, line: bytes) -> Entry:
+        """The entry of one line (without its newline); raises as :func:`from_line` does."""
+        raw: dict[str, Any] = orjson.loads(line)
+        ms = raw.get("spooled_at_ms")
+        at = None if ms is None else datetime.fromtimestamp(int(ms) / 1000, UTC)
+        return cls(line + b"\n", _dead(raw), at)
 
 
 class Spool:
@@ -119,11 +143,30 @@ class Spool:
             if not line:
                 continue
             try:
-                entries.append(Entry(line + b"\n", from_line(line)))
+                entries.append(Entry.parse(line))
             except (ValueError, KeyError, TypeError) as exc:
                 torn = number == len(lines)  # a crash mid-append leaves no final newline
                 log.warning("spool line skipped" + (" (torn by a crash)" if torn else ""),
                             path=str(self.path), line=number, error=str(exc)[:200])
+        return entries
+
+    def peek(self) -> list[Entry]:
+        """What the spool holds, read without its lock and without writing anything.
+
+        For ``weir dlq list | show`` beside a running Weir: a rewrite replaces the file by a
+        rename, so one read sees a whole file, old or new. A last line without its newline
+        is an append in progress (or torn by a crash) and is left out.
+        """
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return []
+        whole = data[:data.rfind(b"\n") + 1]
+        entries: list[Entry] = []
+        for line in whole.split(b"\n"):
+            if line:
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    entries.append(Entry.parse(line))
         return entries
 
     @contextlib.asynccontextmanager

@@ -24,7 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from processor.connections import kafka_client
-from processor.records import DeadLetter
+from processor.records import DeadLetter, Header
 from processor.settings import Settings
 from processor.verdict import Verdict, verdict
 
@@ -43,7 +43,7 @@ OUR_HEADERS = frozenset({
 })
 
 
-def dead_letter_headers(d: DeadLetter, group: str) -> list[tuple[str, bytes]]:
+def dead_letter_headers(d: DeadLetter, group: str) -> list[Header]:
     """The original headers plus Weir's: error class and message, stage, source, time."""
     failed_at = datetime.now(UTC).isoformat(timespec="milliseconds")
     ours = [
@@ -57,7 +57,9 @@ def dead_letter_headers(d: DeadLetter, group: str) -> list[tuple[str, bytes]]:
     if d.event_type is not None:
         ours.append(("weir-event-type", d.event_type))
     original = [(k, v) for k, v in d.headers if k not in OUR_HEADERS]
-    return original + [(k, v.encode()) for k, v in ours]
+    # A message may hold a lone surrogate (a transform's exception quoting the event), which
+    # strict UTF-8 refuses: the record must still be sendable.
+    return original + [(k, v.encode("utf-8", "backslashreplace")) for k, v in ours]
 
 
 def create_producer(settings: Settings) -> AIOKafkaProducer:

@@ -28,6 +28,7 @@ from processor.sink.evolution import (
 )
 from processor.sink.maintenance import premake
 from processor.sink.tables import (
+    DEAD_LETTER_ADDED_COLUMNS,
     TableSpec,
     dead_letter_ddl,
     index_ddl,
@@ -64,7 +65,7 @@ async def behind(conn: asyncpg.Connection, settings: Settings,
     """How the existing target tables differ from their contracts (empty: up to date).
 
     ``weir run`` refuses to start on a table that is behind: its writes would name columns
-    or a key the table does not have yet.
+    or a key the table does not have yet. The dead-letter table counts too.
     """
     specs = {name: table_spec(c, settings) for name, c in contracts.items()}
     existing = await existing_tables(conn, settings.postgres.schema_name,
@@ -73,7 +74,16 @@ async def behind(conn: asyncpg.Connection, settings: Settings,
     for name, spec in specs.items():
         if spec.name in existing:
             evolve_target(existing[spec.name], contracts[name], spec, out)
-    return out.problems + out.statements
+    return await _dead_letters_behind(conn, settings) + out.problems + out.statements
+
+
+async def _dead_letters_behind(conn: asyncpg.Connection, settings: Settings) -> list[str]:
+    name = settings.postgres.dead_letter_table
+    found = await existing_tables(conn, settings.postgres.schema_name, [name])
+    if name not in found:
+        return []  # missing_tables names it
+    return [f"{name}: no column {column!r} yet" for column in DEAD_LETTER_ADDED_COLUMNS
+            if column not in found[name].columns]
 
 
 async def plan(conn: asyncpg.Connection, settings: Settings,

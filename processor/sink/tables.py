@@ -10,6 +10,7 @@ import zlib
 from dataclasses import dataclass
 
 from processor.contracts import Contract
+from processor.deadletter.stored import LEGACY_HEADERS_FORMAT
 from processor.settings import Settings
 from processor.sink.identifiers import qualified, quote_ident
 from processor.sink.partitions import default_partition_ddl, function_ddl, interval_comment
@@ -191,8 +192,22 @@ def offsets_ddl(settings: Settings) -> list[str]:
     ]
 
 
+# Columns added to the dead-letter table after its first version: the writes and `weir dlq`
+# name them, so `weir run` refuses a table without them until `weir migrate` adds them.
+DEAD_LETTER_ADDED_COLUMNS = ("replayed_at", "headers_format")
+HEADERS_COMMENT = (
+    "'[key, value] pairs. headers_format 2: a string is the exact UTF-8 bytes, "
+    "{\"base64\": ...} any other bytes, null no value. headers_format 1 (older rows): "
+    "strings only, bytes that were not UTF-8 replaced by U+FFFD.'"
+)
+
+
 def dead_letter_ddl(settings: Settings) -> list[str]:
-    """The dead-letter table: original bytes plus why, where and when it failed."""
+    """The dead-letter table: original bytes plus why, where and when it failed.
+
+    Headers are exact (``processor/deadletter/stored.py``); ``headers_format`` tells rows of
+    that form from older ones.
+    """
     table = qualified(settings.postgres.schema_name, settings.postgres.dead_letter_table)
     name = settings.postgres.dead_letter_table
     return [
@@ -206,6 +221,7 @@ def dead_letter_ddl(settings: Settings) -> list[str]:
   key bytea,
   value bytea,
   headers jsonb NOT NULL DEFAULT '[]',
+  headers_format smallint NOT NULL DEFAULT {LEGACY_HEADERS_FORMAT},
   event_type text,
   stage text NOT NULL,
   reason text NOT NULL,
@@ -216,6 +232,11 @@ def dead_letter_ddl(settings: Settings) -> list[str]:
 )""",
         # Tables made before `weir dlq replay` existed get the column on the next migrate.
         f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS replayed_at timestamptz",
+        # Rows of a table made before exact headers keep what they hold and say so; so do
+        # rows an older process still writes during an upgrade (it names no format).
+        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS headers_format smallint NOT NULL "
+        f"DEFAULT {LEGACY_HEADERS_FORMAT}",
+        f"COMMENT ON COLUMN {table}.headers IS {HEADERS_COMMENT}",
         f"CREATE INDEX IF NOT EXISTS {quote_ident(name + '_reason_idx')} "
         f"ON {table} (reason, failed_at)",
     ]

@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from processor.deadletter.stored import HEADERS_FORMAT, encode_headers, safe_text
 from processor.decode.converters import kafka_time
 from processor.errors import SinkUnavailable
 from processor.records import DeadLetter, Item, Row, TopicPartitionKey
@@ -64,8 +65,8 @@ class BatchWriter:
         table = qualified(settings.postgres.schema_name, settings.postgres.dead_letter_table)
         self._dead_sql = (
             f"INSERT INTO {table} (consumer_group, topic, partition, \"offset\", "
-            "kafka_timestamp, key, value, headers, event_type, stage, reason, error) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
+            "kafka_timestamp, key, value, headers, headers_format, event_type, stage, reason, "
+            "error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
             "ON CONFLICT ON CONSTRAINT "
             f"\"{settings.postgres.dead_letter_table}_source_key\" DO NOTHING"
         )
@@ -118,8 +119,11 @@ class BatchWriter:
             await conn.executemany(self._dead_sql, [self._dead_args(d) for d in dead])
 
     def _dead_args(self, d: DeadLetter) -> tuple[Any, ...]:
-        headers = orjson.dumps([[k, v.decode("utf-8", "replace")] for k, v in d.headers])
+        # Any dead letter must be insertable: the bytes go whole into bytea and exact-headers
+        # jsonb, the messages into text without what PostgreSQL's text refuses.
+        headers = orjson.dumps(encode_headers(d.headers))
         return (
-            self._group, d.topic, d.partition, d.offset, kafka_time(d.timestamp_ms), d.key,
-            d.value, headers, d.event_type, d.stage, d.reason, d.error,
+            self._group, safe_text(d.topic), d.partition, d.offset, kafka_time(d.timestamp_ms),
+            d.key, d.value, headers, HEADERS_FORMAT, safe_text(d.event_type),
+            safe_text(d.stage), safe_text(d.reason), safe_text(d.error),
         )

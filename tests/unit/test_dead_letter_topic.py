@@ -57,6 +57,18 @@ def test_a_huge_error_message_is_cut_so_the_record_stays_sendable() -> None:
     assert len(named["weir-error-message"]) == MAX_ERROR_HEADER
 
 
+def test_binary_headers_and_a_message_quoting_nul_or_a_surrogate_round_trip() -> None:
+    original = [("trace-bin", b"\x00\xff\x01"), ("k\x00ey \u2603", b"\xff"), ("none", None)]
+    d = dead("ValueError: flagged a\x00b \udcff")
+    d.headers = list(original)
+    headers = dead_letter_headers(d, "weir")  # strict UTF-8 would raise on the surrogate
+    assert headers[:3] == original
+    back = parse(Record(b"c-9", b"{}", headers), ("orders.dlq", 0, 7))
+    assert back is not None
+    assert back.headers == original
+    assert back.error == "ValueError: flagged a\x00b \\udcff"
+
+
 def test_a_record_without_weir_headers_is_not_a_dead_letter() -> None:
     assert parse(Record(None, b"{}", [("trace-id", b"abc")]), ("orders.dlq", 0, 0)) is None
 

@@ -77,3 +77,50 @@ async def test_draining_an_empty_spool_creates_nothing(tmp_path: Path) -> None:
     async with spool.drain() as (entries, _):
         assert entries == []
     assert not (tmp_path / "never").exists()
+
+
+NASTY_HEADERS = [("trace-bin", b"\x00\xff\x01"), ("k\x00ey \u2603", b"text"), ("none", None)]
+
+
+def test_binary_headers_and_keys_round_trip_byte_for_byte() -> None:
+    d = dead(8)
+    d.headers = list(NASTY_HEADERS)
+    d.key = b"\x00\xff\xfe"
+    back = from_line(to_line(d).rstrip(b"\n"))
+    assert back.headers == NASTY_HEADERS
+    assert back.key == b"\x00\xff\xfe"
+
+
+def test_an_error_the_table_would_refuse_is_spooled_safe() -> None:
+    d = dead(9)
+    d.error = "ValueError: 'a\x00b' \udcff"  # orjson alone refuses the lone surrogate
+    assert from_line(to_line(d).rstrip(b"\n")).error == "ValueError: 'a\\x00b' \\udcff"
+
+
+def test_a_line_spooled_by_the_earlier_version_still_reads() -> None:
+    # Before headers_format, every header value was base64 and a line had no spool time.
+    line = (b'{"topic":"orders","partition":2,"offset":5,"timestamp_ms":1,"key":"YzE=",'
+            b'"value":null,"headers":[["trace","AP8="]],"stage":"decode",'
+            b'"reason":"decode_error","error":"bad","event_type":null,"attempts":1}')
+    back = from_line(line)
+    assert back.headers == [("trace", b"\x00\xff")]
+    assert (back.key, back.value) == (b"c1", None)
+
+
+async def test_peek_reads_without_the_lock_and_leaves_out_an_append_in_progress(
+    tmp_path: Path,
+) -> None:
+    spool = Spool(tmp_path, "g")
+    await spool.append([dead(1), dead(2)])
+    (tmp_path / "g.lock").unlink()
+    with spool.path.open("ab") as f:
+        f.write(to_line(dead(3))[:30])  # another process mid-append
+    entries = Spool(tmp_path, "g").peek()
+    assert [e.dead.offset for e in entries] == [1, 2]
+    assert all(e.spooled_at is not None for e in entries)
+    assert not (tmp_path / "g.lock").exists()  # nothing written to look
+
+
+def test_peek_at_no_spool_creates_nothing(tmp_path: Path) -> None:
+    assert Spool(tmp_path / "never", "g").peek() == []
+    assert not (tmp_path / "never").exists()
