@@ -59,11 +59,20 @@ def test_json_lines_have_the_stable_fields(monkeypatch: pytest.MonkeyPatch) -> N
     assert line["postgres_password"] == "***"
 
 
-def test_standard_library_lines_are_json_with_a_level(capsys: pytest.CaptureFixture[str]) -> None:
+def test_standard_library_lines_are_json_with_a_level(monkeypatch: pytest.MonkeyPatch) -> None:
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
     logs.configure("info", "json")
-    logging.getLogger("aiokafka.consumer.group_coordinator").warning(
-        "Marking the coordinator dead (node %s) for group %s.", 1, "weir")
-    line = capsys.readouterr().out.strip().splitlines()[-1]
+    try:
+        logging.getLogger("aiokafka.consumer.group_coordinator").warning(
+            "Marking the coordinator dead (node %s) for group %s.", 1, "weir")
+    finally:
+        structlog.reset_defaults()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    line = out.getvalue().strip().splitlines()[-1]
     parsed = orjson.loads(line)
     assert parsed["level"] == "warning"
     assert parsed["event"] == "Marking the coordinator dead (node 1) for group weir."
