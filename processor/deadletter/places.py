@@ -135,7 +135,7 @@ class Places:
     async def _insert(self, dead: list[DeadLetter]) -> BaseException | None:
         """Write ``dead`` to the table; the error if it did not take them."""
         try:
-            await asyncio.wait_for(self._writer.write_dead_letters(dead), self._table_timeout_s)
+            await self._writer.write_dead_letters(dead, self._table_timeout_s)
         except Exception as exc:  # noqa: BLE001 - every error keeps them in the spool
             log.warning("spool not drained into the table", count=len(dead),
                         verdict=verdict(exc).value, error=f"{type(exc).__name__}: {exc}")

@@ -8,6 +8,7 @@ stored watermark at or below what is written, and the next owner resumes from th
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -110,13 +111,21 @@ class BatchWriter:
                 raise
         self.last_commit = time.monotonic()
 
-    async def write_dead_letters(self, dead: Sequence[DeadLetter]) -> None:
-        """Dead letters alone, in their own transaction (draining the spool).
+    async def write_dead_letters(self, dead: Sequence[DeadLetter], timeout_s: float) -> None:
+        """Dead letters alone, in their own transaction (draining the spool), bounded.
 
-        The table's unique source key makes a second copy of one change nothing.
+        The table's unique source key makes a second copy of one change nothing. Past
+        ``timeout_s`` the connection is terminated rather than the operation cancelled: a
+        cancelled query leaves a pooled connection busy (its ROLLBACK waits on a server that
+        may never answer), while a terminated one fails at once and the pool replaces it.
         """
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.executemany(self._dead_sql, [self._dead_args(d) for d in dead])
+        async with self._pool.acquire(timeout=timeout_s) as conn:
+            watchdog = asyncio.get_running_loop().call_later(timeout_s, conn.terminate)
+            try:
+                async with conn.transaction():
+                    await conn.executemany(self._dead_sql, [self._dead_args(d) for d in dead])
+            finally:
+                watchdog.cancel()
 
     def _dead_args(self, d: DeadLetter) -> tuple[Any, ...]:
         # Any dead letter must be insertable: the bytes go whole into bytea and exact-headers

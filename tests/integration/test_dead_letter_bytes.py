@@ -268,7 +268,7 @@ def test_any_dead_letter_is_insertable_and_reads_back_exact(tmp_path: Path) -> N
                 d = spooled(next(offsets), h.topics["order"])
                 d.key, d.value, d.headers, d.error, d.event_type = (
                     key, value, headers, error, event_type)
-                runner.run(writer.write_dead_letters([d]))
+                runner.run(writer.write_dead_letters([d], 10.0))
                 row = runner.run(pool.fetchrow(
                     f'SELECT key, value, headers, error FROM {h.schema}.weir_dead_letters '
                     'WHERE "offset" = $1', d.offset))

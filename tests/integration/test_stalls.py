@@ -21,6 +21,13 @@ from typing import Any
 import asyncpg
 import pytest
 
+from processor.records import Chunk, DeadLetter
+from processor.retry import Backoff, retry_transient
+from processor.settings import load_settings
+from processor.sink.offsets import OffsetStore
+from processor.sink.pool import create_pool
+from processor.sink.writer import BatchWriter
+from processor.verdict import Verdict, verdict
 from tests.integration.conftest import KAFKA, PG_DSN, ROOT, ROWS, Harness
 from tests.integration.servers import PrivatePostgres, TcpProxy, free_port
 from tests.integration.test_exactly_once import check_exactly_once
@@ -227,3 +234,44 @@ def test_a_wrong_password_exits_2_with_one_line(harness: Harness) -> None:
     assert "not-the-password" not in result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     assert time.monotonic() - started < 60  # not retried
+
+
+def test_a_dead_letter_insert_into_a_frozen_server_gives_up_in_time_and_the_pool_recovers(
+    tmp_path: Path, private_pg: PrivatePostgres,
+) -> None:
+    h = Harness(tmp_path, dsn=private_pg.dsn)
+    h.migrate()
+    settings = load_settings(h.config)
+    dead = DeadLetter(topic="t", partition=0, offset=1, timestamp_ms=0, key=None,
+                      value=b"x", headers=[], stage="decode", reason="decode_error",
+                      error="not JSON", event_type=None, chunk=Chunk(("t", 0), 1, 2))
+
+    async def scenario() -> tuple[float, int]:
+        pool = await create_pool(settings, [])
+        try:
+            writer = BatchWriter(pool, settings, {}, OffsetStore(settings))
+            private_pg.freeze()
+            started = time.monotonic()
+            try:
+                with pytest.raises(Exception) as raised:  # noqa: PT011 - any, checked below
+                    await writer.write_dead_letters([dead], 2.0)
+            finally:
+                private_pg.thaw()
+            took = time.monotonic() - started
+            assert verdict(raised.value) is Verdict.RETRY, raised.value
+            # The terminated connection was replaced: the next insert goes through.
+            await retry_transient(lambda: writer.write_dead_letters([dead], 10.0), "test",
+                                  Backoff(0.05, 0.5))
+            count: int = await pool.fetchval(
+                f"SELECT count(*) FROM {h.schema}.weir_dead_letters")
+            return took, count
+        finally:
+            pool.terminate()
+
+    try:
+        took, count = asyncio.run(scenario())
+        assert took < 10, f"the insert waited {took:.1f}s on a frozen server"
+        assert count == 1
+    finally:
+        with_thaw(private_pg)
+        h.cleanup()

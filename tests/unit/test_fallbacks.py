@@ -61,7 +61,7 @@ class FakeWriter:
             [i.values[0] if isinstance(i, Row) else f"dead:{i.offset}" for i in items
              if isinstance(i, Row) or i.place is None])
 
-    async def write_dead_letters(self, dead: Sequence[DeadLetter]) -> None:
+    async def write_dead_letters(self, dead: Sequence[DeadLetter], timeout_s: float) -> None:
         if self.table_down:
             raise OSError("connection refused")
         self.drained += [d.offset for d in dead]
@@ -190,10 +190,10 @@ async def test_one_entry_the_table_refuses_does_not_hold_back_the_others(
     tmp_path: Path,
 ) -> None:
     class PickyWriter(FakeWriter):
-        async def write_dead_letters(self, dead: Sequence[DeadLetter]) -> None:
+        async def write_dead_letters(self, dead: Sequence[DeadLetter], timeout_s: float) -> None:
             if any(d.offset == 3 for d in dead):
                 raise asyncpg.CheckViolationError("the table refuses this one")
-            await super().write_dead_letters(dead)
+            await super().write_dead_letters(dead, timeout_s)
 
     _, _, places = await run_lane(tmp_path, FakeTopic(available=False),
                                   FakeWriter(outages=1))
