@@ -142,9 +142,12 @@ class DeadLetterTopic:
         if pending:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(*pending, return_exceptions=True)
+        if not all(results):
+            # Even a record refused for itself spoils an idempotent producer: every later
+            # record of that partition would be refused as out of sequence. Replace it.
+            self._stale = True
         if topic_failing:
             self._skip_until = time.monotonic() + self._settings.topic_retry_s
-            self._stale = True
         return results
 
     async def _send(self, d: DeadLetter) -> None:

@@ -3,7 +3,10 @@ A failure that is not about the rows stops Weir instead of dead-lettering everyt
 
 from __future__ import annotations
 
-from tests.integration.conftest import Harness
+import time
+from pathlib import Path
+
+from tests.integration.conftest import ROWS, Harness
 
 
 def test_check_constraint_rejects_only_the_offending_rows(harness: Harness) -> None:
@@ -29,24 +32,59 @@ def test_check_constraint_rejects_only_the_offending_rows(harness: Harness) -> N
                     " >= 500) FROM weir_dead_letters") is True
 
 
-def test_a_failure_not_about_rows_stops_weir_with_nothing_dead_lettered(
+def break_orders(h: Harness) -> None:
+    """The target becomes something no row can be inserted into: the same error for every
+    row, which bisection must not mistake for bad rows."""
+    h.sql("ALTER TABLE orders RENAME TO orders_gone")
+    h.sql("CREATE VIEW orders AS SELECT DISTINCT * FROM orders_gone")  # not insertable
+
+
+def test_a_failure_not_about_rows_stalls_weir_with_nothing_dead_lettered_until_fixed(
     harness: Harness,
 ) -> None:
     h = harness
     h.produce(500)
-    # The target becomes something no row can be inserted into: the same error for every row.
-    h.sql("ALTER TABLE orders RENAME TO orders_gone")
-    h.sql("CREATE VIEW orders AS SELECT DISTINCT * FROM orders_gone")  # not insertable
-    weir = h.start("weir")
-    assert weir.wait(120) == 1
+    break_orders(h)
+    weir = h.start("weir", "--until-caught-up")
+
+    def stalls() -> list[dict[str, object]]:
+        return [line for line in h.log_lines("weir")
+                if str(line.get("event", "")).startswith("stalled:")]
+
+    deadline = time.monotonic() + 120
+    while not stalls() and time.monotonic() < deadline:
+        assert weir.poll() is None, h.why_exited(weir)
+        time.sleep(0.5)
+    time.sleep(8)  # stalled, retrying: up, nothing dead-lettered, no order offset stored
+    assert weir.poll() is None, h.why_exited(weir)
     assert h.scalar("SELECT count(*) FROM weir_dead_letters") == 0
-    # No order was written, so no offset of the orders topic was stored.
     assert h.scalar("SELECT coalesce(max(next_offset), 0) FROM weir_offsets "
                     "WHERE topic = $1", h.topics["order"]) == 0
-    stopped = [line for line in h.log_lines("weir")
-               if line.get("event", "").startswith("weir stopped on an error")]
-    assert stopped
-    assert 'cannot insert into view "orders"' in stopped[0]["error"]  # the cause, by name
+    stalled = stalls()
+    assert stalled
+    assert 'cannot insert into view "orders"' in str(stalled[0]["error"])  # the cause
+    h.sql("DROP VIEW orders")
+    h.sql("ALTER TABLE orders_gone RENAME TO orders")  # the operator's fix
+    assert weir.wait(120) == 0  # resumed by itself, then caught up
+    assert h.scalar("SELECT count(*) FROM weir_dead_letters") == 0
+    assert h.scalar(ROWS) == 500
+
+
+def test_with_on_stall_exit_a_failure_not_about_rows_stops_weir(tmp_path: Path) -> None:
+    h = Harness(tmp_path, postgres={"on_stall": "exit"})
+    h.migrate()
+    try:
+        h.produce(500)
+        break_orders(h)
+        weir = h.start("weir")
+        assert weir.wait(120) == 1
+        assert h.scalar("SELECT count(*) FROM weir_dead_letters") == 0
+        stopped = [line for line in h.log_lines("weir")
+                   if line.get("event", "").startswith("weir stopped on an error")]
+        assert stopped
+        assert 'cannot insert into view "orders"' in stopped[0]["error"]
+    finally:
+        h.cleanup()
 
 
 def test_dlq_list_show_and_replay_after_a_fix(harness: Harness) -> None:
