@@ -139,6 +139,7 @@ def load_contract(name: str, path: Path, settings: Settings) -> Contract:
             raise ContractError(
                 f"event_types.{name}.upsert_key: {field!r} must be a required schema property"
             )
+    _check_version(name, et, columns, required)
     _check_rollups(name, et, columns)
     _check_indexes(name, et, names)
     time_col = next((c for c in columns if c.name == et.time_field), None)
@@ -157,6 +158,25 @@ def load_contract(name: str, path: Path, settings: Settings) -> Contract:
         time_field=et.time_field,
         key_field=et.key_field,
     )
+
+
+# Types whose order is the order of versions.
+ORDERED_TYPES = frozenset({"timestamptz", "date", "bigint", "integer", "numeric",
+                           "double precision"})
+
+
+def _check_version(name: str, et: EventTypeSettings, columns: tuple[Column, ...],
+                   required: set[str]) -> None:
+    if et.version_field is None:
+        return
+    column = next((c for c in columns if c.name == et.version_field), None)
+    if column is None or et.version_field not in required:
+        raise ContractError(f"event_types.{name}.version_field: {et.version_field!r} must be "
+                            "a required schema property")
+    if column.pg_type not in ORDERED_TYPES:
+        raise ContractError(f"event_types.{name}.version_field: {et.version_field!r} is "
+                            f"{column.pg_type}; versions are ordered by a number, a date or "
+                            "a date-time")
 
 
 def _check_indexes(name: str, et: EventTypeSettings, names: set[str]) -> None:

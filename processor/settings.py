@@ -283,6 +283,9 @@ class EventTypeSettings(_Section):
     transforms: list[str] = Field(default_factory=list)
     write_mode: Literal["insert", "upsert"] = "insert"
     upsert_key: list[str] = Field(default_factory=list)
+    # The field that orders an upsert key's versions (an event time or a version number):
+    # the row keeps the highest, ties broken by Kafka offset.
+    version_field: str | None = None
     partitioning: PartitioningSettings = PartitioningSettings()
     rollups: list[RollupSettings] = Field(default_factory=list)
     indexes: list[IndexSettings] = Field(default_factory=list)
@@ -319,6 +322,16 @@ class EventTypeSettings(_Section):
                              "key whose latest event the row holds")
         if self.write_mode == "insert" and self.upsert_key:
             raise ValueError("upsert_key is only used with write_mode upsert")
+        if self.write_mode == "insert" and self.version_field:
+            raise ValueError("version_field is only used with write_mode upsert")
+        if self.write_mode == "upsert" and self.version_field is None \
+                and self.upsert_key != [self.key_field]:
+            raise ValueError(
+                f"version_field is required: upsert_key {self.upsert_key} is not the Kafka "
+                f"key (key_field {self.key_field!r}), so the versions of one key can arrive "
+                "on several partitions, whose offsets do not order them, and an older one "
+                "could overwrite a newer row; name the field that orders them (an event "
+                "time or a version number)")
         return self
 
     _table = field_validator("table")(check_identifier)

@@ -44,6 +44,7 @@ class TableSpec:
     retention_days: int | None = None
     rollups: tuple[RollupSpec, ...] = ()
     indexes: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (method, columns) from config
+    version: str | None = None  # upsert: the column that orders versions of one key
 
     @property
     def partitioned(self) -> bool:
@@ -90,14 +91,29 @@ class TableSpec:
                 f"ON CONFLICT ({key}) DO NOTHING", self.rollups)
         updates = ", ".join(f"{quote_ident(c)} = EXCLUDED.{quote_ident(c)}"
                             for c in (*self.columns, "ingested_at") if c not in self.key)
+        order, newer = self._version_order()
         return (
             f"INSERT INTO {self.qualified} AS t ({cols}) "
             f"SELECT DISTINCT ON ({key}) {cols} FROM {stage} "
-            f"ORDER BY {key}, kafka_offset DESC "
-            f"ON CONFLICT ({key}) DO UPDATE SET {updates} "
-            "WHERE t.kafka_partition <> EXCLUDED.kafka_partition "
-            "OR t.kafka_offset < EXCLUDED.kafka_offset"
+            f"ORDER BY {key}, {order} "
+            f"ON CONFLICT ({key}) DO UPDATE SET {updates} WHERE {newer}"
         )
+
+    def _version_order(self) -> tuple[str, str]:
+        """How the staged events of one key are ranked, and when one replaces the row.
+
+        With ``version``: by the version, ties by offset; an event replaces the row only if
+        it is newer by both, so a replay or a late event from another partition never goes
+        backwards. Without (keyed by the Kafka key, so one partition orders each key): by
+        offset, or any event from another partition (the topic was repartitioned).
+        """
+        if self.version is not None:
+            v = quote_ident(self.version)
+            return (f"{v} DESC, kafka_offset DESC",
+                    f"(t.{v}, t.kafka_offset) < (EXCLUDED.{v}, EXCLUDED.kafka_offset)")
+        return ("kafka_offset DESC",
+                "t.kafka_partition <> EXCLUDED.kafka_partition "
+                "OR t.kafka_offset < EXCLUDED.kafka_offset")
 
 
 def table_spec(contract: Contract, settings: Settings) -> TableSpec:
@@ -108,7 +124,8 @@ def table_spec(contract: Contract, settings: Settings) -> TableSpec:
     indexes = tuple((i.method, tuple(i.columns)) for i in et.indexes)
     if et.write_mode == "upsert":
         return TableSpec(contract.event_type, schema, et.table, columns,
-                         tuple(et.upsert_key), upsert=True, indexes=indexes)
+                         tuple(et.upsert_key), upsert=True, indexes=indexes,
+                         version=et.version_field)
     key: tuple[str, ...] = (contract.id_field,) if contract.id_field else COORDINATES
     if et.interval != "none":
         # A partitioned table's unique key must hold the partition key. event_time is fixed

@@ -39,7 +39,8 @@ async def publish_updates(topic: str, orders: int, updates: int) -> None:
 
 def test_upsert_keeps_the_last_update_per_business_key(tmp_path: Path) -> None:
     h = Harness(tmp_path,
-                event_types={"order": {"write_mode": "upsert", "upsert_key": ["order_id"]}},
+                event_types={"order": {"write_mode": "upsert", "upsert_key": ["order_id"],
+                                       "key_field": "order_id"}},
                 batch={"max_rows": 1000})
     h.migrate()
     try:
@@ -60,3 +61,56 @@ def test_upsert_keeps_the_last_update_per_business_key(tmp_path: Path) -> None:
         assert tuple(again) == (10, 10, 300)
     finally:
         h.cleanup()
+
+
+async def publish_out_of_order(topic: str, orders: int) -> None:
+    """Versions 1..5 of each order on two partitions, the newest ones first: partition 0
+    gets versions 5 and 3, partition 1 gets 4, 2 and 1, each partition in that order."""
+    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        for partition, versions in ((0, (5, 3)), (1, (4, 2, 1))):
+            for version in versions:
+                for n in range(orders):
+                    event = {
+                        "event_id": str(uuid.uuid4()), "customer_id": f"c-{n % 50:03d}",
+                        "seq": version, "occurred_at": datetime.now(UTC).isoformat(),
+                        "order_id": f"o-{n:05d}", "status": STATUSES[version % 4],
+                        "amount": version, "currency": "EUR",
+                        "items": [{"sku": "s", "qty": 1, "price": version}],
+                    }
+                    await producer.send(topic, orjson.dumps(event), partition=partition,
+                                        key=f"c-{n % 50:03d}".encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def test_versions_from_two_partitions_out_of_order_end_at_the_highest(tmp_path: Path) -> None:
+    h = Harness(tmp_path, partitions=2, batch={"max_rows": 70},
+                event_types={"order": {"write_mode": "upsert", "upsert_key": ["order_id"],
+                                       "version_field": "seq"}})
+    h.migrate()
+    try:
+        h.produce(10, "-t", "page_view")  # creates the topics
+        asyncio.run(publish_out_of_order(h.topics["order"], orders=200))
+        run = h.start("first", "--until-caught-up")
+        assert run.wait(180) == 0
+        rows = h.sql("SELECT min(seq), max(seq), count(*), min(amount) FROM orders")[0]
+        assert tuple(rows) == (5, 5, 200, 5)
+        # A replay of everything, by a second group, changes nothing.
+        h.env["WEIR_KAFKA__GROUP_ID"] = h.group + "-replay"
+        replay = h.start("replay", "--until-caught-up")
+        assert replay.wait(180) == 0
+        assert tuple(h.sql("SELECT min(seq), max(seq), count(*) FROM orders")[0]) == (5, 5, 200)
+    finally:
+        h.cleanup()
+
+
+def test_an_upsert_not_keyed_by_the_kafka_key_needs_a_version_field(tmp_path: Path) -> None:
+    h = Harness(tmp_path, event_types={"order": {"write_mode": "upsert",
+                                                 "upsert_key": ["order_id"]}})
+    result = h.weir("check-config")
+    assert result.returncode == 2
+    assert "version_field is required" in result.stderr
+    assert "not the Kafka key" in result.stderr
