@@ -14,9 +14,10 @@ import fastjsonschema
 import orjson
 
 from processor.contracts import Contract
-from processor.decode.converters import Converter, converter_for
+from processor.decode.converters import Converter, Unfit, check_text, converter_for
 from processor.decode.limits import Limits
 from processor.decode.quickcheck import QuickCheck, compile_quick_check
+from processor.decode.rawjson import check_raw
 from processor.errors import EventRejected
 from processor.pgtime import kafka_micros
 from processor.settings import Settings
@@ -31,7 +32,8 @@ class _Plan:
     quick_check: QuickCheck | None
     transforms: Sequence[Transform]
     names: tuple[str, ...]
-    converters: tuple[tuple[int, Converter], ...]  # (column index, conversion), if needed
+    texts: tuple[int, ...]  # indexes of the text columns whose values need checking
+    converters: tuple[tuple[int, Converter], ...]  # (column index, conversion), not text
     time_index: int | None
 
 
@@ -40,10 +42,25 @@ def _plan(contract: Contract, transforms: Sequence[Transform]) -> _Plan:
     return _Plan(
         contract, compile_quick_check(contract.schema), transforms,
         tuple(c.name for c in columns),
-        tuple((i, conv) for i, c in enumerate(columns)
-              if (conv := converter_for(c.pg_type)) is not None),
+        tuple(i for i, c in enumerate(columns)
+              if c.pg_type == "text" and (transforms or not _schema_string(contract, c.name))),
+        tuple((i, converter_for(c.pg_type)) for i, c in enumerate(columns)
+              if c.pg_type != "text"),
         next((i for i, c in enumerate(columns) if c.name == contract.time_field), None),
     )
+
+
+def _schema_string(contract: Contract, name: str) -> bool:
+    """Does the schema itself make the property a string (or null)?
+
+    Such a value, straight from orjson, fits text once :func:`check_raw` passed the bytes:
+    orjson refuses unpaired surrogates, check_raw refuses NUL. Only a transform's output, or
+    a property mapped to text by ``x-weir-column-type``, needs checking per event.
+    """
+    prop = contract.schema["properties"][name]
+    types = prop.get("type")
+    concrete = {types} if isinstance(types, str) else set(types or []) - {"null"}
+    return concrete == {"string"} and "x-weir-column-type" not in prop
 
 
 class Decoder:
@@ -94,6 +111,7 @@ class Decoder:
             )
         if not self._limits.fits_raw(value):
             self._limits.check(event)
+        check_raw(value, event)
         event_type = self._topic_type.get(topic) or self.event_type_of(topic, event)
         plan = self._plans[event_type]
         if plan.quick_check is None or not plan.quick_check(event):
@@ -122,14 +140,26 @@ class Decoder:
         timestamp_ms: int, raw: bytes,
     ) -> tuple[Any, ...]:
         values = list(map(event.get, plan.names))
+        i = 0
         try:
+            for i in plan.texts:
+                value = values[i]
+                # The usual text passes inline, without a call: ASCII holds no surrogate.
+                if (type(value) is not str or "\x00" in value or not value.isascii()) and (
+                        value is not None):
+                    check_text(value)
             for i, conv in plan.converters:
                 value = values[i]
                 if value is not None:
                     values[i] = conv(value)
-        except (ValueError, TypeError, OverflowError) as exc:
+        except Unfit as exc:
             raise EventRejected(
-                "conversion_error", "transform", f"{type(exc).__name__}: {exc}"
+                "conversion_error", "transform", f"field {plan.names[i]!r}: {exc}"
+            ) from None
+        except (ValueError, TypeError, OverflowError) as exc:  # a transform's odd value
+            raise EventRejected(
+                "conversion_error", "transform",
+                f"field {plan.names[i]!r}: {type(exc).__name__}: {exc}",
             ) from None
         kafka_ts = kafka_micros(timestamp_ms)
         event_time = kafka_ts if plan.time_index is None else values[plan.time_index]
