@@ -50,6 +50,17 @@ def show(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def printable(text: str) -> str:
+    """``text`` as PostgreSQL's text takes it: NUL and unpaired surrogates escaped.
+
+    For messages that quote what they did not make (a transform's exception): a dead
+    letter's error is a text column too.
+    """
+    if "\x00" not in text and (text.isascii() or not _SURROGATE.search(text)):
+        return text
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode()
+
+
 def _kind(value: Any) -> str:
     names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
              list: "an array", dict: "an object"}

@@ -14,7 +14,13 @@ import fastjsonschema
 import orjson
 
 from processor.contracts import Contract
-from processor.decode.converters import Converter, Unfit, check_text, converter_for
+from processor.decode.converters import (
+    Converter,
+    Unfit,
+    check_text,
+    converter_for,
+    printable,
+)
 from processor.decode.limits import Limits
 from processor.decode.quickcheck import QuickCheck, compile_quick_check
 from processor.decode.rawjson import check_raw
@@ -129,7 +135,8 @@ class Decoder:
             except Exception as exc:  # noqa: BLE001 - user code: any failure rejects one event
                 name = getattr(transform, "__name__", repr(transform))
                 raise EventRejected(
-                    "transform_error", "transform", f"{name}: {type(exc).__name__}: {exc}"
+                    "transform_error", "transform",
+                    printable(f"{name}: {type(exc).__name__}: {exc}"),
                 ) from None
             if transformed is None:
                 return None
@@ -160,7 +167,7 @@ class Decoder:
         except (ValueError, TypeError, OverflowError) as exc:  # a transform's odd value
             raise EventRejected(
                 "conversion_error", "transform",
-                f"field {plan.names[i]!r}: {type(exc).__name__}: {exc}",
+                printable(f"field {plan.names[i]!r}: {type(exc).__name__}: {exc}"),
             ) from None
         kafka_ts = kafka_micros(timestamp_ms)
         event_time = kafka_ts if plan.time_index is None else values[plan.time_index]

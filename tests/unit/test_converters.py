@@ -18,6 +18,7 @@ from processor.decode.converters import (
     check_text,
     converter_for,
     has_nul_escape,
+    printable,
     show,
 )
 from processor.decode.rawjson import check_raw, nul_place
@@ -164,3 +165,8 @@ def test_nul_place_names_the_field(event: dict[str, Any], place: str) -> None:
 def test_raw_without_nul_passes() -> None:
     raw = b'{"a": "\\\\u0000", "b": "\\n", "c": 1e-300}'
     check_raw(raw, orjson.loads(raw))
+
+
+def test_printable_escapes_what_text_cannot_hold() -> None:
+    assert printable("plain é") == "plain é"
+    assert printable("a\x00b\ud800") == "a\\x00b\\ud800"

@@ -147,6 +147,23 @@ def nul_in_order_id(event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+def raises_with_nul(event: dict[str, Any]) -> dict[str, Any]:
+    """A transform whose exception quotes what no text column holds (used below)."""
+    raise ValueError("bad \x00 \ud800")
+
+
+def test_a_transform_error_message_fits_the_error_column(
+    example_config: Path, tmp_path: Path
+) -> None:
+    raising = _with_transforms(
+        example_config, tmp_path,
+        "    transforms:\n      - tests.unit.test_decoder:raises_with_nul\n")
+    with pytest.raises(EventRejected) as info:
+        decode(raising, orjson.dumps(order()))
+    assert info.value.reason == "transform_error"
+    assert str(info.value) == "raises_with_nul: ValueError: bad \\x00 \\ud800"
+
+
 def _with_transforms(example_config: Path, tmp_path: Path, transforms: str) -> Decoder:
     text = example_config.read_text().replace("../schemas", str(example_config.parent.parent /
                                                                  "schemas"))
