@@ -37,6 +37,9 @@ INT32 = (-(2**31), 2**31 - 1)
 NUMERIC_MAX_ADJUSTED = 131_071
 NUMERIC_MAX_SCALE = 16_383
 NUL_ESCAPE = b"\\u0000"
+# The instants a Python datetime holds in UTC, as PostgreSQL's timestamptz integer.
+UTC_MICROS = ((datetime.min.replace(tzinfo=UTC) - PG_EPOCH) // ONE_US,
+              (datetime.max.replace(tzinfo=UTC) - PG_EPOCH) // ONE_US)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -197,9 +200,12 @@ def _timestamptz(value: Any) -> int:
     # A timestamp without an offset is taken as UTC rather than the server's zone.
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    # Years 1 to 9999 (all Python parses) with any offset are well inside PostgreSQL's
-    # range (4713 BC to 294276 AD) and a 64-bit count of microseconds.
-    return (parsed - PG_EPOCH) // ONE_US
+    micros = (parsed - PG_EPOCH) // ONE_US
+    if UTC_MICROS[0] <= micros <= UTC_MICROS[1]:
+        return micros
+    # PostgreSQL would take it (4713 BC to 294276 AD), but the sink's partition routing and
+    # every Python reader (asyncpg's codec too) would fail on a UTC year outside 1..9999.
+    raise Unfit(f"{show(value)} is outside the years 1 to 9999 in UTC")
 
 
 def _date(value: Any) -> date:

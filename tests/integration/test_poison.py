@@ -110,6 +110,13 @@ POISON: dict[str, tuple[str, bytes | None, str, str]] = {
                "field 'occurred_at': '0000-06-01T10:00:00Z' is not a valid date-time: year 0"),
     "year_10000": ("order", dumps(order(occurred_at="10000-01-01T10:00:00Z")),
                    "schema_violation", "data.occurred_at must be date-time"),
+    # PostgreSQL takes these, but in UTC they are in the years 0 and 10000: the partition of
+    # the time field, and any Python reader, could not hold them.
+    "time_before_year_1_utc": ("order", dumps(order(occurred_at="0001-01-01T00:00:00+14:00")),
+                               "conversion_error", "field 'occurred_at': "
+                               "'0001-01-01T00:00:00+14:00' is outside the years 1 to 9999"),
+    "time_after_year_9999_utc": ("order", dumps(order(occurred_at="9999-12-31T23:59:59-14:00")),
+                                 "conversion_error", "is outside the years 1 to 9999 in UTC"),
     "leap_second": ("order", dumps(order(occurred_at="2016-12-31T23:59:60Z")),
                     "conversion_error", "field 'occurred_at'"),
     "number_1e400": ("order", swapped(order(), "amount", b"1e400"), "decode_error",
@@ -179,7 +186,8 @@ def _stream() -> list[tuple[str, str | None, bytes | None, list[tuple[str, bytes
         ("order", None, dumps(order(note=1e-300)), []),
         ("probe", None, dumps(probe(event_id=uuid.uuid4().hex, small=-(2**31))), []),
         ("probe", None, dumps(probe(price=1e308, ratio=-1e308, count=-(2**63))), []),
-        ("probe", None, dumps(probe(day="9999-12-31", at="0001-01-01T00:00:00+14:00")), []),
+        ("probe", None, dumps(probe(day="9999-12-31", at="0001-01-01T00:00:00Z")), []),
+        ("order", None, dumps(order(occurred_at="9999-12-31T23:59:59.999999Z")), []),
     ]
     every = len(good) // len(POISON)
     stream = list(good)

@@ -55,6 +55,10 @@ def test_every_column_type_has_a_converter() -> None:
         ("date", "9999-12-31", date(9999, 12, 31)),
         ("timestamptz", "2026-11-25T10:00:00Z", micros(datetime(2026, 11, 25, 10, tzinfo=UTC))),
         ("timestamptz", "2026-11-25T10:00:00", micros(datetime(2026, 11, 25, 10, tzinfo=UTC))),
+        # The real first and last instants, not the infinities pgtime.micros makes of
+        # datetime.min and datetime.max (asyncpg's convention for datetimes).
+        ("timestamptz", "0001-01-01T00:00:00Z", -63_082_281_600_000_000),
+        ("timestamptz", "9999-12-31T23:59:59.999999+00:00", 252_455_615_999_999_999),
     ],
 )
 def test_values_that_fit(pg_type: str, value: Any, expected: Any) -> None:
@@ -108,6 +112,9 @@ def test_jsonb_is_the_exact_json_bytes() -> None:
         ("timestamptz", "10000-01-01T00:00:00Z", "is not a valid date-time"),
         ("timestamptz", "2016-12-31T23:59:60Z", "second must be in 0..59"),
         ("timestamptz", 1_764_064_800, "is an integer, not a date-time string"),
+        # PostgreSQL takes both, but in UTC they are in the years 0 and 10000.
+        ("timestamptz", "0001-01-01T00:00:00+14:00", "outside the years 1 to 9999 in UTC"),
+        ("timestamptz", "9999-12-31T23:59:59-14:00", "outside the years 1 to 9999 in UTC"),
     ],
 )
 def test_values_that_do_not_fit_say_why(pg_type: str, value: Any, why: str) -> None:
