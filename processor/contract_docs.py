@@ -28,7 +28,8 @@ optional); an `integer` fits 64 bits signed and is not a boolean; a `date` or `d
 a real day and time in the years 1 to 9999 (in UTC; no `:60` leap second); a string holds
 no NUL. A number beyond a double's range (`1e400`) is not read at all: `decode_error`.
 Anywhere in the event, no string or key may hold the escape `\\u0000`: the `raw` column is
-`jsonb`, which cannot store it. A number with more than 16383 digits after the decimal point
+`jsonb`, which cannot store it. A record's Kafka timestamp, if the producer sets one, is in
+the years 1 to 9999 too. A number with more than 16383 digits after the decimal point
 (counting a negative exponent, as in `1e-16384`) is refused by PostgreSQL itself:
 `rejected_by_table`.
 """

@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 from asyncpg.pgproto.pgproto import UUID
 
-from processor.pgtime import ONE_US, PG_EPOCH
+from processor.pgtime import ONE_US, PG_EPOCH, PG_EPOCH_MS
 
 Converter = Callable[[Any], Any]
 
@@ -40,6 +40,8 @@ NUL_ESCAPE = b"\\u0000"
 # The instants a Python datetime holds in UTC, as PostgreSQL's timestamptz integer.
 UTC_MICROS = ((datetime.min.replace(tzinfo=UTC) - PG_EPOCH) // ONE_US,
               (datetime.max.replace(tzinfo=UTC) - PG_EPOCH) // ONE_US)
+# The same range in Unix milliseconds, for Kafka record timestamps.
+UTC_MILLIS = (UTC_MICROS[0] // 1000 + PG_EPOCH_MS, UTC_MICROS[1] // 1000 + PG_EPOCH_MS)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -236,6 +238,10 @@ def converter_for(pg_type: str) -> Converter:
     return CONVERTERS[pg_type]
 
 
-def kafka_time(timestamp_ms: int) -> datetime:
-    """A Kafka record timestamp (ms since the epoch) as an aware datetime."""
-    return datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)
+def kafka_time(timestamp_ms: int) -> datetime | None:
+    """A Kafka record timestamp (ms since the epoch) as an aware datetime, or None when a
+    producer set one outside the years 1 to 9999 (a dead letter then stores no time)."""
+    try:
+        return datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)
+    except (ValueError, OverflowError, OSError):
+        return None

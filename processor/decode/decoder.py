@@ -15,6 +15,7 @@ import orjson
 
 from processor.contracts import Contract
 from processor.decode.converters import (
+    UTC_MILLIS,
     Converter,
     Unfit,
     check_text,
@@ -169,6 +170,12 @@ class Decoder:
                 "conversion_error", "transform",
                 printable(f"field {plan.names[i]!r}: {type(exc).__name__}: {exc}"),
             ) from None
+        if not UTC_MILLIS[0] <= timestamp_ms <= UTC_MILLIS[1]:
+            # A producer may set any; as the row's kafka_timestamp (and its event_time when
+            # there is no time field) it would fail the sink's partition routing.
+            raise EventRejected(
+                "conversion_error", "decode", f"the record's Kafka timestamp ({timestamp_ms} "
+                "ms since 1970) is outside the years 1 to 9999 in UTC")
         kafka_ts = kafka_micros(timestamp_ms)
         event_time = kafka_ts if plan.time_index is None else values[plan.time_index]
         values += (event_time, topic, partition, offset, kafka_ts, raw)

@@ -2,7 +2,7 @@
 
 One run of `weir run --until-caught-up` over two topics: the example orders, and probes of an
 event type made here that maps every column type Weir has (and routes by a type field). Good
-events surround some thirty kinds of bad record, each produced once with a key of its own, so
+events surround 38 kinds of bad record, each produced once with a key of its own, so
 every dead letter is attributed by its Kafka coordinates to the kind that made it.
 """
 
@@ -16,6 +16,8 @@ from typing import Any
 import orjson
 import yaml
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from processor.produce.producer import ensure_topics
 from processor.produce.sample import SampleEvents
@@ -160,6 +162,20 @@ POISON: dict[str, tuple[str, bytes | None, str, str]] = {
 }
 
 
+# Good values in records whose Kafka timestamp a producer set outside the years 1 to 9999:
+# as the row's kafka_timestamp, and the probes' event_time, they cannot be partitioned.
+DAY_MS = 86_400_000
+# Kafka refuses timestamps before 1970 and, since 4.0, by default more than an hour ahead;
+# the test lifts that bound on the probes' topic, as older brokers have it.
+TIMED: dict[str, tuple[str, int]] = {
+    "kafka_time_year_10000": ("probe", 253_402_300_800_000 + DAY_MS),
+    "kafka_time_year_287000": ("probe", 9_000_000_000_000_000),
+}
+POISON.update({kind: (topic, dumps(order() if topic == "order" else probe()),
+                      "conversion_error", "the record's Kafka timestamp")
+               for kind, (topic, _) in TIMED.items()})
+
+
 def _configure(h: Harness) -> None:
     """Add the probe event type and its topic (routed by its ``kind`` field) to the config."""
     schema = h.tmp / "probe.v1.json"
@@ -196,17 +212,30 @@ def _stream() -> list[tuple[str, str | None, bytes | None, list[tuple[str, bytes
     return stream
 
 
+async def _any_timestamp(topic: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+    await admin.start()
+    try:
+        await admin.alter_configs([ConfigResource(
+            ConfigResourceType.TOPIC, topic,
+            {"message.timestamp.after.max.ms": str(2**63 - 1)})])
+    finally:
+        await admin.close()
+
+
 async def _produce(h: Harness) -> tuple[dict[Coords, str], dict[str, int]]:
     """Send the stream; the poison kinds by coordinates, and good events per topic key."""
     await ensure_topics(load_settings(h.config), 6)
+    await _any_timestamp(h.topics["probe"])
     producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all", linger_ms=20,
                                 max_request_size=4 * MAX_MESSAGE_BYTES)
     await producer.start()
     try:
         sent = []
         for n, (topic, kind, value, headers) in enumerate(_stream()):
+            timestamp = TIMED[kind][1] if kind in TIMED else None
             future = await producer.send(h.topics[topic], value, key=f"k-{n}".encode(),
-                                         headers=headers)
+                                         headers=headers, timestamp_ms=timestamp)
             sent.append((topic, kind, future))
         poison: dict[Coords, str] = {}
         good = {"order": 0, "probe": 0}
@@ -246,6 +275,9 @@ def test_every_kind_of_poison_is_one_dead_letter_and_weir_keeps_going(tmp_path: 
             got_reason, error = found[coords][0]
             assert (kind, got_reason) == (kind, reason), error
             assert fragment in error, (kind, error)
+        timeless = h.sql("SELECT topic, partition, \"offset\" FROM weir_dead_letters "
+                         "WHERE kafka_timestamp IS NULL")
+        assert sorted(poison[tuple(r)] for r in timeless) == sorted(TIMED)
         # The good probe with the extreme values is stored exactly.
         assert h.scalar("SELECT count(*) FROM probes WHERE count = -9223372036854775808 "
                         "AND price = 1e308 AND ratio = -1e308") == 1

@@ -18,6 +18,7 @@ from processor.decode.converters import (
     check_text,
     converter_for,
     has_nul_escape,
+    kafka_time,
     printable,
     show,
 )
@@ -177,3 +178,9 @@ def test_raw_without_nul_passes() -> None:
 def test_printable_escapes_what_text_cannot_hold() -> None:
     assert printable("plain é") == "plain é"
     assert printable("a\x00b\ud800") == "a\\x00b\\ud800"
+
+
+def test_kafka_time_is_none_outside_the_years_1_to_9999() -> None:
+    assert kafka_time(0) == datetime(1970, 1, 1, tzinfo=UTC)
+    assert kafka_time(9_000_000_000_000_000) is None
+    assert kafka_time(-62_135_596_800_001) is None

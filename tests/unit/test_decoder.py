@@ -196,3 +196,18 @@ def test_schema_strings_of_a_plan_without_transforms_are_not_checked_again(
     with pytest.raises(EventRejected) as info:
         decode(plain, orjson.dumps(order(status="paid", customer_id="c\x00")))
     assert "field 'customer_id' holds a NUL character" in str(info.value)
+
+
+@pytest.mark.parametrize("timestamp_ms", [253_402_300_800_000, 9_000_000_000_000_000,
+                                          -62_135_596_800_001])
+def test_a_kafka_timestamp_outside_the_years_1_to_9999_is_refused(
+    decoder: Decoder, timestamp_ms: int
+) -> None:
+    with pytest.raises(EventRejected) as info:
+        decoder.decode("weir.orders", 0, 1, timestamp_ms, orjson.dumps(order()))
+    assert (info.value.reason, info.value.stage) == ("conversion_error", "decode")
+    assert f"the record's Kafka timestamp ({timestamp_ms} ms" in str(info.value)
+
+
+def test_the_last_millisecond_of_9999_is_a_kafka_timestamp_weir_takes(decoder: Decoder) -> None:
+    assert decoder.decode("weir.orders", 0, 1, 253_402_300_799_999, orjson.dumps(order()))
