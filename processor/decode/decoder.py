@@ -15,6 +15,7 @@ import orjson
 
 from processor.contracts import Contract
 from processor.decode.converters import (
+    BACKSLASH,
     UTC_MILLIS,
     Converter,
     Unfit,
@@ -118,7 +119,7 @@ class Decoder:
             )
         if not self._limits.fits_raw(value):
             self._limits.check(event)
-        if value.find(b"\\") >= 0:  # a NUL escape needs a backslash: one memchr, no call
+        if BACKSLASH in value:  # a NUL escape needs a backslash: one memchr, no call
             check_raw(value, event)
         event_type = self._topic_type.get(topic) or self.event_type_of(topic, event)
         plan = self._plans[event_type]

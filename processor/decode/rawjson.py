@@ -19,14 +19,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from processor.decode.converters import NUL_ESCAPE, has_nul_escape, show
+from processor.decode.converters import BACKSLASH, NUL_ESCAPE, has_nul_escape, show
 from processor.errors import EventRejected
 
 
 def check_raw(raw: bytes, event: dict[str, Any]) -> None:
     """Raise :class:`EventRejected` if jsonb would refuse ``raw`` (``event`` is its parse)."""
     # Every escape starts with a backslash, and most events have none: one memchr.
-    if raw.find(b"\\") >= 0 and NUL_ESCAPE in raw and has_nul_escape(raw):
+    if BACKSLASH in raw and NUL_ESCAPE in raw and has_nul_escape(raw):
         raise EventRejected(
             "conversion_error", "decode",
             f"{nul_place(event)} holds a NUL character (\\u0000), which PostgreSQL text and "
