@@ -131,15 +131,8 @@ class Decoder:
                     "schema_violation", "validate",
                     f"{plan.contract.event_type} v{plan.contract.version}: {exc.message}",
                 ) from None
-        for transform in plan.transforms:
-            try:
-                transformed = transform(event)
-            except Exception as exc:  # noqa: BLE001 - user code: any failure rejects one event
-                name = getattr(transform, "__name__", repr(transform))
-                raise EventRejected(
-                    "transform_error", "transform",
-                    printable(f"{name}: {type(exc).__name__}: {exc}"),
-                ) from None
+        if plan.transforms:
+            transformed = _transform(plan.transforms, event)
             if transformed is None:
                 return None
             event = transformed
@@ -181,3 +174,28 @@ class Decoder:
         event_time = kafka_ts if plan.time_index is None else values[plan.time_index]
         values += (event_time, topic, partition, offset, kafka_ts, raw)
         return tuple(values)
+
+
+def _transform(transforms: Sequence[Transform], event: dict[str, Any]) -> dict[str, Any] | None:
+    """Run the chain: the event it returns, None if one dropped it, or raise."""
+    for transform in transforms:
+        try:
+            transformed = transform(event)
+        except Exception as exc:  # noqa: BLE001 - user code: any failure rejects one event
+            raise EventRejected(
+                "transform_error", "transform",
+                printable(f"{_name(transform)}: {type(exc).__name__}: {exc}"),
+            ) from None
+        if transformed is None:
+            return None
+        if not isinstance(transformed, dict):  # a row is built from its fields
+            raise EventRejected(
+                "transform_error", "transform", f"{_name(transform)} returned "
+                f"{type(transformed).__name__}, not the event (a dict) or None",
+            )
+        event = transformed
+    return event
+
+
+def _name(transform: Transform) -> str:
+    return str(getattr(transform, "__name__", repr(transform)))

@@ -164,6 +164,23 @@ def test_a_transform_error_message_fits_the_error_column(
     assert str(info.value) == "raises_with_nul: ValueError: bad \\x00 \\ud800"
 
 
+def returns_a_list(event: dict[str, Any]) -> list[Any]:
+    """A transform that returns something other than the event (used below)."""
+    return list(event)
+
+
+def test_a_transform_that_returns_no_event_rejects_only_that_event(
+    example_config: Path, tmp_path: Path
+) -> None:
+    listing = _with_transforms(
+        example_config, tmp_path,
+        "    transforms:\n      - tests.unit.test_decoder:returns_a_list\n")
+    with pytest.raises(EventRejected) as info:
+        decode(listing, orjson.dumps(order()))
+    assert info.value.reason == "transform_error"
+    assert str(info.value) == "returns_a_list returned list, not the event (a dict) or None"
+
+
 def _with_transforms(example_config: Path, tmp_path: Path, transforms: str) -> Decoder:
     text = example_config.read_text().replace("../schemas", str(example_config.parent.parent /
                                                                  "schemas"))
