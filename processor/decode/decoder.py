@@ -144,10 +144,11 @@ class Decoder:
     ) -> tuple[Any, ...]:
         values = list(map(event.get, plan.names))
         i = 0
+        # Both loops inline in the one call per event: they run for every column.
         try:
             for i in plan.texts:
                 value = values[i]
-                # The usual text passes inline, without a call: ASCII holds no surrogate.
+                # The usual text passes without a call: ASCII holds no surrogate.
                 if (type(value) is not str or "\x00" in value or not value.isascii()) and (
                         value is not None):
                     check_text(value)
@@ -155,25 +156,27 @@ class Decoder:
                 value = values[i]
                 if value is not None:
                     values[i] = conv(value)
-        except Unfit as exc:
-            raise EventRejected(
-                "conversion_error", "transform", f"field {plan.names[i]!r}: {exc}"
-            ) from None
-        except (ValueError, TypeError, OverflowError) as exc:  # a transform's odd value
-            raise EventRejected(
-                "conversion_error", "transform",
-                printable(f"field {plan.names[i]!r}: {type(exc).__name__}: {exc}"),
-            ) from None
+        except (ValueError, TypeError, OverflowError) as exc:  # Unfit, or a transform's value
+            raise _conversion_error(plan.names[i], exc) from None
         if not UTC_MILLIS[0] <= timestamp_ms <= UTC_MILLIS[1]:
-            # A producer may set any; as the row's kafka_timestamp (and its event_time when
-            # there is no time field) it would fail the sink's partition routing.
-            raise EventRejected(
-                "conversion_error", "decode", f"the record's Kafka timestamp ({timestamp_ms} "
-                "ms since 1970) is outside the years 1 to 9999 in UTC")
+            raise _timestamp_refused(timestamp_ms)
         kafka_ts = kafka_micros(timestamp_ms)
         event_time = kafka_ts if plan.time_index is None else values[plan.time_index]
         values += (event_time, topic, partition, offset, kafka_ts, raw)
         return tuple(values)
+
+
+def _conversion_error(field: str, exc: Exception) -> EventRejected:
+    why = str(exc) if isinstance(exc, Unfit) else printable(f"{type(exc).__name__}: {exc}")
+    return EventRejected("conversion_error", "transform", f"field {field!r}: {why}")
+
+
+def _timestamp_refused(timestamp_ms: int) -> EventRejected:
+    # A producer may set any; as the row's kafka_timestamp (and its event_time when there
+    # is no time field) it would fail the sink's partition routing.
+    return EventRejected(
+        "conversion_error", "decode", f"the record's Kafka timestamp ({timestamp_ms} ms "
+        "since 1970) is outside the years 1 to 9999 in UTC")
 
 
 def _transform(transforms: Sequence[Transform], event: dict[str, Any]) -> dict[str, Any] | None:
