@@ -19,8 +19,19 @@ Each event type has a JSON Schema in `schemas/` (`<type>.v<version>.json`), comp
 start. Producers publish JSON objects, UTF-8, one event per Kafka record, keyed by the key
 field. An event that does not match its contract is not dropped: it lands in
 `weir_dead_letters` with the reason and the validator's message (see
-[architecture.md](architecture.md#errors-and-the-dead-letter-table)). Fields not listed
+[architecture.md](architecture.md#errors-and-the-dead-letters)). Fields not listed
 here are accepted and kept in the row's `raw` column.
+
+Beyond the schema, every value must fit the column it is written to, or the event is
+dead-lettered as `conversion_error` with the field named: a `uuid` is 32 hex digits (dashes
+optional); an `integer` fits 64 bits signed and is not a boolean; a `date` or `date-time` is
+a real day and time in the years 1 to 9999 (in UTC; no `:60` leap second); a string holds
+no NUL. A number beyond a double's range (`1e400`) is not read at all: `decode_error`.
+Anywhere in the event, no string or key may hold the escape `\\u0000`: the `raw` column is
+`jsonb`, which cannot store it. A record's Kafka timestamp, if the producer sets one, is in
+the years 1 to 9999 too. A number with more than 16383 digits after the decimal point
+(counting a negative exponent, as in `1e-16384`) is refused by PostgreSQL itself:
+`rejected_by_table`.
 """
 
 

@@ -14,9 +14,18 @@ import fastjsonschema
 import orjson
 
 from processor.contracts import Contract
-from processor.decode.converters import Converter, converter_for
+from processor.decode.converters import (
+    BACKSLASH,
+    UTC_MILLIS,
+    Converter,
+    Unfit,
+    check_text,
+    converter_for,
+    printable,
+)
 from processor.decode.limits import Limits
 from processor.decode.quickcheck import QuickCheck, compile_quick_check
+from processor.decode.rawjson import check_raw
 from processor.errors import EventRejected
 from processor.pgtime import kafka_micros
 from processor.settings import Settings
@@ -31,7 +40,8 @@ class _Plan:
     quick_check: QuickCheck | None
     transforms: Sequence[Transform]
     names: tuple[str, ...]
-    converters: tuple[tuple[int, Converter], ...]  # (column index, conversion), if needed
+    texts: tuple[int, ...]  # indexes of the text columns whose values need checking
+    converters: tuple[tuple[int, Converter], ...]  # (column index, conversion), not text
     time_index: int | None
 
 
@@ -40,10 +50,25 @@ def _plan(contract: Contract, transforms: Sequence[Transform]) -> _Plan:
     return _Plan(
         contract, compile_quick_check(contract.schema), transforms,
         tuple(c.name for c in columns),
-        tuple((i, conv) for i, c in enumerate(columns)
-              if (conv := converter_for(c.pg_type)) is not None),
+        tuple(i for i, c in enumerate(columns)
+              if c.pg_type == "text" and (transforms or not _schema_string(contract, c.name))),
+        tuple((i, converter_for(c.pg_type)) for i, c in enumerate(columns)
+              if c.pg_type != "text"),
         next((i for i, c in enumerate(columns) if c.name == contract.time_field), None),
     )
+
+
+def _schema_string(contract: Contract, name: str) -> bool:
+    """Does the schema itself make the property a string (or null)?
+
+    Such a value, straight from orjson, fits text once :func:`check_raw` passed the bytes:
+    orjson refuses unpaired surrogates, check_raw refuses NUL. Only a transform's output, or
+    a property mapped to text by ``x-weir-column-type``, needs checking per event.
+    """
+    prop = contract.schema["properties"][name]
+    types = prop.get("type")
+    concrete = {types} if isinstance(types, str) else set(types or []) - {"null"}
+    return concrete == {"string"} and "x-weir-column-type" not in prop
 
 
 class Decoder:
@@ -94,6 +119,8 @@ class Decoder:
             )
         if not self._limits.fits_raw(value):
             self._limits.check(event)
+        if BACKSLASH in value:  # a NUL escape needs a backslash: one memchr, no call
+            check_raw(value, event)
         event_type = self._topic_type.get(topic) or self.event_type_of(topic, event)
         plan = self._plans[event_type]
         if plan.quick_check is None or not plan.quick_check(event):
@@ -104,14 +131,8 @@ class Decoder:
                     "schema_violation", "validate",
                     f"{plan.contract.event_type} v{plan.contract.version}: {exc.message}",
                 ) from None
-        for transform in plan.transforms:
-            try:
-                transformed = transform(event)
-            except Exception as exc:  # noqa: BLE001 - user code: any failure rejects one event
-                name = getattr(transform, "__name__", repr(transform))
-                raise EventRejected(
-                    "transform_error", "transform", f"{name}: {type(exc).__name__}: {exc}"
-                ) from None
+        if plan.transforms:
+            transformed = _transform(plan.transforms, event)
             if transformed is None:
                 return None
             event = transformed
@@ -122,16 +143,62 @@ class Decoder:
         timestamp_ms: int, raw: bytes,
     ) -> tuple[Any, ...]:
         values = list(map(event.get, plan.names))
+        i = 0
+        # Both loops inline in the one call per event: they run for every column.
         try:
+            for i in plan.texts:
+                value = values[i]
+                # The usual text passes without a call: ASCII holds no surrogate.
+                if (type(value) is not str or "\x00" in value or not value.isascii()) and (
+                        value is not None):
+                    check_text(value)
             for i, conv in plan.converters:
                 value = values[i]
                 if value is not None:
                     values[i] = conv(value)
-        except (ValueError, TypeError, OverflowError) as exc:
-            raise EventRejected(
-                "conversion_error", "transform", f"{type(exc).__name__}: {exc}"
-            ) from None
+        except (ValueError, TypeError, OverflowError) as exc:  # Unfit, or a transform's value
+            raise _conversion_error(plan.names[i], exc) from None
+        if not UTC_MILLIS[0] <= timestamp_ms <= UTC_MILLIS[1]:
+            raise _timestamp_refused(timestamp_ms)
         kafka_ts = kafka_micros(timestamp_ms)
         event_time = kafka_ts if plan.time_index is None else values[plan.time_index]
         values += (event_time, topic, partition, offset, kafka_ts, raw)
         return tuple(values)
+
+
+def _conversion_error(field: str, exc: Exception) -> EventRejected:
+    why = str(exc) if isinstance(exc, Unfit) else printable(f"{type(exc).__name__}: {exc}")
+    return EventRejected("conversion_error", "transform", f"field {field!r}: {why}")
+
+
+def _timestamp_refused(timestamp_ms: int) -> EventRejected:
+    # A producer may set any; as the row's kafka_timestamp (and its event_time when there
+    # is no time field) it would fail the sink's partition routing.
+    return EventRejected(
+        "conversion_error", "decode", f"the record's Kafka timestamp ({timestamp_ms} ms "
+        "since 1970) is outside the years 1 to 9999 in UTC")
+
+
+def _transform(transforms: Sequence[Transform], event: dict[str, Any]) -> dict[str, Any] | None:
+    """Run the chain: the event it returns, None if one dropped it, or raise."""
+    for transform in transforms:
+        try:
+            transformed = transform(event)
+        except Exception as exc:  # noqa: BLE001 - user code: any failure rejects one event
+            raise EventRejected(
+                "transform_error", "transform",
+                printable(f"{_name(transform)}: {type(exc).__name__}: {exc}"),
+            ) from None
+        if transformed is None:
+            return None
+        if not isinstance(transformed, dict):  # a row is built from its fields
+            raise EventRejected(
+                "transform_error", "transform", f"{_name(transform)} returned "
+                f"{type(transformed).__name__}, not the event (a dict) or None",
+            )
+        event = transformed
+    return event
+
+
+def _name(transform: Transform) -> str:
+    return str(getattr(transform, "__name__", repr(transform)))

@@ -67,6 +67,17 @@ def test_valid_order_becomes_a_typed_row(decoder: Decoder) -> None:
         (orjson.dumps(order(amount="lots")), "schema_violation", "amount"),
         (orjson.dumps(order(currency=None)), "schema_violation", "currency"),
         (b"{" + b'"x": "' + b"a" * 2_000_000 + b'"}', "too_large", "max_message_bytes"),
+        # Past the schema, refused by the column (or jsonb): the message names the field.
+        (orjson.dumps(order(event_id="not-a-uuid")), "conversion_error",
+         "field 'event_id': 'not-a-uuid' is not a UUID"),
+        (orjson.dumps(order(seq=2**63)), "conversion_error",
+         "field 'seq': 9223372036854775808 is out of range for bigint"),
+        (orjson.dumps(order(order_id="o\x00")), "conversion_error",
+         "field 'order_id' holds a NUL character"),
+        (orjson.dumps(order(extra={"k\x00": 1})), "conversion_error", "a key ('k\\x00') in"),
+        (orjson.dumps(order(occurred_at="0000-01-01T00:00:00Z")), "conversion_error",
+         "field 'occurred_at': '0000-01-01T00:00:00Z' is not a valid date-time"),
+        (b'{"event_id": "\\ud800"}', "decode_error", "surrogate"),
     ],
 )
 def test_bad_events_are_rejected_with_a_reason(
@@ -128,3 +139,92 @@ def test_shape_limits_reject_hostile_events(
 
 def test_events_within_the_limits_pass(decoder: Decoder) -> None:
     assert decode(decoder, orjson.dumps(order(channel="web")))[0] == "order"
+
+
+def nul_in_order_id(event: dict[str, Any]) -> dict[str, Any]:
+    """A transform that writes what no text column holds (used by the test below)."""
+    event["order_id"] += "\x00"
+    return event
+
+
+def raises_with_nul(event: dict[str, Any]) -> dict[str, Any]:
+    """A transform whose exception quotes what no text column holds (used below)."""
+    raise ValueError("bad \x00 \ud800")
+
+
+def test_a_transform_error_message_fits_the_error_column(
+    example_config: Path, tmp_path: Path
+) -> None:
+    raising = _with_transforms(
+        example_config, tmp_path,
+        "    transforms:\n      - tests.unit.test_decoder:raises_with_nul\n")
+    with pytest.raises(EventRejected) as info:
+        decode(raising, orjson.dumps(order()))
+    assert info.value.reason == "transform_error"
+    assert str(info.value) == "raises_with_nul: ValueError: bad \\x00 \\ud800"
+
+
+def returns_a_list(event: dict[str, Any]) -> list[Any]:
+    """A transform that returns something other than the event (used below)."""
+    return list(event)
+
+
+def test_a_transform_that_returns_no_event_rejects_only_that_event(
+    example_config: Path, tmp_path: Path
+) -> None:
+    listing = _with_transforms(
+        example_config, tmp_path,
+        "    transforms:\n      - tests.unit.test_decoder:returns_a_list\n")
+    with pytest.raises(EventRejected) as info:
+        decode(listing, orjson.dumps(order()))
+    assert info.value.reason == "transform_error"
+    assert str(info.value) == "returns_a_list returned list, not the event (a dict) or None"
+
+
+def _with_transforms(example_config: Path, tmp_path: Path, transforms: str) -> Decoder:
+    text = example_config.read_text().replace("../schemas", str(example_config.parent.parent /
+                                                                 "schemas"))
+    config = tmp_path / "transforms.yaml"
+    config.write_text(text.replace(
+        "    transforms:\n      - processor.transform.examples:normalize_currency\n",
+        transforms))
+    settings = load_settings(config)
+    return Decoder(settings, load_contracts(settings))
+
+
+def test_a_transform_s_output_is_checked_too(example_config: Path, tmp_path: Path) -> None:
+    transformed = _with_transforms(
+        example_config, tmp_path,
+        "    transforms:\n      - tests.unit.test_decoder:nul_in_order_id\n")
+    plan = transformed._plans["order"]
+    assert [plan.names[i] for i in plan.texts] == [
+        "customer_id", "order_id", "status", "currency", "channel"]
+    with pytest.raises(EventRejected) as info:
+        decode(transformed, orjson.dumps(order()))
+    assert (info.value.reason, info.value.stage) == ("conversion_error", "transform")
+    assert "field 'order_id': 'o-1\\x00' holds a NUL character" in str(info.value)
+
+
+def test_schema_strings_of_a_plan_without_transforms_are_not_checked_again(
+    example_config: Path, tmp_path: Path
+) -> None:
+    plain = _with_transforms(example_config, tmp_path, "")
+    assert plain._plans["order"].texts == ()  # orjson's strings, the raw check passed
+    with pytest.raises(EventRejected) as info:
+        decode(plain, orjson.dumps(order(status="paid", customer_id="c\x00")))
+    assert "field 'customer_id' holds a NUL character" in str(info.value)
+
+
+@pytest.mark.parametrize("timestamp_ms", [253_402_300_800_000, 9_000_000_000_000_000,
+                                          -62_135_596_800_001])
+def test_a_kafka_timestamp_outside_the_years_1_to_9999_is_refused(
+    decoder: Decoder, timestamp_ms: int
+) -> None:
+    with pytest.raises(EventRejected) as info:
+        decoder.decode("weir.orders", 0, 1, timestamp_ms, orjson.dumps(order()))
+    assert (info.value.reason, info.value.stage) == ("conversion_error", "decode")
+    assert f"the record's Kafka timestamp ({timestamp_ms} ms" in str(info.value)
+
+
+def test_the_last_millisecond_of_9999_is_a_kafka_timestamp_weir_takes(decoder: Decoder) -> None:
+    assert decoder.decode("weir.orders", 0, 1, 253_402_300_799_999, orjson.dumps(order()))
