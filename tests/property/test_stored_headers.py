@@ -17,8 +17,17 @@ headers = st.lists(st.tuples(any_text, header_values), max_size=8)
 
 
 def jsonb_takes(text: bytes) -> bool:
-    """PostgreSQL's jsonb refuses the escaped NUL; orjson refuses lone surrogates itself."""
-    return b"\\u0000" not in text
+    """PostgreSQL's jsonb refuses a NUL in any string (written ``\\u0000``; an escaped
+    backslash before ``u0000`` is no NUL); orjson refuses lone surrogates itself."""
+    def clean(value: object) -> bool:
+        if isinstance(value, str):
+            return "\x00" not in value
+        if isinstance(value, list):
+            return all(clean(v) for v in value)
+        if isinstance(value, dict):
+            return all(clean(k) and clean(v) for k, v in value.items())
+        return True
+    return clean(orjson.loads(text))
 
 
 @settings(max_examples=500, deadline=None)
