@@ -50,6 +50,19 @@ def _type(prop: dict[str, Any]) -> str:
                                     for b in bounds) if bounds else "")
 
 
+def _tombstones(mode: str, key: list[str]) -> str:
+    if mode == "ignore":
+        return "ignored"
+    if mode == "dead_letter":
+        return "a dead letter (`empty_value`)"
+    if len(key) == 1:
+        return (f"delete the row whose `{key[0]}` is the Kafka key (its value as UTF-8 text)"
+                "; a key that does not map is a `tombstone_key` dead letter")
+    return (f"delete the row whose key the Kafka key names, as a JSON object of exactly "
+            f"{', '.join(f'`{k}`' for k in key)}; a key that does not map is a "
+            "`tombstone_key` dead letter")
+
+
 def render_events(settings: Settings, contracts: dict[str, Contract]) -> str:
     """The whole page, one section per event type."""
     topics: dict[str, list[str]] = {}
@@ -72,7 +85,9 @@ def render_events(settings: Settings, contracts: dict[str, Contract]) -> str:
             f"- Kafka key: `{et.key_field or '-'}`; "
             f"unique id: `{et.id_field or 'topic/partition/offset'}`; "
             f"event time: `{et.time_field or 'the Kafka timestamp'}`\n"
-            f"- table: `{settings.postgres.schema_name}.{et.table}`\n\n"
+            f"- table: `{settings.postgres.schema_name}.{et.table}`\n"
+            f"- tombstones (a key with no value): {_tombstones(et.tombstone_mode, et.upsert_key)}"
+            "\n\n"
             "| field | type | required | notes |\n|---|---|---|---|\n"
         )
         for field, prop in schema.get("properties", {}).items():

@@ -35,6 +35,9 @@ class Row:
     key: bytes | None
     headers: list[Header]
     timestamp_ms: int
+    # A tombstone that deletes its key's row; ``values`` is then the key's column values
+    # followed by the metadata columns (event_time … raw, raw being None).
+    tombstone: bool = False
 
 
 @dataclass(slots=True)

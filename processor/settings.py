@@ -286,9 +286,27 @@ class EventTypeSettings(_Section):
     # The field that orders an upsert key's versions (an event time or a version number):
     # the row keeps the highest, ties broken by Kafka offset.
     version_field: str | None = None
+    # What a tombstone (a key with no value) does; default: delete for an upsert table keyed
+    # by the Kafka key, a dead letter otherwise.
+    tombstones: Literal["delete", "dead_letter", "ignore"] | None = None
     partitioning: PartitioningSettings = PartitioningSettings()
     rollups: list[RollupSettings] = Field(default_factory=list)
     indexes: list[IndexSettings] = Field(default_factory=list)
+
+    @property
+    def keyed_by_kafka_key(self) -> bool:
+        """Is the upsert key the Kafka key: ``[key_field]``, or, for several columns with no
+        ``key_field``, a Kafka key that is the JSON object of those fields?"""
+        return self.upsert_key == [self.key_field] or (
+            self.key_field is None and len(self.upsert_key) > 1)
+
+    @property
+    def tombstone_mode(self) -> str:
+        """What a tombstone does: the setting, or its default for this table."""
+        if self.tombstones is not None:
+            return self.tombstones
+        keyed = self.write_mode == "upsert" and self.version_field is None
+        return "delete" if keyed else "dead_letter"
 
     @property
     def interval(self) -> str:
@@ -322,10 +340,15 @@ class EventTypeSettings(_Section):
                              "key whose latest event the row holds")
         if self.write_mode == "insert" and self.upsert_key:
             raise ValueError("upsert_key is only used with write_mode upsert")
+        if self.tombstones == "delete" and (self.write_mode != "upsert" or self.version_field):
+            raise ValueError(
+                "tombstones: delete needs write_mode upsert keyed by the Kafka key (no "
+                "version_field): a tombstone names a key by its Kafka key and carries no "
+                "version to order it by")
         if self.write_mode == "insert" and self.version_field:
             raise ValueError("version_field is only used with write_mode upsert")
         if self.write_mode == "upsert" and self.version_field is None \
-                and self.upsert_key != [self.key_field]:
+                and not self.keyed_by_kafka_key:
             raise ValueError(
                 f"version_field is required: upsert_key {self.upsert_key} is not the Kafka "
                 f"key (key_field {self.key_field!r}), so the versions of one key can arrive "

@@ -26,6 +26,7 @@ from processor.decode.converters import (
 from processor.decode.limits import Limits
 from processor.decode.quickcheck import QuickCheck, compile_quick_check
 from processor.decode.rawjson import check_raw
+from processor.decode.tombstones import TombstoneKey
 from processor.errors import EventRejected
 from processor.pgtime import kafka_micros
 from processor.settings import Settings
@@ -83,6 +84,28 @@ class Decoder:
         }
         self._topic_type = {t.name: t.event_type for t in settings.topics}
         self._topic_field = {t.name: t.type_field for t in settings.topics}
+        self._tombstones = {name: TombstoneKey(contract, settings.event_types[name])
+                            for name, contract in contracts.items()}
+
+    def tombstone(self, topic: str, partition: int, offset: int, timestamp_ms: int,
+                  key: bytes | None) -> tuple[str, tuple[Any, ...]] | None:
+        """A record without a value: the key values of the row it deletes (with the
+        metadata columns), None if tombstones are ignored, or raise (a dead letter)."""
+        event_type = self._topic_type.get(topic)
+        if event_type is None:
+            raise EventRejected("empty_value", "decode", "the record has no value (a "
+                                "tombstone) on a topic routed by a field: no event type")
+        mapping = self._tombstones[event_type]
+        if mapping.mode == "ignore":
+            return None
+        if mapping.mode != "delete":
+            raise EventRejected("empty_value", "decode", "the record has no value (a "
+                                "tombstone)")
+        if not UTC_MILLIS[0] <= timestamp_ms <= UTC_MILLIS[1]:
+            raise _timestamp_refused(timestamp_ms)
+        kafka_ts = kafka_micros(timestamp_ms)
+        return event_type, (*mapping.key_values(key), kafka_ts, topic, partition, offset,
+                            kafka_ts, None)
 
     def event_type_of(self, topic: str, event: dict[str, Any]) -> str:
         """The event type of a decoded event: fixed per topic, or named by a field."""

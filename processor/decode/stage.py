@@ -47,7 +47,9 @@ class DecodeStage:
                 # The common case inline (a row); this loop runs once per event.
                 value = rec.value
                 try:
-                    decoded = decode(rec.topic, rec.partition, rec.offset, rec.timestamp, value)
+                    decoded = decode(rec.topic, rec.partition, rec.offset, rec.timestamp,
+                                     value) if value is not None else self._decoder.tombstone(
+                        rec.topic, rec.partition, rec.offset, rec.timestamp, rec.key)
                 except EventRejected as exc:
                     item: Item = self._dead_letter(rec, chunk, exc)
                 except Exception as exc:  # noqa: BLE001 - one event must never stop Weir
@@ -62,8 +64,9 @@ class DecodeStage:
                     if decoded is None:
                         filtered += 1
                         continue
-                    item = Row(decoded[0], decoded[1], chunk, len(value), rec.key,
-                               list(rec.headers), rec.timestamp)
+                    item = Row(decoded[0], decoded[1], chunk,
+                               len(value) if value is not None else len(rec.key or b""),
+                               rec.key, list(rec.headers), rec.timestamp, value is None)
                 lane = lane_for(rec.key, rec.partition, lanes)
                 per_lane[lane].append(item)
                 per_lane_bytes[lane] += item.nbytes

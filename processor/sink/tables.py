@@ -45,6 +45,7 @@ class TableSpec:
     rollups: tuple[RollupSpec, ...] = ()
     indexes: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (method, columns) from config
     version: str | None = None  # upsert: the column that orders versions of one key
+    key_types: tuple[str, ...] = ()  # upsert: the PostgreSQL types of the key's columns
 
     @property
     def partitioned(self) -> bool:
@@ -99,6 +100,24 @@ class TableSpec:
             f"ON CONFLICT ({key}) DO UPDATE SET {updates} WHERE {newer}"
         )
 
+    def delete_sql(self) -> str:
+        """Delete the rows of the keys whose last event in a batch is a tombstone.
+
+        ``$1 … $n`` are the key columns as arrays, then the tombstones' partitions and
+        offsets. The same rule as an upsert's: a row written from another partition (the
+        topic was repartitioned), or at an earlier offset, goes; a newer row stays, so a
+        tombstone replayed after a later update deletes nothing.
+        """
+        n = len(self.key)
+        names = [quote_ident(c) for c in self.key]
+        arrays = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(self.key_types))
+        match = " AND ".join(f"t.{c} = d.{c}" for c in names)
+        return (
+            f"DELETE FROM {self.qualified} AS t USING unnest({arrays}, ${n + 1}::int[], "
+            f"${n + 2}::bigint[]) AS d({', '.join(names)}, p, o) WHERE {match} "
+            "AND (t.kafka_partition <> d.p OR t.kafka_offset < d.o)"
+        )
+
     def _version_order(self) -> tuple[str, str]:
         """How the staged events of one key are ranked, and when one replaces the row.
 
@@ -125,7 +144,9 @@ def table_spec(contract: Contract, settings: Settings) -> TableSpec:
     if et.write_mode == "upsert":
         return TableSpec(contract.event_type, schema, et.table, columns,
                          tuple(et.upsert_key), upsert=True, indexes=indexes,
-                         version=et.version_field)
+                         version=et.version_field,
+                         key_types=tuple(next(c.pg_type for c in contract.columns
+                                              if c.name == k) for k in et.upsert_key))
     key: tuple[str, ...] = (contract.id_field,) if contract.id_field else COORDINATES
     if et.interval != "none":
         # A partitioned table's unique key must hold the partition key. event_time is fixed

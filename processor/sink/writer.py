@@ -26,6 +26,7 @@ from processor.sink.identifiers import qualified
 from processor.sink.maintenance import PartitionGuard
 from processor.sink.offsets import OffsetStore
 from processor.sink.tables import TableSpec
+from processor.sink.tombstones import last_per_key
 from processor.verdict import Verdict, stale_connection, verdict
 
 
@@ -60,6 +61,7 @@ class BatchWriter:
         self._specs = specs
         self._offsets = offsets
         self._insert = {name: spec.insert_sql() for name, spec in specs.items()}
+        self._delete = {name: spec.delete_sql() for name, spec in specs.items() if spec.upsert}
         self._partitions = PartitionGuard(specs)
         self.last_commit = 0.0  # time.monotonic() of the last committed batch
         self._group = settings.kafka.group_id
@@ -77,12 +79,17 @@ class BatchWriter:
     ) -> None:
         """Write ``items`` and the watermarks ``marks`` atomically."""
         rows: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+        stones: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
         dead: list[DeadLetter] = []
         for item in items:
             if isinstance(item, Row):
-                rows[item.event_type].append(item.values)
+                (stones if item.tombstone else rows)[item.event_type].append(item.values)
             elif item.place is None:  # not yet kept in the topic or the spool
                 dead.append(item)
+        deletes = {}
+        for event_type, gone in stones.items():
+            rows[event_type], deletes[event_type] = last_per_key(
+                self._specs[event_type], rows.get(event_type, []), gone)
         # Before the transaction: making a partition must not hold the parent's lock until
         # this batch commits.
         await self._partitions.ensure(self._pool, rows)
@@ -90,11 +97,15 @@ class BatchWriter:
             try:
                 async with conn.transaction():
                     for event_type, records in rows.items():
+                        if not records:
+                            continue  # every event of the batch was superseded by a tombstone
                         spec = self._specs[event_type]
                         await conn.copy_records_to_table(
                             spec.stage, records=records, columns=spec.columns
                         )
                         await conn.execute(self._insert[event_type])
+                    for event_type, args in deletes.items():
+                        await conn.execute(self._delete[event_type], *args)
                     if dead:
                         await conn.executemany(self._dead_sql,
                                                [self._dead_args(d) for d in dead])

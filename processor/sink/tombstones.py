@@ -1,0 +1,42 @@
+"""Tombstones in a batch: which keys end deleted, and the DELETE's arguments.
+
+A batch may hold, for one key, updates and tombstones in any mix. Within a lane a key's
+events are in offset order (one partition each), so the last of them decides: a key whose
+last event is a tombstone is deleted (its earlier updates in the batch are not written);
+a key whose last event is an update is upserted (its earlier tombstones change nothing).
+Across batches, the DELETE's own condition keeps a newer row (see ``TableSpec.delete_sql``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from processor.sink.tables import TableSpec
+
+Values = tuple[Any, ...]
+OFFSET = -3  # kafka_offset's place from the end, in rows and tombstones alike
+PARTITION = -4
+
+
+def last_per_key(spec: TableSpec, rows: Sequence[Values],
+                 stones: Sequence[Values]) -> tuple[list[Values], list[list[Any]]]:
+    """The rows still to upsert, and the DELETE's arguments (one array per key column,
+    then partitions and offsets) for the keys whose last event is a tombstone."""
+    where = [spec.columns.index(k) for k in spec.key]
+    width = len(spec.key)
+    last: dict[Values, tuple[int, bool]] = {}
+    for values in rows:
+        _later(last, tuple(values[i] for i in where), values[OFFSET], False)
+    for values in stones:
+        _later(last, values[:width], values[OFFSET], True)
+    kept = [v for v in rows if not last[tuple(v[i] for i in where)][1]]
+    final = [v for v in stones if last[v[:width]] == (v[OFFSET], True)]
+    columns: list[list[Any]] = [[v[i] for v in final] for i in range(width)]
+    return kept, [*columns, [v[PARTITION] for v in final], [v[OFFSET] for v in final]]
+
+
+def _later(last: dict[Values, tuple[int, bool]], key: Values, offset: int,
+           tombstone: bool) -> None:
+    if key not in last or offset > last[key][0]:
+        last[key] = (offset, tombstone)
