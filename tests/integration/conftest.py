@@ -9,6 +9,7 @@ integration suite must never look green.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -210,6 +211,33 @@ class Harness:
             [sys.executable, "-c", _DELETE_TOPICS, KAFKA, *self.topics.values()],
             check=False, timeout=60, capture_output=True,
         )
+
+
+@contextlib.contextmanager
+def two_roles(h: Harness) -> Iterator[tuple[str, str, str]]:
+    """A migration role and a runtime role for ``h``'s schema (``scripts/pg-roles.sh``),
+    dropped afterwards: ``(migrator, runtime, suffix)``; passwords ``m-``/``r-`` + suffix."""
+    suffix = uuid.uuid4().hex[:8]
+    migrator, runtime = f"mig_{suffix}", f"run_{suffix}"
+    env = {**os.environ, "WEIR_MIGRATOR_PASSWORD": "m-" + suffix,
+           "WEIR_RUNTIME_PASSWORD": "r-" + suffix}
+    roles = subprocess.run(["bash", str(ROOT / "scripts/pg-roles.sh"), PG_DSN, h.schema,
+                            migrator, runtime], env=env, capture_output=True, text=True,
+                           timeout=60, check=False)
+    assert roles.returncode == 0, roles.stderr
+    try:
+        yield migrator, runtime, suffix
+    finally:
+        h.cleanup()
+        h.sql(f"DROP OWNED BY {migrator}, {runtime} CASCADE")
+        h.sql(f"DROP ROLE IF EXISTS {runtime}")
+        h.sql(f"DROP ROLE IF EXISTS {migrator}")
+
+
+def as_role(h: Harness, role: str, password: str) -> None:
+    """Run ``h``'s `weir` commands as ``role`` on the shared PostgreSQL."""
+    h.env.update({"WEIR_POSTGRES__DSN": f"postgresql://{role}@{PG_DSN.split('@')[1]}",
+                  "WEIR_POSTGRES__PASSWORD": password})
 
 
 def _merge(into: dict[str, Any], extra: dict[str, Any]) -> None:

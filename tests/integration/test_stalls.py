@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,7 @@ from processor.sink.offsets import OffsetStore
 from processor.sink.pool import create_pool
 from processor.sink.writer import BatchWriter
 from processor.verdict import Verdict, verdict
-from tests.integration.conftest import KAFKA, PG_DSN, ROOT, ROWS, Harness
+from tests.integration.conftest import KAFKA, PG_DSN, ROWS, Harness, as_role, two_roles
 from tests.integration.servers import PrivatePostgres, TcpProxy, free_port
 from tests.integration.test_exactly_once import check_exactly_once
 from tests.integration.test_observability import eventually, get
@@ -62,28 +60,12 @@ def stop_cleanly(weir: subprocess.Popen[bytes]) -> None:
 def runtime_role(tmp_path: Path) -> Iterator[tuple[Harness, str]]:
     """A harness migrated by a migration role and run by a runtime role without superuser
     rights (a superuser ignores privileges, so a REVOKE would change nothing)."""
-    suffix = uuid.uuid4().hex[:8]
-    migrator, runtime = f"mig_{suffix}", f"run_{suffix}"
     h, base = observed(tmp_path)
-    env = {**os.environ, "WEIR_MIGRATOR_PASSWORD": "m-" + suffix,
-           "WEIR_RUNTIME_PASSWORD": "r-" + suffix}
-    roles = subprocess.run(["bash", str(ROOT / "scripts/pg-roles.sh"), PG_DSN, h.schema,
-                            migrator, runtime], env=env, capture_output=True, text=True,
-                           timeout=60, check=False)
-    assert roles.returncode == 0, roles.stderr
-    address = PG_DSN.split("@")[1]
-    try:
-        h.env.update({"WEIR_POSTGRES__DSN": f"postgresql://{migrator}@{address}",
-                      "WEIR_POSTGRES__PASSWORD": "m-" + suffix})
+    with two_roles(h) as (migrator, runtime, suffix):
+        as_role(h, migrator, "m-" + suffix)
         h.migrate()
-        h.env.update({"WEIR_POSTGRES__DSN": f"postgresql://{runtime}@{address}",
-                      "WEIR_POSTGRES__PASSWORD": "r-" + suffix})
+        as_role(h, runtime, "r-" + suffix)
         yield h, base
-    finally:
-        h.cleanup()
-        h.sql(f"DROP OWNED BY {migrator}, {runtime} CASCADE")
-        h.sql(f"DROP ROLE IF EXISTS {runtime}")
-        h.sql(f"DROP ROLE IF EXISTS {migrator}")
 
 
 def test_revoked_insert_stalls_then_resumes_without_dead_letters(
