@@ -114,4 +114,8 @@ def _route_standard_logging(renderer: Any, level: str) -> None:
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.getLevelNamesMapping()[level.upper()])
+    # Libraries' info lines (aiokafka's subscription changes, say) are chatter, and would
+    # land in the output of commands such as `weir dlq list --json`: warnings and up only,
+    # as before, now as JSON.
+    configured = logging.getLevelNamesMapping()[level.upper()]
+    root.setLevel(max(configured, logging.WARNING))
