@@ -168,6 +168,13 @@ def _supervise(config: Path, settings: Settings, count: int, until_caught_up: bo
         return _run(go())
     except BudgetExceeded as exc:
         raise _fail(str(exc), code=EXIT_CONFIG) from None
+    except (Exception, ExceptionGroup) as exc:
+        # The supervisor itself failed (a worker that cannot even be spawned, a taken
+        # port); the workers it started drain on their own once they see it gone.
+        log.critical("weir's supervisor stopped on an error",
+                     error="; ".join(f"{type(e).__name__}: {e}" for e in _causes(exc)),
+                     exc_info=exc)
+        raise typer.Exit(1) from None
 
 
 @app.command()

@@ -87,10 +87,11 @@ async def check_budget(settings: Settings, workers: int) -> None:
     try:
         limit = await server_limit(settings)
     except Exception as exc:  # noqa: BLE001 - any failure only skips a check the workers redo
-        # The workers wait for PostgreSQL themselves (processor/startup.py), and one that
-        # refuses them says why; the supervisor must not fail where a worker would wait.
-        log.warning("postgresql connection budget not checked: the server did not answer; "
-                    "the workers wait for it", error=f"{type(exc).__name__}: {exc}",
+        # A server not answering yet, or refusing this role: the workers wait for it
+        # themselves (processor/startup.py), or exit 2 with the setting to fix, and the
+        # supervisor must not fail where a worker would wait.
+        log.warning("postgresql connection budget not checked; the workers wait for the "
+                    "server, or say why it refuses them", error=f"{type(exc).__name__}: {exc}",
                     workers=workers, needed=needed(settings, workers))
         return
     judge(settings, workers, limit)

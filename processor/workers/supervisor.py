@@ -209,7 +209,8 @@ class Supervisor:
         if code == EXIT_REFUSED:
             self.refused = True
             self._give_up(slot, code, "the worker was refused at start (a setting to fix, "
-                          "see its log line); restarting cannot help")
+                          "see its log line); restarting cannot help",
+                          "a worker was refused at start; stopping all of them")
             return None
         delay = self._policy.after_death(slot.index, self._clock())
         if delay is None:
@@ -221,10 +222,10 @@ class Supervisor:
                     exit_code=code, restart_in_s=round(delay, 2))
         return delay
 
-    def _give_up(self, slot: WorkerSlot, code: int, why: str) -> None:
+    def _give_up(self, slot: WorkerSlot, code: int, why: str,
+                 event: str = "workers keep dying; stopping all of them") -> None:
         self.gave_up = why
-        log.critical("workers keep dying; stopping all of them", worker=slot.index,
-                     exit_code=code, reason=why)
+        log.critical(event, worker=slot.index, exit_code=code, reason=why)
         self.request_stop("giving up")
 
     async def _deadline(self, keepers: list[asyncio.Task[None]]) -> None:

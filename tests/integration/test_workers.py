@@ -141,3 +141,14 @@ def test_workers_that_cannot_fit_in_max_connections_are_refused(harness: Harness
     assert result.returncode == 2
     assert "--workers 500" in result.stderr
     assert "postgres.pool_size" in result.stderr
+
+
+def test_workers_refused_by_postgresql_make_the_parent_exit_2(harness: Harness) -> None:
+    harness.env["WEIR_POSTGRES__DSN"] = harness.dsn.replace("weir:weir@", "weir:wrong@")
+    parent = harness.start("weir", "--workers", "2")
+    assert parent.wait(60) == 2, harness.why_exited(parent)
+    lines = harness.log_lines("weir")
+    assert any(x.get("event") == "a worker was refused at start; stopping all of them"
+               for x in lines)
+    assert any(str(x.get("event", "")).startswith("postgresql connection budget not checked")
+               for x in lines)
