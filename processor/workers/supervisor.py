@@ -184,6 +184,10 @@ class Supervisor:
             if self.stopping.is_set():  # a stop that came while it was being spawned
                 self._signal(slot, signal.SIGTERM)
             code = await process.wait()
+            if self.stopping.is_set() and code == -signal.SIGTERM:
+                # Our SIGTERM reached it before its handler was installed (still importing)
+                # or after it was removed (drained, exiting): nothing was left uncommitted.
+                code = EXIT_OK
             slot.last_code = code
             if self.stopping.is_set() or (code == EXIT_OK and self.until_caught_up):
                 log.info("worker exited", worker=slot.index, pid=process.pid, exit_code=code)

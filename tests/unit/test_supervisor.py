@@ -24,8 +24,9 @@ class FakeChild:
 
     _pids = iter(range(1000, 10_000))
 
-    def __init__(self, code: int | None, after_s: float = 0.0) -> None:
+    def __init__(self, code: int | None, after_s: float = 0.0, on_term: int = 0) -> None:
         self.pid = next(self._pids)
+        self._on_term = on_term
         self.returncode: int | None = None
         self.signals: list[int] = []
         self._code = code
@@ -44,21 +45,23 @@ class FakeChild:
     def send_signal(self, sig: int) -> None:
         self.signals.append(sig)
         if self._code is None:
-            self.returncode = 0 if sig == signal.SIGTERM else -sig
+            self.returncode = self._on_term if sig == signal.SIGTERM else -sig
             self._ended.set()
 
 
 class Script:
     """Spawns, per worker, the next fake of its script (the last one repeats)."""
 
-    def __init__(self, scripts: dict[int, list[tuple[int | None, float]]]) -> None:
+    def __init__(self, scripts: dict[int, list[tuple[int | None, float]]],
+                 on_term: int = 0) -> None:
         self.scripts = scripts
+        self.on_term = on_term
         self.spawned: dict[int, list[tuple[float, FakeChild]]] = {i: [] for i in scripts}
 
     async def __call__(self, slot: WorkerSlot) -> Child:
         script = self.scripts[slot.index]
         code, after = script.pop(0) if len(script) > 1 else script[0]
-        child = FakeChild(code, after)
+        child = FakeChild(code, after, self.on_term)
         self.spawned[slot.index].append((time.monotonic(), child))
         return child
 
@@ -153,3 +156,15 @@ def test_connection_budget(example_config: Path) -> None:
     judge(s, 2, ServerLimit(100, 3, 0))  # fits
     with pytest.raises(BudgetExceeded, match=r"--workers 20 .*postgres\.pool_size"):
         judge(s, 20, ServerLimit(10 * (pool + 1), 3, 0))
+
+
+async def test_a_worker_killed_by_the_forwarded_sigterm_counts_as_clean(
+        example_config: Path) -> None:
+    # Still importing when the stop came: the default action of SIGTERM ended it.
+    script = Script({0: [(None, 0)], 1: [(None, 0)]}, on_term=-signal.SIGTERM)
+    sup = Supervisor(settings(example_config), 2, script)
+    serving = asyncio.create_task(sup.serve())
+    while not all(script.spawned.values()):  # noqa: ASYNC110 - polling a fake is simplest
+        await asyncio.sleep(0.01)
+    sup.request_stop("test")
+    assert await asyncio.wait_for(serving, 5) == 0
