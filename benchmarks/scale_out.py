@@ -1,18 +1,22 @@
 """Throughput of 1, 2, 3 … `weir run` processes in one group, on the local stack.
 
-For each replica count: an isolated schema, group and pair of topics; a backlog of
-``--events`` sample events produced first; then N replicas started together. Rows landing
+Either N separate replicas (``--replicas``), or one ``weir run --workers N`` (``--workers``),
+its supervisor starting the N processes. For each count: an isolated schema, group and pair
+of topics; a backlog of ``--events`` sample events produced first; then the N replicas (or
+the one supervisor) started together. Rows landing
 in PostgreSQL are sampled every half second and the rate is taken between 10 % and 90 %
 of the backlog (group formation and the tail are left out). Numbers from a shared machine
 are indicative: run it on an idle one for figures you quote.
 
     .venv/bin/python benchmarks/scale_out.py --replicas 1 2 3 --events 200000
+    .venv/bin/python benchmarks/scale_out.py --workers 1 2 --events 200000 --out results.json
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -78,7 +82,8 @@ async def delete_topics(topics: list[str]) -> None:
         await admin.close()
 
 
-def measure(replicas: int, events: int, partitions: int, folder: Path) -> float:
+def measure(replicas: int, events: int, partitions: int, folder: Path,
+            workers: int = 1) -> dict[str, float]:
     suffix = uuid.uuid4().hex[:8]
     config = write_config(folder, suffix, partitions)
     env = {k: v for k, v in os.environ.items() if not k.startswith("WEIR_")}
@@ -86,9 +91,10 @@ def measure(replicas: int, events: int, partitions: int, folder: Path) -> float:
     produced = subprocess.run(weir("produce", "-c", str(config), "--count", str(events),
                                    "--no-progress"), check=True, env=env, capture_output=True,
                               text=True)
-    procs = [subprocess.Popen(weir("run", "-c", str(config), "--until-caught-up"), env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-             for _ in range(replicas)]
+    run = weir("run", "-c", str(config), "--until-caught-up", "--workers", str(workers))
+    started = time.monotonic()
+    procs = [subprocess.Popen(run, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL) for _ in range(replicas)]
     try:
         samples = asyncio.run(sample(procs, f"scale_{suffix}"))
     finally:
@@ -102,21 +108,32 @@ def measure(replicas: int, events: int, partitions: int, folder: Path) -> float:
     lo = next(s for s in samples if s[1] >= 0.1 * total)
     hi = next(s for s in samples if s[1] >= 0.9 * total)
     rate = (hi[1] - lo[1]) / max(hi[0] - lo[0], 1e-9)
-    print(f"replicas={replicas} events={events} rows={total} "
-          f"rate_10_90={rate:,.0f} rows/s  ({produced.stdout.strip()})", flush=True)
-    return rate
+    wall = samples[-1][0] - started
+    print(f"replicas={replicas} workers={workers} events={events} rows={total} "
+          f"rate_10_90={rate:,.0f} rows/s wall={wall:.1f}s  ({produced.stdout.strip()})",
+          flush=True)
+    return {"replicas": replicas, "workers": workers, "events": events, "rows": total,
+            "rate_10_90_rows_per_s": round(rate), "wall_s": round(wall, 1),
+            "load_average_1m": os.getloadavg()[0]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--replicas", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--workers", type=int, nargs="+",
+                        help="Measure one `weir run --workers N` per N instead of replicas.")
     parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--out", type=Path, help="Append each figure as a JSON line here.")
     args = parser.parse_args()
     folder = ROOT / "benchmarks" / "results" / "tmp"
     folder.mkdir(parents=True, exist_ok=True)
-    for n in args.replicas:
-        measure(n, args.events, args.partitions, folder)
+    runs = [(1, w) for w in args.workers] if args.workers else [(n, 1) for n in args.replicas]
+    for replicas, workers in runs:
+        figure = measure(replicas, args.events, args.partitions, folder, workers)
+        if args.out is not None:
+            with args.out.open("a") as out:
+                out.write(json.dumps(figure) + "\n")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import sys
@@ -103,18 +104,42 @@ def migrate(config: ConfigOption) -> None:
         typer.echo(f"dead-letter topics: {', '.join(topics)}")
 
 
+def _worker_count(value: str) -> int:
+    """``--workers``: a number, or ``auto`` for the CPUs this process may run on."""
+    if value == "auto":
+        return len(os.sched_getaffinity(0))
+    if not value.isdigit() or int(value) < 1:
+        raise _fail(f"--workers {value!r}: give a number of workers (1 or more) or auto")
+    return int(value)
+
+
 @app.command()
 def run(
     config: ConfigOption,
     until_caught_up: Annotated[bool, typer.Option(
         help="Exit 0 once every assigned partition is written up to its end offset.")] = False,
+    workers: Annotated[str, typer.Option(
+        help="Worker processes in the consumer group: a number, or auto (one per CPU this "
+             "process may use). 1 runs in this process.")] = "1",
+    worker_id: Annotated[int | None, typer.Option(
+        hidden=True, help="Set by the supervisor of --workers for each worker.")] = None,
 ) -> None:
     """Run the processor: consume, decode, transform, write, until SIGTERM or SIGINT."""
+    count = _worker_count(workers)
+    if worker_id is not None:
+        from processor.workers.child import bind_worker
+        bind_worker(worker_id)
     settings, contracts = _load(config)
+    if count > 1 and worker_id is None:
+        raise typer.Exit(_supervise(config, settings, count, until_caught_up))
     from processor.startup import StartupRefused
 
     async def go() -> int:
-        return await Pipeline(settings, contracts).run(until_caught_up=until_caught_up)
+        pipeline = Pipeline(settings, contracts)
+        if worker_id is None:
+            return await pipeline.run(until_caught_up=until_caught_up)
+        from processor.workers.child import run_worker
+        return await run_worker(pipeline, until_caught_up)
 
     try:
         code = _run(go())
@@ -128,6 +153,28 @@ def run(
                      exc_info=exc)
         raise typer.Exit(1) from None
     raise typer.Exit(code)
+
+
+def _supervise(config: Path, settings: Settings, count: int, until_caught_up: bool) -> int:
+    """Run ``count`` workers under a supervisor; its exit code."""
+    from processor.workers.budget import BudgetExceeded
+    from processor.workers.supervisor import Supervisor, process_spawner
+
+    async def go() -> int:
+        spawn = process_spawner(config, settings, until_caught_up)
+        return await Supervisor(settings, count, spawn, until_caught_up).run()
+
+    try:
+        return _run(go())
+    except BudgetExceeded as exc:
+        raise _fail(str(exc), code=EXIT_CONFIG) from None
+    except (Exception, ExceptionGroup) as exc:
+        # The supervisor itself failed (a worker that cannot even be spawned, a taken
+        # port); the workers it started drain on their own once they see it gone.
+        log.critical("weir's supervisor stopped on an error",
+                     error="; ".join(f"{type(e).__name__}: {e}" for e in _causes(exc)),
+                     exc_info=exc)
+        raise typer.Exit(1) from None
 
 
 @app.command()

@@ -99,6 +99,7 @@ def _route_standard_logging(renderer: Any, level: str) -> None:
     same redaction and renderer, so every line is JSON with a level, never plain text."""
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[
+            structlog.contextvars.merge_contextvars,  # a worker's id on aiokafka's lines too
             structlog.stdlib.add_log_level,
             structlog.stdlib.add_logger_name,
             structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -394,6 +394,16 @@ class MetricsSettings(_Section):
     lag_interval_s: Annotated[float, Field(gt=0)] = 5.0
 
 
+class WorkersSettings(_Section):
+    """How ``weir run --workers N`` keeps its worker processes: restarts and when to give up."""
+
+    restart_backoff_s: Annotated[float, Field(gt=0)] = 1.0
+    restart_backoff_max_s: Annotated[float, Field(gt=0)] = 30.0
+    # More restarts than this inside the window means a crash loop: stop, exit non-zero.
+    max_restarts: Annotated[int, Field(ge=0)] = 5
+    restart_window_s: Annotated[float, Field(gt=0)] = 120.0
+
+
 class LoggingSettings(_Section):
     """Log level and format; ``auto`` is console on a terminal, JSON otherwise."""
 
@@ -415,6 +425,7 @@ class Settings(BaseSettings):
     pipeline: PipelineSettings = PipelineSettings()
     dead_letters: DeadLetterSettings = DeadLetterSettings()
     metrics: MetricsSettings = MetricsSettings()
+    workers: WorkersSettings = WorkersSettings()
     logging: LoggingSettings = LoggingSettings()
     event_types: dict[str, EventTypeSettings]
     topics: list[TopicSettings]

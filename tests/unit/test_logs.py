@@ -59,22 +59,35 @@ def test_json_lines_have_the_stable_fields(monkeypatch: pytest.MonkeyPatch) -> N
     assert line["postgres_password"] == "***"
 
 
-def test_standard_library_lines_are_json_with_a_level(monkeypatch: pytest.MonkeyPatch) -> None:
-    out = io.StringIO()
-    monkeypatch.setattr(sys, "stdout", out)
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
+def test_standard_library_lines_are_json_with_a_level(capsys: pytest.CaptureFixture[str]) -> None:
     logs.configure("info", "json")
     try:
         logging.getLogger("aiokafka.consumer.group_coordinator").warning(
             "Marking the coordinator dead (node %s) for group %s.", 1, "weir")
     finally:
-        structlog.reset_defaults()
-        root.handlers[:] = handlers
-        root.setLevel(level)
-    line = out.getvalue().strip().splitlines()[-1]
+        _unconfigure()
+    line = capsys.readouterr().out.strip().splitlines()[-1]
     parsed = orjson.loads(line)
     assert parsed["level"] == "warning"
     assert parsed["event"] == "Marking the coordinator dead (node 1) for group weir."
     assert parsed["logger"] == "aiokafka.consumer.group_coordinator"
     assert "timestamp" in parsed
+
+
+def test_a_workers_lines_carry_its_id(capsys: pytest.CaptureFixture[str]) -> None:
+    logs.configure("info", "json")
+    structlog.contextvars.bind_contextvars(worker=1)
+    try:
+        structlog.get_logger("t").info("batch committed")
+        logging.getLogger("aiokafka").warning("Heartbeat failed")
+    finally:
+        structlog.contextvars.clear_contextvars()
+        _unconfigure()
+    lines = [orjson.loads(x) for x in capsys.readouterr().out.strip().splitlines()[-2:]]
+    assert [line["worker"] for line in lines] == [1, 1]
+
+
+def _unconfigure() -> None:
+    """Later tests must not print to this test's captured (then closed) stdout."""
+    structlog.reset_defaults()
+    logging.getLogger().handlers.clear()
