@@ -54,6 +54,30 @@ log = structlog.get_logger(__name__)
 
 EXIT_OK = 0
 EXIT_ABANDONED = 3
+CLOSE_S = 10.0  # for each client's close at exit
+
+
+async def bounded(work: Coroutine[Any, Any, Any], seconds: float) -> bool:
+    """Run ``work`` for at most ``seconds``; False (and ``work`` cancelled) if it did not end.
+
+    ``asyncio.wait``, not ``wait_for``: past the time the caller goes on at once instead of
+    waiting for the cancellation to finish (a cancelled query's ROLLBACK may never end).
+    Its error, if it ended with one, is raised.
+    """
+    task = asyncio.ensure_future(work)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        task.add_done_callback(_retrieve)
+        return False
+    task.result()
+    return True
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    # An abandoned task's outcome is of no interest, but must be retrieved to stay quiet.
+    if not task.cancelled():
+        task.exception()
 
 
 class Pipeline:
@@ -108,8 +132,8 @@ class Pipeline:
             try:
                 return await self._run_with(pool, until_caught_up)
             finally:
-                if not pool.is_closing():
-                    await pool.close()
+                if not pool.is_closing() and not await bounded(pool.close(), CLOSE_S):
+                    pool.terminate()  # a connection whose server does not answer
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
@@ -191,9 +215,13 @@ class Pipeline:
             self._probes.update(observe.probes)
             return await self._supervise(source, decode, until_caught_up, observe, pool)
         finally:
-            await source.stop()
-            if dlq_topic is not None:
-                await dlq_topic.stop()
+            # Leaving the group and flushing the dead-letter producer talk to Kafka: bounded,
+            # so a broker mid-rebalance or away cannot hold the exit.
+            if not await bounded(source.stop(), CLOSE_S):
+                log.warning("the consumer did not leave the group in time; its session "
+                            "timeout will", timeout_s=CLOSE_S)
+            if dlq_topic is not None and not await bounded(dlq_topic.stop(), CLOSE_S):
+                log.warning("the dead-letter producer did not close in time", timeout_s=CLOSE_S)
 
     async def _supervise(self, source: KafkaSource, decode: DecodeStage, until: bool,
                          observe: Observability, pool: asyncpg.Pool) -> int:
@@ -229,7 +257,15 @@ class Pipeline:
                 return EXIT_ABANDONED
             for task in background:
                 task.cancel()
-        await self.checkpoint()
+        # The final checkpoint is inside the deadline too: a Kafka commit can wait on a
+        # rebalance that another member's exit started. The lanes' own offsets are already
+        # stored, so abandoning it loses nothing.
+        if not await bounded(self.checkpoint(), self.settings.pipeline.shutdown_timeout_s):
+            log.error("shutdown deadline passed in the final checkpoint; the stored offsets "
+                      "stand, the next owner resumes from them",
+                      deadline_s=self.settings.pipeline.shutdown_timeout_s)
+            pool.terminate()
+            return EXIT_ABANDONED
         log.info("stopped cleanly", uptime_s=round(time.monotonic() - started, 1),
                  partitions=len(self.book.owned()), consumed=self.consumed)
         return EXIT_OK
