@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import asyncpg
@@ -55,6 +55,10 @@ log = structlog.get_logger(__name__)
 EXIT_OK = 0
 EXIT_ABANDONED = 3
 CLOSE_S = 10.0  # for each client's close at exit
+
+
+class _Stopped(Exception):
+    """A stop was asked for while :meth:`Pipeline._unless_stopped` waited."""
 
 
 async def bounded(work: Coroutine[Any, Any, Any], seconds: float) -> bool:
@@ -127,13 +131,13 @@ class Pipeline:
             if server is not None:
                 await server.start()
             pool = await self._unless_stopped(self._start_postgres())
-            if pool is None:
-                return EXIT_OK  # stopped while waiting: nothing was consumed
             try:
                 return await self._run_with(pool, until_caught_up)
             finally:
                 if not pool.is_closing() and not await bounded(pool.close(), CLOSE_S):
                     pool.terminate()  # a connection whose server does not answer
+        except _Stopped:
+            return EXIT_OK  # stopped while start-up waited: nothing was consumed
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
@@ -147,8 +151,9 @@ class Pipeline:
         return await wait_for_postgres(s, lambda: create_pool(s, self.specs.values()),
                                        "PostgreSQL (writers' pool)", self._startup)
 
-    async def _unless_stopped(self, work: Coroutine[Any, Any, T]) -> T | None:
-        """``work``'s result, or None if a stop was asked for first (``work`` is cancelled)."""
+    async def _unless_stopped(self, work: Coroutine[Any, Any, T]) -> T:
+        """``work``'s result; :class:`_Stopped` if a stop was asked for first (``work`` is
+        cancelled)."""
         task = asyncio.ensure_future(work)
         stop = asyncio.ensure_future(self.stopping.wait())
         try:
@@ -159,14 +164,9 @@ class Pipeline:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        return task.result() if not task.cancelled() else None
-
-    @staticmethod
-    def _started(source: KafkaSource) -> Callable[[], Awaitable[bool]]:
-        async def start() -> bool:
-            await source.start()
-            return True
-        return start
+        if task.cancelled():
+            raise _Stopped
+        return task.result()
 
     def _status(self) -> dict[str, Any]:
         if self._observe is not None:
@@ -196,20 +196,17 @@ class Pipeline:
         observe = Observability(s, source, writer, pool, self.book, self._buffers, self.breaker,
                                 self.stalls, self._heartbeat)
         try:
-            if dlq_topic is not None and await self._unless_stopped(wait_for_kafka(
-                    s, dlq_topic.start, "Kafka (dead-letter producer)", self._startup,
-            )) is None:
-                return EXIT_OK
+            if dlq_topic is not None:
+                await self._unless_stopped(wait_for_kafka(
+                    s, dlq_topic.start, "Kafka (dead-letter producer)", self._startup))
             await places.drain_once()  # what a previous run spooled goes first
             # Today's partitions and those ahead exist before the first batch, and expired
             # ones go, even for a run that ends before the first maintenance interval.
             await retry_transient(lambda: maintain(pool, self.specs.values()),
                                   "partition maintenance", operation="partitions",
                                   stalls=self.stalls)
-            joined = await self._unless_stopped(
-                wait_for_kafka(s, self._started(source), "Kafka (consumer group)", self._startup))
-            if joined is None:
-                return EXIT_OK  # stopped while waiting: nothing was consumed
+            await self._unless_stopped(
+                wait_for_kafka(s, source.start, "Kafka (consumer group)", self._startup))
             self._observe = observe
             self._probes.clear()
             self._probes.update(observe.probes)
@@ -299,15 +296,11 @@ class Pipeline:
 
     async def _put_fetch(self, fetched: list[Any]) -> None:
         # Wait for room, but give up the wait when asked to stop: the records stay uncommitted.
-        put = asyncio.ensure_future(self._queue.put(fetched))
-        stop = asyncio.ensure_future(self.stopping.wait())
         try:
-            await asyncio.wait({put, stop}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            put.cancel()
-            stop.cancel()
-        if put.done() and not put.cancelled():
-            self.consumed += sum(len(records) for _, records in fetched)
+            await self._unless_stopped(self._queue.put(fetched))
+        except _Stopped:
+            return
+        self.consumed += sum(len(records) for _, records in fetched)
 
     async def _decode_loop(self, decode: DecodeStage) -> None:
         while (fetched := await self._queue.get()) is not None:

@@ -89,10 +89,9 @@ class DeadLetterTopic:
         self._skip_until = 0.0
         self._stale = False
 
-    async def start(self) -> bool:
-        """Connect the producer (the pipeline does, before consuming); True once it is."""
+    async def start(self) -> None:
+        """Connect the producer (the pipeline does, before consuming)."""
         await self._producer.start()
-        return True
 
     async def stop(self) -> None:
         """Flush and close the producer (the pipeline does, last)."""
