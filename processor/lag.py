@@ -12,13 +12,8 @@ import asyncio
 import time
 from dataclasses import asdict, dataclass, replace
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-
-from processor.connections import kafka_client
+from processor.rewind import positions
 from processor.settings import Settings
-from processor.sink.offsets import OffsetStore
-from processor.sink.pool import connect
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,33 +40,8 @@ class PartitionLag:
 
 async def partition_lags(settings: Settings, group: str | None = None) -> list[PartitionLag]:
     """End offsets from Kafka, stored offsets from PostgreSQL, committed offsets from the group."""
-    group = group or settings.kafka.group_id
-    topics = [t.name for t in settings.topics]
-    consumer = AIOKafkaConsumer(**kafka_client(settings.kafka))
-    admin = AIOKafkaAdminClient(**kafka_client(settings.kafka))
-    await consumer.start()
-    await admin.start()
-    try:
-        described = await admin.describe_topics(topics)
-        tps = [TopicPartition(d["topic"], p["partition"]) for d in described
-               if d["error_code"] == 0 for p in sorted(d["partitions"], key=_partition)]
-        ends = await consumer.end_offsets(tps) if tps else {}
-        committed = await admin.list_consumer_group_offsets(group)
-    finally:
-        await consumer.stop()
-        await admin.close()
-    conn = await connect(settings)
-    try:
-        store = OffsetStore(settings)
-        store.group = group
-        stored = await store.load(conn, topics)
-    finally:
-        await conn.close()
-    return [
-        PartitionLag(tp.topic, tp.partition, ends[tp], stored.get((tp.topic, tp.partition)),
-                     committed[tp].offset if tp in committed else None)
-        for tp in tps
-    ]
+    return [PartitionLag(p.topic, p.partition, p.log_end, p.stored, p.committed)
+            for p in await positions(settings, group=group)]
 
 
 def with_rates(before: list[PartitionLag], after: list[PartitionLag],
@@ -124,10 +94,6 @@ def _eta(seconds: float | None) -> str:
     if seconds < 3600:
         return f"{seconds / 60:.0f}m"
     return f"{seconds / 3600:.1f}h"
-
-
-def _partition(described: dict[str, int]) -> int:
-    return described["partition"]
 
 
 def _num(value: float | None) -> str:

@@ -70,8 +70,11 @@ class Target:
 
 
 async def positions(settings: Settings, topic: str | None = None,
-                    partition: int | None = None) -> list[Position]:
-    """Every matching partition of the configured topics, from Kafka and PostgreSQL."""
+                    partition: int | None = None, group: str | None = None) -> list[Position]:
+    """Every matching partition of the configured topics, from Kafka and PostgreSQL, for
+    ``group`` (default: ``kafka.group_id``); in config order of the topics, then by
+    partition."""
+    group = group or settings.kafka.group_id
     topics = [t.name for t in settings.topics if topic is None or t.name == topic]
     consumer = AIOKafkaConsumer(**kafka_client(settings.kafka))
     admin = AIOKafkaAdminClient(**kafka_client(settings.kafka))
@@ -79,18 +82,21 @@ async def positions(settings: Settings, topic: str | None = None,
     await admin.start()
     try:
         described = await admin.describe_topics(topics) if topics else []
-        tps = sorted(TopicPartition(d["topic"], p["partition"]) for d in described
-                     if d["error_code"] == 0 for p in d["partitions"]
-                     if partition is None or p["partition"] == partition)
+        tps = sorted((TopicPartition(d["topic"], p["partition"]) for d in described
+                      if d["error_code"] == 0 for p in d["partitions"]
+                      if partition is None or p["partition"] == partition),
+                     key=lambda tp: (topics.index(tp.topic), tp.partition))
         starts = await consumer.beginning_offsets(tps) if tps else {}
         ends = await consumer.end_offsets(tps) if tps else {}
-        committed = await admin.list_consumer_group_offsets(settings.kafka.group_id)
+        committed = await admin.list_consumer_group_offsets(group)
     finally:
         await consumer.stop()
         await admin.close()
     conn = await connect(settings)
     try:
-        stored = await OffsetStore(settings).positions(conn, topics)
+        store = OffsetStore(settings)
+        store.group = group
+        stored = await store.positions(conn, topics)
     finally:
         await conn.close()
     result = []
