@@ -286,11 +286,12 @@ class Pipeline:
 
     async def _fetch_failed(self, exc: Exception, failures: int) -> int:
         """A fetch (or end-offsets lookup) failed: stop only on a fatal verdict, else wait."""
-        if verdict(exc) is Verdict.FATAL:
+        answer = verdict(exc)
+        if answer is Verdict.FATAL:
             raise exc
         wait = Backoff(0.2, 5.0).delay(failures)
         log.warning("fetch failed; trying again", error=f"{type(exc).__name__}: {exc}",
-                    verdict=verdict(exc).value, retry_in_s=round(wait, 2))
+                    verdict=answer.value, retry_in_s=round(wait, 2))
         await asyncio.sleep(wait)
         return failures + 1
 
@@ -324,12 +325,13 @@ class Pipeline:
             try:
                 await maintain(pool, self.specs.values())
             except Exception as exc:
-                if verdict(exc) is Verdict.FATAL:
+                answer = verdict(exc)
+                if answer is Verdict.FATAL:
                     raise
                 # A busy table, a database away, a revoked privilege: the next pass tries
                 # again, and the premade partitions ahead leave plenty of room until then.
                 log.warning("partition maintenance failed; trying again next interval",
-                            error=f"{type(exc).__name__}: {exc}", verdict=verdict(exc).value)
+                            error=f"{type(exc).__name__}: {exc}", verdict=answer.value)
 
     async def checkpoint(self, only: set[TopicPartitionKey] | None = None) -> None:
         """Persist advanced watermarks to PostgreSQL, then Kafka."""

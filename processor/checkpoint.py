@@ -51,13 +51,14 @@ class Checkpointer:
                 async with self._pool.acquire() as conn, conn.transaction():
                     await self._store.save(conn, CHECKPOINT_WRITER, marks)
             except Exception as exc:
-                if verdict(exc) is Verdict.FATAL:
+                answer = verdict(exc)
+                if answer is Verdict.FATAL:
                     raise
                 # The lanes' own offsets stay correct; this only delays a resume point. A
                 # server away, read-only or refusing the offsets table: the next interval
                 # tries again, and the lanes (which stall on the same cause) say why.
                 log.warning("checkpoint failed; will retry", error=f"{type(exc).__name__}: {exc}",
-                            verdict=verdict(exc).value)
+                            verdict=answer.value)
                 return
             self._saved.update(marks)
         await self._source.commit(only)

@@ -138,11 +138,6 @@ def _os(exc: OSError) -> Verdict:
     return Verdict.RETRY  # host unreachable, network down, too many open files
 
 
-def is_transient(exc: BaseException) -> bool:
-    """``verdict(exc) is Verdict.RETRY``: worth the same operation again, soon."""
-    return verdict(exc) is Verdict.RETRY
-
-
 def stale_connection(exc: BaseException) -> bool:
     """Does ``exc`` say the pool's connections point at the wrong server (a failover)?
 
