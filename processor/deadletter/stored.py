@@ -28,6 +28,7 @@ from typing import Any, overload
 
 import orjson
 
+from processor.decode.converters import printable
 from processor.records import Header
 
 Stored = str | dict[str, str] | None  # one key or value, as it is stored
@@ -99,6 +100,4 @@ def safe_text(text: str | None) -> str | None:
     these columns hold messages for people (an exception may quote the event's bytes), and
     the bytes themselves are kept in ``key``, ``value`` and ``headers``.
     """
-    if text is None:
-        return None
-    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+    return None if text is None else printable(text)
