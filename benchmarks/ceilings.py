@@ -17,9 +17,10 @@ from aiokafka import AIOKafkaConsumer
 from benchmarks.env import BOOTSTRAP, DSN
 from processor.contracts import load_contracts
 from processor.decode.decoder import Decoder
+from processor.schema.tables import TableSpec, table_spec
 from processor.settings import Settings
 from processor.sink.pool import register_codecs
-from processor.sink.tables import TableSpec, table_spec
+from processor.transform.loader import load_chains
 
 
 async def consume(settings: Settings, topics: list[str], events: int,
@@ -51,7 +52,7 @@ async def consume(settings: Settings, topics: list[str], events: int,
 
 def build_rows(settings: Settings, records: list[Any]) -> dict[str, list[tuple[Any, ...]]]:
     """Weir's own rows for ``records`` (decoded, validated, transformed), built up front."""
-    decoder = Decoder(settings, load_contracts(settings))
+    decoder = Decoder(settings, load_contracts(settings), load_chains(settings))
     rows: dict[str, list[tuple[Any, ...]]] = {}
     for r in records:
         decoded = decoder.decode(r.topic, r.partition, r.offset, r.timestamp, r.value)

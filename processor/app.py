@@ -1,8 +1,12 @@
 """Wiring: builds the stages, runs them as owned tasks, and shuts them down in order.
 
-    source --(decode queue)--> decode --(lane buffers)--> lanes --> PostgreSQL
-       ^                                                              |
-       +------ watermarks: Kafka commit after the PostgreSQL commit --+
+    source --(decode queue)--> decode -> partition --(lane buffers)--> sink lanes --> PostgreSQL
+       ^                                                                           |
+       +------------- watermarks: Kafka commit after the PostgreSQL commit ---------+
+
+Each stage runs its own loop (``FetchLoop.run``, ``DecodeStage.run``, ``Lane.run``,
+``Checkpointer.run``, ``maintain_forever``); this module builds them, owns their tasks and
+decides the order they stop in.
 
 Shutdown order is the guarantee: stop fetching, decode what was fetched, let every lane
 write what it holds, commit the watermarks to Kafka, then leave the group. Past the
@@ -12,11 +16,10 @@ deadline, uncommitted work is abandoned; PostgreSQL's offsets make the next owne
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import time
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from collections.abc import Coroutine, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 import structlog
@@ -26,28 +29,35 @@ from processor.checkpoint import Checkpointer
 from processor.contracts import Contract
 from processor.deadletter.places import Places
 from processor.deadletter.spool import Spool
+from processor.deadletter.table import DeadLetterTable
 from processor.deadletter.topic import DeadLetterTopic
 from processor.decode.decoder import Decoder
 from processor.decode.stage import DecodeStage
 from processor.observe.health import LoopHeartbeat, ReadinessProbe
 from processor.observe.server import ObserveServer
 from processor.observe.wiring import Observability
+from processor.offsets import OffsetStore
+from processor.partition.router import Router
+from processor.progress import ProgressBook
+from processor.rebalance import RebalanceDrain
 from processor.records import TopicPartitionKey
-from processor.retry import Backoff, retry_transient
+from processor.retry import retry_transient
+from processor.schema.maintenance import maintain, maintain_forever
+from processor.schema.tables import table_spec
 from processor.settings import Settings
 from processor.sink.breaker import CircuitBreaker
 from processor.sink.lane import Lane
-from processor.sink.maintenance import maintain
-from processor.sink.offsets import OffsetStore
 from processor.sink.pool import create_pool
-from processor.sink.tables import table_spec
 from processor.sink.writer import BatchWriter
 from processor.source.backpressure import Backpressure
-from processor.source.consumer import KafkaSource
-from processor.source.progress import ProgressBook
+from processor.source.consumer import Fetched, KafkaSource
+from processor.source.fetch import FetchLoop
 from processor.stalls import Stalls
 from processor.startup import StartupState, check_tables, wait_for_kafka, wait_for_postgres
-from processor.verdict import Verdict, verdict
+from processor.tasks import Stopped, bounded, unless_stopped
+
+if TYPE_CHECKING:
+    from processor.transform.chain import Chain
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -57,43 +67,18 @@ EXIT_ABANDONED = 3
 CLOSE_S = 10.0  # for each client's close at exit
 
 
-class _Stopped(Exception):
-    """A stop was asked for while :meth:`Pipeline._unless_stopped` waited."""
-
-
-async def bounded(work: Coroutine[Any, Any, Any], seconds: float) -> bool:
-    """Run ``work`` for at most ``seconds``; False (and ``work`` cancelled) if it did not end.
-
-    ``asyncio.wait``, not ``wait_for``: past the time the caller goes on at once instead of
-    waiting for the cancellation to finish (a cancelled query's ROLLBACK may never end).
-    Its error, if it ended with one, is raised.
-    """
-    task = asyncio.ensure_future(work)
-    done, _ = await asyncio.wait({task}, timeout=seconds)
-    if not done:
-        task.cancel()
-        task.add_done_callback(_retrieve)
-        return False
-    task.result()
-    return True
-
-
-def _retrieve(task: asyncio.Task[Any]) -> None:
-    # An abandoned task's outcome is of no interest, but must be retrieved to stay quiet.
-    if not task.cancelled():
-        task.exception()
-
-
 class Pipeline:
     """One Weir process: a consumer, a decode stage and K writer lanes."""
 
-    def __init__(self, settings: Settings, contracts: dict[str, Contract]) -> None:
+    def __init__(self, settings: Settings, contracts: dict[str, Contract],
+                 transforms: Mapping[str, Chain | None]) -> None:
         self.settings = settings
         self.contracts = contracts
+        self.transforms = transforms
         self.specs = {name: table_spec(c, settings) for name, c in contracts.items()}
         self.book = ProgressBook()
         self.stopping = asyncio.Event()
-        self._queue: asyncio.Queue[list[Any] | None] = asyncio.Queue(
+        self._queue: asyncio.Queue[Fetched | None] = asyncio.Queue(
             settings.pipeline.decode_queue_fetches
         )
         self._buffers = [
@@ -103,7 +88,7 @@ class Pipeline:
         self._lanes: list[Lane] = []
         self._checkpointer: Checkpointer | None = None
         self._backpressure: Backpressure | None = None
-        self.consumed = 0  # records handed to the decode stage (a dropped fetch is not)
+        self._fetch: FetchLoop | None = None
         self.stalls = Stalls(settings.postgres.on_stall == "exit",
                              settings.postgres.stall_retry_max_s)
         self._startup = StartupState()
@@ -136,7 +121,7 @@ class Pipeline:
             finally:
                 if not pool.is_closing() and not await bounded(pool.close(), CLOSE_S):
                     pool.terminate()  # a connection whose server does not answer
-        except _Stopped:
+        except Stopped:
             return EXIT_OK  # stopped while start-up waited: nothing was consumed
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -152,21 +137,7 @@ class Pipeline:
                                        "PostgreSQL (writers' pool)", self._startup)
 
     async def _unless_stopped(self, work: Coroutine[Any, Any, T]) -> T:
-        """``work``'s result; :class:`_Stopped` if a stop was asked for first (``work`` is
-        cancelled)."""
-        task = asyncio.ensure_future(work)
-        stop = asyncio.ensure_future(self.stopping.wait())
-        try:
-            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop.cancel()
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        if task.cancelled():
-            raise _Stopped
-        return task.result()
+        return await unless_stopped(work, self.stopping)
 
     def _status(self) -> dict[str, Any]:
         if self._observe is not None:
@@ -178,21 +149,28 @@ class Pipeline:
     async def _run_with(self, pool: asyncpg.Pool, until_caught_up: bool) -> int:
         s = self.settings
         store = OffsetStore(s)
-        writer = BatchWriter(pool, s, self.specs, store)
+        dead_letters = DeadLetterTable(s)
+        writer = BatchWriter(pool, s, self.specs, store, dead_letters)
         self.breaker = CircuitBreaker("postgres", s.postgres.breaker_failures,
                                       s.postgres.breaker_open_s)
         # One dead-letter producer per process, started below and stopped last.
         dlq_topic = DeadLetterTopic(s) if s.dead_letters.topic_enabled else None
-        places = Places(dlq_topic, writer,
+        places = Places(dlq_topic, dead_letters, pool,
                         Spool(s.dead_letters.spool_dir, s.kafka.group_id),
                         s.postgres.connect_timeout_s)
         self._places = places
         self._lanes = [Lane(i, b, writer, self.book, s, self.breaker, places, self.stalls)
                        for i, b in enumerate(self._buffers)]
-        source = KafkaSource(s, pool, store, self.book, self.drain, self.stalls)
-        self._checkpointer = Checkpointer(pool, store, self.book, source)
-        self._backpressure = Backpressure(source.consumer, self._buffers, s, self.stalls)
-        decode = DecodeStage(Decoder(s, self.contracts), self._buffers)
+        drain = RebalanceDrain(self._buffers, self.book, self.checkpoint,
+                               s.pipeline.rebalance_drain_timeout_s)
+        source = KafkaSource(s, pool, store, self.book, drain, self.stalls)
+        self._checkpointer = Checkpointer(pool, store, self.book, source.commit)
+        self._backpressure = drain.backpressure = Backpressure(
+            source.consumer, self._buffers, s, self.stalls)
+        self._fetch = FetchLoop(source, self._queue, self.stopping, pace=self._pace,
+                                idle=self._idle, request_stop=self.request_stop)
+        decode = DecodeStage(Decoder(s, self.contracts, self.transforms),
+                             Router(self._buffers))
         observe = Observability(s, source, writer, pool, self.book, self._buffers, self.breaker,
                                 self.stalls, self._heartbeat)
         try:
@@ -210,7 +188,7 @@ class Pipeline:
             self._observe = observe
             self._probes.clear()
             self._probes.update(observe.probes)
-            return await self._supervise(source, decode, until_caught_up, observe, pool)
+            return await self._supervise(self._fetch, decode, until_caught_up, observe, pool)
         finally:
             # Leaving the group and flushing the dead-letter producer talk to Kafka: bounded,
             # so a broker mid-rebalance or away cannot hold the exit.
@@ -220,17 +198,22 @@ class Pipeline:
             if dlq_topic is not None and not await bounded(dlq_topic.stop(), CLOSE_S):
                 log.warning("the dead-letter producer did not close in time", timeout_s=CLOSE_S)
 
-    async def _supervise(self, source: KafkaSource, decode: DecodeStage, until: bool,
+    async def _supervise(self, fetch: FetchLoop, decode: DecodeStage, until: bool,
                          observe: Observability, pool: asyncpg.Pool) -> int:
+        s = self.settings
         started = time.monotonic()
+        assert self._checkpointer is not None
         async with asyncio.TaskGroup() as tasks:
-            fetching = tasks.create_task(self._fetch_loop(source, until), name="fetch")
-            decoding = tasks.create_task(self._decode_loop(decode), name="decode")
+            fetching = tasks.create_task(fetch.run(until), name="fetch")
+            decoding = tasks.create_task(decode.run(self._queue, self._pace), name="decode")
             writing = [tasks.create_task(lane.run(), name=f"lane-{lane.index}")
                        for lane in self._lanes]
             # Background tasks run until the pipeline is done, then are cancelled.
-            background = [tasks.create_task(self._checkpoint_loop(), name="checkpoint")]
-            background.append(tasks.create_task(self._partition_loop(pool), name="partitions"))
+            background = [tasks.create_task(
+                self._checkpointer.run(s.kafka.commit_interval_s), name="checkpoint")]
+            background.append(tasks.create_task(maintain_forever(
+                pool, list(self.specs.values()), s.postgres.partition_maintenance_s),
+                name="partitions"))
             background.append(tasks.create_task(self._places.drain_forever(
                 self.settings.dead_letters.spool_drain_interval_s), name="spool-drain"))
             background += [tasks.create_task(coro) for coro in observe.background()]
@@ -267,71 +250,14 @@ class Pipeline:
                  partitions=len(self.book.owned()), consumed=self.consumed)
         return EXIT_OK
 
-    async def _fetch_loop(self, source: KafkaSource, until_caught_up: bool) -> None:
-        failures = 0
-        while not self.stopping.is_set():
-            self._pace()  # resumes partitions whose lanes drained since the last fetch
-            try:
-                fetched = await source.fetch()
-                if not fetched and until_caught_up and self._idle() \
-                        and await source.caught_up():
-                    self.request_stop("caught up")
-            except Exception as exc:  # noqa: BLE001 - the verdict decides; fatal re-raised
-                failures = await self._fetch_failed(exc, failures)
-                continue
-            failures = 0
-            if fetched:
-                await self._put_fetch(fetched)
-        await self._queue.put(None)
-
-    async def _fetch_failed(self, exc: Exception, failures: int) -> int:
-        """A fetch (or end-offsets lookup) failed: stop only on a fatal verdict, else wait."""
-        answer = verdict(exc)
-        if answer is Verdict.FATAL:
-            raise exc
-        wait = Backoff(0.2, 5.0).delay(failures)
-        log.warning("fetch failed; trying again", error=f"{type(exc).__name__}: {exc}",
-                    verdict=answer.value, retry_in_s=round(wait, 2))
-        await asyncio.sleep(wait)
-        return failures + 1
-
-    async def _put_fetch(self, fetched: list[Any]) -> None:
-        # Wait for room, but give up the wait when asked to stop: the records stay uncommitted.
-        try:
-            await self._unless_stopped(self._queue.put(fetched))
-        except _Stopped:
-            return
-        self.consumed += sum(len(records) for _, records in fetched)
-
-    async def _decode_loop(self, decode: DecodeStage) -> None:
-        while (fetched := await self._queue.get()) is not None:
-            await decode.dispatch(fetched)
-            self._pace()  # pauses partitions whose lanes this fetch filled
-        for buffer in self._buffers:
-            await buffer.close()
+    @property
+    def consumed(self) -> int:
+        """Records handed to the decode stage (a dropped fetch is not)."""
+        return self._fetch.consumed if self._fetch is not None else 0
 
     def _pace(self) -> None:
         if self._backpressure is not None:
             self._backpressure.update()
-
-    async def _checkpoint_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.kafka.commit_interval_s)
-            await self.checkpoint()
-
-    async def _partition_loop(self, pool: asyncpg.Pool) -> None:
-        while True:
-            await asyncio.sleep(self.settings.postgres.partition_maintenance_s)
-            try:
-                await maintain(pool, self.specs.values())
-            except Exception as exc:
-                answer = verdict(exc)
-                if answer is Verdict.FATAL:
-                    raise
-                # A busy table, a database away, a revoked privilege: the next pass tries
-                # again, and the premade partitions ahead leave plenty of room until then.
-                log.warning("partition maintenance failed; trying again next interval",
-                            error=f"{type(exc).__name__}: {exc}", verdict=answer.value)
 
     async def checkpoint(self, only: set[TopicPartitionKey] | None = None) -> None:
         """Persist advanced watermarks to PostgreSQL, then Kafka."""
@@ -343,23 +269,3 @@ class Pipeline:
             b.rows == 0 and not lane.busy
             for b, lane in zip(self._buffers, self._lanes, strict=True)
         )
-
-    async def drain(self, tps: set[TopicPartitionKey]) -> None:
-        """Before partitions move: write what is buffered for them, drop what cannot make it."""
-        for buffer in self._buffers:
-            await buffer.flush_now()
-        deadline = time.monotonic() + self.settings.pipeline.rebalance_drain_timeout_s
-        while time.monotonic() < deadline:
-            pending = [tp for tp in tps if (p := self.book.get(tp)) is not None and not p.idle]
-            if not pending:
-                break
-            await asyncio.sleep(0.02)
-        dropped = 0
-        for buffer in self._buffers:
-            dropped += await buffer.purge(tps)
-        if self._backpressure is not None:
-            self._backpressure.forget(tps)
-        if dropped:
-            log.warning("abandoned buffered events of revoked partitions; the next owner "
-                        "replays them", events=dropped)
-        await self.checkpoint(only=tps)

@@ -13,13 +13,15 @@ and at shutdown.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+
 import asyncpg
 import structlog
 
+from processor.offsets import OffsetStore
+from processor.progress import ProgressBook
 from processor.records import TopicPartitionKey
-from processor.sink.offsets import OffsetStore
-from processor.source.consumer import KafkaSource
-from processor.source.progress import ProgressBook
 from processor.verdict import Verdict, verdict
 
 log = structlog.get_logger(__name__)
@@ -31,13 +33,20 @@ class Checkpointer:
     """Persists in-memory watermarks that are ahead of what PostgreSQL holds."""
 
     def __init__(
-        self, pool: asyncpg.Pool, store: OffsetStore, book: ProgressBook, source: KafkaSource
+        self, pool: asyncpg.Pool, store: OffsetStore, book: ProgressBook,
+        commit: Callable[[set[TopicPartitionKey] | None], Awaitable[None]],
     ) -> None:
         self._pool = pool
         self._store = store
         self._book = book
-        self._source = source
+        self._commit = commit  # the same offsets to Kafka: the source's
         self._saved: dict[TopicPartitionKey, int] = {}
+
+    async def run(self, interval_s: float) -> None:
+        """The owned background task: a checkpoint every ``interval_s`` until cancelled."""
+        while True:
+            await asyncio.sleep(interval_s)
+            await self.checkpoint()
 
     async def checkpoint(self, only: set[TopicPartitionKey] | None = None) -> None:
         """Save advanced watermarks to PostgreSQL, then commit them to Kafka."""
@@ -61,4 +70,4 @@ class Checkpointer:
                             verdict=answer.value)
                 return
             self._saved.update(marks)
-        await self._source.commit(only)
+        await self._commit(only)

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import asyncpg
 import orjson
@@ -23,7 +23,10 @@ from processor.app import Pipeline
 from processor.contracts import Contract, ContractError, load_contracts
 from processor.errors import ConfigError, MigrationRequired
 from processor.settings import Settings, load_settings
-from processor.transform.loader import TransformLoadError, load_chain
+from processor.transform.loader import TransformLoadError, load_chains
+
+if TYPE_CHECKING:
+    from processor.transform.chain import Chain
 
 T = TypeVar("T")
 EXIT_CONFIG = 2
@@ -36,21 +39,26 @@ ConfigOption = Annotated[
 ]
 
 
-def _load(config: Path) -> tuple[Settings, dict[str, Contract]]:
-    """Settings and compiled contracts, or exit 2 with every problem named."""
+Loaded = tuple[Settings, dict[str, Contract], dict[str, "Chain | None"]]
+
+
+def _load(config: Path) -> Loaded:
+    """Settings, compiled contracts and loaded transforms, or exit 2 with every problem named.
+
+    Transforms are imported here, once, so that a bad reference stops every command (and
+    ``check-config``) before anything runs; ``weir run`` hands these very functions on.
+    """
     try:
         settings = load_settings(config)
         contracts = load_contracts(settings)
-        for name, et in settings.event_types.items():
-            load_chain(et.transforms)
-            del name
+        transforms = load_chains(settings)
     except ConfigError as exc:
         _fail(str(exc))
     except (ContractError, TransformLoadError) as exc:
         _fail("invalid configuration:\n" + "\n".join(f"  - {p}" for p in str(exc).splitlines()))
     logs.configure(settings.logging.level, settings.logging.format,
                    settings.logging.repeat_window_s)
-    return settings, contracts
+    return settings, contracts, transforms
 
 
 def _fail(message: str, code: int = EXIT_CONFIG) -> typer.Exit:
@@ -72,7 +80,7 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 @app.command("check-config")
 def check_config(config: Annotated[Path, typer.Argument(help="The YAML config file.")]) -> None:
     """Validate a config file (settings, schemas, transforms) and exit; 0 if it is good."""
-    settings, contracts = _load(config)
+    settings, contracts, _ = _load(config)
     typer.echo(f"{config}: ok — {len(settings.topics)} topic(s), event types: "
                + ", ".join(f"{n} v{c.version} -> {settings.event_types[n].table}"
                            for n, c in contracts.items()))
@@ -81,10 +89,10 @@ def check_config(config: Annotated[Path, typer.Argument(help="The YAML config fi
 @app.command()
 def migrate(config: ConfigOption) -> None:
     """Create or update Weir's tables (idempotent)."""
-    settings, contracts = _load(config)
+    settings, contracts, _ = _load(config)
 
     async def go() -> list[str]:
-        from processor.sink.migrate import migrate as apply
+        from processor.schema.migrate import migrate as apply
         from processor.sink.pool import connect
         conn = await connect(settings)
         try:
@@ -92,7 +100,7 @@ def migrate(config: ConfigOption) -> None:
         finally:
             await conn.close()
 
-    from processor.sink.evolution import SchemaIncompatible
+    from processor.schema.evolution import SchemaIncompatible
     try:
         tables = _run(go())
     except SchemaIncompatible as exc:
@@ -129,13 +137,13 @@ def run(
     if worker_id is not None:
         from processor.workers.child import bind_worker
         bind_worker(worker_id)
-    settings, contracts = _load(config)
+    settings, contracts, transforms = _load(config)
     if count > 1 and worker_id is None:
         raise typer.Exit(_supervise(config, settings, count, until_caught_up))
     from processor.startup import StartupRefused
 
     async def go() -> int:
-        pipeline = Pipeline(settings, contracts)
+        pipeline = Pipeline(settings, contracts, transforms)
         if worker_id is None:
             return await pipeline.run(until_caught_up=until_caught_up)
         from processor.workers.child import run_worker
@@ -200,7 +208,7 @@ def produce(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Publish realistic sample events for the example pipeline."""
-    settings, _ = _load(config)
+    settings, _, _ = _load(config)
     from processor.produce.producer import produce as publish
     from processor.produce.sample import SampleEvents
     known = SampleEvents().event_types
@@ -229,7 +237,7 @@ def lag(
         min=0.1, help="Seconds between the two samples that give the rate.")] = 2.0,
 ) -> None:
     """Lag per topic-partition from Kafka and PostgreSQL, with write rate and time to catch up."""
-    settings, _ = _load(config)
+    settings, _, _ = _load(config)
     from processor.lag import render, sample_rates
 
     async def once() -> list[Any]:
@@ -285,9 +293,9 @@ def dlq_list(
 ) -> None:
     """The newest dead letters (table, dead-letter topics, local spool), where they came from
     and why."""
-    settings, _ = _load(config)
+    settings, _, _ = _load(config)
+    from processor.deadletter.filters import Filters
     from processor.deadletter.ops import (
-        Filters,
         in_spool,
         list_dead_letters,
         only_in_spool,
@@ -363,7 +371,7 @@ def dlq_show(config: ConfigOption, dead_id: Annotated[str, typer.Argument(
         help="The id from `weir dlq list`, or TOPIC:PARTITION@OFFSET of the source event.")],
 ) -> None:
     """One dead letter, whole: the original key, value and headers, and the error."""
-    settings, _ = _load(config)
+    settings, _, _ = _load(config)
     from processor.deadletter.ops import show_dead_letter, show_in_spool, show_in_topic
     coords = re.fullmatch(r"(.+):(\d+)@(\d+)", dead_id)
     if coords is None and not dead_id.isdigit():
@@ -403,8 +411,9 @@ def dlq_replay(
     dry_run: Annotated[bool, typer.Option(help="Only count what would be replayed.")] = False,
 ) -> None:
     """Publish matching dead letters to their source topics again (after a fix)."""
-    settings, _ = _load(config)
-    from processor.deadletter.ops import Filters, replay
+    settings, _, _ = _load(config)
+    from processor.deadletter.filters import Filters
+    from processor.deadletter.ops import replay
     filters = Filters(topic, reason, since, until)
     count = _with_conn(settings, lambda c: replay(c, settings, filters, dry_run))
     typer.echo(f"{'would replay' if dry_run else 'replayed'} {count} dead letter(s)")
@@ -425,7 +434,7 @@ def offsets_show(
 ) -> None:
     """Per partition: the stored next offset (PostgreSQL, the truth), Kafka's committed
     offset, the log start and end, and when the stored position was written."""
-    settings, _ = _load(config)
+    settings, _, _ = _load(config)
     from processor.rewind import positions, render_positions
     rows = _run(positions(settings, topic, partition))
     if as_json:
@@ -450,7 +459,7 @@ def offsets_rewind(
 ) -> None:
     """Move the group's stored offsets (PostgreSQL and Kafka) to a time or an offset; a dry
     run unless --execute, refused while the group has live members."""
-    settings, _ = _load(config)
+    settings, _, _ = _load(config)
     from processor.rewind import GroupIsLive, Target, apply, plan, render_plan
     chosen = [to_time is not None, to_offset is not None, to_earliest, to_latest]
     if chosen.count(True) != 1:
@@ -488,7 +497,7 @@ def docs_events(
         "--output", "-o", help="Write here instead of standard output.")] = None,
 ) -> None:
     """Render the producers' contract page (docs/events.md) from the event schemas."""
-    settings, contracts = _load(config)
+    settings, contracts, _ = _load(config)
     from processor.contract_docs import render_events
     text = render_events(settings, contracts)
     if output is None:

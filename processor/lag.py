@@ -12,6 +12,7 @@ import asyncio
 import time
 from dataclasses import asdict, dataclass, replace
 
+from processor.progress import records_behind
 from processor.rewind import positions
 from processor.settings import Settings
 
@@ -31,7 +32,7 @@ class PartitionLag:
     @property
     def lag(self) -> int:
         """Records not yet written (by the PostgreSQL offsets)."""
-        return max(0, self.end_offset - (self.stored_offset or 0))
+        return records_behind(self.end_offset, self.stored_offset)
 
     def as_dict(self) -> dict[str, int | float | str | None]:
         """For ``--json``."""

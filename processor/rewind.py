@@ -21,9 +21,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from processor.connections import kafka_client
+from processor.offsets import OffsetStore
 from processor.records import TopicPartitionKey
 from processor.settings import Settings
-from processor.sink.offsets import OffsetStore
 from processor.sink.pool import connect
 
 

@@ -22,8 +22,8 @@ from processor.contracts import Contract
 from processor.errors import MigrationRequired, WeirError
 from processor.observe.health import Check
 from processor.retry import Backoff
+from processor.schema.migrate import behind, missing_tables
 from processor.settings import Settings
-from processor.sink.migrate import behind, missing_tables
 from processor.sink.pool import connect
 from processor.verdict import Verdict, verdict
 

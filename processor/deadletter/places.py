@@ -21,13 +21,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+import asyncpg
 import structlog
 
 from processor import metrics
 from processor.deadletter.spool import Entry, Spool
+from processor.deadletter.table import DeadLetterTable
 from processor.deadletter.topic import DeadLetterTopic
 from processor.records import DeadLetter, Item
-from processor.sink.writer import BatchWriter
 from processor.verdict import Verdict, verdict
 
 log = structlog.get_logger(__name__)
@@ -49,10 +50,11 @@ def mark(dead: Sequence[DeadLetter], place: str) -> None:
 class Places:
     """The three places, shared by every lane of the process."""
 
-    def __init__(self, topic: DeadLetterTopic | None, writer: BatchWriter, spool: Spool,
-                 table_timeout_s: float) -> None:
+    def __init__(self, topic: DeadLetterTopic | None, table: DeadLetterTable,
+                 pool: asyncpg.Pool, spool: Spool, table_timeout_s: float) -> None:
         self._topic = topic
-        self._writer = writer
+        self._table = table
+        self._pool = pool
         self.spool = spool
         self._table_timeout_s = table_timeout_s
         self._draining = asyncio.Lock()
@@ -135,7 +137,7 @@ class Places:
     async def _insert(self, dead: list[DeadLetter]) -> BaseException | None:
         """Write ``dead`` to the table; the error if it did not take them."""
         try:
-            await self._writer.write_dead_letters(dead, self._table_timeout_s)
+            await self._table.write_alone(self._pool, dead, self._table_timeout_s)
         except Exception as exc:  # noqa: BLE001 - every error keeps them in the spool
             log.warning("spool not drained into the table", count=len(dead),
                         verdict=verdict(exc).value, error=f"{type(exc).__name__}: {exc}")

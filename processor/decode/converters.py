@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 from asyncpg.pgproto.pgproto import UUID
 
-from processor.pgtime import ONE_US, PG_EPOCH, PG_EPOCH_MS
+from processor.pgtime import FIRST_US, LAST_US, aware_micros
 
 Converter = Callable[[Any], Any]
 
@@ -39,11 +39,6 @@ NUMERIC_MAX_SCALE = 16_383
 NUL_ESCAPE = b"\\u0000"
 # An int, so that `BACKSLASH in data` is one memchr: bytes.find and a bytes needle cost ~3x.
 BACKSLASH = 0x5C
-# The instants a Python datetime holds in UTC, as PostgreSQL's timestamptz integer.
-FIRST_US = (datetime.min.replace(tzinfo=UTC) - PG_EPOCH) // ONE_US
-LAST_US = (datetime.max.replace(tzinfo=UTC) - PG_EPOCH) // ONE_US
-# The same range in Unix milliseconds, for Kafka record timestamps.
-UTC_MILLIS = (FIRST_US // 1000 + PG_EPOCH_MS, LAST_US // 1000 + PG_EPOCH_MS)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -204,11 +199,9 @@ def _timestamptz(value: Any) -> int:
     # A timestamp without an offset is taken as UTC rather than the server's zone.
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    micros = (parsed - PG_EPOCH) // ONE_US
+    micros = aware_micros(parsed)
     if FIRST_US <= micros <= LAST_US:
         return micros
-    # PostgreSQL would take it (4713 BC to 294276 AD), but the sink's partition routing and
-    # every Python reader (asyncpg's codec too) would fail on a UTC year outside 1..9999.
     raise Unfit(f"{show(value)} is outside the years 1 to 9999 in UTC")
 
 
@@ -239,11 +232,3 @@ def converter_for(pg_type: str) -> Converter:
     """The conversion (and check) a column of ``pg_type`` needs; every mapped type has one."""
     return CONVERTERS[pg_type]
 
-
-def kafka_time(timestamp_ms: int) -> datetime | None:
-    """A Kafka record timestamp (ms since the epoch) as an aware datetime, or None when a
-    producer set one outside the years 1 to 9999 (a dead letter then stores no time)."""
-    try:
-        return datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC)
-    except (ValueError, OverflowError, OSError):
-        return None

@@ -6,9 +6,9 @@ one event to the dead-letter path. Nothing here awaits: it is pure CPU work per 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fastjsonschema
 import orjson
@@ -16,7 +16,6 @@ import orjson
 from processor.contracts import Contract
 from processor.decode.converters import (
     BACKSLASH,
-    UTC_MILLIS,
     Converter,
     Unfit,
     check_text,
@@ -28,9 +27,11 @@ from processor.decode.quickcheck import QuickCheck, compile_quick_check
 from processor.decode.rawjson import check_raw
 from processor.decode.tombstones import TombstoneKey
 from processor.errors import EventRejected
-from processor.pgtime import kafka_micros
+from processor.pgtime import UTC_MILLIS, kafka_micros
 from processor.settings import Settings
-from processor.transform.loader import Transform, load_chain
+
+if TYPE_CHECKING:  # the transform stage's runtime is handed in, loaded once at start
+    from processor.transform.chain import Chain
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,20 +40,21 @@ class _Plan:
 
     contract: Contract
     quick_check: QuickCheck | None
-    transforms: Sequence[Transform]
+    transform: Chain | None
     names: tuple[str, ...]
     texts: tuple[int, ...]  # indexes of the text columns whose values need checking
     converters: tuple[tuple[int, Converter], ...]  # (column index, conversion), not text
     time_index: int | None
 
 
-def _plan(contract: Contract, transforms: Sequence[Transform]) -> _Plan:
+def _plan(contract: Contract, transform: Chain | None) -> _Plan:
     columns = contract.columns
     return _Plan(
-        contract, compile_quick_check(contract.schema), transforms,
+        contract, compile_quick_check(contract.schema), transform,
         tuple(c.name for c in columns),
         tuple(i for i, c in enumerate(columns)
-              if c.pg_type == "text" and (transforms or not _schema_string(contract, c.name))),
+              if c.pg_type == "text"
+              and (transform is not None or not _schema_string(contract, c.name))),
         tuple((i, converter_for(c.pg_type)) for i, c in enumerate(columns)
               if c.pg_type != "text"),
         next((i for i, c in enumerate(columns) if c.name == contract.time_field), None),
@@ -75,13 +77,12 @@ def _schema_string(contract: Contract, name: str) -> bool:
 class Decoder:
     """Turns one Kafka record's value into ``(event_type, row values)``."""
 
-    def __init__(self, settings: Settings, contracts: dict[str, Contract]) -> None:
+    def __init__(self, settings: Settings, contracts: dict[str, Contract],
+                 transforms: Mapping[str, Chain | None]) -> None:
         self._max_bytes = settings.pipeline.max_message_bytes
         self._limits = Limits.from_settings(settings.pipeline)
-        self._plans = {
-            name: _plan(contract, load_chain(settings.event_types[name].transforms))
-            for name, contract in contracts.items()
-        }
+        self._plans = {name: _plan(contract, transforms.get(name))
+                       for name, contract in contracts.items()}
         self._topic_type = {t.name: t.event_type for t in settings.topics}
         self._topic_field = {t.name: t.type_field for t in settings.topics}
         self._tombstones = {name: TombstoneKey(contract, settings.event_types[name])
@@ -154,8 +155,8 @@ class Decoder:
                     "schema_violation", "validate",
                     f"{plan.contract.event_type} v{plan.contract.version}: {exc.message}",
                 ) from None
-        if plan.transforms:
-            transformed = _transform(plan.transforms, event)
+        if plan.transform is not None:
+            transformed = plan.transform(event)
             if transformed is None:
                 return None
             event = transformed
@@ -200,28 +201,3 @@ def _timestamp_refused(timestamp_ms: int) -> EventRejected:
     return EventRejected(
         "conversion_error", "decode", f"the record's Kafka timestamp ({timestamp_ms} ms "
         "since 1970) is outside the years 1 to 9999 in UTC")
-
-
-def _transform(transforms: Sequence[Transform], event: dict[str, Any]) -> dict[str, Any] | None:
-    """Run the chain: the event it returns, None if one dropped it, or raise."""
-    for transform in transforms:
-        try:
-            transformed = transform(event)
-        except Exception as exc:  # noqa: BLE001 - user code: any failure rejects one event
-            raise EventRejected(
-                "transform_error", "transform",
-                printable(f"{_name(transform)}: {type(exc).__name__}: {exc}"),
-            ) from None
-        if transformed is None:
-            return None
-        if not isinstance(transformed, dict):  # a row is built from its fields
-            raise EventRejected(
-                "transform_error", "transform", f"{_name(transform)} returned "
-                f"{type(transformed).__name__}, not the event (a dict) or None",
-            )
-        event = transformed
-    return event
-
-
-def _name(transform: Transform) -> str:
-    return str(getattr(transform, "__name__", repr(transform)))

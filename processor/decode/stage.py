@@ -1,35 +1,58 @@
-"""The decode stage: fetched records in, items spread over the writer lanes out."""
+"""The decode stage: fetched records in, rows and dead letters out to the partition stage."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import structlog
 
 from processor import metrics
-from processor.batch.buffer import LaneBuffer
 from processor.decode.decoder import Decoder
 from processor.errors import EventRejected
-from processor.partition.router import lane_for
+from processor.progress import PartitionProgress
 from processor.records import Chunk, DeadLetter, Item, Row
-from processor.source.progress import PartitionProgress
 
 log = structlog.get_logger(__name__)
 
 
+Fetch = list[tuple[PartitionProgress, list[Any]]]
+
+
+class Output(Protocol):
+    """Where decoded items go next (the partition stage's router)."""
+
+    async def put(self, items: Sequence[Item]) -> None:
+        """Take one fetch's items, in order; waits while a lane is full."""
+
+    async def close(self) -> None:
+        """No more items will come."""
+
+
 class DecodeStage:
-    """Decodes one fetch at a time and hands each lane its share."""
+    """Decodes one fetch at a time and hands its items on, in order."""
 
-    def __init__(self, decoder: Decoder, buffers: Sequence[LaneBuffer]) -> None:
+    def __init__(self, decoder: Decoder, output: Output) -> None:
         self._decoder = decoder
-        self._buffers = buffers
+        self._output = output
 
-    async def dispatch(self, fetched: list[tuple[PartitionProgress, list[Any]]]) -> None:
-        """Decode every record of one fetch and put it in its lane (waits if a lane is full)."""
-        lanes = len(self._buffers)
-        per_lane: list[list[Item]] = [[] for _ in range(lanes)]
-        per_lane_bytes = [0] * lanes
+    async def run(self, fetches: asyncio.Queue[Fetch | None],
+                  after_each: Callable[[], None] | None = None) -> None:
+        """The stage's loop: every fetch of ``fetches`` until ``None``, then close the output.
+
+        ``after_each`` runs after each fetch is handed on (backpressure pauses the partitions
+        whose lanes it filled).
+        """
+        while (fetched := await fetches.get()) is not None:
+            await self.dispatch(fetched)
+            if after_each is not None:
+                after_each()
+        await self._output.close()
+
+    async def dispatch(self, fetched: Fetch) -> None:
+        """Decode every record of one fetch and hand the items on (waits if a lane is full)."""
+        items: list[Item] = []
         for progress, records in fetched:
             if progress.revoked:
                 continue  # the partition moved while this fetch waited; its next owner replays
@@ -67,15 +90,12 @@ class DecodeStage:
                     item = Row(decoded[0], decoded[1], chunk,
                                len(value) if value is not None else len(rec.key or b""),
                                rec.key, list(rec.headers), rec.timestamp, value is None)
-                lane = lane_for(rec.key, rec.partition, lanes)
-                per_lane[lane].append(item)
-                per_lane_bytes[lane] += item.nbytes
+                items.append(item)
             if filtered:
                 metrics.EVENTS_FILTERED.labels(chunk.tp[0]).inc(filtered)
                 progress.mark_done(chunk, filtered)
-        for buffer, items, nbytes in zip(self._buffers, per_lane, per_lane_bytes, strict=True):
-            if items:
-                await buffer.put(items, nbytes)
+        if items:
+            await self._output.put(items)
 
     @staticmethod
     def _dead_letter(rec: Any, chunk: Chunk, exc: EventRejected) -> DeadLetter:

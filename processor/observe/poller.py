@@ -19,8 +19,8 @@ from aiokafka.errors import KafkaError
 
 from processor import metrics
 from processor.batch.buffer import LaneBuffer
+from processor.progress import ProgressBook, records_behind
 from processor.records import TopicPartitionKey
-from processor.source.progress import ProgressBook
 
 log = structlog.get_logger(__name__)
 
@@ -78,13 +78,12 @@ class LagPoller:
             end = ends.get(TopicPartition(*tp))
             if end is None:
                 continue
-            written = progress.written_until
-            behind = end - written if written is not None else end
-            metrics.LAG_RECORDS.labels(*map(str, tp)).set(max(0, behind))
+            behind = records_behind(end, progress.written_until)
+            metrics.LAG_RECORDS.labels(*map(str, tp)).set(behind)
             oldest = progress.oldest_pending_ms
             age = (now_ms - oldest) / 1000 if oldest is not None else 0.0
             metrics.LAG_SECONDS.labels(*map(str, tp)).set(max(0.0, age))
-            latest[tp] = (max(0, behind), max(0.0, age))
+            latest[tp] = (behind, max(0.0, age))
         self.latest = latest
         # Partitions that moved away stop being reported instead of freezing at a value.
         for tp in self._labelled - set(owned):

@@ -16,11 +16,11 @@ from processor.connections import postgres_client
 from processor.observe.health import Check, LoopHeartbeat, ReadinessProbe, evaluate
 from processor.observe.poller import LagPoller
 from processor.observe.server import PROBE_TIMEOUT_S
+from processor.progress import ProgressBook
 from processor.settings import Settings
 from processor.sink.breaker import CircuitBreaker, State
 from processor.sink.writer import BatchWriter
 from processor.source.consumer import KafkaSource
-from processor.source.progress import ProgressBook
 from processor.stalls import Stalls
 
 log = structlog.get_logger(__name__)

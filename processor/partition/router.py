@@ -1,4 +1,5 @@
-"""Pick a writer lane by the event key, so every event of one key is written by one lane, in order.
+"""The partition stage: each event to a writer lane by its key, so every event of one key is
+written by one lane, in order.
 
 crc32 rather than ``hash()``: Python salts ``hash`` of bytes per process, and a lane choice
 that is stable across processes and restarts makes logs and metrics comparable.
@@ -6,7 +7,21 @@ that is stable across processes and restarts makes logs and metrics comparable.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Protocol
 from zlib import crc32
+
+from processor.records import Item
+
+
+class LaneInput(Protocol):
+    """What the router hands a lane's items to (the batch stage's buffer)."""
+
+    async def put(self, items: list[Item], nbytes: int) -> None:
+        """Add ``items`` (``nbytes`` in all); waits while the lane is full."""
+
+    async def close(self) -> None:
+        """No more items will come."""
 
 
 def lane_for(key: bytes | None, partition: int, lanes: int) -> int:
@@ -14,3 +29,28 @@ def lane_for(key: bytes | None, partition: int, lanes: int) -> int:
     if key is None:
         return partition % lanes
     return crc32(key) % lanes
+
+
+class Router:
+    """Spreads the items of one fetch over the lanes, keeping their order within each lane."""
+
+    def __init__(self, lanes: Sequence[LaneInput]) -> None:
+        self._lanes = lanes
+
+    async def put(self, items: Sequence[Item]) -> None:
+        """Hand each lane its share of ``items`` at once (waits while a lane is full)."""
+        count = len(self._lanes)
+        per_lane: list[list[Item]] = [[] for _ in range(count)]
+        per_lane_bytes = [0] * count
+        for item in items:
+            lane = lane_for(item.key, item.chunk.tp[1], count)
+            per_lane[lane].append(item)
+            per_lane_bytes[lane] += item.nbytes
+        for target, share, nbytes in zip(self._lanes, per_lane, per_lane_bytes, strict=True):
+            if share:
+                await target.put(share, nbytes)
+
+    async def close(self) -> None:
+        """Tell every lane that nothing more will come."""
+        for target in self._lanes:
+            await target.close()

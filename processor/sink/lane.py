@@ -22,12 +22,12 @@ import structlog
 from processor import metrics
 from processor.batch.buffer import LaneBuffer
 from processor.deadletter.places import Places, mark, unplaced
+from processor.progress import ProgressBook
 from processor.records import Chunk, DeadLetter, Item, Row
 from processor.retry import retry_transient
 from processor.settings import Settings
 from processor.sink.breaker import CircuitBreaker
 from processor.sink.writer import BatchWriter
-from processor.source.progress import ProgressBook
 from processor.stalls import Stalls, lane_part
 from processor.verdict import Verdict, verdict
 

@@ -9,8 +9,8 @@ import orjson
 
 from processor import pgtime
 from processor.connections import postgres_client
+from processor.schema.tables import TableSpec
 from processor.settings import Settings
-from processor.sink.tables import TableSpec
 
 JSONB_VERSION = b"\x01"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from processor.sink.tables import TableSpec
+from processor.schema.tables import TableSpec
 
 Values = tuple[Any, ...]
 OFFSET = -3  # kafka_offset's place from the end, in rows and tombstones alike

@@ -8,24 +8,20 @@ stored watermark at or below what is written, and the next owner resumes from th
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
-import orjson
 
-from processor.deadletter.stored import HEADERS_FORMAT, encode_headers, safe_text
-from processor.decode.converters import kafka_time
+from processor.deadletter.table import DeadLetterTable
 from processor.errors import SinkUnavailable
+from processor.offsets import OffsetStore
 from processor.records import DeadLetter, Item, Row, TopicPartitionKey
+from processor.schema.maintenance import PartitionGuard
+from processor.schema.tables import TableSpec
 from processor.settings import Settings
-from processor.sink.identifiers import qualified
-from processor.sink.maintenance import PartitionGuard
-from processor.sink.offsets import OffsetStore
-from processor.sink.tables import TableSpec
 from processor.sink.tombstones import last_per_key
 from processor.verdict import Verdict, stale_connection, verdict
 
@@ -55,7 +51,7 @@ class BatchWriter:
 
     def __init__(
         self, pool: asyncpg.Pool, settings: Settings, specs: Mapping[str, TableSpec],
-        offsets: OffsetStore,
+        offsets: OffsetStore, dead_letters: DeadLetterTable | None = None,
     ) -> None:
         self._pool = pool
         self._specs = specs
@@ -64,15 +60,7 @@ class BatchWriter:
         self._delete = {name: spec.delete_sql() for name, spec in specs.items() if spec.upsert}
         self._partitions = PartitionGuard(specs)
         self.last_commit = 0.0  # time.monotonic() of the last committed batch
-        self._group = settings.kafka.group_id
-        table = qualified(settings.postgres.schema_name, settings.postgres.dead_letter_table)
-        self._dead_sql = (
-            f"INSERT INTO {table} (consumer_group, topic, partition, \"offset\", "
-            "kafka_timestamp, key, value, headers, headers_format, event_type, stage, reason, "
-            "error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
-            "ON CONFLICT ON CONSTRAINT "
-            f"\"{settings.postgres.dead_letter_table}_source_key\" DO NOTHING"
-        )
+        self._dead_letters = dead_letters or DeadLetterTable(settings)
 
     async def write(
         self, writer: int, items: Sequence[Item], marks: Mapping[TopicPartitionKey, int]
@@ -106,9 +94,7 @@ class BatchWriter:
                         await conn.execute(self._insert[event_type])
                     for event_type, args in deletes.items():
                         await conn.execute(self._delete[event_type], *args)
-                    if dead:
-                        await conn.executemany(self._dead_sql,
-                                               [self._dead_args(d) for d in dead])
+                    await self._dead_letters.insert(conn, dead)
                     await self._offsets.save(conn, writer, marks)
             except Exception as exc:
                 if stale_connection(exc):
@@ -121,29 +107,3 @@ class BatchWriter:
                     ) from exc
                 raise
         self.last_commit = time.monotonic()
-
-    async def write_dead_letters(self, dead: Sequence[DeadLetter], timeout_s: float) -> None:
-        """Dead letters alone, in their own transaction (draining the spool), bounded.
-
-        The table's unique source key makes a second copy of one change nothing. Past
-        ``timeout_s`` the connection is terminated rather than the operation cancelled: a
-        cancelled query leaves a pooled connection busy (its ROLLBACK waits on a server that
-        may never answer), while a terminated one fails at once and the pool replaces it.
-        """
-        async with self._pool.acquire(timeout=timeout_s) as conn:
-            watchdog = asyncio.get_running_loop().call_later(timeout_s, conn.terminate)
-            try:
-                async with conn.transaction():
-                    await conn.executemany(self._dead_sql, [self._dead_args(d) for d in dead])
-            finally:
-                watchdog.cancel()
-
-    def _dead_args(self, d: DeadLetter) -> tuple[Any, ...]:
-        # Any dead letter must be insertable: the bytes go whole into bytea and exact-headers
-        # jsonb, the messages into text without what PostgreSQL's text refuses.
-        headers = orjson.dumps(encode_headers(d.headers))
-        return (
-            self._group, safe_text(d.topic), d.partition, d.offset, kafka_time(d.timestamp_ms),
-            d.key, d.value, headers, HEADERS_FORMAT, safe_text(d.event_type),
-            safe_text(d.stage), safe_text(d.reason), safe_text(d.error),
-        )

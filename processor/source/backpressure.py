@@ -21,12 +21,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from processor import metrics
-from processor.batch.buffer import LaneBuffer
 from processor.records import TopicPartitionKey
 from processor.settings import Settings
 from processor.stalls import Stalls
@@ -34,11 +34,26 @@ from processor.stalls import Stalls
 log = structlog.get_logger(__name__)
 
 
+class LaneFill(Protocol):
+    """What backpressure reads of a lane's buffer (the batch stage's)."""
+
+    @property
+    def rows(self) -> int:
+        """Events buffered."""
+
+    @property
+    def nbytes(self) -> int:
+        """Their size."""
+
+    def partitions(self) -> set[TopicPartitionKey]:
+        """The partitions they came from."""
+
+
 class Backpressure:
     """Keeps the consumer's paused set in step with the lanes' fill levels."""
 
     def __init__(
-        self, consumer: AIOKafkaConsumer, buffers: Sequence[LaneBuffer], settings: Settings,
+        self, consumer: AIOKafkaConsumer, buffers: Sequence[LaneFill], settings: Settings,
         stalls: Stalls,
     ) -> None:
         self._stalls = stalls
@@ -76,7 +91,7 @@ class Backpressure:
                 self._full.discard(lane)
                 self._resume(lane, buffer)
 
-    def _pause(self, lane: int, buffer: LaneBuffer) -> None:
+    def _pause(self, lane: int, buffer: LaneFill) -> None:
         assigned = self._consumer.assignment()
         new = []
         for tp in sorted(buffer.partitions()):  # a stable order for the pause and its log line
@@ -92,7 +107,7 @@ class Backpressure:
                      lane_bytes=buffer.nbytes, partitions=_names(new))
         self._publish()
 
-    def _resume(self, lane: int, buffer: LaneBuffer) -> None:
+    def _resume(self, lane: int, buffer: LaneFill) -> None:
         ready = []
         for tp, lanes in list(self._paused_by.items()):
             lanes.discard(lane)

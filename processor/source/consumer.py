@@ -17,11 +17,11 @@ from aiokafka.errors import KafkaError
 
 from processor import metrics
 from processor.connections import kafka_client
+from processor.offsets import OffsetStore
+from processor.progress import PartitionProgress, ProgressBook
 from processor.records import TopicPartitionKey
 from processor.retry import retry_transient
 from processor.settings import Settings
-from processor.sink.offsets import OffsetStore
-from processor.source.progress import PartitionProgress, ProgressBook
 from processor.stalls import Stalls
 
 log = structlog.get_logger(__name__)

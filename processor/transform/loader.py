@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
-Event = dict[str, Any]
-Transform = Callable[[Event], Event | None]
+from processor.transform.chain import Chain, Transform, chain
+
+if TYPE_CHECKING:
+    from processor.settings import Settings
 
 
 class TransformLoadError(ValueError):
@@ -32,3 +33,8 @@ def load_transform(ref: str) -> Transform:
 def load_chain(refs: list[str]) -> list[Transform]:
     """All transforms of one event type, in order."""
     return [load_transform(ref) for ref in refs]
+
+
+def load_chains(settings: Settings) -> dict[str, Chain | None]:
+    """Every event type's transforms, loaded once, as the decoder runs them."""
+    return {name: chain(load_chain(et.transforms)) for name, et in settings.event_types.items()}

@@ -171,6 +171,19 @@ class Harness:
                 continue  # a traceback line; the JSON lines carry what tests check
         return lines
 
+    def not_json(self, name: str) -> list[str]:
+        """The lines of a process's log that are not a JSON object with a level."""
+        bad = []
+        for raw in (self.tmp / f"{name}.log").read_bytes().splitlines():
+            try:
+                line = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                bad.append(raw.decode(errors="replace"))
+                continue
+            if not isinstance(line, dict) or "level" not in line:
+                bad.append(raw.decode(errors="replace"))
+        return bad
+
     def sql(self, query: str, *args: Any) -> list[asyncpg.Record]:
         async def go() -> list[asyncpg.Record]:
             conn = await asyncpg.connect(self.dsn)

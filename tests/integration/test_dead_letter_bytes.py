@@ -22,13 +22,12 @@ from hypothesis import strategies as st
 from processor.deadletter.places import Places
 from processor.deadletter.spool import Spool
 from processor.deadletter.stored import decode_headers, safe_text
+from processor.deadletter.table import DeadLetterTable
 from processor.produce.producer import ensure_topics
 from processor.produce.sample import SampleEvents
 from processor.records import Chunk, DeadLetter, Header
 from processor.settings import load_settings
-from processor.sink.offsets import OffsetStore
 from processor.sink.pool import create_pool
-from processor.sink.writer import BatchWriter
 from tests.integration.conftest import KAFKA, ROWS, Harness
 from tests.integration.servers import PrivatePostgres
 from tests.integration.test_dead_letter_places import _read_dlq, dlq_harness
@@ -177,8 +176,8 @@ async def test_a_spooled_dead_letter_is_listed_then_drained_into_the_table_exact
     settings = load_settings(h.config)
     pool = await create_pool(settings, [])
     try:
-        writer = BatchWriter(pool, settings, {}, OffsetStore(settings))
-        places = Places(None, writer, Spool(settings.dead_letters.spool_dir, h.group), 10)
+        places = Places(None, DeadLetterTable(settings), pool,
+                        Spool(settings.dead_letters.spool_dir, h.group), 10)
         dead = spooled(7, h.topics["order"])
         await places.to_spool([dead], ConnectionError("PostgreSQL went away"))
         where = f"{dead.topic}:{dead.partition}@{dead.offset}"
@@ -260,7 +259,7 @@ def test_any_dead_letter_is_insertable_and_reads_back_exact(tmp_path: Path) -> N
     try:
         with asyncio.Runner() as runner:
             pool = runner.run(create_pool(settings, []))
-            writer = BatchWriter(pool, settings, {}, OffsetStore(settings))
+            table = DeadLetterTable(settings)
 
             @hyp_settings(max_examples=150, deadline=None)
             @given(nasty_dead_letters)
@@ -269,7 +268,7 @@ def test_any_dead_letter_is_insertable_and_reads_back_exact(tmp_path: Path) -> N
                 d = spooled(next(offsets), h.topics["order"])
                 d.key, d.value, d.headers, d.error, d.event_type = (
                     key, value, headers, error, event_type)
-                runner.run(writer.write_dead_letters([d], 10.0))
+                runner.run(table.write_alone(pool, [d], 10.0))
                 row = runner.run(pool.fetchrow(
                     f'SELECT key, value, headers, error FROM {h.schema}.weir_dead_letters '
                     'WHERE "offset" = $1', d.offset))

@@ -19,12 +19,11 @@ from typing import Any
 import asyncpg
 import pytest
 
+from processor.deadletter.table import DeadLetterTable
 from processor.records import Chunk, DeadLetter
 from processor.retry import Backoff, retry_transient
 from processor.settings import load_settings
-from processor.sink.offsets import OffsetStore
 from processor.sink.pool import create_pool
-from processor.sink.writer import BatchWriter
 from processor.verdict import Verdict, verdict
 from tests.integration.conftest import KAFKA, PG_DSN, ROWS, Harness, as_role, two_roles
 from tests.integration.servers import PrivatePostgres, TcpProxy, free_port
@@ -231,18 +230,18 @@ def test_a_dead_letter_insert_into_a_frozen_server_gives_up_in_time_and_the_pool
     async def scenario() -> tuple[float, int]:
         pool = await create_pool(settings, [])
         try:
-            writer = BatchWriter(pool, settings, {}, OffsetStore(settings))
+            table = DeadLetterTable(settings)
             private_pg.freeze()
             started = time.monotonic()
             try:
                 with pytest.raises(Exception) as raised:  # noqa: PT011 - any, checked below
-                    await writer.write_dead_letters([dead], 2.0)
+                    await table.write_alone(pool, [dead], 2.0)
             finally:
                 private_pg.thaw()
             took = time.monotonic() - started
             assert verdict(raised.value) is Verdict.RETRY, raised.value
             # The terminated connection was replaced: the next insert goes through.
-            await retry_transient(lambda: writer.write_dead_letters([dead], 10.0), "test",
+            await retry_transient(lambda: table.write_alone(pool, [dead], 10.0), "test",
                                   Backoff(0.05, 0.5))
             count: int = await pool.fetchval(
                 f"SELECT count(*) FROM {h.schema}.weir_dead_letters")

@@ -19,10 +19,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from processor.contracts import ALLOWED_OVERRIDES, load_contracts
-from processor.decode.converters import FIRST_US, INT32, INT64, LAST_US
+from processor.decode.converters import INT32, INT64
 from processor.decode.decoder import Decoder
 from processor.errors import EventRejected
+from processor.pgtime import FIRST_US, LAST_US
 from processor.settings import load_settings
+from processor.transform.loader import load_chains
 
 TOPIC = "any.columns"
 FIELDS = {pg_type: "c_" + pg_type.replace(" ", "_") for pg_type in sorted(ALLOWED_OVERRIDES)}
@@ -47,7 +49,7 @@ def decoder(tmp_path_factory: pytest.TempPathFactory) -> Decoder:
               "topics": [{"name": TOPIC, "event_type": "any"}]}
     (tmp / "weir.yaml").write_text(yaml.safe_dump(config))
     loaded = load_settings(tmp / "weir.yaml")
-    return Decoder(loaded, load_contracts(loaded))
+    return Decoder(loaded, load_contracts(loaded), load_chains(loaded))
 
 
 texts = st.text(st.characters(exclude_categories=("Cs",)) | st.sampled_from(["\x00", "é"]),

@@ -13,9 +13,11 @@ from processor.contracts import load_contracts
 from processor.decode.decoder import Decoder
 from processor.errors import EventRejected
 from processor.settings import load_settings
+from processor.transform.loader import load_chains
 
 CONFIG = Path(__file__).resolve().parents[2] / "config" / "example.yaml"
-DECODER = Decoder(load_settings(CONFIG), load_contracts(load_settings(CONFIG)))
+SETTINGS = load_settings(CONFIG)
+DECODER = Decoder(SETTINGS, load_contracts(SETTINGS), load_chains(SETTINGS))
 REASONS = {"empty_value", "too_large", "decode_error", "not_an_object", "unknown_event_type",
            "schema_violation", "transform_error", "conversion_error", "too_deep", "too_long",
            "too_many_fields"}

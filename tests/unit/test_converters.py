@@ -18,13 +18,12 @@ from processor.decode.converters import (
     check_text,
     converter_for,
     has_nul_escape,
-    kafka_time,
     printable,
     show,
 )
 from processor.decode.rawjson import check_raw, nul_place
 from processor.errors import EventRejected
-from processor.pgtime import micros
+from processor.pgtime import aware_micros, kafka_micros_or_none, micros
 
 UUID_TEXT = "3a09a5cf-26cc-4de1-bb3a-9cc1e98eb8b5"
 
@@ -181,6 +180,8 @@ def test_printable_escapes_what_text_cannot_hold() -> None:
 
 
 def test_kafka_time_is_none_outside_the_years_1_to_9999() -> None:
-    assert kafka_time(0) == datetime(1970, 1, 1, tzinfo=UTC)
-    assert kafka_time(9_000_000_000_000_000) is None
-    assert kafka_time(-62_135_596_800_001) is None
+    assert kafka_micros_or_none(0) == micros(datetime(1970, 1, 1, tzinfo=UTC))
+    assert kafka_micros_or_none(-62_135_596_800_000) == aware_micros(datetime(1, 1, 1, tzinfo=UTC))
+    assert kafka_micros_or_none(9_000_000_000_000_000) is None
+    assert kafka_micros_or_none(-62_135_596_800_001) is None
+    assert kafka_micros_or_none(None) is None

@@ -1,4 +1,4 @@
-"""Any dead letter is insertable: the writer's arguments hold no NUL in text or jsonb, no
+"""Any dead letter is insertable: the table's arguments hold no NUL in text or jsonb, no
 lone surrogate, and the headers read back byte for byte."""
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ from processor.deadletter.stored import (
     encode_headers,
     safe_text,
 )
+from processor.deadletter.table import DeadLetterTable
 from processor.records import Chunk, DeadLetter
 from processor.settings import load_settings
-from processor.sink.offsets import OffsetStore
-from processor.sink.writer import BatchWriter
 
 NASTY_HEADERS = [
     ("trace-bin", b"\x00\xff\x01"), ("k\x00ey \u2603\t\n", b"plain text"),
@@ -38,20 +37,19 @@ def nasty(error: str = "ValueError: refused 'a\x00b' \udcff", event_type: str | 
 
 
 @pytest.fixture
-def writer(example_config: Path) -> BatchWriter:
-    settings = load_settings(example_config)
-    return BatchWriter(None, settings, {}, OffsetStore(settings))  # type: ignore[arg-type]
+def table(example_config: Path) -> DeadLetterTable:
+    return DeadLetterTable(load_settings(example_config))
 
 
-def test_args_match_the_statement_and_carry_the_format(writer: BatchWriter) -> None:
-    args = writer._dead_args(nasty())
-    placeholders = set(re.findall(r"\$(\d+)", writer._dead_sql))
-    assert len(args) == len(placeholders) == 13
+def test_args_match_the_statement_and_carry_the_format(table: DeadLetterTable) -> None:
+    args = table.args(nasty())
+    placeholders = set(re.findall(r"\$(\d+)", table.insert_sql))
+    assert len(args) == len(placeholders) == 14
     assert args[8] == HEADERS_FORMAT
 
 
-def test_text_args_hold_nothing_postgresql_text_refuses(writer: BatchWriter) -> None:
-    args = writer._dead_args(nasty())
+def test_text_args_hold_nothing_postgresql_text_refuses(table: DeadLetterTable) -> None:
+    args = table.args(nasty())
     texts = [a for a in args if isinstance(a, str)]
     assert texts
     for text in texts:
@@ -61,15 +59,15 @@ def test_text_args_hold_nothing_postgresql_text_refuses(writer: BatchWriter) -> 
     assert args[9] == "or\\x00der"
 
 
-def test_bytes_go_whole_and_headers_read_back_exact(writer: BatchWriter) -> None:
-    args = writer._dead_args(nasty())
+def test_bytes_go_whole_and_headers_read_back_exact(table: DeadLetterTable) -> None:
+    args = table.args(nasty())
     assert (args[5], args[6]) == (b"\x00\xff\xfe key", b"\x00\x01 not json")
     assert b"\\u0000" not in args[7]  # jsonb refuses it
     assert decode_headers(args[7]) == NASTY_HEADERS
 
 
-def test_a_dead_letter_without_event_type_stays_null(writer: BatchWriter) -> None:
-    assert writer._dead_args(nasty(event_type=None))[9] is None
+def test_a_dead_letter_without_event_type_stays_null(table: DeadLetterTable) -> None:
+    assert table.args(nasty(event_type=None))[9] is None
 
 
 def test_headers_are_readable_text_where_they_are_text() -> None:

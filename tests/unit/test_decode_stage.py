@@ -8,8 +8,9 @@ from typing import Any
 from processor.batch.buffer import LaneBuffer
 from processor.decode.stage import DecodeStage
 from processor.errors import EventRejected
+from processor.partition.router import Router
+from processor.progress import ProgressBook
 from processor.records import DeadLetter, Row
-from processor.source.progress import ProgressBook
 
 
 @dataclass
@@ -37,7 +38,7 @@ class Decoder:
 
 async def test_an_unexpected_decoder_error_dead_letters_that_event_only() -> None:
     buffer = LaneBuffer(100, 10**6)
-    stage = DecodeStage(Decoder(), [buffer])  # type: ignore[arg-type]
+    stage = DecodeStage(Decoder(), Router([buffer]))  # type: ignore[arg-type]
     progress = ProgressBook().assign(("orders", 0), None)
     records = [Record(0, b"{}"), Record(1, b"boom"), Record(2, b"bad"), Record(3, b"{}")]
     await stage.dispatch([(progress, records)])

@@ -12,12 +12,13 @@ from processor.decode.decoder import Decoder
 from processor.errors import EventRejected
 from processor.pgtime import micros
 from processor.settings import load_settings
+from processor.transform.loader import load_chains
 
 
 @pytest.fixture
 def decoder(example_config: Path) -> Decoder:
     settings = load_settings(example_config)
-    return Decoder(settings, load_contracts(settings))
+    return Decoder(settings, load_contracts(settings), load_chains(settings))
 
 
 def order(**changes: Any) -> dict[str, Any]:
@@ -131,7 +132,7 @@ def test_shape_limits_reject_hostile_events(
         "  max_array_length: 100\n  max_object_fields: 100"))
     settings = load_settings(config)
     assert settings.pipeline.max_json_depth == 4
-    strict = Decoder(settings, load_contracts(settings))
+    strict = Decoder(settings, load_contracts(settings), load_chains(settings))
     with pytest.raises(EventRejected) as info:
         decode(strict, orjson.dumps(order(**extra)))
     assert info.value.reason == reason
@@ -189,7 +190,7 @@ def _with_transforms(example_config: Path, tmp_path: Path, transforms: str) -> D
         "    transforms:\n      - processor.transform.examples:normalize_currency\n",
         transforms))
     settings = load_settings(config)
-    return Decoder(settings, load_contracts(settings))
+    return Decoder(settings, load_contracts(settings), load_chains(settings))
 
 
 def test_a_transform_s_output_is_checked_too(example_config: Path, tmp_path: Path) -> None:

@@ -62,3 +62,68 @@ def test_events_md_is_generated_from_the_schemas(example_config: Path) -> None:
     assert (DOCS / "events.md").read_text() == expected, (
         "docs/events.md is stale: run `weir docs events -c config/example.yaml -o docs/events.md`"
     )
+
+
+PACKAGE = DOCS.parent / "processor"
+
+
+def _layout_rows() -> list[str]:
+    text = (DOCS / "architecture.md").read_text()
+    section = text.split("## Package layout", 1)[1].split("\n## ", 1)[0]
+    return [line for line in section.splitlines() if line.startswith("| `")]
+
+
+def named_modules() -> set[str]:
+    """Every module the package table names: ``a/b.py``, and ``c.py`` after it means
+    ``a/c.py``."""
+    import re
+
+    named: set[str] = set()
+    for row in _layout_rows():
+        folder = ""
+        for path in re.findall(r"`([^`]+)`", row.split("|")[1]):
+            if "/" in path:
+                folder = path.rsplit("/", 1)[0]
+                named.add(path)
+            else:
+                named.add(f"{folder}/{path}")
+    return named
+
+
+def test_the_package_table_names_every_module_and_nothing_else() -> None:
+    exists = {str(p.relative_to(DOCS.parent)) for p in PACKAGE.rglob("*.py")
+              if p.name not in ("__init__.py", "__main__.py")}
+    named = named_modules()
+    assert named, "no package table found"
+    assert sorted(exists - named) == [], "modules missing from docs/architecture.md"
+    assert sorted(named - exists) == [], "docs/architecture.md names modules that do not exist"
+
+
+def _slug(heading: str) -> str:
+    # GitHub's anchors: lower case, punctuation dropped (hyphens kept), spaces to hyphens.
+    import re
+
+    text = heading.strip().lower().replace("`", "")
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def _anchors(page: Path) -> set[str]:
+    return {_slug(line.lstrip("#")) for line in page.read_text().splitlines()
+            if line.startswith("#")}
+
+
+def test_every_link_between_the_docs_resolves() -> None:
+    import re
+
+    broken = []
+    for page in [README, *sorted(DOCS.glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if re.match(r"[a-z]+:", target):
+                continue  # a web address
+            path, _, anchor = target.partition("#")
+            file = (page.parent / path).resolve() if path else page
+            if not file.exists():
+                broken.append(f"{page.name}: {target} (no such file)")
+            elif anchor and file.suffix == ".md" and anchor not in _anchors(file):
+                broken.append(f"{page.name}: {target} (no such heading)")
+    assert broken == []

@@ -5,8 +5,7 @@ from pathlib import Path
 import pytest
 
 from processor.contracts import Column, Contract, load_contracts
-from processor.settings import load_settings
-from processor.sink.evolution import (
+from processor.schema.evolution import (
     Evolution,
     ExistingTable,
     SchemaIncompatible,
@@ -14,7 +13,8 @@ from processor.sink.evolution import (
     check_rollup,
     evolve_target,
 )
-from processor.sink.tables import META_COLUMNS, TableSpec, table_spec
+from processor.schema.tables import META_COLUMNS, TableSpec, table_spec
+from processor.settings import load_settings
 
 
 @pytest.fixture

@@ -17,11 +17,11 @@ from structlog.testing import capture_logs
 from processor.batch.buffer import LaneBuffer
 from processor.deadletter.places import Places
 from processor.deadletter.spool import Spool
+from processor.progress import ProgressBook
 from processor.records import DeadLetter, Item, Row
 from processor.settings import Settings, TopicSettings
 from processor.sink.breaker import CircuitBreaker
 from processor.sink.lane import Lane
-from processor.source.progress import ProgressBook
 from processor.stalls import Stalls
 
 TP = ("orders", 0)
@@ -61,7 +61,8 @@ class FakeWriter:
             [i.values[0] if isinstance(i, Row) else f"dead:{i.offset}" for i in items
              if isinstance(i, Row) or i.place is None])
 
-    async def write_dead_letters(self, dead: Sequence[DeadLetter], timeout_s: float) -> None:
+    async def write_alone(self, pool: object, dead: Sequence[DeadLetter],
+                          timeout_s: float) -> None:
         if self.table_down:
             raise OSError("connection refused")
         self.drained += [d.offset for d in dead]
@@ -84,7 +85,7 @@ async def run_lane(tmp_path: Path, topic: FakeTopic | None, writer: FakeWriter,
                    stalls: Stalls | None = None) -> tuple[list[Item], ProgressBook, Places]:
     book = ProgressBook()
     items = batch(book)
-    places = Places(topic, writer, Spool(tmp_path, "g"), 1.0)  # type: ignore[arg-type]
+    places = Places(topic, writer, None, Spool(tmp_path, "g"), 1.0)  # type: ignore[arg-type]
     buffer = LaneBuffer(100, 10_000)
     lane = Lane(0, buffer, writer, book, settings(),  # type: ignore[arg-type]
                 CircuitBreaker("t-fallbacks", 100, 0.01), places, stalls or Stalls(False, 0.01))
@@ -145,12 +146,12 @@ async def test_the_drain_moves_the_spool_to_the_topic_else_the_table_else_keeps_
     _, _, places = await run_lane(tmp_path, FakeTopic(available=False),
                                   FakeWriter(outages=1))
     down = Places(FakeTopic(available=False), FakeWriter(table_down=True),  # type: ignore[arg-type]
-                  places.spool, 1.0)
+                  None, places.spool, 1.0)
     with capture_logs():
         assert await down.drain() == 0
     assert len(await places.spool.entries()) == 2
     table = FakeWriter()
-    assert await Places(FakeTopic(ok={3}), table, places.spool, 1.0).drain() == 2  # type: ignore[arg-type]
+    assert await Places(FakeTopic(ok={3}), table, None, places.spool, 1.0).drain() == 2  # type: ignore[arg-type]
     assert table.drained == [1]  # the topic took 3
     assert await places.spool.entries() == []
 
@@ -190,16 +191,17 @@ async def test_one_entry_the_table_refuses_does_not_hold_back_the_others(
     tmp_path: Path,
 ) -> None:
     class PickyWriter(FakeWriter):
-        async def write_dead_letters(self, dead: Sequence[DeadLetter], timeout_s: float) -> None:
+        async def write_alone(self, pool: object, dead: Sequence[DeadLetter],
+                          timeout_s: float) -> None:
             if any(d.offset == 3 for d in dead):
                 raise asyncpg.CheckViolationError("the table refuses this one")
-            await super().write_dead_letters(dead, timeout_s)
+            await super().write_alone(pool, dead, timeout_s)
 
     _, _, places = await run_lane(tmp_path, FakeTopic(available=False),
                                   FakeWriter(outages=1))
     picky = PickyWriter()
     with capture_logs():
-        assert await Places(None, picky, places.spool, 1.0).drain() == 1  # type: ignore[arg-type]
+        assert await Places(None, picky, None, places.spool, 1.0).drain() == 1  # type: ignore[arg-type]
     assert picky.drained == [1]
     assert [e.dead.offset for e in await places.spool.entries()] == [3]
 

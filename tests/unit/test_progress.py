@@ -1,4 +1,4 @@
-from processor.source.progress import PartitionProgress, ProgressBook
+from processor.progress import PartitionProgress, ProgressBook
 
 TP = ("orders", 0)
 

@@ -20,3 +20,20 @@ def test_keyless_events_follow_their_partition() -> None:
 
 def test_one_lane_takes_everything() -> None:
     assert {lane_for(f"k{i}".encode(), i, 1) for i in range(100)} == {0}
+
+
+async def test_the_router_gives_each_lane_its_share_in_order() -> None:
+    from processor.batch.buffer import LaneBuffer
+    from processor.partition.router import Router
+    from processor.records import Chunk, Row
+
+    buffers = [LaneBuffer(100, 10_000) for _ in range(3)]
+    chunk = Chunk(("orders", 5), 0, 30)
+    rows = [Row("order", (i,), chunk, 10, f"k{i % 7}".encode(), [], 0) for i in range(30)]
+    await Router(buffers).put(rows)
+    got = [await b.take(100, 10_000, 0) for b in buffers]
+    for lane, items in enumerate(got):
+        assert all(lane_for(r.key, 5, 3) == lane for r in items)
+        assert [r.values for r in items] == sorted(r.values for r in items)  # kept in order
+    assert sum(len(items) for items in got) == 30
+    assert [b.nbytes for b in buffers] == [0, 0, 0]  # taken, byte counts included

@@ -5,18 +5,18 @@ import pytest
 
 from processor.contracts import ContractError, column_type, load_contracts
 from processor.errors import ConfigError
+from processor.offsets import OffsetStore
 from processor.pgtime import micros
-from processor.settings import load_settings
-from processor.sink.maintenance import PartitionGuard
-from processor.sink.partitions import add_partition_sql, bucket, drop_expired_sql
-from processor.sink.rollups import RollupSpec, with_rollups
-from processor.sink.tables import (
+from processor.schema.maintenance import PartitionGuard
+from processor.schema.partitions import add_partition_sql, bucket, drop_expired_sql
+from processor.schema.rollups import RollupSpec, with_rollups
+from processor.schema.tables import (
     index_ddl,
-    offsets_ddl,
     partition_function_ddl,
     table_spec,
     target_ddl,
 )
+from processor.settings import load_settings
 
 
 @pytest.mark.parametrize(
@@ -90,7 +90,7 @@ def test_without_id_field_the_kafka_coordinates_are_the_key(
 
 
 def test_offsets_table_has_a_row_per_writer(example_config: Path) -> None:
-    ddl = offsets_ddl(load_settings(example_config))[0]
+    ddl = OffsetStore(load_settings(example_config)).ddl()[0]
     assert "PRIMARY KEY (consumer_group, topic, partition, writer)" in ddl
 
 

@@ -9,8 +9,8 @@ import pytest
 from processor.contracts import load_contracts
 from processor.decode.tombstones import TombstoneKey
 from processor.errors import EventRejected
+from processor.schema.tables import TableSpec
 from processor.settings import Settings, load_settings
-from processor.sink.tables import TableSpec
 from processor.sink.tombstones import last_per_key
 
 

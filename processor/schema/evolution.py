@@ -16,10 +16,10 @@ import asyncpg
 
 from processor.contracts import Contract
 from processor.errors import PermanentError
-from processor.sink.identifiers import quote_ident
-from processor.sink.partitions import comment_interval
-from processor.sink.rollups import RollupSpec
-from processor.sink.tables import META_COLUMNS, TableSpec
+from processor.identifiers import quote_ident
+from processor.schema.partitions import comment_interval
+from processor.schema.rollups import RollupSpec
+from processor.schema.tables import META_COLUMNS, TableSpec
 
 # format_type() spells some types longer than our DDL does.
 _CANONICAL = {"timestamptz": "timestamp with time zone"}

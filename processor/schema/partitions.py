@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
-from processor.settings import IDENTIFIER
-from processor.sink.identifiers import qualified
+from processor.identifiers import name_literal, qualified
+from processor.pgtime import MICROS_PER_DAY, PG_EPOCH_DAY
 
 STEP = {"day": "1 day", "week": "7 days", "month": "1 month"}
 SUFFIX = {"day": "YYYYMMDD", "week": "YYYYMMDD", "month": "YYYYMM"}
@@ -46,10 +46,6 @@ def bucket(at: datetime | int, interval: str) -> date:
     return day
 
 
-PG_EPOCH_DAY = date(2000, 1, 1)  # timestamptz integer 0 is its midnight UTC
-MICROS_PER_DAY = 86_400_000_000
-
-
 def bucket_start(day: date) -> datetime:
     """Midnight UTC of ``day``: a time inside the partition that starts that day."""
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
@@ -68,13 +64,6 @@ def drop_function(schema: str, table: str) -> str:
 def default_partition(table: str) -> str:
     """The name of the table's default partition."""
     return f"{table}_default"
-
-
-def _literal(name: str) -> str:
-    # Only checked identifiers are embedded, so a plain quoted literal is safe.
-    if not IDENTIFIER.match(name):
-        raise ValueError(f"{name!r} is not a safe SQL identifier")
-    return f"'{name}'"
 
 
 _HEADER = (
@@ -97,7 +86,7 @@ def add_partition_sql(schema: str, table: str, interval: str,
     (it would be dropped at once), too far ahead, or the default partition already holds
     rows of it (PostgreSQL then refuses the new partition; they stay where they are).
     """
-    s, t = _literal(schema), _literal(table)
+    s, t = name_literal(schema), name_literal(table)
     return f"""CREATE OR REPLACE FUNCTION {add_function(schema, table)}(at timestamptz)
 RETURNS boolean
 {_HEADER}AS $weir$
@@ -133,11 +122,11 @@ def drop_expired_sql(schema: str, table: str, retention_days: int | None) -> str
     Rows of that age in the default partition are deleted too. Returns the partitions
     dropped; without a retention it does nothing.
     """
-    s, t = _literal(schema), _literal(table)
+    s, t = name_literal(schema), name_literal(table)
     header = f"CREATE OR REPLACE FUNCTION {drop_function(schema, table)}()\nRETURNS integer\n"
     if retention_days is None:
         return header + f"{_HEADER}AS $weir$\nBEGIN\n  RETURN 0;\nEND\n$weir$"
-    default = _literal(default_partition(table))
+    default = name_literal(default_partition(table))
     return header + f"""{_HEADER}AS $weir$
 DECLARE
   cutoff timestamptz := {_cutoff(retention_days)};

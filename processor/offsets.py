@@ -1,4 +1,5 @@
-"""The offsets table: written in each batch's transaction, read on partition assignment."""
+"""The offsets table: made by ``weir migrate``, written in each batch's transaction, read on
+partition assignment, by ``weir lag`` and by ``weir offsets``."""
 
 from __future__ import annotations
 
@@ -8,20 +9,21 @@ from typing import Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from processor.identifiers import qualified
 from processor.records import TopicPartitionKey
 from processor.settings import Settings
-from processor.sink.identifiers import qualified
 
 # The writer id of the row a rewind leaves (the lanes use 0…, the checkpointer -1).
 REWIND_WRITER = -2
 
 
 class OffsetStore:
-    """SQL for Weir's offsets table, bound to one consumer group."""
+    """Weir's offsets table (its DDL, writes and reads), bound to one consumer group."""
 
     def __init__(self, settings: Settings) -> None:
         self.group = settings.kafka.group_id
-        table = qualified(settings.postgres.schema_name, settings.postgres.offsets_table)
+        self.table = table = qualified(settings.postgres.schema_name,
+                                       settings.postgres.offsets_table)
         # ORDER BY: row locks are taken in one order by every lane, so lanes never deadlock.
         self._upsert = (
             f"INSERT INTO {table} AS o (consumer_group, topic, partition, writer, next_offset) "
@@ -45,6 +47,25 @@ class OffsetStore:
             f"SELECT topic, partition, max(next_offset) AS next_offset FROM {table} "
             "WHERE consumer_group = $1 AND topic = ANY($2::text[]) GROUP BY topic, partition"
         )
+
+    def ddl(self) -> list[str]:
+        """The table: one row per group, partition and writer lane; idempotent.
+
+        Each row holds a watermark that was true when its transaction committed (every
+        offset below it is written), so the resume point of a partition is the largest of
+        its rows. One row per lane keeps lanes from queueing behind each other's row locks.
+        """
+        return [
+            f"""CREATE TABLE IF NOT EXISTS {self.table} (
+  consumer_group text NOT NULL,
+  topic text NOT NULL,
+  partition integer NOT NULL,
+  writer integer NOT NULL,
+  next_offset bigint NOT NULL,
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (consumer_group, topic, partition, writer)
+)"""
+        ]
 
     async def save(
         self,

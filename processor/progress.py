@@ -111,3 +111,8 @@ class ProgressBook:
             progress = self._parts.get(chunk.tp)
             if progress is not None and not progress.revoked:
                 progress.mark_done(chunk, count)
+
+
+def records_behind(end_offset: int, written_until: int | None) -> int:
+    """Lag in records: from what is written (nothing yet: the partition's start) to its end."""
+    return max(0, end_offset - (written_until or 0))

@@ -10,11 +10,10 @@ import zlib
 from dataclasses import dataclass
 
 from processor.contracts import Contract
-from processor.deadletter.stored import LEGACY_HEADERS_FORMAT
+from processor.identifiers import qualified, quote_ident
+from processor.schema.partitions import default_partition_ddl, function_ddl, interval_comment
+from processor.schema.rollups import RollupSpec, with_rollups
 from processor.settings import Settings
-from processor.sink.identifiers import qualified, quote_ident
-from processor.sink.partitions import default_partition_ddl, function_ddl, interval_comment
-from processor.sink.rollups import RollupSpec, with_rollups
 
 # Columns Weir fills on every row, after the schema's own columns, in COPY order.
 META_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -207,77 +206,6 @@ def partition_function_ddl(spec: TableSpec) -> list[str]:
     if not spec.partitioned:
         return []
     return function_ddl(spec.schema_name, spec.name, spec.interval, spec.retention_days)
-
-
-def offsets_ddl(settings: Settings) -> list[str]:
-    """The offsets table: one row per group, partition and writer lane.
-
-    Each row holds a watermark that was true when its transaction committed (every offset
-    below it is written), so the resume point of a partition is the largest of its rows.
-    One row per lane keeps lanes from queueing behind each other's row locks.
-    """
-    table = qualified(settings.postgres.schema_name, settings.postgres.offsets_table)
-    return [
-        f"""CREATE TABLE IF NOT EXISTS {table} (
-  consumer_group text NOT NULL,
-  topic text NOT NULL,
-  partition integer NOT NULL,
-  writer integer NOT NULL,
-  next_offset bigint NOT NULL,
-  updated_at timestamptz NOT NULL DEFAULT now(),
-  PRIMARY KEY (consumer_group, topic, partition, writer)
-)"""
-    ]
-
-
-# Columns added to the dead-letter table after its first version: the writes and `weir dlq`
-# name them, so `weir run` refuses a table without them until `weir migrate` adds them.
-DEAD_LETTER_ADDED_COLUMNS = ("replayed_at", "headers_format")
-HEADERS_COMMENT = (
-    "'[key, value] pairs. headers_format 2: a string is the exact UTF-8 bytes, "
-    "{\"base64\": ...} any other bytes, null no value. headers_format 1 (older rows): "
-    "strings only, bytes that were not UTF-8 replaced by U+FFFD.'"
-)
-
-
-def dead_letter_ddl(settings: Settings) -> list[str]:
-    """The dead-letter table: original bytes plus why, where and when it failed.
-
-    Headers are exact (``processor/deadletter/stored.py``); ``headers_format`` tells rows of
-    that form from older ones.
-    """
-    table = qualified(settings.postgres.schema_name, settings.postgres.dead_letter_table)
-    name = settings.postgres.dead_letter_table
-    return [
-        f"""CREATE TABLE IF NOT EXISTS {table} (
-  id bigserial PRIMARY KEY,
-  consumer_group text NOT NULL,
-  topic text NOT NULL,
-  partition integer NOT NULL,
-  "offset" bigint NOT NULL,
-  kafka_timestamp timestamptz,
-  key bytea,
-  value bytea,
-  headers jsonb NOT NULL DEFAULT '[]',
-  headers_format smallint NOT NULL DEFAULT {LEGACY_HEADERS_FORMAT},
-  event_type text,
-  stage text NOT NULL,
-  reason text NOT NULL,
-  error text NOT NULL,
-  failed_at timestamptz NOT NULL DEFAULT now(),
-  replayed_at timestamptz,
-  CONSTRAINT {quote_ident(name + '_source_key')} UNIQUE (consumer_group, topic, partition, "offset")
-)""",
-        # Tables made before `weir dlq replay` existed get the column on the next migrate.
-        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS replayed_at timestamptz",
-        # Rows of a table made before exact headers keep what they hold and say so; so do
-        # rows an older process still writes during an upgrade (it names no format).
-        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS headers_format smallint NOT NULL "
-        f"DEFAULT {LEGACY_HEADERS_FORMAT}",
-        f"COMMENT ON COLUMN {table}.headers IS {HEADERS_COMMENT}",
-        f"CREATE INDEX IF NOT EXISTS {quote_ident(name + '_reason_idx')} "
-        f"ON {table} (reason, failed_at)",
-    ]
 
 
 def schema_ddl(settings: Settings) -> list[str]:

@@ -2,7 +2,7 @@
 retention.
 
 Everything goes through the functions ``weir migrate`` installed (see
-:mod:`processor.sink.partitions`), so the runtime role never creates or drops a table
+:mod:`processor.schema.partitions`), so the runtime role never creates or drops a table
 itself. Creating a partition takes the parent table's lock for a moment, so it is never done
 inside a batch transaction (which would hold that lock until its commit, with other lanes
 queued behind it), but just before, in its own short transaction.
@@ -10,6 +10,7 @@ queued behind it), but just before, in its own short transaction.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from typing import Any
@@ -17,14 +18,15 @@ from typing import Any
 import asyncpg
 import structlog
 
-from processor.sink.partitions import (
+from processor.schema.partitions import (
     add_function,
     bucket,
     bucket_start,
     drop_function,
     premake_sql,
 )
-from processor.sink.tables import TableSpec
+from processor.schema.tables import TableSpec
+from processor.verdict import Verdict, verdict
 
 # A connection of its own (``weir migrate``) or one lent by the pool.
 Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
@@ -58,6 +60,23 @@ async def maintain(pool: asyncpg.Pool, specs: Iterable[TableSpec]) -> None:
             if spec.partitioned:
                 await premake(conn, spec)
                 await drop_expired(conn, spec)
+
+
+async def maintain_forever(pool: asyncpg.Pool, specs: Sequence[TableSpec],
+                           interval_s: float) -> None:
+    """The owned background task: :func:`maintain` every ``interval_s`` until cancelled."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await maintain(pool, specs)
+        except Exception as exc:
+            answer = verdict(exc)
+            if answer is Verdict.FATAL:
+                raise
+            # A busy table, a database away, a revoked privilege: the next pass tries
+            # again, and the premade partitions ahead leave plenty of room until then.
+            log.warning("partition maintenance failed; trying again next interval",
+                        error=f"{type(exc).__name__}: {exc}", verdict=answer.value)
 
 
 class PartitionGuard:

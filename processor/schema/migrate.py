@@ -17,27 +17,26 @@ import asyncpg
 import structlog
 
 from processor.contracts import Contract
+from processor.deadletter.table import ADDED_COLUMNS, DeadLetterTable
+from processor.offsets import OffsetStore
 from processor.retry import Backoff
-from processor.settings import Settings
-from processor.sink.evolution import (
+from processor.schema.evolution import (
     Evolution,
     SchemaIncompatible,
     check_rollup,
     evolve_target,
     existing_tables,
 )
-from processor.sink.maintenance import premake
-from processor.sink.tables import (
-    DEAD_LETTER_ADDED_COLUMNS,
+from processor.schema.maintenance import premake
+from processor.schema.tables import (
     TableSpec,
-    dead_letter_ddl,
     index_ddl,
-    offsets_ddl,
     partition_function_ddl,
     schema_ddl,
     table_spec,
     target_ddl,
 )
+from processor.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -47,17 +46,7 @@ MIGRATION_LOCK = 0x5745_4952
 LOCK_TIMEOUT_MS = 2000
 LOCK_ATTEMPTS = 30
 
-__all__ = ["SchemaIncompatible", "behind", "migrate", "migration_statements", "missing_tables"]
-
-
-def migration_statements(settings: Settings, contracts: dict[str, Contract]) -> list[str]:
-    """Every DDL statement for an empty schema, in order."""
-    statements = schema_ddl(settings) + offsets_ddl(settings) + dead_letter_ddl(settings)
-    for contract in contracts.values():
-        spec = table_spec(contract, settings)
-        statements += target_ddl(contract, spec) + partition_function_ddl(spec)
-        statements += [rollup.ddl() for rollup in spec.rollups]
-    return statements
+__all__ = ["SchemaIncompatible", "behind", "migrate", "missing_tables"]
 
 
 async def behind(conn: asyncpg.Connection, settings: Settings,
@@ -77,12 +66,18 @@ async def behind(conn: asyncpg.Connection, settings: Settings,
     return await _dead_letters_behind(conn, settings) + out.problems + out.statements
 
 
+def _shared_ddl(settings: Settings) -> list[str]:
+    """The schema, then the tables every consumer group shares: offsets and dead letters."""
+    return (schema_ddl(settings) + OffsetStore(settings).ddl()
+            + DeadLetterTable(settings).ddl())
+
+
 async def _dead_letters_behind(conn: asyncpg.Connection, settings: Settings) -> list[str]:
     name = settings.postgres.dead_letter_table
     found = await existing_tables(conn, settings.postgres.schema_name, [name])
     if name not in found:
         return []  # missing_tables names it
-    return [f"{name}: no column {column!r} yet" for column in DEAD_LETTER_ADDED_COLUMNS
+    return [f"{name}: no column {column!r} yet" for column in ADDED_COLUMNS
             if column not in found[name].columns]
 
 
@@ -95,7 +90,7 @@ async def plan(conn: asyncpg.Connection, settings: Settings,
                                                 for r in s.rollups]
     existing = await existing_tables(conn, schema, names)
     out = Evolution()
-    out.statements = schema_ddl(settings) + offsets_ddl(settings) + dead_letter_ddl(settings)
+    out.statements = _shared_ddl(settings)
     for name, spec in specs.items():
         if spec.name in existing:
             evolve_target(existing[spec.name], contracts[name], spec, out)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from processor.identifiers import qualified, quote_ident
 from processor.settings import RollupSettings
-from processor.sink.identifiers import qualified, quote_ident
 
 
 @dataclass(frozen=True, slots=True)

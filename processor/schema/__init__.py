@@ -1,0 +1,1 @@
+"""What `weir migrate` makes: table shapes, partitions, rollups, schema evolution."""
