@@ -17,7 +17,6 @@ it without the per-value time-zone arithmetic of asyncpg's ``datetime`` codec.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -27,6 +26,7 @@ import orjson
 from asyncpg.pgproto.pgproto import UUID
 
 from processor.pgtime import FIRST_US, LAST_US, aware_micros
+from processor.text import SURROGATE
 
 Converter = Callable[[Any], Any]
 
@@ -39,7 +39,6 @@ NUMERIC_MAX_SCALE = 16_383
 NUL_ESCAPE = b"\\u0000"
 # An int, so that `BACKSLASH in data` is one memchr: bytes.find and a bytes needle cost ~3x.
 BACKSLASH = 0x5C
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class Unfit(ValueError):
@@ -50,17 +49,6 @@ def show(value: Any, limit: int = 60) -> str:
     """``repr`` of a value for a message, cut short: NUL and surrogates stay escaped."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def printable(text: str) -> str:
-    """``text`` as PostgreSQL's text takes it: NUL and unpaired surrogates escaped.
-
-    For messages that quote what they did not make (a transform's exception): a dead
-    letter's error is a text column too.
-    """
-    if "\x00" not in text and (text.isascii() or not _SURROGATE.search(text)):
-        return text
-    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode()
 
 
 def _kind(value: Any) -> str:
@@ -93,7 +81,7 @@ def has_nul_escape(data: bytes) -> bool:
 def check_text(value: Any) -> str:
     """``value`` if a text column takes it (a str without NUL or unpaired surrogates)."""
     if type(value) is str and "\x00" not in value and (value.isascii()
-                                                        or not _SURROGATE.search(value)):
+                                                        or not SURROGATE.search(value)):
         return value
     if type(value) is not str:
         raise _unfit(value, "a string")

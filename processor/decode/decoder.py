@@ -20,7 +20,6 @@ from processor.decode.converters import (
     Unfit,
     check_text,
     converter_for,
-    printable,
 )
 from processor.decode.limits import Limits
 from processor.decode.quickcheck import QuickCheck, compile_quick_check
@@ -29,6 +28,7 @@ from processor.decode.tombstones import TombstoneKey
 from processor.errors import EventRejected
 from processor.pgtime import UTC_MILLIS, kafka_micros
 from processor.settings import Settings
+from processor.text import printable
 
 if TYPE_CHECKING:  # the transform stage's runtime is handed in, loaded once at start
     from processor.transform.chain import Chain

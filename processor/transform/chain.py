@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from processor.decode.converters import printable
 from processor.errors import EventRejected
+from processor.text import printable
 
 Event = dict[str, Any]
 Transform = Callable[[Event], Event | None]  # one configured function

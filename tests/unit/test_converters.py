@@ -18,12 +18,12 @@ from processor.decode.converters import (
     check_text,
     converter_for,
     has_nul_escape,
-    printable,
     show,
 )
 from processor.decode.rawjson import check_raw, nul_place
 from processor.errors import EventRejected
 from processor.pgtime import aware_micros, kafka_micros_or_none, micros
+from processor.text import printable
 
 UUID_TEXT = "3a09a5cf-26cc-4de1-bb3a-9cc1e98eb8b5"
 
