@@ -164,7 +164,7 @@ class Pipeline:
         drain = RebalanceDrain(self._buffers, self.book, self.checkpoint,
                                s.pipeline.rebalance_drain_timeout_s)
         source = KafkaSource(s, pool, store, self.book, drain, self.stalls)
-        self._checkpointer = Checkpointer(pool, store, self.book, source.commit)
+        self._checkpointer = checkpointer = Checkpointer(pool, store, self.book, source.commit)
         self._backpressure = drain.backpressure = Backpressure(
             source.consumer, self._buffers, s, self.stalls)
         self._fetch = FetchLoop(source, self._queue, self.stopping, pace=self._pace,
@@ -188,7 +188,8 @@ class Pipeline:
             self._observe = observe
             self._probes.clear()
             self._probes.update(observe.probes)
-            return await self._supervise(self._fetch, decode, until_caught_up, observe, pool)
+            return await self._supervise(self._fetch, decode, checkpointer, until_caught_up,
+                                         observe, pool)
         finally:
             # Leaving the group and flushing the dead-letter producer talk to Kafka: bounded,
             # so a broker mid-rebalance or away cannot hold the exit.
@@ -198,11 +199,10 @@ class Pipeline:
             if dlq_topic is not None and not await bounded(dlq_topic.stop(), CLOSE_S):
                 log.warning("the dead-letter producer did not close in time", timeout_s=CLOSE_S)
 
-    async def _supervise(self, fetch: FetchLoop, decode: DecodeStage, until: bool,
-                         observe: Observability, pool: asyncpg.Pool) -> int:
+    async def _supervise(self, fetch: FetchLoop, decode: DecodeStage, checkpointer: Checkpointer,
+                         until: bool, observe: Observability, pool: asyncpg.Pool) -> int:
         s = self.settings
         started = time.monotonic()
-        assert self._checkpointer is not None
         async with asyncio.TaskGroup() as tasks:
             fetching = tasks.create_task(fetch.run(until), name="fetch")
             decoding = tasks.create_task(decode.run(self._queue, self._pace), name="decode")
@@ -210,7 +210,7 @@ class Pipeline:
                        for lane in self._lanes]
             # Background tasks run until the pipeline is done, then are cancelled.
             background = [tasks.create_task(
-                self._checkpointer.run(s.kafka.commit_interval_s), name="checkpoint")]
+                checkpointer.run(s.kafka.commit_interval_s), name="checkpoint")]
             background.append(tasks.create_task(maintain_forever(
                 pool, list(self.specs.values()), s.postgres.partition_maintenance_s),
                 name="partitions"))
