@@ -45,8 +45,9 @@ class Names:
                 "page_view": f"bench.{self.suffix}.page_views"}
 
 
-def write_config(names: Names, partitions: int, overrides: dict[str, Any] | None = None) -> Path:
-    """A copy of the example pipeline's config pointed at ``names``."""
+def write_config(names: Names, partitions: int, overrides: dict[str, Any] | None = None,
+                 topics: dict[str, str] | None = None) -> Path:
+    """A copy of the example pipeline's config pointed at ``names`` (or other ``topics``)."""
     config = yaml.safe_load((ROOT / "config" / "example.yaml").read_text())
     config["kafka"] |= {"group_id": names.group, "topic_partitions": partitions}
     config["postgres"] |= {"dsn": DSN, "schema_name": names.schema}
@@ -54,7 +55,8 @@ def write_config(names: Names, partitions: int, overrides: dict[str, Any] | None
     config["logging"] = {"format": "json", "level": "warning"}
     for et in config["event_types"].values():
         et["schema_file"] = str(ROOT / "schemas" / Path(et["schema_file"]).name)
-    config["topics"] = [{"name": t, "event_type": et} for et, t in names.topics.items()]
+    config["topics"] = [{"name": t, "event_type": et}
+                        for et, t in (topics or names.topics).items()]
     for section, values in (overrides or {}).items():
         config.setdefault(section, {}).update(values)
     WORK.mkdir(parents=True, exist_ok=True)

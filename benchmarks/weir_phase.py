@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import psutil
 
 from benchmarks.env import DSN, WORK, weir, weir_env
 
 
 @dataclass(frozen=True)
 class ProcessCost:
-    """What one finished process used: CPU from wait4, peak RSS from the process's VmHWM."""
+    """What one finished process used: CPU from wait4, peak RSS from VmHWM (its tree's)."""
 
     wall_s: float
     cpu_s: float
@@ -38,40 +39,90 @@ def _peak_rss_kb(pid: int) -> int | None:
     return None
 
 
-def _watch_peak(pid: int, peak: list[int], done: threading.Event) -> None:
+def _descendants(pid: int) -> list[int]:
+    try:
+        return [c.pid for c in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def _watch_peak(pid: int, peaks: dict[int, int], done: threading.Event) -> None:
+    """Keep each process's latest VmHWM, for ``pid`` and (every 0.5 s) its descendants.
+
+    A high-water mark only grows, so it needs reading only until the process exits; the
+    tree is walked less often because that scans /proc.
+    """
+    tick = 0
     while not done.wait(0.05):
-        kb = _peak_rss_kb(pid)
-        if kb is not None:
-            peak[0] = max(peak[0], kb)
+        if tick % 10 == 0:
+            for child in _descendants(pid):
+                peaks.setdefault(child, 0)
+        tick += 1
+        for p in list(peaks):
+            kb = _peak_rss_kb(p)
+            if kb is not None:
+                peaks[p] = max(peaks[p], kb)
+
+
+class Measured:
+    """A started process whose CPU and peak RSS are taken when it ends.
+
+    CPU is user + sys from wait4, which includes every descendant the process waited for
+    (``weir run --workers N``'s workers). Peak RSS is the sum of each process's own
+    high-water mark (VmHWM) over the process and its descendants: for one process exactly
+    its peak, for a supervisor and its workers an upper bound of their peak together (each
+    one's peak, whenever it was). Not wait4's ``ru_maxrss``: Linux carries the parent's
+    high-water mark over fork and exec, so a child of this harness (which holds the write
+    ceiling's rows) would report at least the harness's own peak. VmHWM belongs to the
+    exec'd program alone and only grows; it is read every 50 ms until the process exits (a
+    new peak in its last 50 ms would be missed).
+    """
+
+    def __init__(self, cmd: list[str], log: Path) -> None:
+        self.started = time.perf_counter()
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen(cmd, env=weir_env(), stdout=out,
+                                         stderr=subprocess.STDOUT)
+        self._peaks = {self.proc.pid: 0}
+        self._done = threading.Event()
+        self._watcher = threading.Thread(target=_watch_peak,
+                                         args=(self.proc.pid, self._peaks, self._done))
+        self._watcher.start()
+
+    def running(self) -> bool:
+        """True until the process has exited (it is reaped only by :meth:`wait`)."""
+        try:
+            return os.waitid(os.P_PID, self.proc.pid,
+                             os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+        except ChildProcessError:
+            return False
+
+    def wait(self, timeout: float | None = None) -> ProcessCost:
+        """Wait for the exit (TimeoutError past ``timeout`` seconds); reap it; its cost."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.running():
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"pid {self.proc.pid} still running after {timeout}s")
+            time.sleep(0.05)
+        try:
+            _, status, usage = os.wait4(self.proc.pid, 0)
+        finally:
+            self._done.set()
+            self._watcher.join()
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        return ProcessCost(time.perf_counter() - self.started,
+                           usage.ru_utime + usage.ru_stime,
+                           sum(self._peaks.values()) / 1024, self.proc.returncode)
 
 
 def run_measured(cmd: list[str], log: Path, profile: Path | None = None) -> ProcessCost:
-    """Run ``cmd`` to its end; its CPU time (user + sys) from wait4, its peak RSS from VmHWM.
-
-    Not wait4's ``ru_maxrss``: Linux carries the parent's high-water mark over fork and exec,
-    so a child of this harness (which holds the write ceiling's rows) would report at least
-    the harness's own peak. VmHWM belongs to the exec'd program alone and only grows; it is
-    read every 50 ms until the process exits (a new peak in the last 50 ms would be missed).
-    """
+    """Run ``cmd`` to its end; its CPU time and peak RSS (see :class:`Measured`)."""
     if profile is not None:
         # py-spy runs the command as its child: wait4 then reports py-spy, so the figures
         # of a profiled run are not the ones to quote (run.py says so in the results).
         spy = str(Path(sys.executable).with_name("py-spy"))
         cmd = [spy, "record", "--rate", "97", "--format", "raw", "-o", str(profile), "--", *cmd]
-    started = time.perf_counter()
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, env=weir_env(), stdout=out, stderr=subprocess.STDOUT)
-        peak, done = [0], threading.Event()
-        watcher = threading.Thread(target=_watch_peak, args=(proc.pid, peak, done))
-        watcher.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            done.set()
-            watcher.join()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return ProcessCost(time.perf_counter() - started, usage.ru_utime + usage.ru_stime,
-                       peak[0] / 1024, proc.returncode)
+    return Measured(cmd, log).wait()
 
 
 async def steady_rate(schema: str, tables: list[str], events: int) -> dict[str, float]:
@@ -146,12 +197,12 @@ async def latencies(schema: str, tables: list[str], since_ms: int) -> dict[str, 
                for k in ("p50", "p95", "p99", "pmax")}}
 
 
-def start_weir(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    """``weir run`` in the background (the latency phases stop it with SIGTERM)."""
+def start_weir(config: Path, log: Path, workers: int = 1) -> subprocess.Popen[bytes]:
+    """``weir run --workers N`` in the background (the latency phases stop it with SIGTERM)."""
     out = log.open("wb")
     try:
-        return subprocess.Popen(weir("run", "-c", str(config)), env=weir_env(), stdout=out,
-                                stderr=subprocess.STDOUT)
+        return subprocess.Popen(weir("run", "-c", str(config), "--workers", str(workers)),
+                                env=weir_env(), stdout=out, stderr=subprocess.STDOUT)
     finally:
         out.close()
 
