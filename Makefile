@@ -50,13 +50,28 @@ soak: venv up  ## Outage soak, ~20 min: PostgreSQL stopped, frozen, restarted, c
 	$(BIN)/python scripts/soak.py --cycles $(CYCLES) --out soak-results.json
 
 EVENTS ?= 1000000
-bench: venv up benchmarks/.venv/.installed  ## Weir vs the machine's limits and Quix Streams (EVENTS=200000 for a quick run)
+CONNECT := benchmarks/connect
+bench: venv up benchmarks/.venv/.installed $(CONNECT)/libs/.installed  ## Weir vs the machine's limits, Quix Streams and Kafka Connect (EVENTS=200000 for a quick run)
 	$(BIN)/python -m benchmarks.run --events $(EVENTS) $(BENCH_ARGS)
 
-# The peer lives in its own virtualenv: Quix Streams is never a dependency of Weir.
+# The peers live apart from Weir and are never its dependencies. Quix Streams: its own
+# virtualenv.
 benchmarks/.venv/.installed:
 	$(PYTHON) -m venv benchmarks/.venv
 	benchmarks/.venv/bin/pip install -q 'quixstreams[postgresql]==3.28.1'
+	@touch $@
+
+# Kafka Connect with the Debezium JDBC sink: the jars named by its pom, from Maven Central
+# (Java and Maven come with `make up`). Fetched into a scratch folder first, so that an
+# interrupted download never looks complete; fetched again when the pom changes.
+$(CONNECT)/libs/.installed: $(CONNECT)/pom.xml
+	@echo "[make] fetching Kafka Connect and the Debezium JDBC sink into $(CONNECT)/libs"
+	rm -rf $(CONNECT)/libs.partial
+	mvn -B -q -f $(CONNECT)/pom.xml dependency:copy-dependencies -DincludeScope=runtime \
+		-DoutputDirectory=$(CURDIR)/$(CONNECT)/libs.partial > $(CONNECT)/maven.log 2>&1 \
+		|| { tail -20 $(CONNECT)/maven.log; exit 1; }
+	rm -rf $(CONNECT)/libs
+	mv $(CONNECT)/libs.partial $(CONNECT)/libs
 	@touch $@
 
 clean:  ## Stop the stack and delete its data (keeps downloaded jars)

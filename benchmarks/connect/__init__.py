@@ -1,0 +1,1 @@
+"""Kafka Connect with the Debezium JDBC sink: ``make bench``'s JVM peer (see phase.py)."""
