@@ -9,21 +9,30 @@ from typing import Any
 TARGETS = {
     "weir_vs_ceiling": 0.7,  # Weir ≥ 0.7 x min(consume ceiling, write ceiling)
     "weir_vs_peer": 3.0,     # Weir ≥ 3 x Quix Streams
+    "weir_vs_connect": 1.5,  # Weir ≥ 1.5 x Kafka Connect + the Debezium JDBC sink
     "p99_half_load_ms": 250.0,
     "p99_slow_margin_ms": 100.0,  # at 100 events/s: p99 ≤ linger + 100 ms
-    "peak_rss_mb": 200.0,
+    "peak_rss_mb": 200.0,    # each Weir process (one per worker, and the supervisor)
 }
 
 
 def ratios(figures: dict[str, Any]) -> dict[str, float | None]:
-    """Weir / min(ceilings) and Weir / peer, from the events/s figures (None when missing)."""
+    """Weir / min(ceilings) and Weir / each peer, from the events/s figures (None: missing).
+
+    ``weir_vs_peer`` is Quix Streams (the key older results files have too).
+    """
     weir = figures.get("weir_events_per_s")
     ceilings = [v for v in (figures.get("consume_ceiling_events_per_s"),
                             figures.get("write_ceiling_events_per_s")) if v]
-    peer = figures.get("peer_events_per_s")
+
+    def over(key: str) -> float | None:
+        other = figures.get(key)
+        return round(weir / other, 2) if weir and other else None
+
     return {
         "weir_vs_ceiling": round(weir / min(ceilings), 3) if weir and ceilings else None,
-        "weir_vs_peer": round(weir / peer, 2) if weir and peer else None,
+        "weir_vs_peer": over("peer_events_per_s"),
+        "weir_vs_connect": over("connect_events_per_s"),
     }
 
 
@@ -32,7 +41,7 @@ def targets(figures: dict[str, Any], linger_ms: float) -> dict[str, bool | None]
     r = ratios(figures)
     half = (figures.get("latency_half_load") or {}).get("p99")
     slow = (figures.get("latency_100_per_s") or {}).get("p99")
-    rss = figures.get("weir_peak_rss_mb")
+    rss = figures.get("weir_largest_process_rss_mb", figures.get("weir_peak_rss_mb"))
 
     def at_least(v: float | None, bound: float) -> bool | None:
         return None if v is None else v >= bound
@@ -43,6 +52,7 @@ def targets(figures: dict[str, Any], linger_ms: float) -> dict[str, bool | None]
     return {
         "weir_vs_ceiling": at_least(r["weir_vs_ceiling"], TARGETS["weir_vs_ceiling"]),
         "weir_vs_peer": at_least(r["weir_vs_peer"], TARGETS["weir_vs_peer"]),
+        "weir_vs_connect": at_least(r.get("weir_vs_connect"), TARGETS["weir_vs_connect"]),
         "p99_half_load": at_most(half, TARGETS["p99_half_load_ms"]),
         "p99_100_per_s": at_most(slow, linger_ms + TARGETS["p99_slow_margin_ms"]),
         "peak_rss": at_most(rss, TARGETS["peak_rss_mb"]),
@@ -83,31 +93,42 @@ def markdown(results: dict[str, Any]) -> str:
     r = results["ratios"]
     t = results["targets"]
     load = results.get("load_average", {})
+    workers = f.get("weir_workers", 1)
+    weir_load = load.get(f"weir_workers_{workers}", load.get("weir", {}))
 
     def mark(key: str) -> str:
         return {True: "met", False: "missed", None: "not measured"}[t.get(key)]
 
+    def cost(prefix: str) -> str:
+        return (f"{_num(f.get(f'{prefix}_cpu_s_per_million'))} | "
+                f"{_num(f.get(f'{prefix}_peak_rss_mb'))} |")
+
     half = f.get("latency_half_load") or {}
     slow = f.get("latency_100_per_s") or {}
+    connect = f.get("connect_version") or {}
     lines = [
         f"Run `{results['name']}`: {results['events']:,} events, "
         f"{results['settings']['partitions']} partitions, {results['machine']['cpus']} CPUs; "
         f"1-minute load before/after the Weir run: "
-        f"{load.get('weir', {}).get('before', ['?'])[0]} / "
-        f"{load.get('weir', {}).get('after', ['?'])[0]}.",
+        f"{weir_load.get('before', ['?'])[0]} / {weir_load.get('after', ['?'])[0]}.",
         "",
-        "| measure | events/s | ratio | target |",
-        "|---|---:|---:|---|",
+        "| measure | events/s | ratio | target | CPU s per million events | peak RSS MB |",
+        "|---|---:|---:|---|---:|---:|",
         f"| consume ceiling (bare aiokafka, discard) | "
-        f"{_rate(f.get('consume_ceiling_events_per_s'))} | | |",
+        f"{_rate(f.get('consume_ceiling_events_per_s'))} | | | | |",
         f"| write ceiling (asyncpg COPY + upsert, rows pre-built) | "
-        f"{_rate(f.get('write_ceiling_events_per_s'))} | | |",
-        f"| **Weir** (`weir run --until-caught-up`) | "
+        f"{_rate(f.get('write_ceiling_events_per_s'))} | | | | |",
+        f"| **Weir** (`weir run --until-caught-up --workers {workers}`) | "
         f"**{_rate(f.get('weir_events_per_s'))}** | "
-        f"{_ratio(r.get('weir_vs_ceiling'))} of min ceiling | ≥ 0.7: {mark('weir_vs_ceiling')} |",
+        f"{_ratio(r.get('weir_vs_ceiling'))} of min ceiling | ≥ 0.7: {mark('weir_vs_ceiling')} "
+        f"| {cost('weir')}",
         f"| Quix Streams {f.get('peer_version') or ''} PostgreSQL sink | "
         f"{_rate(f.get('peer_events_per_s'))} | Weir is {_ratio(r.get('weir_vs_peer'))} x | "
-        f"≥ 3x: {mark('weir_vs_peer')} |",
+        f"≥ 3x: {mark('weir_vs_peer')} | {cost('peer')}",
+        f"| Kafka Connect {connect.get('connect', '')} + Debezium JDBC sink "
+        f"{connect.get('debezium', '')} | {_rate(f.get('connect_events_per_s'))} | "
+        f"Weir is {_ratio(r.get('weir_vs_connect'))} x | ≥ 1.5x: {mark('weir_vs_connect')} | "
+        f"{cost('connect')}",
         "",
         "| latency, Kafka timestamp → PostgreSQL commit | offered ev/s | p50 ms | p95 ms "
         "| p99 ms | target |",
@@ -118,11 +139,35 @@ def markdown(results: dict[str, Any]) -> str:
         f"{_ms(slow, 'p95')} | {_ms(slow, 'p99')} | p99 ≤ linger + 100: "
         f"{mark('p99_100_per_s')} |",
         "",
-        f"Cost of the Weir run: {_num(f.get('weir_cpu_s_per_million'))} CPU seconds per "
-        f"million events (user + sys), peak RSS {_num(f.get('weir_peak_rss_mb'))} MB "
-        f"(≤ 200: {mark('peak_rss')}).",
+        f"Cost of the Weir run ({_workers(workers)}): "
+        f"{_num(f.get('weir_cpu_s_per_million'))} CPU seconds per million events (user + sys), "
+        f"peak RSS {_num(f.get('weir_peak_rss_mb'))} MB{_largest(f)} "
+        f"(≤ 200 per process: {mark('peak_rss')}).",
     ]
+    if f.get("weir_by_workers"):
+        lines.append("Weir by worker count: " + ", ".join(
+            f"{n}: {_rate(w.get('events_per_s'))} events/s"
+            for n, w in sorted(f["weir_by_workers"].items(), key=lambda kv: int(kv[0]))) + ".")
+    if f.get("connect_envelope_bytes_per_event"):
+        lines.append(
+            f"Kafka Connect reads the same events with their schema in every message: "
+            f"{f['connect_envelope_bytes_per_event']:,} bytes per event against "
+            f"{f.get('connect_source_bytes_per_event', 0):,} for Weir and Quix "
+            f"({f.get('connect_tasks', '?')} tasks, batch.size "
+            f"{f.get('connect_batch_size', '?')}).")
     return "\n".join(lines) + "\n"
+
+
+def _largest(f: dict[str, Any]) -> str:
+    processes = f.get("weir_processes", 1)
+    if processes <= 1:
+        return ""
+    return (f" over its {processes} processes, the largest "
+            f"{_num(f.get('weir_largest_process_rss_mb'))} MB")
+
+
+def _workers(n: int) -> str:
+    return f"{n} worker{'' if n == 1 else 's'}"
 
 
 def _ratio(v: float | None) -> str:
@@ -144,12 +189,14 @@ def chart(results: dict[str, Any], path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     bars = {"consume\nceiling": f.get("consume_ceiling_events_per_s"),
             "write\nceiling": f.get("write_ceiling_events_per_s"),
-            "Weir": f.get("weir_events_per_s"),
-            "Quix Streams\nPostgreSQL sink": f.get("peer_events_per_s")}
+            f"Weir\n{_workers(f.get('weir_workers', 1))}": f.get("weir_events_per_s"),
+            "Quix Streams\nPostgreSQL sink": f.get("peer_events_per_s"),
+            "Kafka Connect\nDebezium JDBC": f.get("connect_events_per_s")}
     names = list(bars)
     values = [bars[n] or 0 for n in names]
-    drawn = left.bar(names, values, color=["#9aa", "#9aa", "#2a6", "#c74"])
+    drawn = left.bar(names, values, color=["#9aa", "#9aa", "#2a6", "#c74", "#b8a"])
     left.bar_label(drawn, labels=[_rate(bars[n]) for n in names], fontsize=8)
+    left.tick_params(axis="x", labelsize=8)
     left.set_ylabel("events / s")
     left.set_title(f"Throughput, {results['events']:,} events")
     series = {"50 % of max": f.get("latency_half_load") or {},

@@ -1,12 +1,15 @@
-"""``make bench``: Weir against the machine's limits and Quix Streams, same data, one run.
+"""``make bench``: Weir against the machine's limits and two peers, same data, one run.
 
 Phases, each on the same produced topics unless said otherwise: produce the data set with
 ``weir produce``; the consume ceiling (bare aiokafka, discard); the write ceiling (asyncpg
-COPY + upsert of Weir's own rows, pre-built); Weir (``weir run --until-caught-up`` into empty
-tables); the peer (Quix Streams' PostgreSQL sink, in its own virtualenv); latency (a live
-``weir run`` on fresh topics, fed at 50 % of Weir's measured rate, then at 100 events/s).
-Every phase uses its own topics, group and schema, all deleted at the end. Results go to
-``benchmarks/results/<date>-<sha>.{json,md,png}``. See docs/performance.md.
+COPY + upsert of Weir's own rows, pre-built); Weir (``weir run --until-caught-up --workers
+N`` into empty tables, once per ``--workers`` count, the best one reported); the peers: Quix
+Streams' PostgreSQL sink (in its own virtualenv) and Kafka Connect with the Debezium JDBC
+sink (on the JVM, reading the same events copied into schema-carrying envelopes); latency
+(a live ``weir run`` with the best worker count on fresh topics, fed at 50 % of Weir's
+measured rate, then at 100 events/s). Every phase uses its own topics, group and schema, all
+deleted at the end. Results go to ``benchmarks/results/<date>-<sha>.{json,md,png}``. See
+docs/performance.md.
 
     .venv/bin/python -m benchmarks.run --events 200000     # a quick run
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import socket
 import subprocess
@@ -31,6 +35,7 @@ import asyncpg
 import uvloop
 
 from benchmarks import ceilings, report, weir_phase
+from benchmarks.connect import phase as connect_phase
 from benchmarks.env import (
     BOOTSTRAP,
     DSN,
@@ -58,7 +63,12 @@ def parse() -> argparse.Namespace:
                    help="events whose rows the write ceiling holds in memory and writes")
     p.add_argument("--latency-seconds", type=float, default=30.0)
     p.add_argument("--slow-seconds", type=float, default=20.0)
+    p.add_argument("--workers", type=int, nargs="+", default=None,
+                   help="Weir's worker counts to measure, the best reported (default: 1 and "
+                        "the number of cores)")
     p.add_argument("--no-peer", action="store_true", help="skip Quix Streams")
+    p.add_argument("--no-connect", action="store_true",
+                   help="skip Kafka Connect + the Debezium JDBC sink")
     p.add_argument("--no-latency", action="store_true")
     p.add_argument("--profile", action="store_true",
                    help="run Weir under py-spy (its CPU and RSS figures then include py-spy)")
@@ -81,10 +91,11 @@ class Run:
     def phase(self, name: str) -> _Phase:
         return _Phase(self, name)
 
-    def config(self, tag: str, **overrides: Any) -> tuple[Names, Path, Settings]:
+    def config(self, tag: str, topics: dict[str, str] | None = None,
+               **overrides: Any) -> tuple[Names, Path, Settings]:
         names = Names.fresh(tag)
         self.names.append(names)
-        path = write_config(names, self.args.partitions, overrides or None)
+        path = write_config(names, self.args.partitions, overrides or None, topics)
         subprocess.run(weir("migrate", "-c", str(path)), env=weir_env(), check=True,
                        capture_output=True)
         return names, path, load_settings(path)
@@ -133,27 +144,54 @@ def measure(run: Run) -> None:
     del rows, kept
     if a.max_load is not None:
         wait_for_quiet(a.max_load)
-    with run.phase("weir"):
-        profile = weir_phase.work_file(f"{names.suffix}.pyspy.txt") if a.profile else None
-        cost = weir_phase.run_measured(
-            weir("run", "-c", str(config), "--until-caught-up"),
-            weir_phase.work_file(f"{names.suffix}.weir.log"), profile)
-    steady = asyncio.run(weir_phase.steady_rate(names.schema, TABLES, a.events))
-    run.figures |= {
-        "weir_events_per_s": round(steady["events_per_s"]),
-        "weir_rows": steady["rows"],
-        "weir_wall_s": round(cost.wall_s, 2),
-        "weir_wall_events_per_s": round(a.events / cost.wall_s),
-        "weir_cpu_s": round(cost.cpu_s, 2),
-        "weir_cpu_s_per_million": round(cost.cpu_s / a.events * 1e6, 1),
-        "weir_peak_rss_mb": round(cost.max_rss_mb, 1),
-        "weir_exit_code": cost.exit_code,
-        "weir_profiled": bool(a.profile),
-    }
+    measure_weir(run, names, config)
     if not a.no_peer:
         peer(run, names)
+    if not a.no_connect:
+        connect(run, names, settings.batch.max_rows)
     if not a.no_latency:
         latency(run)
+
+
+def worker_counts(args: argparse.Namespace) -> list[int]:
+    """``--workers``, or 1 and the number of cores."""
+    return sorted(set(args.workers or [1, os.cpu_count() or 1]))
+
+
+def measure_weir(run: Run, source: Names, config: Path) -> None:
+    """One ``weir run --until-caught-up --workers N`` per count; the best is Weir's figure.
+
+    The first count writes into the schema that ``config`` made; each other count gets a
+    fresh schema and group on the same topics.
+    """
+    a = run.args
+    by_workers: dict[str, dict[str, Any]] = {}
+    for i, workers in enumerate(worker_counts(a)):
+        names, path = (source, config) if i == 0 else run.config("w", source.topics)[:2]
+        key = f"weir_workers_{workers}"
+        with run.phase(key):
+            profile = weir_phase.work_file(f"{names.suffix}.pyspy.txt") if a.profile else None
+            cost = weir_phase.run_measured(
+                weir("run", "-c", str(path), "--until-caught-up",
+                             "--workers", str(workers)),
+                weir_phase.work_file(f"{names.suffix}.weir.log"), profile)
+        steady = asyncio.run(weir_phase.steady_rate(names.schema, TABLES, a.events))
+        by_workers[str(workers)] = {
+            "events_per_s": round(steady["events_per_s"]), "rows": steady["rows"],
+            "wall_s": round(cost.wall_s, 2), "wall_events_per_s": round(a.events / cost.wall_s),
+            "cpu_s": round(cost.cpu_s, 2),
+            "cpu_s_per_million": round(cost.cpu_s / a.events * 1e6, 1),
+            "peak_rss_mb": round(cost.max_rss_mb, 1), "processes": cost.processes,
+            "largest_process_rss_mb": round(cost.largest_rss_mb, 1),
+            "exit_code": cost.exit_code,
+        }
+    best = max(by_workers, key=lambda n: by_workers[n]["events_per_s"])
+    run.figures |= {f"weir_{k}": v for k, v in by_workers[best].items()}
+    run.figures |= {"weir_workers": int(best), "weir_by_workers": by_workers,
+                    "weir_profiled": bool(a.profile)}
+    rows = {n: f["rows"] for n, f in by_workers.items()}
+    if len(set(rows.values())) > 1:
+        run.notes.append(f"Weir's rows differ by worker count: {rows}")
 
 
 def peer(run: Run, source: Names) -> None:
@@ -182,6 +220,23 @@ def peer(run: Run, source: Names) -> None:
         run.notes.append(f"peer wrote {steady['rows']} rows, Weir {run.figures['weir_rows']}")
 
 
+def connect(run: Run, source: Names, batch_size: int) -> None:
+    """Kafka Connect + the Debezium JDBC sink (benchmarks/connect), tuned as a user would."""
+    if (why := connect_phase.missing()) is not None:
+        run.notes.append(f"Kafka Connect skipped: {why}")
+        return
+    names = Names.fresh("k")
+    run.names.append(names)
+    with run.phase("connect_envelopes"):
+        copied = connect_phase.prepare(source, names, run.args.partitions)
+    with run.phase("connect"):
+        figures = connect_phase.measure(names, run.args.events, copied, batch_size)
+    run.figures |= figures
+    if figures["connect_rows"] != figures["connect_expected_rows"]:
+        run.notes.append(f"Kafka Connect wrote {figures['connect_rows']} of "
+                         f"{figures['connect_expected_rows']} rows")
+
+
 async def _quix_tables(schema: str) -> None:
     """Quix's own table shape, made ahead to add ``ingested_at`` (for its rate).
 
@@ -204,7 +259,8 @@ async def _quix_tables(schema: str) -> None:
 def latency(run: Run) -> None:
     names, config, settings = run.config("l")
     asyncio.run(weir_phase.install_commit_clock(names.schema))
-    proc = weir_phase.start_weir(config, weir_phase.work_file(f"{names.suffix}.weir.log"))
+    proc = weir_phase.start_weir(config, weir_phase.work_file(f"{names.suffix}.weir.log"),
+                                 run.figures["weir_workers"])
     try:
         # Warm-up: the group has joined once these are written. Each produce gets its own
         # seed: the same seed makes the same event ids, which the table would skip.
@@ -277,7 +333,7 @@ def main() -> int:
                      "pool_size": example.postgres.pool_size,
                      "batch": example.batch.model_dump(),
                      "fetch_max_records": example.kafka.fetch_max_records,
-                     "write_sample": args.write_sample},
+                     "write_sample": args.write_sample, "workers": worker_counts(args)},
         "figures": run.figures, "notes": run.notes,
         "ratios": report.ratios(run.figures),
         "targets": report.targets(run.figures, float(run.figures.get("linger_ms", 100))),

@@ -25,6 +25,8 @@ class ProcessCost:
     cpu_s: float
     max_rss_mb: float
     exit_code: int
+    largest_rss_mb: float = 0.0  # the peak of the largest single process of the tree
+    processes: int = 1
 
 
 def _peak_rss_kb(pid: int) -> int | None:
@@ -112,7 +114,8 @@ class Measured:
         self.proc.returncode = os.waitstatus_to_exitcode(status)
         return ProcessCost(time.perf_counter() - self.started,
                            usage.ru_utime + usage.ru_stime,
-                           sum(self._peaks.values()) / 1024, self.proc.returncode)
+                           sum(self._peaks.values()) / 1024, self.proc.returncode,
+                           max(self._peaks.values()) / 1024, len(self._peaks))
 
 
 def run_measured(cmd: list[str], log: Path, profile: Path | None = None) -> ProcessCost:
