@@ -122,11 +122,12 @@ def markdown(results: dict[str, Any]) -> str:
         f"**{_rate(f.get('weir_events_per_s'))}** | "
         f"{_ratio(r.get('weir_vs_ceiling'))} of min ceiling | ≥ 0.7: {mark('weir_vs_ceiling')} "
         f"| {cost('weir')}",
-        f"| Quix Streams {f.get('peer_version') or ''} PostgreSQL sink | "
+        f"| {_name('Quix Streams', f.get('peer_version'))} PostgreSQL sink | "
         f"{_rate(f.get('peer_events_per_s'))} | Weir is {_ratio(r.get('weir_vs_peer'))} x | "
         f"≥ 3x: {mark('weir_vs_peer')} | {cost('peer')}",
-        f"| Kafka Connect {connect.get('connect', '')} + Debezium JDBC sink "
-        f"{connect.get('debezium', '')} | {_rate(f.get('connect_events_per_s'))} | "
+        f"| {_name('Kafka Connect', connect.get('connect'))} + "
+        f"{_name('Debezium JDBC sink', connect.get('debezium'))} | "
+        f"{_rate(f.get('connect_events_per_s'))} | "
         f"Weir is {_ratio(r.get('weir_vs_connect'))} x | ≥ 1.5x: {mark('weir_vs_connect')} | "
         f"{cost('connect')}",
         "",
@@ -164,6 +165,10 @@ def _largest(f: dict[str, Any]) -> str:
         return ""
     return (f" over its {processes} processes, the largest "
             f"{_num(f.get('weir_largest_process_rss_mb'))} MB")
+
+
+def _name(product: str, version: str | None) -> str:
+    return f"{product} {version}" if version else product
 
 
 def _workers(n: int) -> str:

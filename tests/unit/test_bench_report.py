@@ -98,4 +98,5 @@ def test_results_without_the_new_figures_still_render() -> None:
     table = report.markdown(data)
     assert "--workers 1`" in table
     assert "load before/after the Weir run: 1.2 / 1.5" in table
-    assert "Debezium JDBC sink  | — | Weir is — x | ≥ 1.5x: not measured" in table
+    assert ("| Kafka Connect + Debezium JDBC sink | — | Weir is — x | ≥ 1.5x: not measured"
+            in table)
