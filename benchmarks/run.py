@@ -235,6 +235,9 @@ def connect(run: Run, source: Names, batch_size: int) -> None:
     if figures["connect_rows"] != figures["connect_expected_rows"]:
         run.notes.append(f"Kafka Connect wrote {figures['connect_rows']} of "
                          f"{figures['connect_expected_rows']} rows")
+    if figures["connect_exit_code"] not in (0, connect_phase.STOPPED):
+        run.notes.append(f"Kafka Connect exited {figures['connect_exit_code']} (see "
+                         f"benchmarks/results/tmp/{names.suffix}.connect.log)")
 
 
 async def _quix_tables(schema: str) -> None:

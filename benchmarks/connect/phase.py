@@ -35,6 +35,7 @@ LIBS = HERE / "libs"
 INSTALLED = LIBS / ".installed"
 TABLES = ["orders", "page_views"]
 MAIN = "org.apache.kafka.connect.cli.ConnectStandalone"
+STOPPED = 128 + signal.SIGTERM  # the JVM's exit code after its SIGTERM shutdown
 # What the Kafka release's bin/connect-standalone.sh and kafka-run-class.sh start a worker
 # with (KAFKA_HEAP_OPTS and KAFKA_JVM_PERFORMANCE_OPTS), as a user gets it.
 JVM = ["-Xms256M", "-Xmx2G", "-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
@@ -191,8 +192,7 @@ def measure(names: Names, events: int, copied: dict[str, int],
         "connect_cpu_s": round(cost.cpu_s, 2),
         "connect_cpu_s_per_million": round(cost.cpu_s / events * 1e6, 1),
         "connect_peak_rss_mb": round(cost.max_rss_mb, 1),
-        # 143 is the JVM's own exit after the SIGTERM that ends the phase.
-        "connect_exit_code": cost.exit_code,
+        "connect_exit_code": cost.exit_code,  # STOPPED when all went as planned
         "connect_source_bytes_per_event": round(copied["source_bytes"] / max(events, 1)),
         "connect_envelope_bytes_per_event": round(copied["envelope_bytes"] / max(events, 1)),
     }
