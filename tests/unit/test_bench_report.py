@@ -56,6 +56,9 @@ def test_the_memory_target_is_per_process() -> None:
     assert report.targets(workers, 100)["peak_rss"] is True
     assert report.targets(workers | {"weir_largest_process_rss_mb": 210.0}, 100)[
         "peak_rss"] is False
+    data = results() | {"figures": workers, "targets": report.targets(workers, 100)}
+    assert ("peak RSS 340.0 MB over its 3 processes, the largest 150.0 MB "
+            "(≤ 200 per process: met)") in report.markdown(data)
 
 
 def results() -> dict[str, Any]:
