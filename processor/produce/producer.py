@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import IO, Any
 
 import orjson
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from tqdm import tqdm
 
 from processor.connections import kafka_client
@@ -48,6 +48,35 @@ async def ensure_topics(settings: Settings, partitions: int) -> None:
                 await admin.create_topics(new)
     finally:
         await admin.close()
+    if new:
+        await _wait_until_led(settings, [t.name for t in new], partitions)
+
+
+async def _wait_until_led(settings: Settings, topics: list[str], partitions: int,
+                          patience_s: float = 30.0) -> None:
+    """Return once the broker leads every partition of the new ``topics``.
+
+    The controller names a partition's leader a moment before that broker hosts it; a
+    produce in between is answered NotLeaderForPartition, which the idempotent producer
+    can hand back to the caller as a failed send. A ListOffsets is answered only by the
+    partition's real leader, so once every partition answers one, sends go through.
+    """
+    probe = AIOKafkaConsumer(**kafka_client(settings.kafka), enable_auto_commit=False)
+    await probe.start()
+    try:
+        wanted = [TopicPartition(t, p) for t in topics for p in range(partitions)]
+        deadline = time.monotonic() + patience_s
+        while True:
+            try:
+                await probe.end_offsets(wanted)
+            except KafkaError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+            else:
+                return
+    finally:
+        await probe.stop()
 
 
 def topic_for(settings: Settings, event_type: str) -> str:
