@@ -2,6 +2,12 @@
 
 Each failure raises :class:`EventRejected` with a stable ``reason`` code; the caller sends that
 one event to the dead-letter path. Nothing here awaits: it is pure CPU work per record.
+
+The usual valid event takes two fast paths, each one-sided: the schema's msgspec type
+(``fastcheck.py``) says *valid, and of the schema's own shape* or *not sure*; the generated
+row builder (``rows.py``) returns the row or leaves the event to the generic ``_row``.
+Whatever is not sure takes the step-by-step path, which decides every rejection, so the
+reasons and messages are those of the limits, fastjsonschema and the converters.
 """
 
 from __future__ import annotations
@@ -21,9 +27,11 @@ from processor.decode.converters import (
     check_text,
     converter_for,
 )
+from processor.decode.fastcheck import Check, FastCheck, compile_fast_check
 from processor.decode.limits import Limits
 from processor.decode.quickcheck import QuickCheck, compile_quick_check
 from processor.decode.rawjson import check_raw
+from processor.decode.rows import RowBuilder, compile_row_builder
 from processor.decode.tombstones import TombstoneKey
 from processor.errors import EventRejected
 from processor.pgtime import UTC_MILLIS, kafka_micros
@@ -38,27 +46,55 @@ if TYPE_CHECKING:  # the transform stage's runtime is handed in, loaded once at 
 class _Plan:
     """How one event type becomes a row: validate, transform, convert."""
 
+    event_type: str
     contract: Contract
-    quick_check: QuickCheck | None
+    quick_check: QuickCheck | None  # True: valid; False: ask the contract's validator
+    # The usual event's one test: valid, and of the schema's own shape (no other fields),
+    # which together with a size up to fast_bytes proves every shape limit holds.
+    exact_check: Check | None
+    fast_bytes: int  # -1 when the schema's shape proves nothing
     transform: Chain | None
     names: tuple[str, ...]
     texts: tuple[int, ...]  # indexes of the text columns whose values need checking
     converters: tuple[tuple[int, Converter], ...]  # (column index, conversion), not text
     time_index: int | None
+    build: RowBuilder  # the usual row in one call; raises for the generic _row to decide
 
 
-def _plan(contract: Contract, transform: Chain | None) -> _Plan:
+def _plan(event_type: str, contract: Contract, transform: Chain | None, limits: Limits
+          ) -> _Plan:
     columns = contract.columns
+    names = tuple(c.name for c in columns)
+    texts = tuple(i for i, c in enumerate(columns) if c.pg_type == "text" and (
+        transform is not None or not _schema_string(contract, c.name)))
+    converters = tuple((i, converter_for(c.pg_type)) for i, c in enumerate(columns)
+                       if c.pg_type != "text")
+    time_index = next((i for i, c in enumerate(columns) if c.name == contract.time_field),
+                      None)
+    fast = compile_fast_check(contract.schema)
     return _Plan(
-        contract, compile_quick_check(contract.schema), transform,
-        tuple(c.name for c in columns),
-        tuple(i for i, c in enumerate(columns)
-              if c.pg_type == "text"
-              and (transform is not None or not _schema_string(contract, c.name))),
-        tuple((i, converter_for(c.pg_type)) for i, c in enumerate(columns)
-              if c.pg_type != "text"),
-        next((i for i, c in enumerate(columns) if c.name == contract.time_field), None),
+        event_type, contract, fast.lenient if fast else compile_quick_check(contract.schema),
+        fast.exact if fast else None, _fast_bytes(fast, limits), transform, names, texts,
+        converters, time_index,
+        compile_row_builder(names, [c.pg_type for c in columns], texts, dict(converters),
+                            time_index),
     )
+
+
+def _fast_bytes(fast: FastCheck | None, limits: Limits) -> int:
+    """Up to how many bytes an event of the schema's own shape is within every limit.
+
+    A string has at most as many characters as bytes; an array of *n* items takes at least
+    2*n - 1 bytes, so its length is bounded by the bytes where the schema gives no maxItems.
+    Depth and fields are the schema's own, checked once here.
+    """
+    shape = fast.shape if fast else None
+    if shape is None or shape.depth is None or shape.depth > limits.max_depth or (
+            shape.fields > limits.max_fields):
+        return -1
+    if shape.items is None or shape.items > limits.max_array:
+        return min(limits.max_string, 2 * limits.max_array - 1)
+    return limits.max_string
 
 
 def _schema_string(contract: Contract, name: str) -> bool:
@@ -81,9 +117,11 @@ class Decoder:
                  transforms: Mapping[str, Chain | None]) -> None:
         self._max_bytes = settings.pipeline.max_message_bytes
         self._limits = Limits.from_settings(settings.pipeline)
-        self._plans = {name: _plan(contract, transforms.get(name))
+        self._plans = {name: _plan(name, contract, transforms.get(name), self._limits)
                        for name, contract in contracts.items()}
         self._topic_type = {t.name: t.event_type for t in settings.topics}
+        self._topic_plan = {topic: self._plans[name] for topic, name in self._topic_type.items()
+                            if name is not None}
         self._topic_field = {t.name: t.type_field for t in settings.topics}
         self._tombstones = {name: TombstoneKey(contract, settings.event_types[name])
                             for name, contract in contracts.items()}
@@ -141,6 +179,28 @@ class Decoder:
             raise EventRejected(
                 "not_an_object", "decode", f"expected a JSON object, got {type(event).__name__}"
             )
+        plan = self._topic_plan.get(topic)
+        # The usual event passes one test: of its type's own shape and small enough that no
+        # limit can fail, without escapes (so no NUL), valid. Anything else is checked step
+        # by step, in the order that picks its reason.
+        if plan is None or BACKSLASH in value or len(value) > plan.fast_bytes or (
+                plan.exact_check is None or not plan.exact_check(event)):
+            plan = self._plans[self._check(topic, value, event)]
+        if plan.transform is not None:
+            transformed = plan.transform(event)
+            if transformed is None:
+                return None
+            event = transformed
+        event_type = plan.event_type
+        try:
+            return event_type, plan.build(event, topic, partition, offset, timestamp_ms, value)
+        except Exception:  # noqa: BLE001 - any doubt: the generic builder decides, as before
+            return event_type, self._row(plan, event, topic, partition, offset, timestamp_ms,
+                                         value)
+
+    def _check(self, topic: str, value: bytes, event: dict[str, Any]) -> str:
+        """The shape limits, the raw bytes, the event type and the schema, in that order:
+        the event type's name, or raise."""
         if not self._limits.fits_raw(value):
             self._limits.check(event)
         if BACKSLASH in value:  # a NUL escape needs a backslash: one memchr, no call
@@ -155,12 +215,7 @@ class Decoder:
                     "schema_violation", "validate",
                     f"{plan.contract.event_type} v{plan.contract.version}: {exc.message}",
                 ) from None
-        if plan.transform is not None:
-            transformed = plan.transform(event)
-            if transformed is None:
-                return None
-            event = transformed
-        return event_type, self._row(plan, event, topic, partition, offset, timestamp_ms, value)
+        return event_type
 
     def _row(
         self, plan: _Plan, event: dict[str, Any], topic: str, partition: int, offset: int,
