@@ -80,11 +80,12 @@ class Measured:
     new peak in its last 50 ms would be missed).
     """
 
-    def __init__(self, cmd: list[str], log: Path) -> None:
+    def __init__(self, cmd: list[str], log: Path, cwd: Path | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.started = time.perf_counter()
         with log.open("wb") as out:
-            self.proc = subprocess.Popen(cmd, env=weir_env(), stdout=out,
-                                         stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(cmd, env=weir_env() if env is None else env, cwd=cwd,
+                                         stdout=out, stderr=subprocess.STDOUT)
         self._peaks = {self.proc.pid: 0}
         self._done = threading.Event()
         self._watcher = threading.Thread(target=_watch_peak,
@@ -118,14 +119,19 @@ class Measured:
                            max(self._peaks.values()) / 1024, len(self._peaks))
 
 
-def run_measured(cmd: list[str], log: Path, profile: Path | None = None) -> ProcessCost:
-    """Run ``cmd`` to its end; its CPU time and peak RSS (see :class:`Measured`)."""
+def run_measured(cmd: list[str], log: Path, profile: Path | None = None,
+                 cwd: Path | None = None, env: dict[str, str] | None = None) -> ProcessCost:
+    """Run ``cmd`` to its end; its CPU time and peak RSS (see :class:`Measured`).
+
+    ``cwd`` and ``env`` (default: this directory, :func:`weir_env`) let the A/B run another
+    checkout's code (``benchmarks/ab.py``).
+    """
     if profile is not None:
         # py-spy runs the command as its child: wait4 then reports py-spy, so the figures
         # of a profiled run are not the ones to quote (run.py says so in the results).
         spy = str(Path(sys.executable).with_name("py-spy"))
         cmd = [spy, "record", "--rate", "97", "--format", "raw", "-o", str(profile), "--", *cmd]
-    return Measured(cmd, log).wait()
+    return Measured(cmd, log, cwd, env).wait()
 
 
 async def steady_rate(schema: str, tables: list[str], events: int) -> dict[str, float]:
