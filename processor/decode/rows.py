@@ -26,7 +26,7 @@ import orjson
 from asyncpg.pgproto.pgproto import UUID
 
 from processor.decode.converters import BACKSLASH, INT32, INT64, Converter, has_nul_escape
-from processor.pgtime import FIRST_US, LAST_US, ONE_US, PG_EPOCH, PG_EPOCH_MS, UTC_MILLIS
+from processor.pgtime import FIRST_US, LAST_US, PG_EPOCH, PG_EPOCH_MS, UTC_MILLIS
 from processor.text import SURROGATE
 
 RowBuilder = Callable[[dict[str, Any], str, int, int, int, bytes], tuple[Any, ...]]
@@ -59,7 +59,8 @@ _TIMESTAMPTZ = """\
         t = fromisoformat({v})
         if t.tzinfo is None:
             t = t.replace(tzinfo=UTC)
-        {v} = (t - PG_EPOCH) // ONE_US
+        t -= PG_EPOCH  # the integer aware_micros gives, from the timedelta's own fields
+        {v} = (t.days * 86400 + t.seconds) * 1000000 + t.microseconds
         if not FIRST_US <= {v} <= LAST_US:
             unusual()
     elif {v} is not None:
@@ -93,7 +94,7 @@ def compile_row_builder(
             joined=", ".join(f"{v[i]} or ''" for i in texts)))
     namespace: dict[str, Any] = {
         "NAMES": tuple(names), "UUID": UUID, "Decimal": Decimal, "UTC": UTC,
-        "fromisoformat": datetime.fromisoformat, "PG_EPOCH": PG_EPOCH, "ONE_US": ONE_US,
+        "fromisoformat": datetime.fromisoformat, "PG_EPOCH": PG_EPOCH,
         "FIRST_US": FIRST_US, "LAST_US": LAST_US, "dumps": orjson.dumps,
         "BACKSLASH": BACKSLASH, "has_nul_escape": has_nul_escape, "SURROGATE": SURROGATE,
         "unusual": _unusual,
