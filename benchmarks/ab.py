@@ -37,9 +37,21 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import asyncpg
 import yaml
+from aiokafka.admin import AIOKafkaAdminClient
 
 from benchmarks import weir_phase
-from benchmarks.env import DSN, ROOT, Names, drop, loadavg, machine, weir, weir_env, write_config
+from benchmarks.env import (
+    BOOTSTRAP,
+    DSN,
+    ROOT,
+    Names,
+    drop,
+    loadavg,
+    machine,
+    weir,
+    weir_env,
+    write_config,
+)
 
 TABLES = ["orders", "page_views"]
 
@@ -108,6 +120,19 @@ async def digest(schema: str) -> dict[str, Any]:
         return out
     finally:
         await conn.close()
+
+
+async def drop_dead_letter_topics(backlog: Names) -> None:
+    """The backlog's ``<topic>.dlq`` topics, which every run's migrate makes."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        topics = [f"{t}.dlq" for t in backlog.topics.values() if f"{t}.dlq" in existing]
+        if topics:
+            await admin.delete_topics(topics)
+    finally:
+        await admin.close()
 
 
 def one_run(side: Side, backlog: Names, args: argparse.Namespace, pair: int) -> dict[str, Any]:
@@ -209,6 +234,7 @@ def main() -> int:
             runs += [one_run(side, backlog, args, pair) for side in order]
     finally:
         asyncio.run(drop([backlog]))
+        asyncio.run(drop_dead_letter_topics(backlog))
         for side in sides:
             side.remove()
         shutil.rmtree(folder, ignore_errors=True)
