@@ -91,26 +91,7 @@ class BatchWriter:
         async with self._pool.acquire() as conn:
             try:
                 async with conn.transaction():
-                    staged = []
-                    for event_type, records in rows.items():
-                        if not records:
-                            continue  # every event of the batch was superseded by a tombstone
-                        spec = self._specs[event_type]
-                        await conn.copy_records_to_table(
-                            spec.stage, records=records, columns=spec.columns
-                        )
-                        staged.append(event_type)
-                    for event_type in staged:
-                        if event_type not in self._rolled_up:
-                            await conn.execute(self._insert[event_type])
-                    for event_type, args in deletes.items():
-                        await conn.execute(self._delete[event_type], *args)
-                    await self._dead_letters.insert(conn, dead)
-                    await self._offsets.save(conn, writer, marks)
-                    # Last: see the module's docstring.
-                    for event_type in staged:
-                        if event_type in self._rolled_up:
-                            await conn.execute(self._insert[event_type])
+                    await self._statements(conn, rows, deletes, dead, writer, marks)
             except Exception as exc:
                 if stale_connection(exc):
                     # A failover: every pooled connection may point at the old primary, now
@@ -122,3 +103,25 @@ class BatchWriter:
                     ) from exc
                 raise
         self.last_commit = time.monotonic()
+
+    async def _statements(
+        self, conn: Any, rows: Mapping[str, list[tuple[Any, ...]]],
+        deletes: Mapping[str, Sequence[Any]], dead: Sequence[DeadLetter], writer: int,
+        marks: Mapping[TopicPartitionKey, int],
+    ) -> None:
+        """The batch transaction's statements, in the order the module's docstring gives."""
+        staged = [event_type for event_type, records in rows.items() if records]
+        for event_type in staged:  # none when every event was superseded by a tombstone
+            spec = self._specs[event_type]
+            await conn.copy_records_to_table(spec.stage, records=rows[event_type],
+                                             columns=spec.columns)
+        for event_type in staged:
+            if event_type not in self._rolled_up:
+                await conn.execute(self._insert[event_type])
+        for event_type, args in deletes.items():
+            await conn.execute(self._delete[event_type], *args)
+        await self._dead_letters.insert(conn, dead)
+        await self._offsets.save(conn, writer, marks)
+        for event_type in staged:
+            if event_type in self._rolled_up:
+                await conn.execute(self._insert[event_type])
