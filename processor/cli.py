@@ -18,7 +18,7 @@ import structlog
 import typer
 import uvloop
 
-from processor import __version__, logs
+from processor import __version__, gc_tuning, logs
 from processor.app import Pipeline
 from processor.contracts import Contract, ContractError, load_contracts
 from processor.errors import ConfigError, MigrationRequired
@@ -144,6 +144,7 @@ def run(
 
     async def go() -> int:
         pipeline = Pipeline(settings, contracts, transforms)
+        gc_tuning.tune()
         if worker_id is None:
             return await pipeline.run(until_caught_up=until_caught_up)
         from processor.workers.child import run_worker
