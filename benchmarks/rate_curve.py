@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -110,6 +111,31 @@ WHERE application_name = 'weir' AND state = 'active'
 """
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of one process so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def postgres_cpu_s() -> float:
+    """CPU seconds of every PostgreSQL process on this machine (the server is local)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if "(postgres)" in text:
+            total += cpu_s(int(stat.parent.name))
+    return total
+
+
 async def sample_loop(names: Names, args: argparse.Namespace, proc: asyncio.subprocess.Process,
                       samples: list[dict[str, Any]]) -> None:
     conn = await asyncpg.connect(DSN)
@@ -126,6 +152,7 @@ async def sample_loop(names: Names, args: argparse.Namespace, proc: asyncio.subp
                     f"SELECT (SELECT count(*) FROM {names.schema}.orders) + "
                     f"(SELECT count(*) FROM {names.schema}.page_views)")
             samples.append({"t": round(time.monotonic() - t0, 2), "stored": int(row["stored"]),
+                            "weir_cpu_s": cpu_s(proc.pid), "postgres_cpu_s": postgres_cpu_s(),
                             "wal_bytes": int(row["wal_bytes"]),
                             "checkpoints": row["checkpoints"], "waits": dict(waits),
                             **{k: int(row[k]) for k in ("buffers_backend", "buffers_alloc",
@@ -208,6 +235,12 @@ def fifths(samples: list[dict[str, Any]]) -> list[dict[str, float]]:
                     "backend_writes_per_1k_events": round(
                         (end["buffers_backend"] - start["buffers_backend"]) * 1000 / n, 1),
                     "checkpoints": end["checkpoints"] - start["checkpoints"],
+                    **{f"{who}_cores": round((end[f"{who}_cpu_s"] - start[f"{who}_cpu_s"])
+                                             / max(end["t"] - start["t"], 1e-3), 2)
+                       for who in ("weir", "postgres")},
+                    **{f"{who}_cpu_us_per_event": round(
+                        (end[f"{who}_cpu_s"] - start[f"{who}_cpu_s"]) * 1e6 / n, 1)
+                       for who in ("weir", "postgres")},
                     "lock_waits_per_sample": round(sum(
                         s["waits"].get("Lock:transactionid", 0) for s in active
                         if start["t"] < s["t"] <= end["t"]) / max(1, sum(
@@ -268,10 +301,13 @@ def markdown(r: dict[str, Any]) -> str:
              f"- WAL {r['wal_mb']} MB, checkpoints {r['checkpoints']}, full-page images "
              f"{r['wal_fpi']}, buffers written by backends {r['buffers_backend']}", "",
              "| fifth of the events | events/s | WAL B/event | FPI/1k ev | backend writes/1k ev "
-             "| checkpoints | lock waits/sample |", "|---:|---:|---:|---:|---:|---:|---:|",
+             "| checkpoints | lock waits/sample | Weir cores, µs/event | PostgreSQL cores, "
+             "µs/event |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
              *[f"| {i + 1} | {f['events_per_s']} | {f['wal_bytes_per_event']} | "
                f"{f['fpi_per_1k_events']} | {f['backend_writes_per_1k_events']} | "
-               f"{f['checkpoints']} | {f['lock_waits_per_sample']} |"
+               f"{f['checkpoints']} | {f['lock_waits_per_sample']} | {f['weir_cores']}, "
+               f"{f['weir_cpu_us_per_event']} | {f['postgres_cores']}, "
+               f"{f['postgres_cpu_us_per_event']} |"
                for i, f in enumerate(r["by_fifths"])], "",
              f"- wait events of Weir's active backends, mean per sample: {r['waits_per_sample']}",
              f"- at the end: {r['tables_at_end']}", f"- rollup: {r['rollup']}", "",
@@ -293,6 +329,15 @@ def run_config(names: Names, k: int, args: argparse.Namespace) -> tuple[Names, P
     subprocess.run(weir("migrate", "-c", str(config)), env=weir_env(), check=True,
                    capture_output=True)
     return own, config
+
+
+def checkout(code: str) -> str:
+    """The commit a checkout is at, ``-dirty`` with changes (names no folder)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", code, *args], capture_output=True, text=True,
+                              check=False).stdout.strip()
+    return (git("rev-parse", "--short", "HEAD") or "unknown") + (
+        "-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 async def drop_schema(schema: str) -> None:
@@ -329,9 +374,9 @@ def main() -> int:
             if k == runs - 1:
                 asyncio.run(drop_schema(own.schema))
             result = summarize(args, run, load, loadavg())
-            result["code"] = Path(code).name
+            result["code"] = checkout(code)
             result["pg_settings"] = args.pg_setting
-            result["name"] += f"-{k}-{Path(code).name}" if args.code else ""
+            result["name"] += f"-{k}-{checkout(code)}" if args.code else ""
             args.out.mkdir(parents=True, exist_ok=True)
             path = args.out / f"{result['name']}.json"
             path.write_text(json.dumps(result, indent=1, default=str))
