@@ -55,11 +55,12 @@ from processor.app import Pipeline
 from processor.batch.buffer import LaneBuffer
 from processor.contracts import load_contracts
 from processor.decode.stage import DecodeStage
+from processor.offsets import OffsetStore
+from processor.progress import PartitionProgress
 from processor.settings import load_settings
-from processor.sink.offsets import OffsetStore
 from processor.sink.writer import BatchWriter
 from processor.source.consumer import KafkaSource
-from processor.source.progress import PartitionProgress
+from processor.transform.loader import load_chains
 
 TABLES = ["orders", "page_views"]
 
@@ -358,7 +359,7 @@ async def session(args: argparse.Namespace, names: Names, config: Path,
     settings = load_settings(config)
     logs.configure(settings.logging.level, settings.logging.format,
                    settings.logging.repeat_window_s)
-    pipeline = Pipeline(settings, load_contracts(settings))
+    pipeline = Pipeline(settings, load_contracts(settings), load_chains(settings))
     await weir_phase.install_commit_clock(names.schema)
     running = asyncio.create_task(pipeline.run())
     stop = asyncio.Event()
