@@ -136,7 +136,9 @@ async def drop(names: list[Names]) -> None:
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        topics = [t for n in names for t in n.topics.values() if t in existing]
+        # The dead-letter topics too, which `weir migrate` makes beside the sources.
+        topics = [name for n in names for t in n.topics.values()
+                  for name in (t, f"{t}.dlq") if name in existing]
         if topics:
             await admin.delete_topics(topics)
     finally:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import os
 import re
 import secrets
@@ -19,7 +18,7 @@ import structlog
 import typer
 import uvloop
 
-from processor import __version__, logs
+from processor import __version__, gc_tuning, logs
 from processor.app import Pipeline
 from processor.contracts import Contract, ContractError, load_contracts
 from processor.errors import ConfigError, MigrationRequired
@@ -31,9 +30,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 EXIT_CONFIG = 2
-# Allocations between two young-generation garbage collections while the pipeline runs
-# (Python's default is 700): see _settle_heap.
-GC_YOUNG = 50_000
 app = typer.Typer(help="Weir: Kafka in, PostgreSQL out, exactly once.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
 log = structlog.get_logger("weir")
@@ -116,26 +112,6 @@ def migrate(config: ConfigOption) -> None:
         typer.echo(f"dead-letter topics: {', '.join(topics)}")
 
 
-def _settle_heap() -> None:
-    """Keep start-up's objects out of every later garbage collection; let rows die young.
-
-    A row waiting in a lane is a few objects the cyclic collector tracks, and with Python's
-    default thresholds (700, 10, 10) it walked the heap again and again: start-up's 60,000
-    or more objects and every waiting row, a quarter of Weir's CPU in a profile of
-    ``weir run``. Frozen, start-up's objects are never walked again. Freezing alone is not
-    enough: the oldest generation then looks small, so every few thousand rows a full
-    collection walked all the waiting rows instead (still a fifth of the CPU). With a young
-    generation of GC_YOUNG allocations, most rows are written and freed before any
-    collection sees them. Nothing is kept longer: reference counting frees whatever is not
-    in a cycle at once, and cycles still go at the next collection. Start-up leaves about a
-    hundred unreachable objects, frozen with the rest rather than worth a full collection
-    (30 ms or more) on every start. Only the running pipeline's process does this: tests
-    that build a Pipeline keep their own collector.
-    """
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
-
-
 def _worker_count(value: str) -> int:
     """``--workers``: a number, or ``auto`` for the CPUs this process may run on."""
     if value == "auto":
@@ -168,7 +144,7 @@ def run(
 
     async def go() -> int:
         pipeline = Pipeline(settings, contracts, transforms)
-        _settle_heap()
+        gc_tuning.tune()
         if worker_id is None:
             return await pipeline.run(until_caught_up=until_caught_up)
         from processor.workers.child import run_worker

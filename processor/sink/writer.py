@@ -1,7 +1,13 @@
 """Write one batch in one transaction: rows, dead letters and watermarks commit together.
 
-The order inside the transaction is deliberate. Rows are copied and merged first; the
-offsets rows are updated last, so their row locks are held only for the commit itself.
+The order inside the transaction is deliberate. Row locks are held until COMMIT, so what
+other transactions wait for is taken last. Every table's rows are copied into its staging
+table first; the tables without a rollup are merged, tombstones deleted, dead letters and
+the lane's own offsets rows written; the tables with a rollup are merged last. Their
+statement upserts the rollup's buckets, and every lane's batch adds to the same current
+bucket, so each lane holds that row from its rollup upsert to its commit while the others
+wait for it: merged last, that is one round trip and the commit, not the rest of the batch.
+(The offsets rows are the lane's own, ``writer`` in their key: no other lane waits for them.)
 Either all of it is visible after COMMIT, or none of it: a crash at any point leaves the
 stored watermark at or below what is written, and the next owner resumes from there.
 """
@@ -58,6 +64,7 @@ class BatchWriter:
         self._offsets = offsets
         self._insert = {name: spec.insert_sql() for name, spec in specs.items()}
         self._delete = {name: spec.delete_sql() for name, spec in specs.items() if spec.upsert}
+        self._rolled_up = {name for name, spec in specs.items() if spec.rollups}
         self._partitions = PartitionGuard(specs)
         self.last_commit = 0.0  # time.monotonic() of the last committed batch
         self._dead_letters = dead_letters or DeadLetterTable(settings)
@@ -84,18 +91,7 @@ class BatchWriter:
         async with self._pool.acquire() as conn:
             try:
                 async with conn.transaction():
-                    for event_type, records in rows.items():
-                        if not records:
-                            continue  # every event of the batch was superseded by a tombstone
-                        spec = self._specs[event_type]
-                        await conn.copy_records_to_table(
-                            spec.stage, records=records, columns=spec.columns
-                        )
-                        await conn.execute(self._insert[event_type])
-                    for event_type, args in deletes.items():
-                        await conn.execute(self._delete[event_type], *args)
-                    await self._dead_letters.insert(conn, dead)
-                    await self._offsets.save(conn, writer, marks)
+                    await self._statements(conn, rows, deletes, dead, writer, marks)
             except Exception as exc:
                 if stale_connection(exc):
                     # A failover: every pooled connection may point at the old primary, now
@@ -107,3 +103,25 @@ class BatchWriter:
                     ) from exc
                 raise
         self.last_commit = time.monotonic()
+
+    async def _statements(
+        self, conn: Any, rows: Mapping[str, list[tuple[Any, ...]]],
+        deletes: Mapping[str, Sequence[Any]], dead: Sequence[DeadLetter], writer: int,
+        marks: Mapping[TopicPartitionKey, int],
+    ) -> None:
+        """The batch transaction's statements, in the order the module's docstring gives."""
+        staged = [event_type for event_type, records in rows.items() if records]
+        for event_type in staged:  # none when every event was superseded by a tombstone
+            spec = self._specs[event_type]
+            await conn.copy_records_to_table(spec.stage, records=rows[event_type],
+                                             columns=spec.columns)
+        for event_type in staged:
+            if event_type not in self._rolled_up:
+                await conn.execute(self._insert[event_type])
+        for event_type, args in deletes.items():
+            await conn.execute(self._delete[event_type], *args)
+        await self._dead_letters.insert(conn, dead)
+        await self._offsets.save(conn, writer, marks)
+        for event_type in staged:
+            if event_type in self._rolled_up:
+                await conn.execute(self._insert[event_type])
