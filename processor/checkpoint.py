@@ -13,7 +13,6 @@ and at shutdown.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 
 import asyncpg
@@ -22,6 +21,7 @@ import structlog
 from processor.offsets import OffsetStore
 from processor.progress import ProgressBook
 from processor.records import TopicPartitionKey
+from processor.tasks import pause
 from processor.verdict import Verdict, verdict
 
 log = structlog.get_logger(__name__)
@@ -45,7 +45,7 @@ class Checkpointer:
     async def run(self, interval_s: float) -> None:
         """The owned background task: a checkpoint every ``interval_s`` until cancelled."""
         while True:
-            await asyncio.sleep(interval_s)
+            await pause(interval_s)
             await self.checkpoint()
 
     async def checkpoint(self, only: set[TopicPartitionKey] | None = None) -> None:

@@ -10,6 +10,21 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+async def pause(seconds: float) -> None:
+    """``asyncio.sleep`` for the loop of an owned task that must end when cancelled.
+
+    A library call can swallow a cancellation (Python 3.11's ``asyncio.wait_for`` loses one
+    that arrives as its inner call completes; aiokafka waits with it), and a ``while True``
+    loop around it then runs on with its task marked *cancelling*, and whoever owns the
+    task (a task group at shutdown) waits forever. A task that is being cancelled ends
+    here instead.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+    await asyncio.sleep(seconds)
+
+
 class Stopped(Exception):
     """A stop was asked for while :func:`unless_stopped` waited."""
 

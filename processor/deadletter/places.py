@@ -29,6 +29,7 @@ from processor.deadletter.spool import Entry, Spool
 from processor.deadletter.table import DeadLetterTable
 from processor.deadletter.topic import DeadLetterTopic
 from processor.records import DeadLetter, Item
+from processor.tasks import pause
 from processor.verdict import Verdict, verdict
 
 log = structlog.get_logger(__name__)
@@ -159,4 +160,4 @@ class Places:
         """The owned background task: drain, sleep, repeat until cancelled."""
         while True:
             await self.drain_once()
-            await asyncio.sleep(interval_s)
+            await pause(interval_s)

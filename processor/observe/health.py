@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from processor.tasks import pause
+
 HEARTBEAT_S = 1.0
 
 
@@ -35,7 +37,7 @@ class LoopHeartbeat:
         """Tick until cancelled."""
         while True:
             self.last = time.monotonic()
-            await asyncio.sleep(HEARTBEAT_S)
+            await pause(HEARTBEAT_S)
 
     @property
     def lag_s(self) -> float:
@@ -54,7 +56,10 @@ async def evaluate(
     ready = True
     for name, probe in probes.items():
         try:
-            check = await asyncio.wait_for(probe(), timeout_s)
+            # asyncio.timeout, not wait_for: in Python 3.11 wait_for can swallow the
+            # cancellation of the task that runs the probes (see processor.tasks.pause).
+            async with asyncio.timeout(timeout_s):
+                check = await probe()
         except TimeoutError:
             check = Check(False, {"error": f"no answer within {timeout_s}s"})
         except Exception as exc:  # noqa: BLE001 - a probe's failure is its answer

@@ -8,7 +8,6 @@ oldest record that is fetched but not yet written.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -21,6 +20,7 @@ from processor import metrics
 from processor.batch.buffer import LaneBuffer
 from processor.progress import ProgressBook, records_behind
 from processor.records import TopicPartitionKey
+from processor.tasks import pause
 
 log = structlog.get_logger(__name__)
 
@@ -54,7 +54,7 @@ class LagPoller:
                 await self.sample_lag()
             except KafkaError as exc:
                 log.warning("lag sample failed", error=f"{type(exc).__name__}: {exc}")
-            await asyncio.sleep(self._interval_s)
+            await pause(self._interval_s)
 
     def sample_local(self) -> None:
         """Lane depths and pool use: no I/O."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
@@ -22,6 +21,7 @@ from processor.sink.breaker import CircuitBreaker, State
 from processor.sink.writer import BatchWriter
 from processor.source.consumer import KafkaSource
 from processor.stalls import Stalls
+from processor.tasks import pause
 
 log = structlog.get_logger(__name__)
 
@@ -46,7 +46,7 @@ async def keep_running(run: Callable[[], Awaitable[None]], name: str,
         except Exception as exc:  # noqa: BLE001 - any failure here: log, restart, go on
             log.error("observability task failed; restarting it",  # noqa: TRY400
                       task=name, error=f"{type(exc).__name__}: {exc}", restart_in_s=restart_s)
-        await asyncio.sleep(restart_s)
+        await pause(restart_s)
 
 
 class Observability:

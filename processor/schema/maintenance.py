@@ -10,7 +10,6 @@ queued behind it), but just before, in its own short transaction.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from typing import Any
@@ -26,6 +25,7 @@ from processor.schema.partitions import (
     premake_sql,
 )
 from processor.schema.tables import TableSpec
+from processor.tasks import pause
 from processor.verdict import Verdict, verdict
 
 # A connection of its own (``weir migrate``) or one lent by the pool.
@@ -66,7 +66,7 @@ async def maintain_forever(pool: asyncpg.Pool, specs: Sequence[TableSpec],
                            interval_s: float) -> None:
     """The owned background task: :func:`maintain` every ``interval_s`` until cancelled."""
     while True:
-        await asyncio.sleep(interval_s)
+        await pause(interval_s)
         try:
             await maintain(pool, specs)
         except Exception as exc:

@@ -95,7 +95,8 @@ class CircuitBreaker:
             # Wake at the end of the open period, or earlier if the state changes.
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), remaining)
+                async with asyncio.timeout(remaining):  # not wait_for: see tasks.pause
+                    await self._wake.wait()
             except TimeoutError:
                 continue
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -28,3 +29,48 @@ async def test_a_failing_observability_task_is_restarted_not_raised() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+class _Pool:
+    def get_size(self) -> int:
+        return 1
+
+    def get_idle_size(self) -> int:
+        return 1
+
+
+class _LosesACancel:
+    """A consumer whose end_offsets swallows a cancellation, as Python 3.11's wait_for
+    (which aiokafka awaits with) can when the cancel meets the answer."""
+
+    def __init__(self) -> None:
+        self.asked = asyncio.Event()
+
+    async def end_offsets(self, tps: list[object]) -> dict[object, int]:
+        self.asked.set()
+        # The answer came at the same moment as the cancellation, which is lost.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(3600)
+        return {}
+
+
+async def test_the_lag_poller_ends_when_cancelled_even_if_a_call_swallowed_it() -> None:
+    from processor.observe.poller import LagPoller
+    from processor.progress import ProgressBook
+
+    book = ProgressBook()
+    book.assign(("orders", 0), 0)
+    consumer = _LosesACancel()
+
+    async def ready() -> bool:
+        return True
+
+    poller = LagPoller(consumer, book, [], _Pool(), 0.01, ready)  # type: ignore[arg-type]
+    task = asyncio.ensure_future(keep_running(poller.run, "lag poller", restart_s=0.01))
+    await asyncio.wait_for(consumer.asked.wait(), 5)
+    task.cancel()
+    # Without the check at the loop's pause the task runs on, marked cancelling, and the
+    # pipeline's task group waits for it at shutdown forever.
+    done, _ = await asyncio.wait({task}, timeout=2)
+    assert done == {task}
+    assert task.cancelled()
