@@ -47,8 +47,14 @@ def micros(value: datetime | date) -> int:
 
 
 def aware_micros(value: datetime) -> int:
-    """An aware datetime as PostgreSQL's timestamptz integer (no checks: the hot path's)."""
-    return (value - PG_EPOCH) // ONE_US
+    """An aware datetime as PostgreSQL's timestamptz integer (no checks: the hot path's).
+
+    From the timedelta's own fields rather than ``// ONE_US``, which builds a second
+    timedelta and divides: the same integer, cheaper. The decoder's generated row builder
+    (``decode/rows.py``) inlines exactly this.
+    """
+    t = value - PG_EPOCH
+    return (t.days * 86_400 + t.seconds) * 1_000_000 + t.microseconds
 
 
 def kafka_micros(timestamp_ms: int) -> int:
