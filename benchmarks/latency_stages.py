@@ -354,6 +354,26 @@ async def produce(config: Path, count: int, rate: float, seed: int) -> float:
     return count / (time.perf_counter() - started)
 
 
+WARM_UP = 200  # events written before the clock starts: the group has joined by then
+
+
+async def warm_up(names: Names, config: Path) -> None:
+    """Feed a few events and wait until they are written."""
+    await produce(config, WARM_UP, 1000, seed=1)
+    await written(names.schema, WARM_UP)
+
+
+async def feed(args: argparse.Namespace, names: Names,
+               config: Path) -> tuple[float, dict[str, Any]]:
+    """The measured feed, with a bare consumer beside Weir: the rate offered and what that
+    consumer saw. Returns once every fed event is written."""
+    count = round(args.rate * args.seconds)
+    bare = await start_probe(names, args.partitions, args.seconds * 1.5 + 5)
+    offered = await produce(config, count, args.rate, seed=2)
+    await written(names.schema, WARM_UP + count)
+    return offered, await probe_result(bare)
+
+
 async def session(args: argparse.Namespace, names: Names, config: Path,
                   stamps: Stamps) -> dict[str, Any]:
     settings = load_settings(config)
@@ -366,18 +386,13 @@ async def session(args: argparse.Namespace, names: Names, config: Path,
     probes = [asyncio.create_task(loop_lag(stamps, stop)),
               asyncio.create_task(pg_waits(stamps, stop))]
     try:
-        await produce(config, 200, 1000, seed=1)
-        await written(names.schema, 200)
+        await warm_up(names, config)
         since = now_ms()
         first_event = len(stamps.event_ts)
         lag_from, gc_from = len(stamps.loop_lag), len(stamps.gc_pauses)
         stamps.waits.clear()
         stamps.wait_samples = 0
-        count = round(args.rate * args.seconds)
-        bare = await start_probe(names, args.partitions, args.seconds * 1.5 + 5)
-        offered = await produce(config, count, args.rate, seed=2)
-        await written(names.schema, 200 + count)
-        before_weir = await probe_result(bare)
+        offered, before_weir = await feed(args, names, config)
     finally:
         stop.set()
         pipeline.request_stop("measured")
@@ -398,14 +413,9 @@ async def plain(args: argparse.Namespace, names: Names, config: Path) -> dict[st
         *weir("run", "-c", str(config)), env=weir_env(),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     try:
-        await produce(config, 200, 1000, seed=1)
-        await written(names.schema, 200)
+        await warm_up(names, config)
         since = now_ms()
-        count = round(args.rate * args.seconds)
-        bare = await start_probe(names, args.partitions, args.seconds * 1.5 + 5)
-        offered = await produce(config, count, args.rate, seed=2)
-        await written(names.schema, 200 + count)
-        before_weir = await probe_result(bare)
+        offered, before_weir = await feed(args, names, config)
     finally:
         proc.terminate()
         code = await proc.wait()

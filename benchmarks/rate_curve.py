@@ -179,7 +179,7 @@ async def session(args: argparse.Namespace, names: Names, config: Path,
     await sample_loop(names, args, proc, samples)
     wall = time.monotonic() - started
     steady = await weir_phase.steady_rate(names.schema, TABLES, args.events)
-    union = " UNION ALL ".join(f"SELECT ingested_at FROM {names.schema}.{t}" for t in TABLES)
+    union = weir_phase.ingested_union(names.schema, TABLES)
     conn = await asyncpg.connect(DSN)
     try:
         per_second = await conn.fetch(

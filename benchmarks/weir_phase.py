@@ -134,6 +134,11 @@ def run_measured(cmd: list[str], log: Path, profile: Path | None = None,
     return Measured(cmd, log, cwd, env).wait()
 
 
+def ingested_union(schema: str, tables: list[str]) -> str:
+    """Every row's ``ingested_at`` (its batch transaction's start) over ``tables``, as SQL."""
+    return " UNION ALL ".join(f"SELECT ingested_at FROM {schema}.{t}" for t in tables)
+
+
 async def steady_rate(schema: str, tables: list[str], events: int) -> dict[str, float]:
     """Events/s from the first committed batch to the last, by their transactions' start.
 
@@ -142,7 +147,7 @@ async def steady_rate(schema: str, tables: list[str], events: int) -> dict[str, 
     first fetch) does not count and a sink that commits every few seconds is not flattered.
     Rows are scaled to events because transforms drop some events (``drop_bots``).
     """
-    union = " UNION ALL ".join(f"SELECT ingested_at FROM {schema}.{t}" for t in tables)
+    union = ingested_union(schema, tables)
     conn = await asyncpg.connect(DSN)
     try:
         row = await conn.fetchrow(
