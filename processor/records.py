@@ -26,7 +26,11 @@ class Chunk:
 
 @dataclass(slots=True)
 class Row:
-    """A valid event, transformed and shaped as one row of its event type's table."""
+    """A valid event, transformed and shaped as one row of its event type's table.
+
+    ``values`` is laid out as :mod:`processor.row_layout` declares; read its metadata through
+    that module's accessors, never by position.
+    """
 
     event_type: str
     values: tuple[Any, ...]
@@ -38,6 +42,9 @@ class Row:
     # A tombstone that deletes its key's row; ``values`` is then the key's column values
     # followed by the metadata columns (event_time … raw, raw being None).
     tombstone: bool = False
+    # The record's value exactly as it came from Kafka (a framed Avro record, say), which a
+    # dead letter must carry; ``raw`` in ``values`` is the event as JSON. None: a tombstone.
+    value: bytes | None = None
 
 
 @dataclass(slots=True)

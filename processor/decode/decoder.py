@@ -35,6 +35,7 @@ from processor.decode.rows import RowBuilder, compile_row_builder
 from processor.decode.tombstones import TombstoneKey
 from processor.errors import EventRejected
 from processor.pgtime import UTC_MILLIS, kafka_micros
+from processor.row_layout import tail
 from processor.settings import Settings
 from processor.text import printable
 
@@ -143,8 +144,9 @@ class Decoder:
         if not UTC_MILLIS[0] <= timestamp_ms <= UTC_MILLIS[1]:
             raise _timestamp_refused(timestamp_ms)
         kafka_ts = kafka_micros(timestamp_ms)
-        return event_type, (*mapping.key_values(key), kafka_ts, topic, partition, offset,
-                            kafka_ts, None)
+        return event_type, (*mapping.key_values(key), *tail(
+            event_time=kafka_ts, kafka_topic=topic, kafka_partition=partition,
+            kafka_offset=offset, kafka_timestamp=kafka_ts, raw=None))
 
     def event_type_of(self, topic: str, event: dict[str, Any]) -> str:
         """The event type of a decoded event: fixed per topic, or named by a field."""
@@ -241,8 +243,9 @@ class Decoder:
             raise _timestamp_refused(timestamp_ms)
         kafka_ts = kafka_micros(timestamp_ms)
         event_time = kafka_ts if plan.time_index is None else values[plan.time_index]
-        values += (event_time, topic, partition, offset, kafka_ts, raw)
-        return tuple(values)
+        return (*values, *tail(event_time=event_time, kafka_topic=topic,
+                               kafka_partition=partition, kafka_offset=offset,
+                               kafka_timestamp=kafka_ts, raw=raw))
 
 
 def _conversion_error(field: str, exc: Exception) -> EventRejected:

@@ -27,6 +27,7 @@ from asyncpg.pgproto.pgproto import UUID
 
 from processor.decode.converters import BACKSLASH, INT32, INT64, Converter, has_nul_escape
 from processor.pgtime import FIRST_US, LAST_US, PG_EPOCH, PG_EPOCH_MS, UTC_MILLIS
+from processor.row_layout import tail_source
 from processor.text import SURROGATE
 
 RowBuilder = Callable[[dict[str, Any], str, int, int, int, bytes], tuple[Any, ...]]
@@ -120,8 +121,9 @@ def compile_row_builder(
         f"    if not {first_ms} <= timestamp_ms <= {last_ms}:",
         "        unusual()",
         f"    kafka_ts = (timestamp_ms - {PG_EPOCH_MS}) * 1000",
-        f"    return ({''.join(x + ', ' for x in v)}{event_time}, topic, partition, offset, "
-        "kafka_ts, raw)",
+        f"    return ({''.join(x + ', ' for x in v)}" + tail_source({
+            "event_time": event_time, "kafka_topic": "topic", "kafka_partition": "partition",
+            "kafka_offset": "offset", "kafka_timestamp": "kafka_ts", "raw": "raw"}) + ")",
     ]
     source = "\n".join(lines) + "\n"
     exec(compile(source, "<row builder>", "exec"), namespace)  # noqa: S102 - our own code

@@ -89,7 +89,7 @@ class DecodeStage:
                         continue
                     item = Row(decoded[0], decoded[1], chunk,
                                len(value) if value is not None else len(rec.key or b""),
-                               rec.key, list(rec.headers), rec.timestamp, value is None)
+                               rec.key, list(rec.headers), rec.timestamp, value is None, value)
                 items.append(item)
             if filtered:
                 metrics.EVENTS_FILTERED.labels(chunk.tp[0]).inc(filtered)

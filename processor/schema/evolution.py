@@ -17,9 +17,10 @@ import asyncpg
 from processor.contracts import Contract
 from processor.errors import PermanentError
 from processor.identifiers import quote_ident
+from processor.row_layout import META_NAMES
 from processor.schema.partitions import comment_interval
 from processor.schema.rollups import RollupSpec
-from processor.schema.tables import META_COLUMNS, TableSpec
+from processor.schema.tables import TableSpec
 
 # format_type() spells some types longer than our DDL does.
 _CANONICAL = {"timestamptz": "timestamp with time zone"}
@@ -94,7 +95,7 @@ def evolve_target(existing: ExistingTable, contract: Contract, spec: TableSpec,
                 "the old type: add a field with a new name instead")
         elif have[1] and column.nullable:
             out.statements.append(_drop_not_null(spec, column.name))
-    meta = {name for name, _ in META_COLUMNS} | {"ingested_at"}
+    meta = {*META_NAMES, "ingested_at"}
     out.statements += [
         _drop_not_null(spec, name) for name, (_, not_null) in existing.columns.items()
         if not_null and name not in wanted and name not in meta and name not in spec.key

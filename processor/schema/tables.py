@@ -11,20 +11,12 @@ from dataclasses import dataclass
 
 from processor.contracts import Contract
 from processor.identifiers import qualified, quote_ident
+from processor.row_layout import COORDINATES, META, POSITION
+from processor.row_layout import columns as row_columns
 from processor.schema.partitions import default_partition_ddl, function_ddl, interval_comment
 from processor.schema.rollups import RollupSpec, with_rollups
 from processor.settings import Settings
 
-# Columns Weir fills on every row, after the schema's own columns, in COPY order.
-META_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("event_time", "timestamptz NOT NULL"),
-    ("kafka_topic", "text NOT NULL"),
-    ("kafka_partition", "integer NOT NULL"),
-    ("kafka_offset", "bigint NOT NULL"),
-    ("kafka_timestamp", "timestamptz NOT NULL"),
-    ("raw", "jsonb NOT NULL"),
-)
-COORDINATES = ("kafka_topic", "kafka_partition", "kafka_offset")
 MAX_IDENTIFIER = 63  # PostgreSQL's NAMEDATALEN - 1
 
 
@@ -54,7 +46,7 @@ class TableSpec:
     @property
     def time_index(self) -> int:
         """Where ``event_time`` is in a row's values."""
-        return self.columns.index("event_time")
+        return len(self.columns) + POSITION["event_time"]
 
     @property
     def qualified(self) -> str:
@@ -138,7 +130,7 @@ def table_spec(contract: Contract, settings: Settings) -> TableSpec:
     """The write-side description of one event type's table."""
     et = settings.event_types[contract.event_type]
     schema = settings.postgres.schema_name
-    columns = tuple(c.name for c in contract.columns) + tuple(n for n, _ in META_COLUMNS)
+    columns = row_columns([c.name for c in contract.columns])
     indexes = tuple((i.method, tuple(i.columns)) for i in et.indexes)
     if et.write_mode == "upsert":
         return TableSpec(contract.event_type, schema, et.table, columns,
@@ -165,7 +157,7 @@ def target_ddl(contract: Contract, spec: TableSpec) -> list[str]:
         f"{quote_ident(c.name)} {c.pg_type}{'' if c.nullable else ' NOT NULL'}"
         for c in contract.columns
     ]
-    lines += [f"{quote_ident(name)} {decl}" for name, decl in META_COLUMNS]
+    lines += [f"{quote_ident(m.name)} {m.ddl}" for m in META]
     lines.append('"ingested_at" timestamptz NOT NULL DEFAULT now()')
     key = ", ".join(quote_ident(c) for c in spec.key)
     lines.append(f"CONSTRAINT {quote_ident(spec.name + '_pkey')} PRIMARY KEY ({key})")

@@ -25,6 +25,7 @@ from processor.deadletter.places import Places, mark, unplaced
 from processor.progress import ProgressBook
 from processor.records import Chunk, DeadLetter, Item, Row
 from processor.retry import retry_transient
+from processor.row_layout import offset_of, partition_of, topic_of
 from processor.settings import Settings
 from processor.sink.breaker import CircuitBreaker
 from processor.sink.writer import BatchWriter
@@ -39,10 +40,10 @@ def rejected(row: Row, exc: BaseException, attempts: int = 1) -> DeadLetter:
 
     ``attempts`` counts the transactions that failed with the row in them.
     """
-    topic, partition, offset = row.values[-5], row.values[-4], row.values[-3]
     return DeadLetter(
-        topic=topic, partition=partition, offset=offset, timestamp_ms=row.timestamp_ms,
-        key=row.key, value=row.values[-1], headers=row.headers, stage="sink",
+        topic=topic_of(row.values), partition=partition_of(row.values),
+        offset=offset_of(row.values), timestamp_ms=row.timestamp_ms,
+        key=row.key, value=row.value, headers=row.headers, stage="sink",
         reason="rejected_by_table", error=f"{type(exc).__name__}: {exc}",
         event_type=row.event_type, chunk=row.chunk, nbytes=row.nbytes, attempts=attempts,
     )
@@ -119,8 +120,8 @@ class Lane:
             if isinstance(item, DeadLetter):
                 await self._refused_dead_letter(item, exc)
                 return
-            log.warning("row rejected by table", topic=item.values[-5],
-                        partition=item.values[-4], offset=item.values[-3],
+            log.warning("row rejected by table", topic=topic_of(item.values),
+                        partition=partition_of(item.values), offset=offset_of(item.values),
                         error=f"{type(exc).__name__}: {exc}")
             await self._commit([rejected(item, exc, depth)])
             return

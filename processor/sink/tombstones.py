@@ -12,11 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from processor.row_layout import Values, offset_of, partition_of
 from processor.schema.tables import TableSpec
-
-Values = tuple[Any, ...]
-OFFSET = -3  # kafka_offset's place from the end, in rows and tombstones alike
-PARTITION = -4
 
 
 def last_per_key(spec: TableSpec, rows: Sequence[Values],
@@ -27,13 +24,13 @@ def last_per_key(spec: TableSpec, rows: Sequence[Values],
     width = len(spec.key)
     last: dict[Values, tuple[int, bool]] = {}
     for values in rows:
-        _later(last, tuple(values[i] for i in where), values[OFFSET], False)
+        _later(last, tuple(values[i] for i in where), offset_of(values), False)
     for values in stones:
-        _later(last, values[:width], values[OFFSET], True)
+        _later(last, values[:width], offset_of(values), True)
     kept = [v for v in rows if not last[tuple(v[i] for i in where)][1]]
-    final = [v for v in stones if last[v[:width]] == (v[OFFSET], True)]
+    final = [v for v in stones if last[v[:width]] == (offset_of(v), True)]
     columns: list[list[Any]] = [[v[i] for v in final] for i in range(width)]
-    return kept, [*columns, [v[PARTITION] for v in final], [v[OFFSET] for v in final]]
+    return kept, [*columns, [partition_of(v) for v in final], [offset_of(v) for v in final]]
 
 
 def _later(last: dict[Values, tuple[int, bool]], key: Values, offset: int,

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from processor.contracts import Column, Contract, load_contracts
+from processor.row_layout import META_NAMES
 from processor.schema.evolution import (
     Evolution,
     ExistingTable,
@@ -13,7 +14,7 @@ from processor.schema.evolution import (
     check_rollup,
     evolve_target,
 )
-from processor.schema.tables import META_COLUMNS, TableSpec, table_spec
+from processor.schema.tables import TableSpec, table_spec
 from processor.settings import load_settings
 
 
@@ -29,7 +30,7 @@ def as_existing(contract: Contract, spec: TableSpec, *, drop: tuple[str, ...] = 
     """The table `weir migrate` made for ``contract``, minus ``drop``, with ``changed``."""
     columns = {c.name: (canonical(c.pg_type), not c.nullable) for c in contract.columns
                if c.name not in drop}
-    columns |= {name: ("x", True) for name, _ in META_COLUMNS}
+    columns |= dict.fromkeys(META_NAMES, ("x", True))
     columns |= changed
     return ExistingTable(spec.name, columns, spec.key, spec.partitioned, spec.interval)
 
