@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $@
 
-up:  ## Start local Kafka and PostgreSQL (installs them on first use)
+up:  ## Start local Kafka, PostgreSQL and the schema registry (installs them on first use)
 	bash scripts/stack.sh up
 
 down:  ## Stop the local stack (data is kept)

@@ -1,15 +1,25 @@
 #!/usr/bin/env bash
-# The local stack for Weir: a real Apache Kafka broker and a real PostgreSQL server,
-# both on loopback, both running as plain processes (no Docker).
+# The local stack for Weir: a real Apache Kafka broker, a real PostgreSQL server and a
+# real Schema Registry (Apicurio Registry, Confluent-compatible API), all on loopback,
+# all running as plain processes (no Docker).
 #
-#   scripts/stack.sh up       install what is missing, start both, wait until they serve
-#   scripts/stack.sh down     stop both (data is kept)
-#   scripts/stack.sh status   one line per server; exit 0 if both run, 3 otherwise
-#   scripts/stack.sh env      shell exports for Weir:  eval "$(scripts/stack.sh env)"
-#   scripts/stack.sh clean    down, then delete the data (keeps the downloaded jars)
+#   scripts/stack.sh up              install what is missing, start all three, wait until they serve
+#   scripts/stack.sh down            stop all three (data is kept)
+#   scripts/stack.sh status          one line per server; exit 0 if all run, 3 otherwise
+#   scripts/stack.sh env             shell exports for Weir:  eval "$(scripts/stack.sh env)"
+#   scripts/stack.sh clean           down, then delete the data (keeps jars and the built registry)
+#   scripts/stack.sh registry-stop   stop only the schema registry (for fault tests)
+#   scripts/stack.sh registry-start  start only the schema registry again
 #
 # Every command is idempotent: `up` on a running stack and `down` on a stopped one
 # succeed without doing anything.
+#
+# The schema registry is Apicurio Registry 2.4.2.Final, built once from Maven Central
+# (deploy/registry/pom.xml); its Confluent-compatible API is at
+# http://127.0.0.1:18081/apis/ccompat/v7 (WEIR_SCHEMA_REGISTRY__URL in `env`). Its storage
+# is an H2 database file under the stack dir, so schemas, their ids and the compatibility
+# settings survive registry-stop/registry-start (and down/up); `clean` deletes them.
+# Apicurio's default compatibility level is NONE.
 #
 # Settings (environment variables):
 #   WEIR_STACK_DIR              where everything runtime lives   (default: <repo>/.stack)
@@ -23,6 +33,7 @@
 #   WEIR_KAFKA_SASL_PORT        that SASL_SSL listener, 127.0.0.1  (default: 19094)
 #   WEIR_KAFKA_SASL_PASSWORD    password of Kafka user `weir` (SCRAM-SHA-512 and PLAIN)
 #                                                                  (default: weir-sasl)
+#   WEIR_REGISTRY_PORT          schema registry (HTTP), 127.0.0.1  (default: 18081)
 # The ports are not the usual 9092/5432 so that a developer's own servers keep working.
 #
 # Layout under the stack dir:
@@ -30,6 +41,8 @@
 #   kafka/data/  the broker's log.dirs               pg/postgres.log   server log
 #   kafka/server.properties (rendered)               pg/socket/        unix socket
 #   kafka/kafka.log (+ .1: previous run), kafka/kafka.pid, kafka/maven.log (last jar download)
+#   registry/app/   the built registry (from deploy/registry/)   registry/data/  its H2 database
+#   registry/registry.log (+ .1), registry/registry.pid, registry/maven.log (last build)
 set -euo pipefail
 
 REPO_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
@@ -46,11 +59,13 @@ TLS_DIR=${WEIR_STACK_TLS_DIR:+$(realpath -m -- "$WEIR_STACK_TLS_DIR")}
 KAFKA_SASL_PORT=${WEIR_KAFKA_SASL_PORT:-19094}
 KAFKA_SASL_USER=weir
 KAFKA_SASL_PASSWORD=${WEIR_KAFKA_SASL_PASSWORD:-weir-sasl}
+REGISTRY_PORT=${WEIR_REGISTRY_PORT:-18081}
 
 KAFKA_POM=$REPO_DIR/deploy/kafka/pom.xml
 KAFKA_LOG4J=$REPO_DIR/deploy/kafka/log4j2.yaml
 KAFKA_TEMPLATE=$REPO_DIR/deploy/kafka/server.properties.in
 PG_TEMPLATE=$REPO_DIR/deploy/postgres/postgresql.conf.in
+REGISTRY_SRC=$REPO_DIR/deploy/registry
 
 KAFKA_DIR=$STACK_DIR/kafka
 KAFKA_LIBS=$KAFKA_DIR/libs
@@ -71,9 +86,24 @@ PG_DB=weir
 PG_DIR=
 PG_SYSTEM_USER=postgres   # Debian's account, used when this script runs as root
 
+# Fixed by deploy/registry/pom.xml (its substitutions are specific to this release).
+REGISTRY_VERSION=2.4.2.Final
+REGISTRY_DIR=$STACK_DIR/registry
+REGISTRY_APP=$REGISTRY_DIR/app
+REGISTRY_JAR=$REGISTRY_APP/weir-schema-registry-runner.jar
+REGISTRY_DATA=$REGISTRY_DIR/data
+REGISTRY_LOG=$REGISTRY_DIR/registry.log
+REGISTRY_PIDFILE=$REGISTRY_DIR/registry.pid
+# Written next to the built application once it is complete: which release, and the hash
+# of deploy/registry/ (a changed pom or producer source must build again).
+REGISTRY_MARKER=$REGISTRY_APP/.weir-registry-build
+REGISTRY_API=/apis/ccompat/v7
+
 KAFKA_START_TIMEOUT=90
 KAFKA_STOP_TIMEOUT=30
 PG_START_TIMEOUT=60
+REGISTRY_START_TIMEOUT=90
+REGISTRY_STOP_TIMEOUT=30
 
 log() { echo "[stack] $*"; }
 die() {
@@ -89,10 +119,19 @@ port_open() {
 
 check_settings() {
     local name value
-    for name in WEIR_KAFKA_PORT WEIR_KAFKA_CONTROLLER_PORT WEIR_PG_PORT; do
+    for name in WEIR_KAFKA_PORT WEIR_KAFKA_CONTROLLER_PORT WEIR_PG_PORT WEIR_REGISTRY_PORT; do
         value=${!name:-}
         [ -z "$value" ] || [[ $value =~ ^[0-9]+$ ]] || die "$name must be a port number, got '$value'"
     done
+}
+
+# The HTTP status code of GET http://127.0.0.1:$1$2, empty if nothing answers. Plain
+# HTTP/1.0 over bash's /dev/tcp, like port_open: no curl needed.
+http_status() {
+    timeout 5 bash -c '
+        exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+        printf "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" "$2" >&3
+        read -r _ code _ <&3 && echo "$code"' _ "$1" "$2" 2>/dev/null || true
 }
 
 # Copies a template to $2, replacing each @KEY@ with VALUE for the KEY=VALUE pairs
@@ -583,16 +622,168 @@ pg_status() {
     return 1
 }
 
+# ---------------------------------------------------------- Schema Registry ------
+#
+# Apicurio Registry publishes its code on Maven Central but not a runnable application:
+# deploy/registry/pom.xml runs the Quarkus build over it (see the pom's header for the
+# few substitutions Maven Central needs). The result is a runner jar plus lib/.
+
+registry_marker_value() {
+    local hash
+    # Every file of the build project counts, except a `target/` left by a manual mvn run.
+    hash=$(cd -- "$REGISTRY_SRC" &&
+        find . -path ./target -prune -o -type f -print0 | LC_ALL=C sort -z |
+        xargs -0 sha256sum | sha256sum | cut -c1-16)
+    echo "$REGISTRY_VERSION $hash"
+}
+
+# Builds the registry with Maven, unless the build for this project is already there.
+# Builds in a scratch dir first so that an interrupted build never looks complete.
+registry_build() {
+    local wanted scratch
+    wanted=$(registry_marker_value)
+    if [ -f "$REGISTRY_MARKER" ] && [ "$(<"$REGISTRY_MARKER")" = "$wanted" ]; then
+        log "registry: Apicurio Registry $REGISTRY_VERSION already built in $REGISTRY_APP"
+        return
+    fi
+    log "registry: building Apicurio Registry $REGISTRY_VERSION with maven (deploy/registry/pom.xml; about a minute, more on first download)"
+    scratch=$REGISTRY_DIR/build.partial
+    rm -rf -- "$scratch"
+    if ! mvn -B -f "$REGISTRY_SRC/pom.xml" package -DskipTests \
+        -Dweir.build.dir="$scratch" >"$REGISTRY_DIR/maven.log" 2>&1; then
+        sed 's/\x1b\[[0-9;]*m//g' "$REGISTRY_DIR/maven.log" | grep -m 1 -E '^\[ERROR\] \S' >&2 || true
+        die "maven could not build the registry (full output: $REGISTRY_DIR/maven.log)"
+    fi
+    [ -f "$scratch/weir-schema-registry-runner.jar" ] && [ -d "$scratch/lib" ] ||
+        die "registry: maven succeeded but $scratch has no runner jar and lib/ (see $REGISTRY_DIR/maven.log)"
+    # Only what runs is kept: the runner jar finds its lib/ next to itself.
+    mkdir -p -- "$scratch/app"
+    mv -- "$scratch/weir-schema-registry-runner.jar" "$scratch/lib" "$scratch/app/"
+    echo "$wanted" >"$scratch/app/.weir-registry-build"
+    rm -rf -- "$REGISTRY_APP"
+    mv -- "$scratch/app" "$REGISTRY_APP"
+    rm -rf -- "$scratch"
+    log "registry: built ($(find "$REGISTRY_APP/lib" -name '*.jar' | wc -l) jars in $REGISTRY_APP)"
+}
+
+# Prints the registry's pid if our registry process is alive (checking the command line,
+# so that a reused pid of a stale pid file is not taken for it).
+registry_pid() {
+    local pid
+    [ -f "$REGISTRY_PIDFILE" ] || return 1
+    pid=$(<"$REGISTRY_PIDFILE")
+    [[ $pid =~ ^[0-9]+$ ]] || return 1
+    [[ $(ps -p "$pid" -o args= 2>/dev/null) == *weir-schema-registry-runner.jar* ]] || return 1
+    echo "$pid"
+}
+
+registry_start() {
+    ! port_open "$REGISTRY_PORT" ||
+        die "registry: port $REGISTRY_PORT is already in use by another process"
+    # H2 reads settings after ';' in its URL, so the path must not contain one.
+    [[ $REGISTRY_DATA != *\;* ]] ||
+        die "registry: the stack dir path contains ';', which H2 cannot take in a file URL; set WEIR_STACK_DIR"
+    mkdir -p -- "$REGISTRY_DATA"
+    log "registry: starting Apicurio Registry on 127.0.0.1:$REGISTRY_PORT (log: $REGISTRY_LOG)"
+    if [ -f "$REGISTRY_LOG" ]; then mv -f -- "$REGISTRY_LOG" "$REGISTRY_LOG.1"; fi
+    # Detached like the broker (see kafka_start). Apicurio's storage is SQL on H2; its
+    # default is an in-memory database, pointed here at a file so that schemas and their
+    # ids survive a restart. A small heap: Kafka, PostgreSQL and tests share the machine.
+    setsid nohup java -Xms64m -Xmx384m -XX:+UseSerialGC -Djava.awt.headless=true \
+        -Dquarkus.http.host=127.0.0.1 -Dquarkus.http.port="$REGISTRY_PORT" \
+        -Dquarkus.datasource.jdbc.url="jdbc:h2:file:$REGISTRY_DATA/registry" \
+        -jar "$REGISTRY_JAR" \
+        </dev/null >>"$REGISTRY_LOG" 2>&1 9>&- &
+    echo $! >"$REGISTRY_PIDFILE"
+}
+
+registry_fail() {
+    echo "[stack] registry: $1; last lines of $REGISTRY_LOG:" >&2
+    tail -n 40 "$REGISTRY_LOG" >&2 || true
+    exit 1
+}
+
+# Ready means the Confluent-compatible API answers a real request from storage.
+registry_wait_ready() {
+    local deadline=$((SECONDS + REGISTRY_START_TIMEOUT))
+    log "registry: waiting for the API to serve requests (up to ${REGISTRY_START_TIMEOUT}s)"
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        registry_pid >/dev/null || registry_fail "the registry exited during startup"
+        if [ "$(http_status "$REGISTRY_PORT" "$REGISTRY_API/subjects")" = 200 ]; then
+            log "registry: ready at $(registry_url) (Apicurio Registry $REGISTRY_VERSION)"
+            return
+        fi
+        sleep 0.5
+    done
+    registry_fail "no answer after ${REGISTRY_START_TIMEOUT}s"
+}
+
+registry_url() { echo "http://127.0.0.1:$REGISTRY_PORT$REGISTRY_API"; }
+
+registry_up() {
+    local pid
+    if pid=$(registry_pid); then
+        if [ "$(http_status "$REGISTRY_PORT" "$REGISTRY_API/subjects")" = 200 ]; then
+            log "registry: already running (pid $pid, 127.0.0.1:$REGISTRY_PORT)"
+        else
+            log "registry: process $pid exists but does not answer yet"
+            registry_wait_ready
+        fi
+        return
+    fi
+    mkdir -p -- "$REGISTRY_DIR"
+    ensure_java_and_maven
+    registry_build
+    registry_start
+    registry_wait_ready
+}
+
+registry_down() {
+    local pid deadline=$((SECONDS + REGISTRY_STOP_TIMEOUT))
+    if ! pid=$(registry_pid); then
+        log "registry: not running"
+        rm -f -- "$REGISTRY_PIDFILE"
+        return
+    fi
+    # SIGTERM: Quarkus shuts down cleanly and H2 closes its database file.
+    log "registry: stopping (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do
+        sleep 0.2
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "registry: still running after ${REGISTRY_STOP_TIMEOUT}s, sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
+    fi
+    rm -f -- "$REGISTRY_PIDFILE"
+    log "registry: stopped"
+}
+
+registry_status() {
+    local pid
+    if pid=$(registry_pid) &&
+        [ "$(http_status "$REGISTRY_PORT" "$REGISTRY_API/subjects")" = 200 ]; then
+        printf '%-8s %-8s pid=%s %s (Apicurio Registry %s)\n' \
+            registry running "$pid" "$(registry_url)" "$REGISTRY_VERSION"
+        return 0
+    fi
+    printf '%-8s %s\n' registry stopped
+    return 1
+}
+
 # ---------------------------------------------------------------- commands -------
 
 cmd_up() {
     kafka_up
     pg_up
-    log "up: kafka 127.0.0.1:$KAFKA_PORT, postgres $(pg_dsn_redacted)"
+    registry_up
+    log "up: kafka 127.0.0.1:$KAFKA_PORT, postgres $(pg_dsn_redacted), registry $(registry_url)"
     log "for Weir: eval \"\$(scripts/stack.sh env)\""
 }
 
 cmd_down() {
+    registry_down
     kafka_down
     pg_down
 }
@@ -601,19 +792,23 @@ cmd_status() {
     local rc=0
     kafka_status || rc=3
     pg_status || rc=3
+    registry_status || rc=3
     return "$rc"
 }
 
 cmd_env() {
     echo "export WEIR_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:$KAFKA_PORT"
     echo "export WEIR_POSTGRES__DSN=$(pg_dsn)"
+    echo "export WEIR_SCHEMA_REGISTRY__URL=$(registry_url)"
 }
 
 # Deletes data and logs, never the jars (they take the longest to get back).
 cmd_clean() {
     cmd_down
     pg_resolve_dir
-    log "clean: deleting Kafka data ($KAFKA_DATA) and PostgreSQL data ($PG_DIR)"
+    log "clean: deleting Kafka data ($KAFKA_DATA), PostgreSQL data ($PG_DIR) and registry data ($REGISTRY_DATA)"
+    rm -rf -- "$REGISTRY_DATA" "$REGISTRY_LOG" "$REGISTRY_LOG.1" "$REGISTRY_PIDFILE" \
+        "$REGISTRY_DIR/maven.log" "$REGISTRY_DIR/build.partial"
     rm -rf -- "$KAFKA_DATA" "$KAFKA_CONFIG" "$KAFKA_LOG" "$KAFKA_LOG.1" "$KAFKA_PIDFILE" \
         "$KAFKA_DIR/maven.log" "$KAFKA_DIR/libs.partial"
     rm -rf -- "$PG_DIR"
@@ -633,7 +828,7 @@ take_lock() {
 }
 
 usage() {
-    sed -n '2,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    sed -n '2,15s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
 main() {
@@ -652,6 +847,14 @@ main() {
     clean)
         take_lock
         cmd_clean
+        ;;
+    registry-start)
+        take_lock
+        registry_up
+        ;;
+    registry-stop)
+        take_lock
+        registry_down
         ;;
     -h | --help | help) usage ;;
     *)
