@@ -41,6 +41,7 @@ from processor.partition.router import Router
 from processor.progress import ProgressBook
 from processor.rebalance import RebalanceDrain
 from processor.records import TopicPartitionKey
+from processor.registry.parse import schema_book
 from processor.retry import retry_transient
 from processor.schema.maintenance import maintain, maintain_forever
 from processor.schema.tables import table_spec
@@ -169,8 +170,8 @@ class Pipeline:
             source.consumer, self._buffers, s, self.stalls)
         self._fetch = FetchLoop(source, self._queue, self.stopping, pace=self._pace,
                                 idle=self._idle, request_stop=self.request_stop)
-        decode = DecodeStage(Decoder(s, self.contracts, self.transforms),
-                             Router(self._buffers))
+        decode = DecodeStage(Decoder(s, self.contracts, self.transforms, schema_book(s)),
+                             Router(self._buffers), self.stalls)
         observe = Observability(s, source, writer, pool, self.book, self._buffers, self.breaker,
                                 self.stalls, self._heartbeat)
         try:

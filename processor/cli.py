@@ -207,6 +207,10 @@ def produce(
     seq_base: Annotated[int, typer.Option(
         min=0, help="Start every key's sequence after this number (for a second run).")] = 0,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    fmt: Annotated[str | None, typer.Option(
+        "--format", help="Write every topic in this format (json, avro, protobuf, "
+        "jsonschema) instead of each topic's configured one; the framed formats register "
+        "the example schemas in the schema registry.")] = None,
 ) -> None:
     """Publish realistic sample events for the example pipeline."""
     settings, _, _ = _load(config)
@@ -218,10 +222,14 @@ def produce(
     if unknown or not chosen:
         _fail(f"cannot produce {unknown or 'anything'}: sample events exist for {known} "
               f"and the config defines {sorted(settings.event_types)}")
+    if fmt is not None and fmt not in ("json", "avro", "protobuf", "jsonschema"):
+        _fail(f"--format {fmt!r} is not one of json, avro, protobuf, jsonschema")
+    if fmt not in (None, "json") and settings.schema_registry.url is None:
+        _fail(f"--format {fmt} needs schema_registry.url in the config")
     seed = seed if seed is not None else secrets.randbelow(2**31)
     report = _run(publish(settings, count, rate or None, chosen, seed, ack_log,
                           progress and sys.stderr.isatty(), spread_days, seq_base,
-                          invalid_ratio))
+                          invalid_ratio, fmt))
     typer.echo(f"produced {report.count} events (seed {seed}) in {report.seconds:.1f}s "
                f"({report.count / max(report.seconds, 1e-9):,.0f}/s): "
                + ", ".join(f"{t}={n}" for t, n in report.by_topic.items()))

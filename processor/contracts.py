@@ -14,6 +14,7 @@ from typing import Any
 import fastjsonschema
 import orjson
 
+from processor.errors import WeirError
 from processor.settings import IDENTIFIER, EventTypeSettings, Settings
 
 Validator = Callable[[Any], Any]
@@ -52,6 +53,10 @@ class Contract:
     id_field: str | None
     time_field: str | None
     key_field: str | None
+    # A registry subject's contract: its schema type (AVRO, PROTOBUF, JSON) and its parsed
+    # schema, the reader side events written with other versions resolve to.
+    registry_type: str | None = None
+    reader: Any = None
 
 
 class ContractError(ValueError):
@@ -107,9 +112,8 @@ def _check_rollups(name: str, et: EventTypeSettings, columns: tuple[Column, ...]
                 )
 
 
-def load_contract(name: str, path: Path, settings: Settings) -> Contract:
-    """Load, check and compile one event type's schema."""
-    et = settings.event_types[name]
+def _schema_file(name: str, path: Path) -> tuple[Any, str]:
+    """The JSON Schema of a ``schema_file`` contract, and where it came from."""
     try:
         schema = orjson.loads(path.read_bytes())
     except FileNotFoundError:
@@ -118,7 +122,19 @@ def load_contract(name: str, path: Path, settings: Settings) -> Contract:
         ) from None
     except orjson.JSONDecodeError as exc:
         raise ContractError(f"event_types.{name}.schema_file: not valid JSON: {exc}") from None
-    where = f"event_types.{name}.schema_file ({path.name})"
+    return schema, f"event_types.{name}.schema_file ({path.name})"
+
+
+def load_contract(name: str, path: Path | None, settings: Settings,
+                  registered: Registered | None = None) -> Contract:
+    """Load, check and compile one event type's schema: a file, or a registry subject's
+    version already derived as a JSON Schema (``registered``)."""
+    et = settings.event_types[name]
+    if registered is not None:
+        schema, where = registered.schema, registered.where
+    else:
+        assert path is not None
+        schema, where = _schema_file(name, path)
     if not isinstance(schema, dict) or schema.get("type") != "object":
         raise ContractError(f"{where}: the schema must describe an object (type: object)")
     try:
@@ -157,6 +173,8 @@ def load_contract(name: str, path: Path, settings: Settings) -> Contract:
         id_field=et.id_field,
         time_field=et.time_field,
         key_field=et.key_field,
+        registry_type=registered.schema_type if registered else None,
+        reader=registered.reader if registered else None,
     )
 
 
@@ -188,13 +206,48 @@ def _check_indexes(name: str, et: EventTypeSettings, names: set[str]) -> None:
                                     "neither a schema property nor a column Weir adds")
 
 
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """A registry subject's version as a contract: its JSON Schema and its reader schema."""
+
+    schema: dict[str, Any]
+    where: str
+    schema_type: str
+    reader: Any
+
+
+def registered_contract(name: str, settings: Settings) -> Registered:
+    """The contract of an event type that names a registry subject: the version it names
+    (or the latest), derived as a JSON Schema by the documented type mapping."""
+    from processor.registry.client import RegistryClient
+    from processor.registry.contract import derive
+
+    et = settings.event_types[name]
+    assert et.registry_subject is not None
+    where = (f"event_types.{name}.registry_subject ({et.registry_subject!r} version "
+             f"{et.registry_version})")
+    try:
+        found = RegistryClient(settings.schema_registry).version(et.registry_subject,
+                                                                 et.registry_version)
+        schema, reader = derive(found.schema, found.version, et.registry_message)
+    except (WeirError, ValueError) as exc:
+        raise ContractError(f"{where}: {exc}") from None
+    where = (f"event_types.{name}.registry_subject ({et.registry_subject!r} version "
+             f"{found.version}, id {found.schema.schema_id})")
+    return Registered(schema, where, found.schema.schema_type, reader)
+
+
 def load_contracts(settings: Settings) -> dict[str, Contract]:
     """Compile every configured event type, collecting all faults before raising."""
     contracts: dict[str, Contract] = {}
     problems: list[str] = []
-    for name in settings.event_types:
+    for name, et in settings.event_types.items():
         try:
-            contracts[name] = load_contract(name, settings.schema_path(name), settings)
+            if et.registry_subject is not None:
+                contracts[name] = load_contract(name, None, settings,
+                                                registered_contract(name, settings))
+            else:
+                contracts[name] = load_contract(name, settings.schema_path(name), settings)
         except ContractError as exc:
             problems.append(str(exc))
     if problems:

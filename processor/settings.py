@@ -272,10 +272,70 @@ class DeadLetterSettings(_Section):
         return self.topic_template.format(topic=source)
 
 
+class SchemaRegistrySettings(_Section):
+    """The Confluent-compatible Schema Registry that framed formats take their schemas from.
+
+    Apicurio's compatible API is under ``/apis/ccompat/v7``; Confluent's is the root. One of
+    basic auth (``username`` and a password) or a bearer token, or neither.
+    """
+
+    url: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    bearer_token: SecretStr | None = None
+    bearer_token_file: Path | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_check_hostname: bool = True
+    timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    # Parsed schemas kept by id; an id's schema never changes, so only memory bounds it.
+    cache_size: PositiveInt = 1000
+
+    @model_validator(mode="after")
+    def _complete(self) -> SchemaRegistrySettings:
+        if self.url is not None and not re.match(r"^https?://[^/\s]+", self.url):
+            raise ValueError(f"schema_registry.url: {self.url!r} is not an http(s) URL")
+        basic = self.password is not None or self.password_file is not None
+        bearer = self.bearer_token is not None or self.bearer_token_file is not None
+        if basic and not self.username:
+            raise ValueError("schema_registry.username is required with a password")
+        if basic and bearer:
+            raise ValueError("schema_registry: set basic auth (username and password) or a "
+                             "bearer token, not both")
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("schema_registry.ssl_certfile and ssl_keyfile go together")
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "password_file",
+                     "bearer_token_file"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"schema_registry.{name}: {str(path)!r} is not a readable file")
+        return self
+
+    def resolved_password(self) -> str | None:
+        """The basic-auth password from ``password`` or ``password_file``; never logged."""
+        return read_secret(self.password, self.password_file)
+
+    def resolved_bearer_token(self) -> str | None:
+        """The bearer token from ``bearer_token`` or ``bearer_token_file``; never logged."""
+        return read_secret(self.bearer_token, self.bearer_token_file)
+
+
+# How a topic's record values are encoded. The framed ones carry a Schema Registry id.
+Format = Literal["json", "avro", "protobuf", "jsonschema"]
+FRAMED_FORMATS = frozenset({"avro", "protobuf", "jsonschema"})
+
+
 class EventTypeSettings(_Section):
     """One event type: its contract, its table and its transforms."""
 
-    schema_file: Path
+    # The contract: a JSON Schema file, or a subject of the schema registry.
+    schema_file: Path | None = None
+    registry_subject: str | None = None
+    registry_version: Annotated[int, Field(gt=0)] | Literal["latest"] = "latest"
+    # Protobuf: the message of the subject's file that is the event (default: the first).
+    registry_message: str | None = None
     table: str
     id_field: str | None = None
     time_field: str | None = None
@@ -314,6 +374,13 @@ class EventTypeSettings(_Section):
         if self.partitioning.interval is not None:
             return self.partitioning.interval
         return "none" if self.write_mode == "upsert" else "day"
+
+    @model_validator(mode="after")
+    def _one_contract(self) -> EventTypeSettings:
+        if (self.schema_file is None) == (self.registry_subject is None):
+            raise ValueError("set exactly one of schema_file (a JSON Schema file) or "
+                             "registry_subject (a subject of the schema registry)")
+        return self
 
     @model_validator(mode="after")
     def _partitioning_fits(self) -> EventTypeSettings:
@@ -374,6 +441,16 @@ class TopicSettings(_Section):
     name: str
     event_type: str | None = None
     type_field: str | None = None
+    format: Format = "json"
+    # The registry subject whose schemas this topic's values must be registered under
+    # (Confluent's default naming, TopicNameStrategy: "<topic>-value"). An id of another
+    # subject is a dead letter: it names some other stream's schema.
+    subject: str | None = None
+
+    @property
+    def value_subject(self) -> str:
+        """The subject the topic's value schemas are registered under."""
+        return self.subject or f"{self.name}-value"
 
     @model_validator(mode="after")
     def _one_routing(self) -> TopicSettings:
@@ -427,6 +504,7 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = MetricsSettings()
     workers: WorkersSettings = WorkersSettings()
     logging: LoggingSettings = LoggingSettings()
+    schema_registry: SchemaRegistrySettings = SchemaRegistrySettings()
     event_types: dict[str, EventTypeSettings]
     topics: list[TopicSettings]
     config_dir: Path = Path()
@@ -468,6 +546,16 @@ class Settings(BaseSettings):
                     problems.append(f"{where}: {rollup.table!r} is Weir's own table")
                 if tables.count(rollup.table) > 1:
                     problems.append(f"{where}: {rollup.table!r} is used twice")
+        framed = [t.name for t in self.topics if t.format in FRAMED_FORMATS]
+        framed += [f"event_types.{n}.registry_subject" for n, et in self.event_types.items()
+                   if et.registry_subject is not None]
+        if framed and self.schema_registry.url is None:
+            problems.append(f"schema_registry.url is required: {framed} use the schema "
+                            "registry")
+        problems += [
+            f"topics: topic {t.name!r} is {t.format}: its event type comes from the topic "
+            "(event_type), not from a field of the event (type_field)"
+            for t in self.topics if t.format in FRAMED_FORMATS and t.type_field is not None]
         if self.postgres.pool_size < self.pipeline.lanes:
             problems.append(
                 f"postgres.pool_size: {self.postgres.pool_size} is less than pipeline.lanes "
@@ -502,6 +590,8 @@ class Settings(BaseSettings):
     def schema_path(self, event_type: str) -> Path:
         """The event type's schema file, relative paths taken from the config file's folder."""
         path = self.event_types[event_type].schema_file
+        if path is None:
+            raise ValueError(f"event type {event_type!r} takes its contract from the registry")
         return path if path.is_absolute() else self.config_dir / path
 
 

@@ -1,8 +1,9 @@
 """Which parts of the pipeline are stalled, and why.
 
-A part (``lane 0``, ``stored offsets``, ``partition maintenance``) is *stalled* while
-PostgreSQL refuses all of its work for a reason only an operator can fix: a revoked
-privilege, a missing table or column. A stalled part keeps its events uncommitted and tries
+A part (``lane 0``, ``stored offsets``, ``partition maintenance``, ``schema registry``) is
+*stalled* while its server refuses all of its work for a reason only an operator can fix (a
+revoked privilege, a missing table or column), or, for the schema registry, while it does
+not answer for a schema an event needs. A stalled part keeps its events uncommitted and tries
 again on a capped backoff; this book is what the others read meanwhile: ``/readyz`` fails
 with the reason, backpressure pauses the partitions that feed a stalled lane, and the
 ``weir_stalled`` gauge drives the alert. Nothing here does I/O.
@@ -47,7 +48,7 @@ class Stalls:
         if part not in self.parts:
             metrics.STALLED.labels(part).set(1)
             metrics.STALLS.labels(part, type(exc).__name__).inc()
-            log.error("stalled: PostgreSQL refuses this work until an operator acts; "
+            log.error("stalled: its server refuses this work or does not answer; "
                       "events stay uncommitted and it is retried", part=part, error=error)
             self.parts[part] = Stall(error, time.time())
         elif self.parts[part].error != error:

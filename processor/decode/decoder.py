@@ -12,7 +12,7 @@ reasons and messages are those of the limits, fastjsonschema and the converters.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ from processor.decode.converters import (
     converter_for,
 )
 from processor.decode.fastcheck import Check, FastCheck, compile_fast_check
+from processor.decode.framed import SCHEMA_TYPES, FramedTopic, render
 from processor.decode.limits import Limits
 from processor.decode.quickcheck import QuickCheck, compile_quick_check
 from processor.decode.rawjson import check_raw
@@ -35,8 +36,11 @@ from processor.decode.rows import RowBuilder, compile_row_builder
 from processor.decode.tombstones import TombstoneKey
 from processor.errors import EventRejected
 from processor.pgtime import UTC_MILLIS, kafka_micros
+from processor.records import Header
+from processor.registry.schemas import SchemaBook
 from processor.row_layout import tail
-from processor.settings import Settings
+from processor.settings import FRAMED_FORMATS, Settings
+from processor.stalls import Stalls
 from processor.text import printable
 
 if TYPE_CHECKING:  # the transform stage's runtime is handed in, loaded once at start
@@ -115,7 +119,8 @@ class Decoder:
     """Turns one Kafka record's value into ``(event_type, row values)``."""
 
     def __init__(self, settings: Settings, contracts: dict[str, Contract],
-                 transforms: Mapping[str, Chain | None]) -> None:
+                 transforms: Mapping[str, Chain | None], book: SchemaBook | None = None
+                 ) -> None:
         self._max_bytes = settings.pipeline.max_message_bytes
         self._limits = Limits.from_settings(settings.pipeline)
         self._plans = {name: _plan(name, contract, transforms.get(name), self._limits)
@@ -126,6 +131,12 @@ class Decoder:
         self._topic_field = {t.name: t.type_field for t in settings.topics}
         self._tombstones = {name: TombstoneKey(contract, settings.event_types[name])
                             for name, contract in contracts.items()}
+        self._book = book
+        framed = [t for t in settings.topics if t.format in FRAMED_FORMATS]
+        if framed and book is None:
+            raise ValueError(f"topics {[t.name for t in framed]} need the schema registry")
+        self._framed = {t.name: FramedTopic(t, book, _reader(t.format, contracts[t.event_type]))
+                        for t in framed if book is not None and t.event_type is not None}
 
     def tombstone(self, topic: str, partition: int, offset: int, timestamp_ms: int,
                   key: bytes | None) -> tuple[str, tuple[Any, ...]] | None:
@@ -163,16 +174,16 @@ class Decoder:
         return name
 
     def decode(
-        self, topic: str, partition: int, offset: int, timestamp_ms: int, value: bytes | None
+        self, topic: str, partition: int, offset: int, timestamp_ms: int, value: bytes | None,
+        headers: Sequence[Header] = (),
     ) -> tuple[str, tuple[Any, ...]] | None:
-        """Return ``(event_type, values)``, None if a transform dropped the event, or raise."""
+        """Return ``(event_type, values)``, None if a transform dropped the event, or raise.
+
+        A JSON value; ``headers`` are not read (the framed formats' signature)."""
         if value is None:
             raise EventRejected("empty_value", "decode", "the record has no value (tombstone)")
         if len(value) > self._max_bytes:
-            raise EventRejected(
-                "too_large", "decode",
-                f"{len(value)} bytes is over pipeline.max_message_bytes ({self._max_bytes})",
-            )
+            raise _too_large(len(value), self._max_bytes)
         try:
             event = orjson.loads(value)
         except orjson.JSONDecodeError as exc:
@@ -181,6 +192,41 @@ class Decoder:
             raise EventRejected(
                 "not_an_object", "decode", f"expected a JSON object, got {type(event).__name__}"
             )
+        return self._event(topic, partition, offset, timestamp_ms, value, event)
+
+    def decode_framed(
+        self, topic: str, partition: int, offset: int, timestamp_ms: int, value: bytes | None,
+        headers: Sequence[Header] = (),
+    ) -> tuple[str, tuple[Any, ...]] | None:
+        """:meth:`decode` for a value in the Schema Registry framing (Avro, Protobuf, JSON).
+
+        Raises :class:`~processor.decode.framed.SchemaPending` when its schema id has not
+        been fetched yet: the caller fetches it and asks again."""
+        if value is None:
+            raise EventRejected("empty_value", "decode", "the record has no value (tombstone)")
+        if len(value) > self._max_bytes:
+            raise _too_large(len(value), self._max_bytes)
+        event, payload = self._framed[topic].event(value, headers)
+        if event is None:  # JSON through the registry: the payload is the event's JSON
+            return self.decode(topic, partition, offset, timestamp_ms, bytes(payload))
+        return self._event(topic, partition, offset, timestamp_ms, render(event), event)
+
+    def is_framed(self, topic: str) -> bool:
+        """Are ``topic``'s values in the Schema Registry framing?"""
+        return topic in self._framed
+
+    async def fetch_schema(self, schema_id: int, stalls: Stalls | None) -> None:
+        """Fetch a schema id's schema into the book; waits, stalled, while the registry is
+        away."""
+        if self._book is None:
+            raise RuntimeError("no schema registry is configured")
+        await self._book.ensure([schema_id], stalls)
+
+    def _event(
+        self, topic: str, partition: int, offset: int, timestamp_ms: int, value: bytes,
+        event: dict[str, Any],
+    ) -> tuple[str, tuple[Any, ...]] | None:
+        """A decoded event (``value`` its JSON) checked, transformed and built into a row."""
         plan = self._topic_plan.get(topic)
         # The usual event passes one test: of its type's own shape and small enough that no
         # limit can fail, without escapes (so no NUL), valid. Anything else is checked step
@@ -246,6 +292,16 @@ class Decoder:
         return (*values, *tail(event_time=event_time, kafka_topic=topic,
                                kafka_partition=partition, kafka_offset=offset,
                                kafka_timestamp=kafka_ts, raw=raw))
+
+
+def _reader(fmt: str, contract: Contract) -> Any:
+    """The contract's reader schema, when it is a registry subject of the topic's format."""
+    return contract.reader if contract.registry_type == SCHEMA_TYPES[fmt] else None
+
+
+def _too_large(size: int, limit: int) -> EventRejected:
+    return EventRejected("too_large", "decode",
+                         f"{size} bytes is over pipeline.max_message_bytes ({limit})")
 
 
 def _conversion_error(field: str, exc: Exception) -> EventRejected:

@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from tqdm import tqdm
 
 from processor.connections import kafka_client
+from processor.produce.encode import encoder
 from processor.produce.sample import SampleEvents
 from processor.settings import Settings
 
@@ -91,12 +92,19 @@ async def produce(
     settings: Settings, count: int, rate: float | None, event_types: list[str],
     seed: int = 7, ack_log: Path | None = None, show_progress: bool = True,
     spread_days: float = 0.0, seq_base: int = 0, invalid_ratio: float = 0.0,
+    fmt: str | None = None,
 ) -> ProduceReport:
-    """Publish ``count`` events round-robin over ``event_types`` at up to ``rate`` per second."""
+    """Publish ``count`` events round-robin over ``event_types`` at up to ``rate`` per second.
+
+    Each topic's events are written in its configured format, or in ``fmt`` for all."""
     await ensure_topics(settings, settings.kafka.topic_partitions)
     sample = SampleEvents(seed=seed, spread_days=spread_days, seq_base=seq_base)
     pick = random.Random(seed + 1)  # which records are broken, independent of their content
     topics = {et: topic_for(settings, et) for et in event_types}
+    by_name = {t.name: t for t in settings.topics}
+    encoders = {et: await asyncio.to_thread(encoder, settings, by_name[topic], et,
+                                            fmt or by_name[topic].format)
+                for et, topic in topics.items()}
     by_topic = dict.fromkeys(topics.values(), 0)
     producer = AIOKafkaProducer(
         **kafka_client(settings.kafka), acks="all",
@@ -116,7 +124,7 @@ async def produce(
                     event: dict[str, Any] = {"invalid": kind}
                 else:
                     key, event = sample.make(event_type)
-                    value = orjson.dumps(event)
+                    value = encoders[event_type](event)
                 fut = await producer.send(topic, value, key=key.encode())
                 pending.append((fut, key, event))
                 by_topic[topic] += 1

@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[2]
 KAFKA = f"127.0.0.1:{os.environ.get('WEIR_KAFKA_PORT', '19092')}"
 PG_ADDRESS = f"127.0.0.1:{os.environ.get('WEIR_PG_PORT', '15432')}"
 PG_DSN = f"postgresql://weir:weir@{PG_ADDRESS}/weir"
+REGISTRY_ADDRESS = f"127.0.0.1:{os.environ.get('WEIR_REGISTRY_PORT', '18081')}"
+REGISTRY = f"http://{REGISTRY_ADDRESS}/apis/ccompat/v7"
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test in this folder ``integration`` (a ``pytestmark`` in a conftest would
@@ -54,7 +56,8 @@ def _reachable(host_port: str) -> bool:
 @pytest.fixture(scope="session", autouse=True)
 def stack_running() -> None:
     """Fail fast, with the fix, when the local stack is down."""
-    for name, address in (("Kafka", KAFKA), ("PostgreSQL", PG_ADDRESS)):
+    for name, address in (("Kafka", KAFKA), ("PostgreSQL", PG_ADDRESS),
+                          ("the schema registry", REGISTRY_ADDRESS)):
         if not _reachable(address):
             pytest.fail(f"{name} is not answering on {address}: run `make up` first")
 

@@ -18,12 +18,10 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import ROOT, _reachable, base_env
+from tests.integration.conftest import REGISTRY, REGISTRY_ADDRESS, ROOT, _reachable, base_env
 
 pytestmark = pytest.mark.integration
 
-REGISTRY_ADDRESS = f"127.0.0.1:{os.environ.get('WEIR_REGISTRY_PORT', '18081')}"
-REGISTRY = f"http://{REGISTRY_ADDRESS}/apis/ccompat/v7"
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 
 ORDER_V1 = {

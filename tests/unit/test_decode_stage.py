@@ -27,8 +27,11 @@ class Record:
 class Decoder:
     """Rows for every value but ``boom`` (a bug: RuntimeError) and ``bad`` (a rejection)."""
 
+    def is_framed(self, topic: str) -> bool:
+        return False
+
     def decode(self, topic: str, partition: int, offset: int, timestamp_ms: int,
-               value: bytes) -> tuple[str, tuple[Any, ...]]:
+               value: bytes, headers: Any = ()) -> tuple[str, tuple[Any, ...]]:
         if value == b"boom":
             raise RuntimeError("a path no test reached")
         if value == b"bad":

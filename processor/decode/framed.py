@@ -1,0 +1,127 @@
+"""Framed values (Avro, Protobuf, JSON through the Schema Registry) to JSON-shaped events.
+
+One :class:`FramedTopic` per topic composes the framing (:mod:`.formats.framing`) with the
+topic's payload format (:mod:`.formats.avro`, :mod:`.formats.protobuf`, JSON), and keeps one
+reader per schema id, built the first time the id is met from the process's
+:class:`~processor.registry.schemas.SchemaBook`. Every format ends in the same event the
+JSON path makes, so validation, transforms, column fit and dead letters are the decoder's,
+written once.
+
+A record whose schema id is not in the book yet raises :class:`SchemaPending`, never a dead
+letter: the decode stage fetches the schema (waiting, stalled, while the registry is away)
+and decodes the record again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from processor.decode.formats import SchemaMismatch
+from processor.decode.formats.avro import AvroReader
+from processor.decode.formats.framing import read_frame
+from processor.errors import EventRejected
+from processor.records import Header
+from processor.registry.schemas import Known, SchemaBook
+from processor.settings import TopicSettings
+
+Reader = Callable[[memoryview], Any]
+# The registry's name for the schema type each framed format needs.
+SCHEMA_TYPES = {"avro": "AVRO", "protobuf": "PROTOBUF", "jsonschema": "JSON"}
+
+
+class SchemaPending(Exception):
+    """The record names a schema id the book has not fetched yet."""
+
+    def __init__(self, schema_id: int) -> None:
+        self.schema_id = schema_id
+        super().__init__(f"schema id {schema_id} is not fetched yet")
+
+
+def _number(value: Any) -> orjson.Fragment:
+    # A decimal stays exact in raw: its digits as a JSON number, not a rounded float.
+    if isinstance(value, Decimal) and value.is_finite():
+        return orjson.Fragment(str(value))
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def render(event: dict[str, Any]) -> bytes:
+    """The event as JSON bytes for ``raw`` (decimals exact), or raise its dead letter."""
+    try:
+        return orjson.dumps(event, default=_number)
+    except orjson.JSONEncodeError as exc:
+        raise EventRejected("conversion_error", "decode",
+                            f"the decoded event cannot be written as JSON: {exc}") from None
+
+
+class FramedTopic:
+    """One topic's framed values, read with the schema each names."""
+
+    def __init__(self, topic: TopicSettings, book: SchemaBook, reader: Any = None) -> None:
+        self.format = topic.format
+        self.subject = topic.value_subject
+        self._book = book
+        # The contract's own schema when it is a registry subject of this format: every
+        # writer's schema resolves to it.
+        self._contract_reader = reader
+        self._readers: dict[int, Reader] = {}
+        self._limit = 1024  # readers kept: one per schema id seen on the topic
+
+    def event(self, value: bytes, headers: Sequence[Header]) -> tuple[Any, memoryview]:
+        """The record's decoded value and its payload; raises its dead letter or
+        :class:`SchemaPending`. For ``jsonschema`` the value is None: the payload is JSON."""
+        frame = read_frame(value, headers)
+        reader = self._readers.get(frame.schema_id)
+        if reader is None:
+            reader = self._reader(frame.schema_id)
+        payload = memoryview(value)[frame.body:]
+        return reader(payload), payload
+
+    def _reader(self, schema_id: int) -> Reader:
+        known = self._book.get(schema_id)
+        if known is None:
+            raise SchemaPending(schema_id)
+        reader = self._build(known)
+        if len(self._readers) >= self._limit:
+            self._readers.clear()
+        self._readers[schema_id] = reader
+        return reader
+
+    def _build(self, known: Known) -> Reader:
+        if known.schema is None:
+            raise EventRejected("unknown_schema_id", "decode",
+                                f"schema id {known.schema_id}: {known.problem}")
+        if known.problem is not None:
+            raise EventRejected("bad_schema", "decode", known.problem)
+        wanted = SCHEMA_TYPES[self.format]
+        if known.schema.schema_type != wanted:
+            raise EventRejected(
+                "wrong_schema_type", "decode",
+                f"schema id {known.schema_id} is {known.schema.schema_type}, but the topic is "
+                f"read as {self.format} ({wanted})")
+        if self.subject not in known.subjects:
+            raise EventRejected(
+                "wrong_subject", "decode",
+                f"schema id {known.schema_id} is registered under {list(known.subjects)}, "
+                f"not under this topic's subject {self.subject!r}")
+        try:
+            if self.format == "avro":
+                return AvroReader(known.parsed, self._contract_reader).decode
+            if self.format == "protobuf":
+                from processor.decode.formats.protobuf import ProtobufTopicReader
+                read: Reader = ProtobufTopicReader(known.parsed, self._contract_reader).decode
+                return read
+        except SchemaMismatch as exc:
+            raise EventRejected(
+                "schema_mismatch", "decode",
+                f"schema id {known.schema_id} cannot be read as the event type's contract: "
+                f"{exc}") from None
+        return _no_reader
+
+
+def _no_reader(payload: memoryview) -> None:
+    # JSON through the registry: the payload is the event's JSON, read by the JSON path.
+    return None

@@ -1,0 +1,1 @@
+"""The Schema Registry: its client, schemas by id, and contracts derived from registered schemas."""
