@@ -32,6 +32,7 @@ from processor.deadletter.spool import Spool
 from processor.deadletter.table import DeadLetterTable
 from processor.deadletter.topic import DeadLetterTopic
 from processor.decode.decoder import Decoder
+from processor.decode.held import HeldPartitions
 from processor.decode.stage import DecodeStage
 from processor.observe.health import LoopHeartbeat, ReadinessProbe
 from processor.observe.server import ObserveServer
@@ -42,6 +43,7 @@ from processor.progress import ProgressBook
 from processor.rebalance import RebalanceDrain
 from processor.records import TopicPartitionKey
 from processor.registry.parse import schema_book
+from processor.registry.schemas import REGISTRY_PART
 from processor.retry import retry_transient
 from processor.schema.maintenance import maintain, maintain_forever
 from processor.schema.tables import table_spec
@@ -170,8 +172,11 @@ class Pipeline:
             source.consumer, self._buffers, s, self.stalls)
         self._fetch = FetchLoop(source, self._queue, self.stopping, pace=self._pace,
                                 idle=self._idle, request_stop=self.request_stop)
+        backpressure = self._backpressure
+        held = HeldPartitions(lambda tp: backpressure.hold(tp, REGISTRY_PART),
+                              lambda tp: backpressure.release(tp, REGISTRY_PART))
         decode = DecodeStage(Decoder(s, self.contracts, self.transforms, schema_book(s)),
-                             Router(self._buffers), self.stalls)
+                             Router(self._buffers), self.stalls, held)
         observe = Observability(s, source, writer, pool, self.book, self._buffers, self.breaker,
                                 self.stalls, self._heartbeat)
         try:

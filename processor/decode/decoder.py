@@ -215,6 +215,13 @@ class Decoder:
         """Are ``topic``'s values in the Schema Registry framing?"""
         return topic in self._framed
 
+    async def attempt_schema(self, schema_id: int, stalls: Stalls | None) -> bool:
+        """Ask the registry once for a schema id: True once the book knows what to do with
+        it, False if the registry did not answer (``stalls`` then says so)."""
+        if self._book is None:
+            raise RuntimeError("no schema registry is configured")
+        return await self._book.attempt(schema_id, stalls)
+
     async def fetch_schema(self, schema_id: int, stalls: Stalls | None) -> None:
         """Fetch a schema id's schema into the book; waits, stalled, while the registry is
         away."""

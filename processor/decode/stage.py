@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -11,9 +12,10 @@ import structlog
 from processor import metrics
 from processor.decode.decoder import Decoder
 from processor.decode.framed import SchemaPending
+from processor.decode.held import HeldPartitions, Segment
 from processor.errors import EventRejected
 from processor.progress import PartitionProgress
-from processor.records import Chunk, DeadLetter, Item, Row
+from processor.records import Chunk, DeadLetter, Item, Row, TopicPartitionKey
 from processor.stalls import Stalls
 
 log = structlog.get_logger(__name__)
@@ -33,25 +35,56 @@ class Output(Protocol):
 
 
 class DecodeStage:
-    """Decodes one fetch at a time and hands its items on, in order."""
+    """Decodes one fetch at a time and hands its items on, in order.
 
-    def __init__(self, decoder: Decoder, output: Output, stalls: Stalls | None = None) -> None:
+    A framed record whose schema the registry has not given yet holds its partition
+    (:mod:`processor.decode.held`) until the registry answers; the rest flows on.
+    """
+
+    def __init__(self, decoder: Decoder, output: Output, stalls: Stalls | None = None,
+                 held: HeldPartitions | None = None) -> None:
         self._decoder = decoder
         self._output = output
         self._stalls = stalls  # where a wait for the schema registry is reported
+        self._held = held or HeldPartitions()
+        self._wake = asyncio.Event()  # a partition was held
 
     async def run(self, fetches: asyncio.Queue[Fetch | None],
                   after_each: Callable[[], None] | None = None) -> None:
         """The stage's loop: every fetch of ``fetches`` until ``None``, then close the output.
 
         ``after_each`` runs after each fetch is handed on (backpressure pauses the partitions
-        whose lanes it filled).
+        whose lanes it filled). Held partitions are retried by a task of the stage's own,
+        which ends with it; what is still held then stays uncommitted in Kafka.
         """
-        while (fetched := await fetches.get()) is not None:
-            await self.dispatch(fetched)
-            if after_each is not None:
-                after_each()
+        unholding = asyncio.create_task(self._unhold(), name="decode: held partitions")
+        try:
+            while (fetched := await self._next(fetches, unholding)) is not None:
+                await self.dispatch(fetched)
+                if after_each is not None:
+                    after_each()
+        finally:
+            unholding.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await unholding
         await self._output.close()
+
+    @staticmethod
+    async def _next(fetches: asyncio.Queue[Fetch | None], unholding: asyncio.Task[None]
+                    ) -> Fetch | None:
+        """The next fetch; the held partitions' task failing (a fatal verdict) ends the
+        stage with its error instead."""
+        if fetches.qsize():
+            return fetches.get_nowait()
+        getting = asyncio.ensure_future(fetches.get())
+        try:
+            await asyncio.wait({getting, unholding}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not getting.done():
+                getting.cancel()
+        if unholding.done():
+            unholding.result()  # raises what ended it
+        return getting.result()
 
     async def dispatch(self, fetched: Fetch) -> None:
         """Decode every record of one fetch and hand the items on (waits if a lane is full)."""
@@ -67,49 +100,84 @@ class DecodeStage:
                     continue
             chunk = progress.open_chunk(fresh[0].offset, fresh[-1].offset + 1, len(fresh),
                                         fresh[0].timestamp)
-            filtered = 0
-            framed = self._decoder.is_framed(chunk.tp[0])
-            decode = self._decoder.decode_framed if framed else self._decoder.decode
-            for rec in fresh:
-                # The common case inline (a row); this loop runs once per event.
-                value = rec.value
-                decoded: tuple[str, tuple[Any, ...]] | DeadLetter | None
-                try:
-                    decoded = decode(rec.topic, rec.partition, rec.offset, rec.timestamp,
-                                     value, rec.headers) if value is not None else \
-                        self._decoder.tombstone(rec.topic, rec.partition, rec.offset,
-                                                rec.timestamp, rec.key)
-                except SchemaPending as pending:
-                    # Not a fault of the event: fetch its schema (waiting while the registry
-                    # is away, stalled), then decode it again.
-                    await self._decoder.fetch_schema(pending.schema_id, self._stalls)
-                    decoded = self._again(rec, chunk)
-                except EventRejected as exc:
-                    decoded = self._dead_letter(rec, chunk, exc)
-                except Exception as exc:  # noqa: BLE001 - one event must never stop Weir
-                    decoded = self._internal_error(rec, chunk, exc)
-                if decoded is None:
-                    filtered += 1
-                    continue
-                items.append(decoded if isinstance(decoded, DeadLetter) else Row(
-                    decoded[0], decoded[1], chunk,
-                    len(value) if value is not None else len(rec.key or b""),
-                    rec.key, list(rec.headers), rec.timestamp, value is None, value))
-            if filtered:
-                metrics.EVENTS_FILTERED.labels(chunk.tp[0]).inc(filtered)
-                progress.mark_done(chunk, filtered)
+            segment = Segment(progress, chunk, fresh)
+            tp = chunk.tp
+            if self._held.prune(tp):
+                self._held.append(tp, segment)  # behind the records it already holds
+                continue
+            while (pending := self._decode(segment, items)) is not None:
+                if not await self._decoder.attempt_schema(pending, self._stalls):
+                    self._held.hold(tp, pending, segment)
+                    self._wake.set()
+                    break
         if items:
             await self._output.put(items)
 
-    def _again(self, rec: Any, chunk: Chunk) -> tuple[str, tuple[Any, ...]] | DeadLetter | None:
-        """Decode a framed record whose schema was just fetched."""
-        try:
-            return self._decoder.decode_framed(rec.topic, rec.partition, rec.offset,
-                                               rec.timestamp, rec.value, rec.headers)
-        except EventRejected as exc:
-            return self._dead_letter(rec, chunk, exc)
-        except Exception as exc:  # noqa: BLE001 - one event must never stop Weir
-            return self._internal_error(rec, chunk, exc)
+    def _decode(self, segment: Segment, items: list[Item]) -> int | None:
+        """Decode ``segment`` from its start into ``items``: None when done, or the schema id
+        of the first record that must wait for the registry (``segment.start`` is it)."""
+        chunk = segment.chunk
+        records = segment.records
+        filtered = 0
+        framed = self._decoder.is_framed(chunk.tp[0])
+        decode = self._decoder.decode_framed if framed else self._decoder.decode
+        pending = None
+        for i in range(segment.start, len(records)):
+            # The common case inline (a row); this loop runs once per event.
+            rec = records[i]
+            value = rec.value
+            decoded: tuple[str, tuple[Any, ...]] | DeadLetter | None
+            try:
+                decoded = decode(rec.topic, rec.partition, rec.offset, rec.timestamp,
+                                 value, rec.headers) if value is not None else \
+                    self._decoder.tombstone(rec.topic, rec.partition, rec.offset,
+                                            rec.timestamp, rec.key)
+            except SchemaPending as wait:
+                segment.start, pending = i, wait.schema_id
+                break
+            except EventRejected as exc:
+                decoded = self._dead_letter(rec, chunk, exc)
+            except Exception as exc:  # noqa: BLE001 - one event must never stop Weir
+                decoded = self._internal_error(rec, chunk, exc)
+            if decoded is None:
+                filtered += 1
+                continue
+            items.append(decoded if isinstance(decoded, DeadLetter) else Row(
+                decoded[0], decoded[1], chunk,
+                len(value) if value is not None else len(rec.key or b""),
+                rec.key, list(rec.headers), rec.timestamp, value is None, value))
+        if filtered:
+            metrics.EVENTS_FILTERED.labels(chunk.tp[0]).inc(filtered)
+            segment.progress.mark_done(chunk, filtered)
+        return pending
+
+    async def _unhold(self) -> None:
+        """Wait (stalled) for the registry to give each held partition's schema, then decode
+        what it holds, in order, and let it be fetched again."""
+        while True:
+            await self._wake.wait()
+            for tp, schema_id in self._held.waiting():
+                await self._decoder.fetch_schema(schema_id, self._stalls)
+                await self._drain(tp)
+            if not self._held.partitions:
+                self._wake.clear()
+
+    async def _drain(self, tp: TopicPartitionKey) -> None:
+        """Decode a held partition's records until it holds none, or a record waits again."""
+        while self._held.prune(tp):
+            holding = self._held.partitions[tp]
+            items: list[Item] = []
+            segment = holding.segments[0]
+            pending = self._decode(segment, items)
+            if pending is None:
+                holding.segments.pop(0)
+            else:
+                holding.schema_id = pending
+            if items:
+                await self._output.put(items)  # meanwhile, later records may be appended
+            if pending is not None:
+                return
+        self._held.release(tp)
 
     def _internal_error(self, rec: Any, chunk: Chunk, exc: Exception) -> DeadLetter:
         # A bug of ours met by one input (a decoder path no test reached): that event is a

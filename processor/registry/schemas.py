@@ -28,6 +28,7 @@ from typing import Any
 from processor.registry.client import RegisteredSchema, RegistryClient, SchemaNotFound
 from processor.retry import retry_transient
 from processor.stalls import Stalls
+from processor.verdict import Verdict, verdict
 
 REGISTRY_PART = "schema registry"
 MISSING_TTL_S = 30.0  # how long "the registry has no such id" is believed without asking
@@ -80,6 +81,25 @@ class SchemaBook:
                 functools.partial(asyncio.to_thread, self.fetch, schema_id),
                 REGISTRY_PART, operation="schema_fetch", stalls=stalls)
             self._keep(known)
+
+    async def attempt(self, schema_id: int, stalls: Stalls | None) -> bool:
+        """One try for ``schema_id``: True once it is known (found or not), False while the
+        registry does not answer (the part ``schema registry`` is stalled meanwhile)."""
+        if self.get(schema_id) is not None:
+            return True
+        try:
+            known = await asyncio.to_thread(self.fetch, schema_id)
+        except Exception as exc:
+            if verdict(exc) not in (Verdict.RETRY, Verdict.STALL) or (
+                    stalls is not None and stalls.exit_on_stall):
+                raise
+            if stalls is not None:
+                stalls.enter(REGISTRY_PART, exc)
+            return False
+        self._keep(known)
+        if stalls is not None:
+            stalls.leave(REGISTRY_PART)
+        return True
 
     def fetch(self, schema_id: int) -> Known:
         """Ask the registry (blocking) for ``schema_id``, its subjects, and parse it."""

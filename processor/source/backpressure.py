@@ -65,7 +65,8 @@ class Backpressure:
         self._low_rows = int(self._high_rows * ratio)
         self._low_bytes = int(self._high_bytes * ratio)
         self._full: set[int] = set()
-        self._paused_by: dict[TopicPartitionKey, set[int]] = defaultdict(set)
+        # What keeps each partition paused: lanes (their index), or a named hold.
+        self._paused_by: dict[TopicPartitionKey, set[int | str]] = defaultdict(set)
 
     @property
     def paused(self) -> set[TopicPartitionKey]:
@@ -120,6 +121,31 @@ class Backpressure:
             self._consumer.resume(*resumable)
             log.info("partitions resumed", lane=lane, lane_rows=buffer.rows,
                      lane_bytes=buffer.nbytes, partitions=_names(ready))
+        self._publish()
+
+    def hold(self, tp: TopicPartitionKey, why: str) -> None:
+        """Pause ``tp`` for ``why`` (the decode stage waiting for the schema registry)
+        until :meth:`release`, whatever the lanes do meanwhile."""
+        if TopicPartition(*tp) not in self._consumer.assignment():
+            return
+        if not self._paused_by[tp]:
+            self._consumer.pause(TopicPartition(*tp))
+            metrics.PARTITION_PAUSES.inc()
+            log.info("partition paused", partition=f"{tp[0]}:{tp[1]}", why=why)
+        self._paused_by[tp].add(why)
+        self._publish()
+
+    def release(self, tp: TopicPartitionKey, why: str) -> None:
+        """End a :meth:`hold`; ``tp`` resumes unless a full lane still pauses it."""
+        held = self._paused_by.get(tp)
+        if held is None or why not in held:
+            return
+        held.discard(why)
+        if not held:
+            del self._paused_by[tp]
+            if TopicPartition(*tp) in self._consumer.assignment():
+                self._consumer.resume(TopicPartition(*tp))
+                log.info("partition resumed", partition=f"{tp[0]}:{tp[1]}", why=why)
         self._publish()
 
     def forget(self, tps: Iterable[TopicPartitionKey]) -> None:

@@ -8,7 +8,9 @@ strings, a uuid as its text, bytes as base64, a decimal as an exact ``Decimal``.
 
 What fastavro lets through and a sink must not: trailing bytes after the record (the value
 is not one record), and a decimal with more digits than its schema's precision (fastavro
-reads the unscaled integer whatever its size). Both are refused here.
+rounds it to the precision, silently: 123456789012345.67 in a decimal(12, 2) reads as
+1.23456789012E+14). Both are refused here; decimals are read exactly, at any depth,
+through fastavro's documented extension point for logical types (``LOGICAL_READERS``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 from uuid import UUID
 
 import fastavro
+import fastavro.read
 
 from processor.decode.converters import show
 from processor.decode.formats import SchemaMismatch
@@ -32,6 +35,28 @@ from processor.registry.avro_contract import avro_problems, reader_defaults
 _UNREADABLE = (EOFError, ValueError, IndexError, KeyError, OverflowError, StopIteration,
                TypeError, UnicodeDecodeError, MemoryError)
 
+
+class DecimalPastPrecision(ValueError):
+    """A decimal with more digits than its schema's precision."""
+
+
+def _exact_decimal(data: bytes, writer_schema: Any = None, reader_schema: Any = None
+                   ) -> Decimal:
+    """An Avro decimal's value, exact; raise if it has more digits than its precision."""
+    schema = writer_schema or {}
+    number = Decimal(int.from_bytes(data, "big", signed=True)).scaleb(-int(schema.get("scale",
+                                                                                     0)))
+    precision = schema.get("precision")
+    if precision is not None and len(number.as_tuple().digits) > int(precision):
+        raise DecimalPastPrecision(
+            f"{show(number)} has {len(number.as_tuple().digits)} digits, more than its "
+            f"schema's decimal precision ({precision})")
+    return number
+
+
+# For every reader in the process: fastavro's own decimal reader rounds past the precision.
+fastavro.read.LOGICAL_READERS["bytes-decimal"] = _exact_decimal
+fastavro.read.LOGICAL_READERS["fixed-decimal"] = _exact_decimal
 
 _PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "string"})
 
@@ -48,15 +73,6 @@ def _plain(schema: Any) -> bool:
     inner = {"enum": [], "array": [schema.get("items")], "map": [schema.get("values")],
              "record": [f["type"] for f in schema.get("fields", [])]}.get(str(kind), [kind])
     return all(_plain(t) for t in inner)
-
-
-def _decimals(schema: Any) -> tuple[int, int] | None:
-    """(precision, scale) when ``schema`` is a decimal or a union holding one."""
-    branches = schema if isinstance(schema, list) else [schema]
-    for branch in branches:
-        if isinstance(branch, dict) and branch.get("logicalType") == "decimal":
-            return int(branch["precision"]), int(branch.get("scale", 0))
-    return None
 
 
 def jsonable(value: Any) -> Any:
@@ -104,14 +120,14 @@ class AvroReader:
         fields = shape.get("fields", [])
         # Only the fields that can hold a non-JSON value are walked per event.
         self._convert = tuple(f["name"] for f in fields if not _plain(f["type"]))
-        self._decimals = tuple((f["name"], d) for f in fields
-                               if (d := _decimals(f["type"])) is not None)
 
     def decode(self, payload: memoryview) -> dict[str, Any]:
         """The payload's record as a JSON-shaped event, or raise its dead letter."""
         buffer = io.BytesIO(payload)
         try:
             record = fastavro.schemaless_reader(buffer, self._writer, self._reader)
+        except DecimalPastPrecision as exc:
+            raise EventRejected("conversion_error", "decode", str(exc)) from None
         except _UNREADABLE as exc:
             raise EventRejected("decode_error", "decode",
                                 f"not an Avro record of its schema: {type(exc).__name__}: "
@@ -122,13 +138,6 @@ class AvroReader:
                                 "the value is not one record of its schema")
         if not isinstance(record, dict):
             raise EventRejected("not_an_object", "decode", "the Avro value is not a record")
-        for name, (precision, _) in self._decimals:
-            number = record.get(name)
-            if isinstance(number, Decimal) and len(number.as_tuple().digits) > precision:
-                raise EventRejected(
-                    "conversion_error", "decode",
-                    f"field {name!r}: {show(number)} has more digits than its schema's "
-                    f"decimal precision ({precision})")
         for name in self._convert:
             if name in record:
                 record[name] = jsonable(record[name])
