@@ -86,6 +86,56 @@ def check_config(config: Annotated[Path, typer.Argument(help="The YAML config fi
                            for n, c in contracts.items()))
 
 
+@app.command("check-event")
+def check_event(
+    config: ConfigOption,
+    topic: Annotated[str, typer.Option(help="The topic the record is on (one of the config's).")],
+    file: Annotated[Path | None, typer.Option(
+        "--file", help="Read the record's value from this file, as bytes (default: standard "
+        "input). Framed Avro and Protobuf are binary: pass them as they are.")] = None,
+    key: Annotated[str | None, typer.Option(help="The record's key (UTF-8).")] = None,
+    header: Annotated[list[str] | None, typer.Option(
+        help="A record header NAME=VALUE (repeatable; VALUE as UTF-8).")] = None,
+    tombstone: Annotated[bool, typer.Option(
+        help="Check a record without a value (a tombstone): --key names the row it deletes.",
+    )] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Print the verdict `weir run` would give one record value: its row, filtered, or its
+    dead letter. The record is taken as at partition 0, offset 0, with the current time as
+    its Kafka timestamp. Exit 0 for a row or a filtered event, 1 for a dead letter, 2 for a
+    usage, config or infrastructure problem (the schema registry not answering)."""
+    settings, contracts, transforms = _load(config)
+    from processor.check_event import CheckRefused
+    from processor.check_event import check_event as check
+    headers: list[tuple[str, bytes | None]] = []
+    for item in header or []:
+        name, sep, text = item.partition("=")
+        if not sep or not name:
+            _fail(f"--header {item!r}: give NAME=VALUE")
+        headers.append((name, text.encode()))
+    value: bytes | None = None
+    if tombstone:
+        if file is not None:
+            _fail("--tombstone has no value: leave out --file")
+    elif file is not None:
+        try:
+            value = file.read_bytes()
+        except OSError as exc:
+            _fail(f"--file {str(file)!r}: {exc.strerror or exc}")
+    elif sys.stdin.isatty():
+        _fail("give the record's value with --file F or on standard input")
+    else:
+        value = sys.stdin.buffer.read()
+    try:
+        verdict = _run(check(settings, contracts, transforms, topic, value,
+                             key.encode() if key is not None else None, headers))
+    except CheckRefused as exc:
+        _fail(str(exc))
+    typer.echo(verdict.to_json() if as_json else verdict.render())
+    raise typer.Exit(verdict.exit_code)
+
+
 @app.command()
 def migrate(config: ConfigOption) -> None:
     """Create or update Weir's tables (idempotent)."""
