@@ -58,7 +58,7 @@ bench: venv up benchmarks/.venv/.installed $(CONNECT)/libs/.installed  ## Weir v
 # virtualenv.
 benchmarks/.venv/.installed:
 	$(PYTHON) -m venv benchmarks/.venv
-	benchmarks/.venv/bin/pip install -q 'quixstreams[postgresql]==3.28.1'
+	benchmarks/.venv/bin/pip install -q 'quixstreams[postgresql,avro]==3.28.1'
 	@touch $@
 
 # Kafka Connect with the Debezium JDBC sink: the jars named by its pom, from Maven Central

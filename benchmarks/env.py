@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -16,6 +17,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 BOOTSTRAP = "127.0.0.1:19092"
 DSN = "postgresql://weir:weir@127.0.0.1:15432/weir"
+# The stack's Apicurio Registry, by its Confluent-compatible API (as scripts/stack.sh names it).
+REGISTRY = "http://127.0.0.1:18081/apis/ccompat/v7"
 WORK = ROOT / "benchmarks" / "results" / "tmp"
 
 
@@ -44,10 +47,18 @@ class Names:
         return {"order": f"bench.{self.suffix}.orders",
                 "page_view": f"bench.{self.suffix}.page_views"}
 
+    @property
+    def subjects(self) -> list[str]:
+        """The registry subjects of the topics (TopicNameStrategy: ``<topic>-value``)."""
+        return [f"{t}-value" for t in self.topics.values()]
+
 
 def write_config(names: Names, partitions: int, overrides: dict[str, Any] | None = None,
-                 topics: dict[str, str] | None = None) -> Path:
-    """A copy of the example pipeline's config pointed at ``names`` (or other ``topics``)."""
+                 topics: dict[str, str] | None = None, fmt: str = "json") -> Path:
+    """A copy of the example pipeline's config pointed at ``names`` (or other ``topics``).
+
+    ``fmt`` other than ``json`` is every topic's ``format``, read through :data:`REGISTRY`.
+    """
     config = yaml.safe_load((ROOT / "config" / "example.yaml").read_text())
     config["kafka"] |= {"group_id": names.group, "topic_partitions": partitions}
     config["postgres"] |= {"dsn": DSN, "schema_name": names.schema}
@@ -57,6 +68,10 @@ def write_config(names: Names, partitions: int, overrides: dict[str, Any] | None
         et["schema_file"] = str(ROOT / "schemas" / Path(et["schema_file"]).name)
     config["topics"] = [{"name": t, "event_type": et}
                         for et, t in (topics or names.topics).items()]
+    if fmt != "json":
+        config["schema_registry"] = {"url": REGISTRY}
+        for topic in config["topics"]:
+            topic["format"] = fmt
     for section, values in (overrides or {}).items():
         config.setdefault(section, {}).update(values)
     WORK.mkdir(parents=True, exist_ok=True)
@@ -122,7 +137,11 @@ def _cpu_model() -> str:
 
 
 async def drop(names: list[Names]) -> None:
-    """Delete the topics and schemas of ``names`` (the run's own, never anyone else's)."""
+    """Delete what ``names`` made (the run's own, never anyone else's).
+
+    Their PostgreSQL schemas, topics (and the dead-letter topics ``weir migrate`` makes beside
+    them), consumer groups and registry subjects (with their schemas).
+    """
     import asyncpg
     from aiokafka.admin import AIOKafkaAdminClient
 
@@ -141,5 +160,52 @@ async def drop(names: list[Names]) -> None:
                   for name in (t, f"{t}.dlq") if name in existing]
         if topics:
             await admin.delete_topics(topics)
+        await _delete_groups(admin, [n.group for n in names])
     finally:
         await admin.close()
+    drop_subjects([s for n in names for s in n.subjects])
+
+
+async def _delete_groups(admin: Any, groups: list[str]) -> None:
+    """Delete those of ``groups`` the cluster knows (best effort: a group still in use stays).
+
+    aiokafka's admin client has no call for it, so the DeleteGroups request goes to each
+    group's coordinator as its own calls do.
+    """
+    from aiokafka.protocol.admin import DeleteGroupsRequest
+
+    known = {g[0] for g in await admin.list_consumer_groups()}
+    for group in (g for g in groups if g in known):
+        try:
+            coordinator = await admin.find_coordinator(group)
+            await admin._send_request(DeleteGroupsRequest([group]), coordinator)
+        except Exception as exc:  # noqa: BLE001 - clean-up must not hide the run's results
+            print(f"[bench] consumer group {group} not deleted: {exc}", flush=True)
+
+
+def drop_subjects(subjects: list[str]) -> None:
+    """Delete those of ``subjects`` the registry holds, with their schema versions.
+
+    Soft, then permanent (Confluent's two steps; Apicurio deletes at the first). Nothing to
+    do when the registry does not answer: then nothing was registered.
+    """
+    import urllib.error
+    import urllib.request
+    from urllib.parse import quote
+
+    def call(method: str, path: str) -> Any:
+        request = urllib.request.Request(REGISTRY + path, method=method)  # noqa: S310
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - loopback
+            return json.loads(answer.read() or b"null")
+
+    try:
+        held = set(call("GET", "/subjects"))
+    except (OSError, ValueError):
+        return
+    for subject in (s for s in subjects if s in held):
+        for suffix in ("", "?permanent=true"):
+            try:
+                call("DELETE", f"/subjects/{quote(subject, safe='')}{suffix}")
+            except urllib.error.HTTPError as exc:
+                if exc.code != 404:  # already gone: Apicurio deletes at the first call
+                    print(f"[bench] subject {subject}: {exc}", flush=True)

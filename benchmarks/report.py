@@ -13,13 +13,18 @@ TARGETS = {
     "p99_half_load_ms": 250.0,
     "p99_slow_margin_ms": 100.0,  # at 100 events/s: p99 ≤ linger + 100 ms
     "peak_rss_mb": 200.0,    # each Weir process (one per worker, and the supervisor)
+    "avro_cpu_vs_json": 1.2,  # Weir's CPU per event from Avro ≤ 1.2 x from JSON (same workers)
 }
 
 
 def ratios(figures: dict[str, Any]) -> dict[str, float | None]:
     """Weir / min(ceilings) and Weir / each peer, from the events/s figures (None: missing).
 
-    ``weir_vs_peer`` is Quix Streams (the key older results files have too).
+    ``weir_vs_peer`` is Quix Streams (the key older results files have too). A run with the
+    Avro rows adds ``avro_cpu_vs_json`` (Weir's CPU per event from Avro over its CPU per
+    event from JSON with the same worker count) and, when Quix Streams read the Avro topics
+    too, ``weir_avro_vs_peer_avro``; runs without them (``--no-avro``, older files) have
+    neither key.
     """
     weir = figures.get("weir_events_per_s")
     ceilings = [v for v in (figures.get("consume_ceiling_events_per_s"),
@@ -29,15 +34,39 @@ def ratios(figures: dict[str, Any]) -> dict[str, float | None]:
         other = figures.get(key)
         return round(weir / other, 2) if weir and other else None
 
-    return {
+    out: dict[str, float | None] = {
         "weir_vs_ceiling": round(weir / min(ceilings), 3) if weir and ceilings else None,
         "weir_vs_peer": over("peer_events_per_s"),
         "weir_vs_connect": over("connect_events_per_s"),
     }
+    if "weir_avro_cpu_s_per_million" in figures:
+        avro, json_ = figures["weir_avro_cpu_s_per_million"], json_cpu_per_million(figures)
+        out["avro_cpu_vs_json"] = round(avro / json_, 3) if avro and json_ else None
+        weir_avro, peer_avro = (figures.get("weir_avro_events_per_s"),
+                                figures.get("peer_avro_events_per_s"))
+        if peer_avro is not None:
+            out["weir_avro_vs_peer_avro"] = (round(weir_avro / peer_avro, 2)
+                                             if weir_avro and peer_avro else None)
+    return out
+
+
+def json_cpu_per_million(figures: dict[str, Any]) -> float | None:
+    """Weir's CPU s per million events from JSON with the Avro run's worker count."""
+    workers = figures.get("weir_avro_workers", figures.get("weir_workers"))
+    same = (figures.get("weir_by_workers") or {}).get(str(workers)) or {}
+    if same.get("cpu_s_per_million"):
+        return float(same["cpu_s_per_million"])
+    if workers == figures.get("weir_workers"):
+        return figures.get("weir_cpu_s_per_million")
+    return None
 
 
 def targets(figures: dict[str, Any], linger_ms: float) -> dict[str, bool | None]:
-    """Which targets this run met (None: not measured)."""
+    """Which targets this run met (None: not measured).
+
+    A peer run marked partial (its rows are not Weir's) is never judged. The Avro target
+    is there only for a run with the Avro rows (as its ratio, see :func:`ratios`).
+    """
     r = ratios(figures)
     half = (figures.get("latency_half_load") or {}).get("p99")
     slow = (figures.get("latency_100_per_s") or {}).get("p99")
@@ -49,14 +78,18 @@ def targets(figures: dict[str, Any], linger_ms: float) -> dict[str, bool | None]
     def at_most(v: float | None, bound: float) -> bool | None:
         return None if v is None else v <= bound
 
-    return {
+    met = {
         "weir_vs_ceiling": at_least(r["weir_vs_ceiling"], TARGETS["weir_vs_ceiling"]),
-        "weir_vs_peer": at_least(r["weir_vs_peer"], TARGETS["weir_vs_peer"]),
+        "weir_vs_peer": None if figures.get("peer_partial") else
+        at_least(r["weir_vs_peer"], TARGETS["weir_vs_peer"]),
         "weir_vs_connect": at_least(r.get("weir_vs_connect"), TARGETS["weir_vs_connect"]),
         "p99_half_load": at_most(half, TARGETS["p99_half_load_ms"]),
         "p99_100_per_s": at_most(slow, linger_ms + TARGETS["p99_slow_margin_ms"]),
         "peak_rss": at_most(rss, TARGETS["peak_rss_mb"]),
     }
+    if "avro_cpu_vs_json" in r:
+        met["avro_cpu_vs_json"] = at_most(r["avro_cpu_vs_json"], TARGETS["avro_cpu_vs_json"])
+    return met
 
 
 def result_name(date: str, sha: str) -> str:
@@ -99,6 +132,9 @@ def markdown(results: dict[str, Any]) -> str:
     def mark(key: str) -> str:
         return {True: "met", False: "missed", None: "not measured"}[t.get(key)]
 
+    def peer_mark(prefix: str, key: str) -> str:
+        return "partial: not judged" if f.get(f"{prefix}_partial") else mark(key)
+
     def cost(prefix: str) -> str:
         return (f"{_num(f.get(f'{prefix}_cpu_s_per_million'))} | "
                 f"{_num(f.get(f'{prefix}_peak_rss_mb'))} |")
@@ -124,12 +160,19 @@ def markdown(results: dict[str, Any]) -> str:
         f"| {cost('weir')}",
         f"| {_name('Quix Streams', f.get('peer_version'))} PostgreSQL sink | "
         f"{_rate(f.get('peer_events_per_s'))} | Weir is {_ratio(r.get('weir_vs_peer'))} x | "
-        f"≥ 3x: {mark('weir_vs_peer')} | {cost('peer')}",
+        f"≥ 3x: {peer_mark('peer', 'weir_vs_peer')} | {cost('peer')}",
         f"| {_name('Kafka Connect', connect.get('connect'))} + "
         f"{_name('Debezium JDBC sink', connect.get('debezium'))} | "
         f"{_rate(f.get('connect_events_per_s'))} | "
         f"Weir is {_ratio(r.get('weir_vs_connect'))} x | ≥ 1.5x: {mark('weir_vs_connect')} | "
         f"{cost('connect')}",
+        f"| **Weir, Avro** (same events, `--workers {f.get('weir_avro_workers', workers)}`) | "
+        f"**{_rate(f.get('weir_avro_events_per_s'))}** | CPU per event "
+        f"{_ratio(r.get('avro_cpu_vs_json'))} x JSON's | ≤ 1.2x: {mark('avro_cpu_vs_json')} | "
+        f"{cost('weir_avro')}",
+        f"| {_name('Quix Streams', f.get('peer_avro_version'))} PostgreSQL sink, Avro "
+        f"(AvroDeserializer + Schema Registry) | {_rate(f.get('peer_avro_events_per_s'))} | "
+        f"{_peer_avro_ratio(f, r)} | | {cost('peer_avro')}",
         "",
         "| latency, Kafka timestamp → PostgreSQL commit | offered ev/s | p50 ms | p95 ms "
         "| p99 ms | target |",
@@ -149,6 +192,18 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append("Weir by worker count: " + ", ".join(
             f"{n}: {_rate(w.get('events_per_s'))} events/s"
             for n, w in sorted(f["weir_by_workers"].items(), key=lambda kv: int(kv[0]))) + ".")
+    if f.get("weir_avro_cpu_s_per_million") is not None:
+        lines.append(
+            f"Avro against JSON, the same {f.get('avro_copied_records', results['events']):,} "
+            f"events, {_workers(f.get('weir_avro_workers', workers))}: Weir used "
+            f"{_num(f.get('weir_avro_cpu_s_per_million'))} CPU seconds per million events "
+            f"from Avro against {_num(json_cpu_per_million(f))} from JSON, "
+            f"{_ratio(r.get('avro_cpu_vs_json'))} x (≤ 1.2: {mark('avro_cpu_vs_json')}); "
+            f"{_rate(f.get('weir_avro_events_per_s'))} against "
+            f"{_rate(_json_rate(f))} events/s; its largest process peaked at "
+            f"{_num(f.get('weir_avro_largest_process_rss_mb'))} MB; "
+            f"{f.get('avro_bytes_per_event', '?')} bytes per event against "
+            f"{f.get('avro_json_bytes_per_event', '?')}.")
     if f.get("connect_envelope_bytes_per_event"):
         lines.append(
             f"Kafka Connect reads the same events with their schema in every message: "
@@ -156,7 +211,21 @@ def markdown(results: dict[str, Any]) -> str:
             f"{f.get('connect_source_bytes_per_event', 0):,} for Weir and Quix "
             f"({f.get('connect_tasks', '?')} tasks, batch.size "
             f"{f.get('connect_batch_size', '?')}).")
+    lines += [f"Note: {note}" for note in results.get("notes") or []]
     return "\n".join(lines) + "\n"
+
+
+def _peer_avro_ratio(f: dict[str, Any], r: dict[str, Any]) -> str:
+    if f.get("peer_avro_partial"):
+        return (f"partial: {f.get('peer_avro_rows', 0):,} of {f.get('weir_avro_rows', 0):,} "
+                "rows, not judged")
+    return f"Weir Avro is {_ratio(r.get('weir_avro_vs_peer_avro'))} x"
+
+
+def _json_rate(f: dict[str, Any]) -> float | None:
+    workers = f.get("weir_avro_workers", f.get("weir_workers"))
+    same = (f.get("weir_by_workers") or {}).get(str(workers)) or {}
+    return same.get("events_per_s", f.get("weir_events_per_s"))
 
 
 def _largest(f: dict[str, Any]) -> str:
@@ -191,15 +260,22 @@ def chart(results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     f = results["figures"]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    avro = f.get("weir_avro_events_per_s") is not None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.2) if avro else (11, 4.2),
+                                      gridspec_kw={"width_ratios": [1.6 if avro else 1, 1]})
     bars = {"consume\nceiling": f.get("consume_ceiling_events_per_s"),
             "write\nceiling": f.get("write_ceiling_events_per_s"),
             f"Weir\n{_workers(f.get('weir_workers', 1))}": f.get("weir_events_per_s"),
             "Quix Streams\nPostgreSQL sink": f.get("peer_events_per_s"),
             "Kafka Connect\nDebezium JDBC": f.get("connect_events_per_s")}
+    colors = ["#9aa", "#9aa", "#2a6", "#c74", "#b8a"]
+    if avro:
+        bars |= {"Weir\nAvro": f.get("weir_avro_events_per_s"),
+                 "Quix Streams\nAvro": f.get("peer_avro_events_per_s")}
+        colors += ["#6c9", "#e9a"]
     names = list(bars)
     values = [bars[n] or 0 for n in names]
-    drawn = left.bar(names, values, color=["#9aa", "#9aa", "#2a6", "#c74", "#b8a"])
+    drawn = left.bar(names, values, color=colors)
     left.bar_label(drawn, labels=[_rate(bars[n]) for n in names], fontsize=8)
     left.tick_params(axis="x", labelsize=8)
     left.set_ylabel("events / s")

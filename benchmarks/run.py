@@ -5,10 +5,12 @@ Phases, each on the same produced topics unless said otherwise: produce the data
 COPY + upsert of Weir's own rows, pre-built); Weir (``weir run --until-caught-up --workers
 N`` into empty tables, once per ``--workers`` count, the best one reported); the peers: Quix
 Streams' PostgreSQL sink (in its own virtualenv) and Kafka Connect with the Debezium JDBC
-sink (on the JVM, reading the same events copied into schema-carrying envelopes); latency
-(a live ``weir run`` with the best worker count on fresh topics, fed at 50 % of Weir's
-measured rate, then at 100 events/s). Every phase uses its own topics, group and schema, all
-deleted at the end. Results go to ``benchmarks/results/<date>-<sha>.{json,md,png}``. See
+sink (on the JVM, reading the same events copied into schema-carrying envelopes); Avro
+(the same events re-encoded as Avro through the schema registry, read by Weir with the best
+worker count and by Quix Streams' own Avro deserializer); latency (a live ``weir run`` with
+the best worker count on fresh topics, fed at 50 % of Weir's measured rate, then at 100
+events/s). Every phase uses its own topics, group, schema and registry subjects, all deleted
+at the end. Results go to ``benchmarks/results/<date>-<sha>.{json,md,png}``. See
 docs/performance.md.
 
     .venv/bin/python -m benchmarks.run --events 200000     # a quick run
@@ -34,11 +36,12 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import asyncpg
 import uvloop
 
-from benchmarks import ceilings, report, weir_phase
+from benchmarks import avro_copy, ceilings, report, weir_phase
 from benchmarks.connect import phase as connect_phase
 from benchmarks.env import (
     BOOTSTRAP,
     DSN,
+    REGISTRY,
     ROOT,
     Names,
     drop,
@@ -70,6 +73,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--no-connect", action="store_true",
                    help="skip Kafka Connect + the Debezium JDBC sink")
     p.add_argument("--no-latency", action="store_true")
+    p.add_argument("--no-avro", action="store_true",
+                   help="skip the Avro rows (Weir and Quix Streams on the same events in Avro)")
     p.add_argument("--profile", action="store_true",
                    help="run Weir under py-spy (its CPU and RSS figures then include py-spy)")
     p.add_argument("--max-load", type=float, default=None,
@@ -91,11 +96,11 @@ class Run:
     def phase(self, name: str) -> _Phase:
         return _Phase(self, name)
 
-    def config(self, tag: str, topics: dict[str, str] | None = None,
+    def config(self, tag: str, topics: dict[str, str] | None = None, fmt: str = "json",
                **overrides: Any) -> tuple[Names, Path, Settings]:
         names = Names.fresh(tag)
         self.names.append(names)
-        path = write_config(names, self.args.partitions, overrides or None, topics)
+        path = write_config(names, self.args.partitions, overrides or None, topics, fmt)
         subprocess.run(weir("migrate", "-c", str(path)), env=weir_env(), check=True,
                        capture_output=True)
         return names, path, load_settings(path)
@@ -130,6 +135,7 @@ def measure(run: Run) -> None:
     topics = list(names.topics.values())
     with run.phase("produce"):
         run.figures["produce"] = weir_phase.produce(config, a.events, None)
+    avro = None if a.no_avro else avro_data(run, names)
     with run.phase("consume_ceiling"):
         rate, kept = asyncio.run(ceilings.consume(settings, topics, a.events, a.write_sample))
         run.figures["consume_ceiling_events_per_s"] = round(rate)
@@ -145,8 +151,14 @@ def measure(run: Run) -> None:
     if a.max_load is not None:
         wait_for_quiet(a.max_load)
     measure_weir(run, names, config)
+    if avro is not None:
+        if a.max_load is not None:
+            wait_for_quiet(a.max_load)
+        measure_weir_avro(run, *avro)
     if not a.no_peer:
         peer(run, names)
+        if avro is not None:
+            peer(run, avro[0], "avro")
     if not a.no_connect:
         connect(run, names, settings.batch.max_rows)
     if not a.no_latency:
@@ -168,23 +180,8 @@ def measure_weir(run: Run, source: Names, config: Path) -> None:
     by_workers: dict[str, dict[str, Any]] = {}
     for i, workers in enumerate(worker_counts(a)):
         names, path = (source, config) if i == 0 else run.config("w", source.topics)[:2]
-        key = f"weir_workers_{workers}"
-        with run.phase(key):
-            profile = weir_phase.work_file(f"{names.suffix}.pyspy.txt") if a.profile else None
-            cost = weir_phase.run_measured(
-                weir("run", "-c", str(path), "--until-caught-up",
-                             "--workers", str(workers)),
-                weir_phase.work_file(f"{names.suffix}.weir.log"), profile)
-        steady = asyncio.run(weir_phase.steady_rate(names.schema, TABLES, a.events))
-        by_workers[str(workers)] = {
-            "events_per_s": round(steady["events_per_s"]), "rows": steady["rows"],
-            "wall_s": round(cost.wall_s, 2), "wall_events_per_s": round(a.events / cost.wall_s),
-            "cpu_s": round(cost.cpu_s, 2),
-            "cpu_s_per_million": round(cost.cpu_s / a.events * 1e6, 1),
-            "peak_rss_mb": round(cost.max_rss_mb, 1), "processes": cost.processes,
-            "largest_process_rss_mb": round(cost.largest_rss_mb, 1),
-            "exit_code": cost.exit_code,
-        }
+        by_workers[str(workers)] = weir_once(run, names, path, workers,
+                                             f"weir_workers_{workers}")
     best = max(by_workers, key=lambda n: by_workers[n]["events_per_s"])
     run.figures |= {f"weir_{k}": v for k, v in by_workers[best].items()}
     run.figures |= {"weir_workers": int(best), "weir_by_workers": by_workers,
@@ -194,10 +191,83 @@ def measure_weir(run: Run, source: Names, config: Path) -> None:
         run.notes.append(f"Weir's rows differ by worker count: {rows}")
 
 
-def peer(run: Run, source: Names) -> None:
+def weir_once(run: Run, names: Names, path: Path, workers: int, key: str) -> dict[str, Any]:
+    """``weir run -c path --until-caught-up --workers N`` as phase ``key``; its figures."""
+    a = run.args
+    with run.phase(key):
+        profile = weir_phase.work_file(f"{names.suffix}.pyspy.txt") if a.profile else None
+        cost = weir_phase.run_measured(
+            weir("run", "-c", str(path), "--until-caught-up", "--workers", str(workers)),
+            weir_phase.work_file(f"{names.suffix}.weir.log"), profile)
+    steady = asyncio.run(weir_phase.steady_rate(names.schema, TABLES, a.events))
+    return {
+        "events_per_s": round(steady["events_per_s"]), "rows": steady["rows"],
+        "wall_s": round(cost.wall_s, 2), "wall_events_per_s": round(a.events / cost.wall_s),
+        "cpu_s": round(cost.cpu_s, 2),
+        "cpu_s_per_million": round(cost.cpu_s / a.events * 1e6, 1),
+        "peak_rss_mb": round(cost.max_rss_mb, 1), "processes": cost.processes,
+        "largest_process_rss_mb": round(cost.largest_rss_mb, 1),
+        "exit_code": cost.exit_code,
+    }
+
+
+def avro_data(run: Run, source: Names) -> tuple[Names, Path] | None:
+    """The JSON data set's events again, as Avro on the phase's own topics (no clock).
+
+    Same keys, partitions, order and timestamps (:mod:`benchmarks.avro_copy`); the schemas
+    are registered under the topics' subjects. Returns the Avro topics' names and config.
+    """
+    if (why := avro_copy.registry_missing()) is not None:
+        run.notes.append(f"Avro skipped: {why}")
+        return None
+    names, config, settings = run.config("a", fmt="avro")
+    with run.phase("avro_copy"):
+        copied = asyncio.run(avro_copy.copy(settings, source.topics, names.topics,
+                                            run.args.partitions))
+    events = max(copied["records"], 1)
+    run.figures |= {"avro_copied_records": copied["records"],
+                    "avro_json_bytes_per_event": round(copied["json_bytes"] / events),
+                    "avro_bytes_per_event": round(copied["avro_bytes"] / events)}
+    if copied["records"] != run.args.events:
+        run.notes.append(f"the Avro copy holds {copied['records']} of {run.args.events} events")
+    return names, config
+
+
+def measure_weir_avro(run: Run, names: Names, config: Path) -> None:
+    """Weir on the Avro topics, with the JSON run's best worker count, into empty tables.
+
+    Its CPU per event against the JSON run's with the same worker count is the Avro ratio.
+    """
+    workers = run.figures["weir_workers"]
+    figures = weir_once(run, names, config, workers, "weir_avro")
+    run.figures |= {f"weir_avro_{k}": v for k, v in figures.items()}
+    run.figures["weir_avro_workers"] = workers
+    run.figures["weir_avro_cpu_vs_json"] = report.ratios(run.figures).get("avro_cpu_vs_json")
+    # A registry that went away mid-run (a fault test elsewhere, a restart) stalls the
+    # decode stage: such a run's figures include the wait, which the results say.
+    log = weir_phase.work_file(f"{names.suffix}.weir.log").read_text(errors="replace")
+    stalls = sum('"part":"schema registry"' in line for line in log.splitlines())
+    run.figures["weir_avro_registry_stalls"] = stalls
+    if stalls:
+        run.notes.append(f"the schema registry did not answer Weir's Avro run {stalls} "
+                         f"time(s): its figures include the stall (see "
+                         f"benchmarks/results/tmp/{names.suffix}.weir.log)")
+    if figures["rows"] != run.figures["weir_rows"]:
+        run.notes.append(f"Weir wrote {figures['rows']} rows from Avro, "
+                         f"{run.figures['weir_rows']} from JSON")
+
+
+def peer(run: Run, source: Names, fmt: str = "json") -> None:
+    """Quix Streams on ``source``'s topics in ``fmt``: ``peer_*`` (JSON), ``peer_avro_*``.
+
+    Its rows are checked against Weir's from the same format; a run that wrote fewer (or
+    more) is marked ``partial`` and its ratio is not judged.
+    """
     if not QUIX_PYTHON.exists():
         run.notes.append("peer skipped: benchmarks/.venv is missing (make bench creates it)")
         return
+    prefix, weir_rows = ("peer", "weir_rows") if fmt == "json" else \
+        (f"peer_{fmt}", f"weir_{fmt}_rows")
     names = Names.fresh("q")
     run.names.append(names)
     asyncio.run(_quix_tables(names.schema))
@@ -205,19 +275,26 @@ def peer(run: Run, source: Names) -> None:
         [str(QUIX_PYTHON), "-c", "import quixstreams; print(quixstreams.__version__)"],
         capture_output=True, text=True, check=True).stdout.strip()
     cmd = [str(QUIX_PYTHON), str(ROOT / "benchmarks" / "peer_quix.py"), "--group",
-           names.group, "--schema", names.schema,
+           names.group, "--schema", names.schema, "--format", fmt, "--registry", REGISTRY,
            *[f"--topic={et}={t}" for et, t in source.topics.items()]]
-    with run.phase("peer"):
+    with run.phase(prefix):
         cost = weir_phase.run_measured(cmd, weir_phase.work_file(f"{names.suffix}.quix.log"))
     steady = asyncio.run(weir_phase.steady_rate(names.schema, TABLES, run.args.events))
+    expected = run.figures.get(weir_rows)
+    partial = expected is not None and steady["rows"] != expected
     run.figures |= {
-        "peer": "quixstreams PostgreSQLSink", "peer_version": version,
-        "peer_events_per_s": round(steady["events_per_s"]), "peer_rows": steady["rows"],
-        "peer_cpu_s_per_million": round(cost.cpu_s / run.args.events * 1e6, 1),
-        "peer_peak_rss_mb": round(cost.max_rss_mb, 1), "peer_exit_code": cost.exit_code,
+        prefix: "quixstreams PostgreSQLSink" + ("" if fmt == "json" else
+                                                f", {fmt} via its Schema Registry client"),
+        f"{prefix}_version": version,
+        f"{prefix}_events_per_s": round(steady["events_per_s"]), f"{prefix}_rows": steady["rows"],
+        f"{prefix}_cpu_s_per_million": round(cost.cpu_s / run.args.events * 1e6, 1),
+        f"{prefix}_peak_rss_mb": round(cost.max_rss_mb, 1), f"{prefix}_exit_code": cost.exit_code,
+        f"{prefix}_partial": partial,
     }
-    if steady["rows"] != run.figures["weir_rows"]:
-        run.notes.append(f"peer wrote {steady['rows']} rows, Weir {run.figures['weir_rows']}")
+    if partial or cost.exit_code != 0:
+        run.notes.append(f"Quix Streams ({fmt}) wrote {steady['rows']} rows, Weir {expected}"
+                         f"{' (partial: not judged)' if partial else ''}; exit code "
+                         f"{cost.exit_code} (see benchmarks/results/tmp/{names.suffix}.quix.log)")
 
 
 def connect(run: Run, source: Names, batch_size: int) -> None:
@@ -336,7 +413,8 @@ def main() -> int:
                      "pool_size": example.postgres.pool_size,
                      "batch": example.batch.model_dump(),
                      "fetch_max_records": example.kafka.fetch_max_records,
-                     "write_sample": args.write_sample, "workers": worker_counts(args)},
+                     "write_sample": args.write_sample, "workers": worker_counts(args),
+                     "avro": not args.no_avro},
         "figures": run.figures, "notes": run.notes,
         "ratios": report.ratios(run.figures),
         "targets": report.targets(run.figures, float(run.figures.get("linger_ms", 100))),

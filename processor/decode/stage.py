@@ -16,6 +16,7 @@ from processor.decode.held import HeldPartitions, Segment
 from processor.errors import EventRejected
 from processor.progress import PartitionProgress
 from processor.records import Chunk, DeadLetter, Item, Row, TopicPartitionKey
+from processor.row_layout import RAW
 from processor.stalls import Stalls
 
 log = structlog.get_logger(__name__)
@@ -142,10 +143,16 @@ class DecodeStage:
             if decoded is None:
                 filtered += 1
                 continue
-            items.append(decoded if isinstance(decoded, DeadLetter) else Row(
-                decoded[0], decoded[1], chunk,
-                len(value) if value is not None else len(rec.key or b""),
-                rec.key, list(rec.headers), rec.timestamp, value is None, value))
+            if isinstance(decoded, DeadLetter):
+                items.append(decoded)
+                continue
+            nbytes = len(value) if value is not None else len(rec.key or b"")
+            if framed and value is not None:
+                # The row holds the framed bytes and their JSON (raw): the lanes' byte
+                # bounds must count both, or memory grows with a compact format.
+                nbytes += len(decoded[1][RAW])
+            items.append(Row(decoded[0], decoded[1], chunk, nbytes, rec.key, list(rec.headers),
+                             rec.timestamp, value is None, value))
         if filtered:
             metrics.EVENTS_FILTERED.labels(chunk.tp[0]).inc(filtered)
             segment.progress.mark_done(chunk, filtered)

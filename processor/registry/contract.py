@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import fastavro
 import orjson
 
 from processor.registry.avro_contract import json_schema_from_avro
@@ -23,7 +22,7 @@ def derive(schema: RegisteredSchema, version: int, message: str | None = None
     """(the contract's JSON Schema, the reader schema) of one registered version."""
     if schema.schema_type == "AVRO":
         document = orjson.loads(schema.text)
-        return json_schema_from_avro(document, version=version), fastavro.parse_schema(document)
+        return json_schema_from_avro(document, version=version), document
     if schema.schema_type == "PROTOBUF":
         from processor.registry.protobuf_schema import json_schema_from_proto, parse_proto
         proto = parse_proto(schema.text)

@@ -1,6 +1,6 @@
 """A registered schema's text, parsed once into what its format's reader needs.
 
-Avro: fastavro's parsed schema (named types resolved). Protobuf: the compiled file, from
+Avro: the schema's JSON, checked by fastavro. Protobuf: the compiled file, from
 ``.proto`` text or a base64 descriptor (:mod:`processor.registry.protobuf_schema`). JSON
 Schema: the schema as a mapping (the event type's contract validates; the writer's schema
 only has to be one). A text that is none of these raises :class:`SchemaUnusable`, and the
@@ -41,10 +41,11 @@ def parse_registered(schema: RegisteredSchema) -> Any:
     if schema.schema_type != "AVRO":
         raise SchemaUnusable(f"schema type {schema.schema_type!r} is not AVRO, PROTOBUF or JSON")
     try:
-        return fastavro.parse_schema(document)
+        fastavro.parse_schema(document)  # valid Avro; the reader compiles its own form
     except (fastavro.schema.SchemaParseException, fastavro.schema.UnknownType,
             ValueError, TypeError, KeyError) as exc:
         raise SchemaUnusable(f"not a valid Avro schema: {exc}") from None
+    return document
 
 
 def schema_book(settings: Settings) -> SchemaBook | None:
