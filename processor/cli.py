@@ -261,13 +261,21 @@ def produce(
         "--format", help="Write every topic in this format (json, avro, protobuf, "
         "jsonschema) instead of each topic's configured one; the framed formats register "
         "the example schemas in the schema registry.")] = None,
+    topic: Annotated[str | None, typer.Option(
+        help="Publish only to this configured topic, in its format (default: the first "
+        "topic carrying each event type).")] = None,
 ) -> None:
     """Publish realistic sample events for the example pipeline."""
     settings, _, _ = _load(config)
     from processor.produce.producer import produce as publish
     from processor.produce.sample import SampleEvents
     known = SampleEvents().event_types
-    chosen = event_type or [t for t in known if t in settings.event_types]
+    carried = {t.event_type for t in settings.topics if topic in (None, t.name)}
+    if topic is not None and not carried:
+        _fail(f"--topic {topic!r} is not one of the configured topics "
+              f"{[t.name for t in settings.topics]}")
+    chosen = event_type or [t for t in known if t in settings.event_types
+                            and (None in carried or t in carried)]
     unknown = [t for t in chosen if t not in known or t not in settings.event_types]
     if unknown or not chosen:
         _fail(f"cannot produce {unknown or 'anything'}: sample events exist for {known} "
@@ -279,7 +287,7 @@ def produce(
     seed = seed if seed is not None else secrets.randbelow(2**31)
     report = _run(publish(settings, count, rate or None, chosen, seed, ack_log,
                           progress and sys.stderr.isatty(), spread_days, seq_base,
-                          invalid_ratio, fmt))
+                          invalid_ratio, fmt, topic))
     typer.echo(f"produced {report.count} events (seed {seed}) in {report.seconds:.1f}s "
                f"({report.count / max(report.seconds, 1e-9):,.0f}/s): "
                + ", ".join(f"{t}={n}" for t, n in report.by_topic.items()))

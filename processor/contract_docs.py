@@ -17,7 +17,10 @@ HEADER = """# Event contracts
 
 Each event type has a JSON Schema in `schemas/` (`<type>.v<version>.json`), compiled once at
 start. Producers publish JSON objects, UTF-8, one event per Kafka record, keyed by the key
-field. An event that does not match its contract is not dropped: it lands in
+field, or, on a topic read through the schema registry, the same event in Avro, Protobuf
+or JSON in Confluent's framing (the format is given beside each topic; see
+[formats.md](formats.md) for the framing, the type mapping and the reasons). An event that
+does not match its contract is not dropped: it lands in
 `weir_dead_letters` with the reason and the validator's message (see
 [architecture.md](architecture.md#errors-and-the-dead-letters)). Fields not listed
 here are accepted and kept in the row's `raw` column.
@@ -68,7 +71,9 @@ def render_events(settings: Settings, contracts: dict[str, Contract]) -> str:
     topics: dict[str, list[str]] = {}
     for topic in settings.topics:
         if topic.event_type is not None:
-            topics.setdefault(topic.event_type, []).append(f"`{topic.name}`")
+            how = "" if topic.format == "json" else (
+                f" ({topic.format}, subject `{topic.value_subject}`)")
+            topics.setdefault(topic.event_type, []).append(f"`{topic.name}`{how}")
         else:
             for name in contracts:
                 topics.setdefault(name, []).append(
@@ -94,5 +99,7 @@ def render_events(settings: Settings, contracts: dict[str, Contract]) -> str:
             parts.append(f"| `{field}` | {_type(prop)} | {'yes' if field in required else 'no'} "
                          f"| {prop.get('description', '')} |\n")
     parts.append("\n`weir produce -c config/example.yaml` publishes realistic examples; "
-                 "`--invalid-ratio` adds broken ones to see the rejections.\n")
+                 "`--invalid-ratio` adds broken ones to see the rejections; "
+                 "`weir check-event -c config/example.yaml --topic T` gives one event's "
+                 "verdict.\n")
     return "".join(parts)

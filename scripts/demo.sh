@@ -21,6 +21,12 @@ $WEIR migrate --config "$CONFIG"
 step "publishing $COUNT sample events, 1% of them deliberately broken (weir produce)"
 $WEIR produce --config "$CONFIG" --count "$COUNT" --invalid-ratio 0.01
 
+AVRO_TOPIC=$(.venv/bin/python -c "from processor.settings import load_settings as l; print(next((t.name for t in l('$CONFIG').topics if t.format == 'avro'), ''))")
+if [ -n "$AVRO_TOPIC" ]; then
+    step "publishing $((COUNT / 4)) orders in Avro, framed with a schema id, to $AVRO_TOPIC (the schema is registered in the schema registry)"
+    $WEIR produce --config "$CONFIG" --count "$((COUNT / 4))" --topic "$AVRO_TOPIC" --event-type order
+fi
+
 step "running weir until it has caught up (weir run --until-caught-up)"
 WEIR_LOGGING__LEVEL=${WEIR_LOGGING__LEVEL:-info} $WEIR run --config "$CONFIG" --until-caught-up
 
@@ -31,6 +37,9 @@ SELECT 'orders' AS "table", count(*) AS rows, min(event_time) AS first_event, ma
 UNION ALL
 SELECT 'page_views', count(*), min(event_time), max(event_time) FROM ${SCHEMA}.page_views;
 SQL
+
+step "orders by source topic and format: Avro and JSON land in the same typed table"
+"${PSQL[@]}" -c "SELECT kafka_topic, count(*) AS rows, min(amount) AS min_amount, max(amount) AS max_amount FROM ${SCHEMA}.orders GROUP BY kafka_topic ORDER BY kafka_topic"
 
 step "a taste of the orders table"
 "${PSQL[@]}" -c "SELECT customer_id, seq, status, amount, currency, event_time, kafka_partition AS part, kafka_offset AS off FROM ${SCHEMA}.orders ORDER BY event_time DESC LIMIT 5"

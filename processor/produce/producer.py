@@ -80,31 +80,35 @@ async def _wait_until_led(settings: Settings, topics: list[str], partitions: int
         await probe.stop()
 
 
-def topic_for(settings: Settings, event_type: str) -> str:
-    """The source topic that carries ``event_type``."""
+def topic_for(settings: Settings, event_type: str, only: str | None = None) -> str:
+    """The source topic that carries ``event_type`` (the first, or ``only``)."""
     for topic in settings.topics:
+        if only is not None and topic.name != only:
+            continue
         if topic.event_type == event_type or topic.type_field is not None:
             return topic.name
-    raise ValueError(f"no configured topic carries event type {event_type!r}")
+    raise ValueError(f"no configured topic {'' if only is None else repr(only) + ' '}"
+                     f"carries event type {event_type!r}")
 
 
 async def produce(
     settings: Settings, count: int, rate: float | None, event_types: list[str],
     seed: int = 7, ack_log: Path | None = None, show_progress: bool = True,
     spread_days: float = 0.0, seq_base: int = 0, invalid_ratio: float = 0.0,
-    fmt: str | None = None,
+    fmt: str | None = None, topic: str | None = None,
 ) -> ProduceReport:
     """Publish ``count`` events round-robin over ``event_types`` at up to ``rate`` per second.
 
-    Each topic's events are written in its configured format, or in ``fmt`` for all."""
+    Each topic's events are written in its configured format, or in ``fmt`` for all;
+    ``topic`` names the one topic to write to (default: the first carrying each type)."""
     await ensure_topics(settings, settings.kafka.topic_partitions)
     sample = SampleEvents(seed=seed, spread_days=spread_days, seq_base=seq_base)
     pick = random.Random(seed + 1)  # which records are broken, independent of their content
-    topics = {et: topic_for(settings, et) for et in event_types}
+    topics = {et: topic_for(settings, et, topic) for et in event_types}
     by_name = {t.name: t for t in settings.topics}
-    encoders = {et: await asyncio.to_thread(encoder, settings, by_name[topic], et,
-                                            fmt or by_name[topic].format)
-                for et, topic in topics.items()}
+    encoders = {et: await asyncio.to_thread(encoder, settings, by_name[name], et,
+                                            fmt or by_name[name].format)
+                for et, name in topics.items()}
     by_topic = dict.fromkeys(topics.values(), 0)
     producer = AIOKafkaProducer(
         **kafka_client(settings.kafka), acks="all",
@@ -118,16 +122,16 @@ async def produce(
         with tqdm(total=count, unit="ev", disable=not show_progress, mininterval=0.5) as bar:
             for i in range(count):
                 event_type = event_types[i % len(event_types)]
-                topic = topics[event_type]
+                target = topics[event_type]
                 if invalid_ratio and pick.random() < invalid_ratio:
                     key, value, kind = sample.make_invalid(event_type)
                     event: dict[str, Any] = {"invalid": kind}
                 else:
                     key, event = sample.make(event_type)
                     value = encoders[event_type](event)
-                fut = await producer.send(topic, value, key=key.encode())
+                fut = await producer.send(target, value, key=key.encode())
                 pending.append((fut, key, event))
-                by_topic[topic] += 1
+                by_topic[target] += 1
                 if len(pending) >= 1000 or i == count - 1:
                     await _settle(pending, log_file)
                     bar.update(len(pending))
