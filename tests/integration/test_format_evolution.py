@@ -130,3 +130,68 @@ async def _send(settings: Any, topic: str, sample: SampleEvents, writers: list[A
         return [(m.partition, m.offset) for m in await asyncio.gather(*futures)]
     finally:
         await producer.stop()
+
+
+ORDER_PROTO = (ROOT / "schemas/order.proto").read_text()
+PROTO_V2 = ORDER_PROTO.replace("  google.protobuf.StringValue channel = 10;\n",
+                               "  google.protobuf.StringValue channel = 10;\n"
+                               "  optional string coupon = 11;\n")
+PROTO_V3 = ORDER_PROTO.replace("  int64 seq = 3;", "  string seq = 3;")
+
+
+def _proto_writer(text: str, schema_id: int) -> Any:
+    from google.protobuf import json_format
+    from google.protobuf.message_factory import GetMessageClass
+
+    from processor.registry.protobuf_schema import parse_proto
+    message = GetMessageClass(parse_proto(text).message([0]))
+
+    def encode(event: dict[str, Any]) -> bytes:
+        built = json_format.ParseDict({k: v for k, v in event.items() if v is not None},
+                                      message(), ignore_unknown_fields=True)
+        return frame(schema_id, b"\x00" + built.SerializeToString())
+
+    return encode
+
+
+def test_a_protobuf_registry_contract_evolves_by_field_number(tmp_path: Path) -> None:
+    subject = f"it-{uuid.uuid4().hex[:8]}-orders-proto"
+    registry = RegistryClient(SchemaRegistrySettings(url=REGISTRY))
+    v1_id = registry.register(subject, ORDER_PROTO, "PROTOBUF")
+    h = Harness(tmp_path, partitions=2, schema_registry={"url": REGISTRY})
+    topic = h.topics["order"]
+    config = load_settings(h.config).model_dump(mode="json", exclude={"config_dir"})
+    order = config["event_types"]["order"]
+    order.pop("schema_file")
+    order |= {"registry_subject": subject, "registry_version": 1}
+    config["topics"] = [{"name": topic, "event_type": "order", "format": "protobuf",
+                         "subject": subject}]
+    h.config.write_text(orjson.dumps(config).decode())
+    h.migrate()
+    try:
+        weir = h.start("first")
+        v2_id = registry.register(subject, PROTO_V2, "PROTOBUF")
+        writers = [_proto_writer(ORDER_PROTO, v1_id), _proto_writer(PROTO_V2, v2_id)]
+        sample = SampleEvents(seed=6, keys=30)
+        settings = load_settings(h.config)
+        sent = asyncio.run(_send(settings, topic, sample, writers, 400, coupon="P10"))
+        h.wait_for("SELECT count(*) FROM orders", 400, 120, alive=[weir])
+        weir.terminate()
+        assert weir.wait(60) == 0
+        config["event_types"]["order"]["registry_version"] = "latest"
+        h.config.write_text(orjson.dumps(config).decode())
+        h.migrate()
+        second = h.start("second", "--until-caught-up")
+        sent += asyncio.run(_send(settings, topic, sample, writers, 400, coupon="P20"))
+        assert second.wait(300) == 0, h.why_exited(second)
+        assert h.scalar("SELECT count(*) FROM orders") == len(sent) == 800
+        assert h.scalar("SELECT count(*) FROM weir_dead_letters") == 0
+        # Read with v1's contract, v2's new field was dropped; with v2's, it is a column.
+        assert h.scalar("SELECT count(*) FROM orders WHERE coupon = 'P10'") == 0
+        assert h.scalar("SELECT count(*) FROM orders WHERE coupon = 'P20'") == 200
+        registry.register(subject, PROTO_V3, "PROTOBUF")
+        refused = h.weir("migrate")
+        assert refused.returncode != 0
+        assert "seq" in refused.stderr, refused.stderr
+    finally:
+        h.cleanup()
