@@ -75,10 +75,11 @@ class HeldPartitions:
         holding = self.partitions.get(tp)
         if holding is None:
             return False
-        holding.segments = [s for s in holding.segments if not s.progress.revoked]
-        if not holding.segments:
+        kept = [s for s in holding.segments if not s.progress.revoked]
+        if holding.segments and not kept:
             del self.partitions[tp]  # the revocation dropped its pause with it
             return False
+        holding.segments = kept
         return True
 
     def waiting(self) -> list[tuple[TopicPartitionKey, int]]:

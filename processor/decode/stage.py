@@ -106,11 +106,16 @@ class DecodeStage:
             if self._held.prune(tp):
                 self._held.append(tp, segment)  # behind the records it already holds
                 continue
+            asked = None
             while (pending := self._decode(segment, items)) is not None:
-                if not await self._decoder.attempt_schema(pending, self._stalls):
+                # The same id pending again right after it was fetched would spin here
+                # without yielding: hold it, and let the held partitions' task ask again.
+                if pending == asked or not await self._decoder.attempt_schema(
+                        pending, self._stalls):
                     self._held.hold(tp, pending, segment)
                     self._wake.set()
                     break
+                asked = pending
         if items:
             await self._output.put(items)
 
@@ -163,6 +168,7 @@ class DecodeStage:
         what it holds, in order, and let it be fetched again."""
         while True:
             await self._wake.wait()
+            await asyncio.sleep(0)  # however it goes below, never a loop that does not yield
             for tp, schema_id in self._held.waiting():
                 await self._decoder.fetch_schema(schema_id, self._stalls)
                 await self._drain(tp)
@@ -173,6 +179,9 @@ class DecodeStage:
         """Decode a held partition's records until it holds none, or a record waits again."""
         while self._held.prune(tp):
             holding = self._held.partitions[tp]
+            if not holding.segments:
+                self._held.release(tp)  # nothing arrived behind while the last went out
+                return
             items: list[Item] = []
             segment = holding.segments[0]
             pending = self._decode(segment, items)
@@ -184,7 +193,6 @@ class DecodeStage:
                 await self._output.put(items)  # meanwhile, later records may be appended
             if pending is not None:
                 return
-        self._held.release(tp)
 
     def _internal_error(self, rec: Any, chunk: Chunk, exc: Exception) -> DeadLetter:
         # A bug of ours met by one input (a decoder path no test reached): that event is a
