@@ -84,7 +84,14 @@ class FramedTopic:
         known = self._book.get(schema_id)
         if known is None:
             raise SchemaPending(schema_id)
-        reader = self._build(known)
+        try:
+            reader = self._build(known)
+        except EventRejected as exc:
+            if exc.reason not in _SETTLED:
+                raise
+            # The id's schema never changes, so neither does this answer: a flood of such
+            # events must not parse and compare the schemas once each.
+            reader = _refusal(exc)
         if len(self._readers) >= self._limit:
             self._readers.clear()
         self._readers[schema_id] = reader
@@ -120,6 +127,16 @@ class FramedTopic:
                 f"schema id {known.schema_id} cannot be read as the event type's contract: "
                 f"{exc}") from None
         return _no_reader
+
+
+# Refusals that follow from the id's schema alone (not from the registry's state).
+_SETTLED = frozenset({"bad_schema", "wrong_schema_type", "schema_mismatch"})
+
+
+def _refusal(exc: EventRejected) -> Reader:
+    def refuse(payload: memoryview) -> Any:
+        raise EventRejected(exc.reason, exc.stage, str(exc))
+    return refuse
 
 
 def _no_reader(payload: memoryview) -> None:

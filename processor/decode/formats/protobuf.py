@@ -36,7 +36,6 @@ from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
 from google.protobuf.message_factory import GetMessageClass  # type: ignore[import-untyped]
 from google.protobuf.unknown_fields import UnknownFieldSet  # type: ignore[import-untyped]
 
-from processor.decode.formats import SchemaMismatch
 from processor.errors import EventRejected
 from processor.registry.protobuf_schema import ProtoSchema, ProtoSchemaError, proto_problems
 
@@ -372,6 +371,7 @@ class ProtobufTopicReader:
         self._schema = schema
         self._contract = reader
         self._readers: dict[tuple[int, ...], ProtobufReader] = {}
+        self._refused: dict[tuple[int, ...], EventRejected] = {}  # a message's answer holds
 
     def decode(self, body: memoryview) -> dict[str, Any]:
         """The record after the schema id: its message indexes, then its message."""
@@ -389,6 +389,17 @@ class ProtobufTopicReader:
                                 f"not a Protobuf message of its schema: {exc}") from None
 
     def _reader(self, indexes: tuple[int, ...]) -> ProtobufReader:
+        refused = self._refused.get(indexes)
+        if refused is not None:
+            raise EventRejected(refused.reason, refused.stage, str(refused))
+        try:
+            return self._build(indexes)
+        except EventRejected as exc:
+            if len(self._refused) < MAX_INDEXES:
+                self._refused[indexes] = exc
+            raise
+
+    def _build(self, indexes: tuple[int, ...]) -> ProtobufReader:
         try:
             message = self._schema.message(indexes)
         except ProtoSchemaError as exc:
@@ -396,7 +407,10 @@ class ProtobufTopicReader:
         if self._contract is not None:
             problems = proto_problems(message, self._contract)
             if problems:
-                raise SchemaMismatch("; ".join(problems))
+                # Named per message (an index path), as the topic's reader names it per id.
+                raise EventRejected("schema_mismatch", "decode",
+                                    f"message {message.full_name} cannot be read as the event "
+                                    f"type's contract: {'; '.join(problems)}")
         reader = ProtobufReader(message, self._contract)
         self._readers[indexes] = reader
         return reader
