@@ -132,11 +132,11 @@ class Decoder:
         self._tombstones = {name: TombstoneKey(contract, settings.event_types[name])
                             for name, contract in contracts.items()}
         self._book = book
-        framed = [t for t in settings.topics if t.format in FRAMED_FORMATS]
-        if framed and book is None:
-            raise ValueError(f"topics {[t.name for t in framed]} need the schema registry")
+        # Without a book (no registry configured: a tool that reads JSON topics only), the
+        # framed topics cannot be read; weir run always has one when a topic is framed.
         self._framed = {t.name: FramedTopic(t, book, _reader(t.format, contracts[t.event_type]))
-                        for t in framed if book is not None and t.event_type is not None}
+                        for t in settings.topics if t.format in FRAMED_FORMATS
+                        and book is not None and t.event_type is not None}
 
     def tombstone(self, topic: str, partition: int, offset: int, timestamp_ms: int,
                   key: bytes | None) -> tuple[str, tuple[Any, ...]] | None:

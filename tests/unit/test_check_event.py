@@ -130,7 +130,7 @@ def test_an_unknown_topic_exits_2_naming_the_configured_ones() -> None:
     assert result.stdout == ""
     assert result.stderr.strip().splitlines() == [
         "weir: topic 'weir.nope' is not in the config; its topics are weir.orders, "
-        "weir.page_views"]
+        "weir.orders.avro, weir.page_views"]
 
 
 def test_usage_problems_exit_2_without_a_traceback(tmp_path: Path) -> None:
@@ -177,7 +177,7 @@ def test_a_tombstone_on_an_insert_table_is_refused() -> None:
 
 
 def test_an_unknown_topic_is_refused_not_dead_lettered() -> None:
-    with pytest.raises(CheckRefused, match=r"weir\.orders, weir\.page_views"):
+    with pytest.raises(CheckRefused, match=r"weir\.orders, weir\.orders\.avro, weir\.page_views"):
         verdict_of("other", b"{}")
 
 

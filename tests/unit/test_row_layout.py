@@ -8,10 +8,12 @@ partition guard's event time), and against the table's own column names.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 from typing import Any
 
+import fastavro
 import orjson
 import pytest
 
@@ -19,13 +21,18 @@ from processor import row_layout
 from processor.contracts import load_contracts
 from processor.decode.decoder import Decoder
 from processor.pgtime import kafka_micros
+from processor.produce.encode import _avro
 from processor.records import Chunk, Row
+from processor.registry.client import RegisteredSchema
+from processor.registry.parse import parse_registered
+from processor.registry.schemas import SchemaBook
 from processor.schema.tables import table_spec
 from processor.settings import Settings, load_settings
 from processor.sink.lane import rejected
 from processor.sink.tombstones import last_per_key
 from processor.transform.loader import load_chains
 
+ROOT = Path(__file__).resolve().parents[2]
 TOPIC, PARTITION, OFFSET, TIMESTAMP_MS = "weir.orders", 5, 987_654_321, 1_764_064_800_000
 
 
@@ -56,6 +63,8 @@ def _built(settings: Settings, how: str) -> tuple[str, tuple[Any, ...], bytes | 
         assert built is not None
         return built[0], built[1], None
     value = _event()
+    if how == "avro":
+        return _framed(settings, value)
     if how == "generated":
         built = decoder.decode(TOPIC, PARTITION, OFFSET, TIMESTAMP_MS, value)
         assert built is not None
@@ -67,7 +76,33 @@ def _built(settings: Settings, how: str) -> tuple[str, tuple[Any, ...], bytes | 
                                  TIMESTAMP_MS, value), value
 
 
-@pytest.mark.parametrize("how", ["generated", "generic", "tombstone"])
+def _framed(settings: Settings, value: bytes) -> tuple[str, tuple[Any, ...], bytes | None]:
+    """The same event through the Avro path (its schema from a stand-in registry)."""
+    schema = orjson.loads((ROOT / "schemas/order.avsc").read_bytes())
+
+    class Client:
+        def schema(self, schema_id: int) -> RegisteredSchema:
+            return RegisteredSchema(schema_id, "AVRO", orjson.dumps(schema).decode())
+
+        def subjects_of(self, schema_id: int) -> list[str]:
+            return [f"{TOPIC}-value"]
+
+    topics = [t.model_copy(update={"format": "avro"}) if t.name == TOPIC else t
+              for t in settings.topics]
+    framed = settings.model_copy(update={"topics": topics})
+    book = SchemaBook(Client(), 4, parse_registered)  # type: ignore[arg-type]
+    asyncio.run(book.ensure([3], None))
+    decoder = Decoder(framed, load_contracts(framed), load_chains(framed), book)
+    framed_value = _avro(3, fastavro.parse_schema(schema))(orjson.loads(value))
+    built = decoder.decode_framed(TOPIC, PARTITION, OFFSET, TIMESTAMP_MS, framed_value, [])
+    assert built is not None
+    raw = row_layout.raw_of(built[1])
+    assert raw is not None
+    assert orjson.loads(raw)["order_id"] == "o-1"  # raw: the decoded event as JSON
+    return built[0], built[1], raw
+
+
+@pytest.mark.parametrize("how", ["generated", "generic", "tombstone", "avro"])
 def test_every_builder_s_row_reads_back_by_name(example_config: Path, how: str) -> None:
     settings = _upsert(example_config) if how == "tombstone" else load_settings(example_config)
     event_type, values, value = _built(settings, how)
