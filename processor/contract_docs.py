@@ -17,7 +17,8 @@ HEADER = """# Event contracts
 
 Each event type has a JSON Schema in `schemas/` (`<type>.v<version>.json`), compiled once at
 start. Producers publish JSON objects, UTF-8, one event per Kafka record, keyed by the key
-field, or, on a topic read through the schema registry, the same event in Avro, Protobuf
+field (for an upsert table keyed by several fields, by their canonical JSON object, below),
+or, on a topic read through the schema registry, the same event in Avro, Protobuf
 or JSON in Confluent's framing (the format is given beside each topic; see
 [formats.md](formats.md) for the framing, the type mapping and the reasons). An event that
 does not match its contract is not dropped: it lands in
@@ -59,11 +60,23 @@ def _tombstones(mode: str, key: list[str]) -> str:
     if mode == "dead_letter":
         return "a dead letter (`empty_value`)"
     if len(key) == 1:
-        return (f"delete the row whose `{key[0]}` is the Kafka key (its value as UTF-8 text)"
-                "; a key that does not map is a `tombstone_key` dead letter")
-    return (f"delete the row whose key the Kafka key names, as a JSON object of exactly "
-            f"{', '.join(f'`{k}`' for k in key)}; a key that does not map is a "
-            "`tombstone_key` dead letter")
+        return (f"delete the row whose `{key[0]}` is the Kafka key (its value as UTF-8 text;"
+                " a number: its compact JSON); a key that does not map, or that no event "
+                "could carry, is a `tombstone_key` dead letter")
+    example = "{" + ",".join(f'"{k}":…' for k in key) + "}"
+    return (f"delete the row whose key the Kafka key names, in the canonical form that the "
+            f"Kafka key of every event of this type must have too: the JSON object of "
+            f"exactly {', '.join(f'`{k}`' for k in key)} in that order, compact, no spaces "
+            f"(`{example}`), since Kafka partitions by the key's bytes; another notation, "
+            "a key that does not map, or one no event could carry is a `tombstone_key` "
+            "dead letter")
+
+
+def _kafka_key(key_field: str | None, upsert_key: list[str], keyed: bool) -> str:
+    if keyed and len(upsert_key) > 1:
+        return ("the JSON object of " + ", ".join(f"`{k}`" for k in upsert_key)
+                + " in that order, compact")
+    return f"`{key_field or '-'}`"
 
 
 def render_events(settings: Settings, contracts: dict[str, Contract]) -> str:
@@ -87,7 +100,7 @@ def render_events(settings: Settings, contracts: dict[str, Contract]) -> str:
             f"\n## {name} (v{contract.version})\n\n"
             f"{schema.get('description', '')}\n\n"
             f"- topics: {', '.join(topics.get(name, ['none']))}\n"
-            f"- Kafka key: `{et.key_field or '-'}`; "
+            f"- Kafka key: {_kafka_key(et.key_field, et.upsert_key, et.keyed_by_kafka_key)}; "
             f"unique id: `{et.id_field or 'topic/partition/offset'}`; "
             f"event time: `{et.time_field or 'the Kafka timestamp'}`\n"
             f"- table: `{settings.postgres.schema_name}.{et.table}`\n"

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 import structlog
+from aiokafka import errors as kafka_errors
 
 _SECRET_KEYS = ("password", "secret", "token", "sasl")
 # user:password@ inside any URI-like string (a DSN in an error message, say).
@@ -120,3 +121,52 @@ def _route_standard_logging(renderer: Any, level: str) -> None:
     # as before, now as JSON.
     configured = logging.getLevelNamesMapping()[level.upper()]
     root.setLevel(max(configured, logging.WARNING))
+    coordinator = logging.getLogger(GroupForming.LOGGER)
+    coordinator.filters[:] = [GroupForming(configured)]
+    coordinator.setLevel(logging.INFO)  # the filter must see the group's "synced" line
+
+
+class GroupForming(logging.Filter):
+    """aiokafka's lines that a consumer group forming is expected to cause, at info.
+
+    While a new group forms (on a fresh broker, ``__consumer_offsets`` is created first),
+    aiokafka logs "Group Coordinator Request failed: GroupCoordinatorNotAvailableError" at
+    error and "Marking the coordinator dead" at warning, and retries: normal start-up, but
+    what a log alert pages on. Those two messages, and only them, are info until the
+    process's group first syncs, for at most ``patience_s`` from start; after that (a
+    coordinator lost mid-run, or never found) they keep aiokafka's own level. The logger's
+    other info lines stay out, as every library's are.
+    """
+
+    LOGGER = "aiokafka.consumer.group_coordinator"
+    _SYNCED = "Successfully synced group %s with generation %s"
+    _FIND_FAILED = "Group Coordinator Request failed: %s"
+    _MARKED_DEAD = "Marking the coordinator dead (node %s)for group %s."
+    # Find-coordinator answers that mean "not ready yet", not "wrong".
+    _NOT_READY = (kafka_errors.GroupCoordinatorNotAvailableError,
+                  kafka_errors.CoordinatorLoadInProgressError,
+                  kafka_errors.NotCoordinatorForGroupError)
+
+    def __init__(self, configured: int, patience_s: float = 60.0) -> None:
+        super().__init__()
+        self._configured = configured
+        self._until = time.monotonic() + patience_s
+        self._formed = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep warnings and up, downgrade the expected ones; drop the library's info."""
+        if record.msg == self._SYNCED:
+            self._formed = True
+        if record.levelno >= logging.WARNING and self._expected(record):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            return self._configured <= logging.INFO
+        return record.levelno >= logging.WARNING
+
+    def _expected(self, record: logging.LogRecord) -> bool:
+        if self._formed or time.monotonic() > self._until:
+            return False
+        if record.msg == self._MARKED_DEAD:
+            return True
+        args = record.args if isinstance(record.args, tuple) else ()
+        return record.msg == self._FIND_FAILED and bool(args) and isinstance(
+            args[0], self._NOT_READY)

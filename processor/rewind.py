@@ -133,6 +133,10 @@ async def plan(settings: Settings, target: Target, topic: str | None = None,
 
 async def _offsets_for_time(settings: Settings, tps: list[TopicPartition],
                             time_ms: int) -> dict[TopicPartition, int | None]:
+    # Kafka has no record before the epoch (a record's timestamp is at least 0) and its
+    # lookup refuses a negative time: "the first offset at or after" 1969 is the one at or
+    # after 0, the log start, as for any time before the first record.
+    time_ms = max(time_ms, 0)
     consumer = AIOKafkaConsumer(**kafka_client(settings.kafka))
     await consumer.start()
     try:

@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from tqdm import tqdm
 
 from processor.connections import kafka_client
+from processor.decode.tombstones import canonical_key
 from processor.produce.encode import encoder
 from processor.produce.sample import SampleEvents
 from processor.settings import Settings
@@ -128,6 +129,7 @@ async def produce(
                     event: dict[str, Any] = {"invalid": kind}
                 else:
                     key, event = sample.make(event_type)
+                    key = kafka_key(settings, event_type, event, key)
                     value = encoders[event_type](event)
                 fut = await producer.send(target, value, key=key.encode())
                 pending.append((fut, key, event))
@@ -145,6 +147,18 @@ async def produce(
         if log_file:
             log_file.close()
     return ProduceReport(count, by_topic, time.monotonic() - started)
+
+
+def kafka_key(settings: Settings, event_type: str, event: dict[str, Any], default: str) -> str:
+    """The Kafka key producers must give ``event``: on an upsert table keyed by the Kafka key,
+    the key's canonical form (the one its tombstones must carry too, so that all of one
+    key's events share a partition); else the key field's value; else ``default``."""
+    et = settings.event_types[event_type]
+    if et.write_mode == "upsert" and et.keyed_by_kafka_key:
+        return canonical_key(event, et.upsert_key).decode()
+    if et.key_field is not None and et.key_field in event:
+        return canonical_key(event, [et.key_field]).decode()
+    return default
 
 
 async def _settle(pending: list[tuple[asyncio.Future[Any], str, Any]],

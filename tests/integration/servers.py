@@ -168,3 +168,85 @@ class TcpProxy:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
+
+
+def _kafka_libs() -> Path:
+    libs = Path(os.environ.get("WEIR_STACK_DIR", Path(__file__).resolve().parents[2]
+                               / ".stack")) / "kafka" / "libs"
+    if not any(libs.glob("*.jar")):
+        raise RuntimeError(f"no Kafka jars in {libs}: run `make up` first")
+    return libs
+
+
+def _listening(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+        return True
+    return False
+
+
+class PrivateKafka:
+    """A brand-new single-node Kafka (KRaft) on free ports, from the stack's own jars and
+    template: what a first run on a fresh machine meets (no ``__consumer_offsets`` yet)."""
+
+    def __init__(self) -> None:
+        root = Path(__file__).resolve().parents[2]
+        self.dir = Path(tempfile.mkdtemp(prefix="weir-kafka-"))
+        self.port, controller = free_port(), free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self._libs = _kafka_libs()
+        self._log4j = root / "deploy/kafka/log4j2.yaml"
+        template = (root / "deploy/kafka/server.properties.in").read_text()
+        for name, value in (("KAFKA_PORT", str(self.port)),
+                            ("CONTROLLER_PORT", str(controller)),
+                            ("KAFKA_DATA_DIR", str(self.dir / "data"))):
+            template = template.replace(f"@{name}@", value)
+        self.config = self.dir / "server.properties"
+        self.config.write_text(template)
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def _java(self, *args: str, level: str = "WARN") -> list[str]:
+        return ["java", "-cp", f"{self._libs}/*", f"-Dlog4j2.configurationFile={self._log4j}",
+                f"-Dweir.kafka.log.level={level}", *args]
+
+    def start(self, timeout: float = 90) -> PrivateKafka:
+        """Format the storage, start the broker; returns once it serves metadata."""
+        cluster = subprocess.run(self._java("kafka.tools.StorageTool", "random-uuid"),
+                                 capture_output=True, text=True, check=True, timeout=120)
+        subprocess.run(self._java("kafka.tools.StorageTool", "format", "--config",
+                                  str(self.config), "--cluster-id", cluster.stdout.strip()),
+                       capture_output=True, check=True, timeout=120)
+        with (self.dir / "kafka.log").open("ab") as log:
+            self._proc = subprocess.Popen(
+                [*self._java("-Xms128m", "-Xmx512m", level="INFO"), "kafka.Kafka",
+                 str(self.config)], stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"the private Kafka exited; see {self.dir / 'kafka.log'}")
+            if _listening(self.port) and asyncio.run(self._serves()):
+                return self
+            time.sleep(0.5)
+        raise RuntimeError(f"the private Kafka did not serve within {timeout}s")
+
+    async def _serves(self) -> bool:
+        from aiokafka.admin import AIOKafkaAdminClient
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap,
+                                    request_timeout_ms=3000)
+        try:
+            await admin.start()
+            await admin.list_topics()
+        except Exception:  # noqa: BLE001 - not up yet, whatever the way
+            return False
+        else:
+            return True
+        finally:
+            with contextlib.suppress(Exception):
+                await admin.close()
+
+    def stop(self) -> None:
+        """Kill the broker and delete everything."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait(30)
+        shutil.rmtree(self.dir, ignore_errors=True)

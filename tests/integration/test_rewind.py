@@ -107,3 +107,24 @@ def test_rewind_refuses_an_ambiguous_target(harness: Harness) -> None:
     result = harness.weir("offsets", "rewind", "--to-earliest", "--to-latest")
     assert result.returncode == 2
     assert "exactly one of" in result.stderr
+
+
+def test_rewind_to_a_time_before_1970_is_the_log_start(harness: Harness) -> None:
+    # Kafka holds nothing before the epoch and its lookup refuses a negative time: the
+    # first offset at or after 1969-07-20 is the log start, as for 2000-01-01.
+    h = harness
+    h.produce(200)
+    caught_up(h, "first")
+    plans = {}
+    for when in ("1969-07-20", "2000-01-01", "0001-01-01T00:00:00+00:00"):
+        result = h.weir("offsets", "rewind", "--to-time", when)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "Traceback" not in result.stderr
+        plans[when] = result.stdout
+    earliest = h.weir("offsets", "rewind", "--to-earliest")
+    assert earliest.returncode == 0, earliest.stderr
+    assert plans["1969-07-20"] == plans["2000-01-01"] == plans[
+        "0001-01-01T00:00:00+00:00"] == earliest.stdout
+    moved = h.weir("offsets", "rewind", "--to-time", "1969-07-20", "--execute")
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    assert all(p["stored"] == p["log_start"] for p in show(h).values())

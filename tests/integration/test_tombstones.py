@@ -11,6 +11,7 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 
 from tests.integration.conftest import KAFKA, Harness
 from tests.integration.test_adversity import slow_down
@@ -103,3 +104,79 @@ def test_tombstones_delete_needs_an_upsert_keyed_by_the_kafka_key(tmp_path: Path
     result = h.weir("check-config")
     assert result.returncode == 2
     assert "tombstones: delete needs write_mode upsert" in result.stderr
+
+
+PAIR = {"write_mode": "upsert", "upsert_key": ["customer_id", "order_id"], "key_field": None}
+
+
+def partition_of(key: bytes, partitions: int = 6) -> int:
+    """Where Kafka's default partitioner puts ``key`` (murmur2 of its bytes)."""
+    return DefaultPartitioner()(key, list(range(partitions)), list(range(partitions)))
+
+
+def pair_order(customer: str, order_id: str, seq: int) -> bytes:
+    return orjson.dumps({**orjson.loads(order(0, seq)), "customer_id": customer,
+                         "order_id": order_id})
+
+
+def test_a_tombstone_key_in_another_notation_deletes_no_newer_row(tmp_path: Path) -> None:
+    # The same key, c1/o1, in the canonical form the updates carry and in another notation
+    # (the fields the other way round): Kafka puts them on different partitions.
+    h = Harness(tmp_path, event_types={"order": PAIR})
+    h.migrate()
+    canonical = b'{"customer_id":"c1","order_id":"o1"}'
+    other = b'{"order_id":"o1","customer_id":"c1"}'
+    assert partition_of(canonical) != partition_of(other)
+    try:
+        h.produce(20, "-t", "order")  # creates the topics; keyed as the table needs
+        asyncio.run(publish(h.topics["order"], [(canonical, pair_order("c1", "o1", 1))]))
+        asyncio.run(publish(h.topics["order"], [(other, None)]))
+        asyncio.run(publish(h.topics["order"], [(canonical, pair_order("c1", "o1", 2))]))
+        caught = h.start("first", "--until-caught-up")
+        assert caught.wait(120) == 0, h.why_exited(caught)
+        assert h.scalar("SELECT seq FROM orders WHERE order_id = 'o1'") == 2
+
+        # The tombstone's partition alone read again, after the row reached seq 2.
+        rewind = h.weir("offsets", "rewind", "--topic", h.topics["order"], "--partition",
+                        str(partition_of(other)), "--to-earliest", "--execute")
+        assert rewind.returncode == 0, rewind.stderr
+        replay = h.start("replay", "--until-caught-up")
+        assert replay.wait(120) == 0, h.why_exited(replay)
+        assert h.scalar("SELECT seq FROM orders WHERE order_id = 'o1'") == 2
+        dead = h.sql("SELECT reason, error, key FROM weir_dead_letters")
+        assert [(d["reason"], bytes(d["key"])) for d in dead] == [("tombstone_key", other)]
+        assert "canonical form" in dead[0]["error"]
+        assert canonical.decode() in dead[0]["error"]  # the form expected, shown
+
+        # The key `weir produce` gave an event is the one its tombstone carries: it deletes.
+        produced = next(a for a in h.acks() if a["topic"] == h.topics["order"])
+        fields = orjson.loads(produced["key"])
+        assert list(fields) == ["customer_id", "order_id"]
+        asyncio.run(publish(h.topics["order"], [(produced["key"].encode(), None)]))
+        deleted = h.start("deleted", "--until-caught-up")
+        assert deleted.wait(120) == 0, h.why_exited(deleted)
+        assert h.scalar("SELECT count(*) FROM orders WHERE customer_id = $1 AND order_id = $2",
+                        fields["customer_id"], fields["order_id"]) == 0
+        assert h.scalar("SELECT count(*) FROM weir_dead_letters") == 1
+    finally:
+        h.cleanup()
+
+
+def test_a_tombstone_key_no_event_could_carry_is_a_dead_letter(tmp_path: Path) -> None:
+    # order_id's schema allows 1 to 64 characters: a 70,000-byte key names no row an
+    # event could have written.
+    h = Harness(tmp_path, event_types={"order": {
+        "write_mode": "upsert", "upsert_key": ["order_id"], "key_field": "order_id"}})
+    h.migrate()
+    try:
+        h.produce(10, "-t", "page_view")  # creates the topics
+        asyncio.run(publish(h.topics["order"], [(key(1), order(1, 1)),
+                                                (b"o" * 70_000, None), (key(1), None)]))
+        run = h.start("run", "--until-caught-up")
+        assert run.wait(120) == 0, h.why_exited(run)
+        assert h.scalar("SELECT count(*) FROM orders") == 0  # the well-formed one deleted
+        dead = h.sql("SELECT reason, error FROM weir_dead_letters")
+        assert [d["reason"] for d in dead] == ["tombstone_key"]
+        assert "64 characters" in dead[0]["error"], dead[0]["error"]
+    finally:
+        h.cleanup()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from processor.contracts import load_contracts
-from processor.decode.tombstones import TombstoneKey
+from processor.decode.tombstones import TombstoneKey, canonical_key
 from processor.errors import EventRejected
 from processor.schema.tables import TableSpec
 from processor.settings import Settings, load_settings
@@ -45,10 +45,48 @@ def test_a_number_column_takes_the_key_as_a_json_number(example_config: Path) ->
 
 def test_several_columns_take_a_json_object_of_exactly_those(example_config: Path) -> None:
     keys = mapping(example_config, ["order_id", "seq"])
-    assert keys.key_values(b'{"seq": 3, "order_id": "o-1"}') == ("o-1", 3)
+    assert keys.key_values(b'{"order_id":"o-1","seq":3}') == ("o-1", 3)
     for bad in (b'{"order_id": "o-1"}', b'["o-1", 3]', b'{"order_id": "o-1", "seq": 3, "x": 1}'):
         with pytest.raises(EventRejected, match="exactly the fields"):
             keys.key_values(bad)
+
+
+def test_a_key_in_another_notation_is_refused_with_the_canonical_form(
+        example_config: Path) -> None:
+    # Kafka partitions by the key's bytes: another notation of the same key would land on
+    # another partition, unordered with the key's updates.
+    keys = mapping(example_config, ["order_id", "seq"])
+    for other in (b'{"seq":3,"order_id":"o-1"}', b'{"order_id": "o-1", "seq": 3}',
+                  b'{"order_id":"o-1","seq":3.0}', rb'{"order_id":"o\u002d1","seq":3}',
+                  b'{"order_id":"o-1","order_id":"o-1","seq":3}'):
+        with pytest.raises(EventRejected, match="canonical form") as refused:
+            keys.key_values(other)
+        assert refused.value.reason == "tombstone_key"
+        assert '{"order_id":"o-1","seq":3}' in str(refused.value)
+    number = mapping(example_config, ["seq"])
+    for other in (b" 42", b"4.2e1", b"42.0"):
+        with pytest.raises(EventRejected, match="canonical form"):
+            number.key_values(other)
+
+
+def test_canonical_key_is_what_producers_key_events_with() -> None:
+    event = {"seq": 3, "order_id": "o-1", "customer_id": "c-1"}
+    assert canonical_key(event, ["order_id", "seq"]) == b'{"order_id":"o-1","seq":3}'
+    assert canonical_key(event, ["seq", "order_id"]) == b'{"seq":3,"order_id":"o-1"}'
+    assert canonical_key(event, ["order_id"]) == b"o-1"
+    assert canonical_key(event, ["seq"]) == b"3"
+
+
+def test_a_key_value_no_event_could_carry_is_refused(example_config: Path) -> None:
+    # The contract's own checks of the key's properties: order_id is 1 to 64 characters.
+    keys = mapping(example_config, ["order_id"])
+    for bad in (b"o" * 70_000, b""):
+        with pytest.raises(EventRejected, match="no event of this type could carry it"):
+            keys.key_values(bad)
+    pair = mapping(example_config, ["order_id", "seq"])
+    for bad in (b'{"order_id":"o-1","seq":0}', b'{"order_id":"o-1","seq":"3"}'):
+        with pytest.raises(EventRejected, match="could carry it"):
+            pair.key_values(bad)
 
 
 def test_a_key_that_cannot_be_a_key_is_refused_with_why(example_config: Path) -> None:
