@@ -43,7 +43,7 @@ unit: venv  ## Only the tests that need no servers (unit and property tests)
 
 lint: venv  ## ruff and mypy --strict
 	$(BIN)/ruff check .
-	$(BIN)/mypy --strict processor
+	$(BIN)/mypy --strict processor benchmarks tests/conftest.py tests/integration/conftest.py tests/integration/servers.py
 
 CYCLES ?= 10
 soak: venv up  ## Outage soak, ~20 min: PostgreSQL stopped, frozen, restarted, connections killed; CYCLES times each

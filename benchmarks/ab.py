@@ -116,6 +116,7 @@ async def digest(schema: str) -> dict[str, Any]:
                 f"SELECT count(*) AS n, md5(string_agg(md5(t::text), '' ORDER BY kafka_topic, "
                 f"kafka_partition, kafka_offset)) AS md5 FROM (SELECT {names} FROM "
                 f"{schema}.{table}) t")
+            assert row is not None  # an aggregate always returns its one row
             out[table] = {"rows": row["n"], "md5": row["md5"]}
         return out
     finally:

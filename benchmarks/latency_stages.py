@@ -247,7 +247,7 @@ def _statements(stamps: Stamps) -> None:
         return out
 
     OffsetStore.save = save_w  # type: ignore[method-assign]
-    asyncpg.Connection.copy_records_to_table = copy_w  # type: ignore[method-assign]
+    asyncpg.Connection.copy_records_to_table = copy_w  # type: ignore[method-assign,assignment]
     asyncpg.Connection.execute = execute_w  # type: ignore[method-assign]
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -34,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from processor.transform import examples
 
 TABLES = {"order": "orders", "page_view": "page_views"}
-TRANSFORMS = {"order": [examples.normalize_currency],
+Transform = Callable[[dict[str, Any]], dict[str, Any] | None]
+TRANSFORMS: dict[str, list[Transform]] = {"order": [examples.normalize_currency],
               "page_view": [examples.drop_bots, examples.strip_url_query]}
 
 

@@ -143,6 +143,7 @@ async def sample_loop(names: Names, args: argparse.Namespace, proc: asyncio.subp
         t0 = time.monotonic()
         while proc.returncode is None:
             row = await conn.fetchrow(SAMPLE.format(s=names.schema))
+            assert row is not None  # a SELECT without FROM returns its one row
             waits = Counter(f"{r['wait_event_type'] or 'CPU'}:{r['wait_event'] or '-'}"
                             for r in await conn.fetch(WAITS))
             tuples = {r["relname"]: dict(r) for r in await conn.fetch(TUPLES, names.schema)}

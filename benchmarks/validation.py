@@ -39,7 +39,8 @@ def compilers() -> dict[str, Callable[[dict[str, Any]], Callable[[Any], Any]]]:
     """Each library's way to turn a schema into a reusable validate(event) callable."""
     def with_jsonschema(schema: dict[str, Any]) -> Callable[[Any], Any]:
         cls = jsonschema.validators.validator_for(schema)
-        return cls(schema, format_checker=cls.FORMAT_CHECKER).validate
+        validate: Callable[[Any], Any] = cls(schema, format_checker=cls.FORMAT_CHECKER).validate
+        return validate
 
     return {"fastjsonschema": fastjsonschema.compile, "jsonschema": with_jsonschema}
 

@@ -156,6 +156,7 @@ async def steady_rate(schema: str, tables: list[str], events: int) -> dict[str, 
             "(SELECT count(*) FROM r, f WHERE ingested_at > f.t0) AS later, f.t0, f.t1 FROM f")
     finally:
         await conn.close()
+    assert row is not None  # an aggregate over f always returns its one row
     n = row["n"]
     span = max((row["t1"] - row["t0"]).total_seconds(), 1e-3) if n else 1.0
     return {"rows": n, "events_per_s": row["later"] / span * events / max(n, 1),
@@ -206,6 +207,7 @@ async def latencies(schema: str, tables: list[str], since_ms: int) -> dict[str, 
             f"FROM ({union}) r LEFT JOIN {schema}.bench_commits c ON c.xid = r.x) j")
     finally:
         await conn.close()
+    assert row is not None  # an aggregate always returns its one row
     return {"rows": row["n"], "rows_timed": row["timed"],
             **{k: round(float(row[k]), 1) if row[k] is not None else None
                for k in ("p50", "p95", "p99", "pmax")}}

@@ -34,6 +34,8 @@
 #   WEIR_KAFKA_SASL_PASSWORD    password of Kafka user `weir` (SCRAM-SHA-512 and PLAIN)
 #                                                                  (default: weir-sasl)
 #   WEIR_REGISTRY_PORT          schema registry (HTTP), 127.0.0.1  (default: 18081)
+#   WEIR_STACK_REGISTRY         0: a stack without the schema registry (a second, private
+#                               stack for a fault test, say)                (default: 1)
 # The ports are not the usual 9092/5432 so that a developer's own servers keep working.
 #
 # Layout under the stack dir:
@@ -60,6 +62,7 @@ KAFKA_SASL_PORT=${WEIR_KAFKA_SASL_PORT:-19094}
 KAFKA_SASL_USER=weir
 KAFKA_SASL_PASSWORD=${WEIR_KAFKA_SASL_PASSWORD:-weir-sasl}
 REGISTRY_PORT=${WEIR_REGISTRY_PORT:-18081}
+WITH_REGISTRY=${WEIR_STACK_REGISTRY:-1}
 
 KAFKA_POM=$REPO_DIR/deploy/kafka/pom.xml
 KAFKA_LOG4J=$REPO_DIR/deploy/kafka/log4j2.yaml
@@ -777,13 +780,17 @@ registry_status() {
 cmd_up() {
     kafka_up
     pg_up
+    if [ "$WITH_REGISTRY" = 0 ]; then
+        log "up: kafka 127.0.0.1:$KAFKA_PORT, postgres $(pg_dsn_redacted) (no registry: WEIR_STACK_REGISTRY=0)"
+        return
+    fi
     registry_up
     log "up: kafka 127.0.0.1:$KAFKA_PORT, postgres $(pg_dsn_redacted), registry $(registry_url)"
     log "for Weir: eval \"\$(scripts/stack.sh env)\""
 }
 
 cmd_down() {
-    registry_down
+    [ "$WITH_REGISTRY" = 0 ] || registry_down
     kafka_down
     pg_down
 }
@@ -792,7 +799,7 @@ cmd_status() {
     local rc=0
     kafka_status || rc=3
     pg_status || rc=3
-    registry_status || rc=3
+    [ "$WITH_REGISTRY" = 0 ] || registry_status || rc=3
     return "$rc"
 }
 

@@ -76,7 +76,8 @@ def test_postgres_restart_or_outage_mid_load(
 @pytest.fixture
 def private_kafka() -> Iterator[tuple[dict[str, str], str]]:
     root = Path(tempfile.mkdtemp(prefix="weir-kafka-"))
-    env = {**base_env(), "WEIR_STACK_DIR": str(root), "WEIR_KAFKA_PORT": str(free_port()),
+    env = {**base_env(), "WEIR_STACK_DIR": str(root), "WEIR_STACK_REGISTRY": "0",
+           "WEIR_KAFKA_PORT": str(free_port()),
            "WEIR_KAFKA_CONTROLLER_PORT": str(free_port()), "WEIR_PG_PORT": str(free_port())}
     up = subprocess.run(["bash", str(ROOT / "scripts/stack.sh"), "up"], env=env,
                         capture_output=True, text=True, timeout=600, check=False)

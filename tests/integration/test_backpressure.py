@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from processor.settings import load_settings
 from tests.integration.conftest import ROWS, Harness
 from tests.integration.servers import PrivatePostgres, free_port
 from tests.integration.test_exactly_once import check_exactly_once, consumed_by
@@ -144,8 +145,17 @@ def test_sigterm_mid_load_drains_and_a_restart_resumes_exactly(harness: Harness)
     h.wait_for(f"{ROWS} > 5000", True, timeout=120, alive=[first])
     first.send_signal(signal.SIGTERM)
     stopped_at = time.monotonic()
-    assert first.wait(60) == 0
-    assert time.monotonic() - stopped_at < 20 + 5  # pipeline.shutdown_timeout_s + start-up slack
+    code = first.wait(60)
+    drain_s = time.monotonic() - stopped_at
+    deadline_s = load_settings(h.config).pipeline.shutdown_timeout_s
+    # The deadline is Weir's own: past it, it abandons the in-flight work and exits
+    # EXIT_ABANDONED. So exit 0 and a clean stop are the drain within the deadline; the
+    # wall time (process exit included, load-dependent) is reported, not bounded.
+    print(f"SIGTERM mid-load: drained and exited in {drain_s:.1f}s "
+          f"(pipeline.shutdown_timeout_s={deadline_s})")
+    assert code == 0, f"exit {code} after {drain_s:.1f}s; {h.why_exited(first)}"
+    logged = [line.get("event", "") for line in h.log_lines("first")]
+    assert not [e for e in logged if "deadline passed" in e], logged[-5:]
     written = h.scalar(ROWS)
     stored = h.scalar("SELECT coalesce(sum(n), 0) FROM (SELECT max(next_offset) AS n "
                       "FROM weir_offsets GROUP BY topic, partition) t")

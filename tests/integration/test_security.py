@@ -64,6 +64,7 @@ def secure_stack() -> Iterator[SecureStack]:
              "WEIR_KAFKA_SASL_PORT": free_port(), "WEIR_PG_PORT": free_port()}
     env = {**base_env(), **{k: str(v) for k, v in ports.items()},
            "WEIR_STACK_DIR": str(root / "stack"), "WEIR_STACK_TLS_DIR": str(certs),
+           "WEIR_STACK_REGISTRY": "0",  # the shared stack's registry serves any test
            "WEIR_KAFKA_SASL_PASSWORD": SASL_PASSWORD}
     up = subprocess.run(["bash", str(ROOT / "scripts/stack.sh"), "up"], env=env,
                         capture_output=True, text=True, timeout=600, check=False)
