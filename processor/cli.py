@@ -42,22 +42,25 @@ ConfigOption = Annotated[
 Loaded = tuple[Settings, dict[str, Contract], dict[str, "Chain | None"]]
 
 
-def _load(config: Path) -> Loaded:
+def _load(config: Path, wait_for_registry: bool = False) -> Loaded:
     """Settings, compiled contracts and loaded transforms, or exit 2 with every problem named.
 
     Transforms are imported here, once, so that a bad reference stops every command (and
     ``check-config``) before anything runs; ``weir run`` hands these very functions on.
+    ``wait_for_registry``: a registry that does not answer for a contract is waited for
+    (``weir run``), not a configuration error (every other command).
     """
     try:
         settings = load_settings(config)
-        contracts = load_contracts(settings)
-        transforms = load_chains(settings)
     except ConfigError as exc:
         _fail(str(exc))
-    except (ContractError, TransformLoadError) as exc:
-        _fail("invalid configuration:\n" + "\n".join(f"  - {p}" for p in str(exc).splitlines()))
     logs.configure(settings.logging.level, settings.logging.format,
                    settings.logging.repeat_window_s)
+    try:
+        contracts = load_contracts(settings, wait_for_registry)
+        transforms = load_chains(settings)
+    except (ContractError, TransformLoadError) as exc:
+        _fail("invalid configuration:\n" + "\n".join(f"  - {p}" for p in str(exc).splitlines()))
     return settings, contracts, transforms
 
 
@@ -187,7 +190,7 @@ def run(
     if worker_id is not None:
         from processor.workers.child import bind_worker
         bind_worker(worker_id)
-    settings, contracts, transforms = _load(config)
+    settings, contracts, transforms = _load(config, wait_for_registry=True)
     if count > 1 and worker_id is None:
         raise typer.Exit(_supervise(config, settings, count, until_caught_up))
     from processor.startup import StartupRefused

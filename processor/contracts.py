@@ -6,6 +6,7 @@ fastjsonschema into plain Python, once) and which typed columns its table has.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,11 +14,15 @@ from typing import Any
 
 import fastjsonschema
 import orjson
+import structlog
 
 from processor.errors import WeirError
+from processor.retry import Backoff
 from processor.settings import IDENTIFIER, EventTypeSettings, Settings
+from processor.verdict import Verdict, verdict
 
 Validator = Callable[[Any], Any]
+log = structlog.get_logger(__name__)
 
 # Column types a schema may ask for explicitly with "x-weir-column-type".
 ALLOWED_OVERRIDES = frozenset(
@@ -216,9 +221,13 @@ class Registered:
     reader: Any
 
 
-def registered_contract(name: str, settings: Settings) -> Registered:
+def registered_contract(name: str, settings: Settings, wait: bool = False) -> Registered:
     """The contract of an event type that names a registry subject: the version it names
-    (or the latest), derived as a JSON Schema by the documented type mapping."""
+    (or the latest), derived as a JSON Schema by the documented type mapping.
+
+    With ``wait``, a registry that does not answer (or refuses us) is asked again, on a
+    capped backoff, until it does: ``weir run`` starts once its contracts are there.
+    """
     from processor.registry.client import RegistryClient
     from processor.registry.contract import derive
 
@@ -226,26 +235,37 @@ def registered_contract(name: str, settings: Settings) -> Registered:
     assert et.registry_subject is not None
     where = (f"event_types.{name}.registry_subject ({et.registry_subject!r} version "
              f"{et.registry_version})")
-    try:
-        found = RegistryClient(settings.schema_registry).version(et.registry_subject,
-                                                                 et.registry_version)
-        schema, reader = derive(found.schema, found.version, et.registry_message)
-    except (WeirError, ValueError) as exc:
-        raise ContractError(f"{where}: {exc}") from None
+    client = RegistryClient(settings.schema_registry)
+    attempt = 0
+    while True:
+        try:
+            found = client.version(et.registry_subject, et.registry_version)
+            schema, reader = derive(found.schema, found.version, et.registry_message)
+            break
+        except (WeirError, ValueError) as exc:
+            if not wait or verdict(exc) is not Verdict.STALL:
+                raise ContractError(f"{where}: {exc}") from None
+            delay = Backoff(1.0, settings.postgres.start_retry_max_s).delay(attempt)
+            log.warning("the schema registry does not answer for a contract; waiting",
+                        event_type=name, error=str(exc), retry_in_s=round(delay, 1))
+            time.sleep(delay)  # start-up, before any loop runs
+            attempt += 1
     where = (f"event_types.{name}.registry_subject ({et.registry_subject!r} version "
              f"{found.version}, id {found.schema.schema_id})")
     return Registered(schema, where, found.schema.schema_type, reader)
 
 
-def load_contracts(settings: Settings) -> dict[str, Contract]:
+def load_contracts(settings: Settings, wait_for_registry: bool = False
+                   ) -> dict[str, Contract]:
     """Compile every configured event type, collecting all faults before raising."""
     contracts: dict[str, Contract] = {}
     problems: list[str] = []
     for name, et in settings.event_types.items():
         try:
             if et.registry_subject is not None:
-                contracts[name] = load_contract(name, None, settings,
-                                                registered_contract(name, settings))
+                contracts[name] = load_contract(
+                    name, None, settings, registered_contract(name, settings,
+                                                              wait_for_registry))
             else:
                 contracts[name] = load_contract(name, settings.schema_path(name), settings)
         except ContractError as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 import uuid
 from datetime import datetime
 from decimal import Decimal
@@ -193,5 +194,29 @@ def test_a_protobuf_registry_contract_evolves_by_field_number(tmp_path: Path) ->
         refused = h.weir("migrate")
         assert refused.returncode != 0
         assert "seq" in refused.stderr, refused.stderr
+    finally:
+        h.cleanup()
+
+
+def test_a_registry_contract_at_start_waits_for_the_registry_or_is_refused(
+        tmp_path: Path) -> None:
+    h = Harness(tmp_path, schema_registry={"url": "http://127.0.0.1:9/apis/ccompat/v7",
+                                           "timeout_s": 0.5})
+    config = load_settings(h.config).model_dump(mode="json", exclude={"config_dir"})
+    config["event_types"]["order"].pop("schema_file")
+    config["event_types"]["order"]["registry_subject"] = "never-answered"
+    h.config.write_text(orjson.dumps(config).decode())
+    try:
+        checked = h.weir("check-config")
+        assert checked.returncode == 2
+        assert "registry_subject" in checked.stdout + checked.stderr
+        assert "Traceback" not in checked.stderr
+        weir = h.start("weir")  # weir run waits for the registry instead
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(
+                "waiting" in line.get("event", "") for line in h.log_lines("weir")):
+            time.sleep(0.5)
+        assert weir.poll() is None, h.why_exited(weir)
+        assert any("does not answer" in line.get("event", "") for line in h.log_lines("weir"))
     finally:
         h.cleanup()
