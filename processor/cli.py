@@ -542,7 +542,7 @@ def offsets_rewind(
                     to_earliest, to_latest)
     moves = _run(plan(settings, target, topic, partition))
     if not moves:
-        _fail(f"no partition matches (topics: {[t.name for t in settings.topics]})", code=1)
+        _fail(f"no partition matches (topics: {[t.name for t in settings.topics]})")
     typer.echo(render_plan(moves))
     if not execute:
         typer.echo(f"dry run: {len(moves)} partition(s) would move; --execute applies it")
@@ -550,7 +550,7 @@ def offsets_rewind(
     try:
         _run(apply(settings, moves))
     except GroupIsLive as exc:
-        _fail(str(exc), code=1)
+        _fail(str(exc))  # an expected refusal, like every operator command's: exit 2
     typer.echo(f"moved {len(moves)} partition(s) in PostgreSQL and Kafka; the next "
                "`weir run` resumes there")
 

@@ -66,7 +66,7 @@ def test_rewind_to_a_time_replays_the_window_exactly_once(tmp_path: Path) -> Non
                 break
             time.sleep(1)
         assert refused is not None
-        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert refused.returncode == 2, refused.stdout + refused.stderr
         assert "live members" in refused.stderr
         live.send_signal(signal.SIGTERM)
         assert live.wait(60) == 0
