@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +117,13 @@ class Harness:
         self.procs: list[subprocess.Popen[bytes]] = []
         self._names: dict[int, str] = {}
         self.ack_log = tmp_path / "acks.jsonl"
+
+    def rewrite(self, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        """Change the config file in place (``change`` edits its mapping); the new config."""
+        config: dict[str, Any] = yaml.safe_load(self.config.read_text())
+        change(config)
+        self.config.write_text(yaml.safe_dump(config))
+        return config
 
     def weir_command(self, *args: str) -> list[str]:
         """The argv of one `weir` command against this harness's config."""

@@ -36,6 +36,20 @@ V3 = {**V1, "fields": [{**f, "type": "string"} if f["name"] == "seq" else f
                        for f in V1["fields"]]}
 
 
+def _from_registry(config: dict[str, Any], subject: str, topic: str, fmt: str) -> None:
+    """The order contract from ``subject``, version 1 (pinned while the first Weir runs),
+    read from ``topic`` in ``fmt`` under that subject."""
+    order = config["event_types"]["order"]
+    order.pop("schema_file")
+    order |= {"registry_subject": subject, "registry_version": 1}
+    config["topics"] = [{"name": topic, "event_type": "order", "format": fmt,
+                         "subject": subject}]
+
+
+def _latest(config: dict[str, Any]) -> None:
+    config["event_types"]["order"]["registry_version"] = "latest"
+
+
 def _writer(schema: dict[str, Any], schema_id: int) -> Any:
     parsed = fastavro.parse_schema(schema)
 
@@ -57,14 +71,7 @@ def test_a_registry_contract_evolves_additively_and_refuses_a_type_change(
     registry.set_compatibility(subject, "BACKWARD")
     h = Harness(tmp_path, partitions=2, schema_registry={"url": REGISTRY})
     topic = h.topics["order"]
-    config = load_settings(h.config).model_dump(mode="json", exclude={"config_dir"})
-    order = config["event_types"]["order"]
-    order.pop("schema_file")
-    order["registry_subject"] = subject
-    order["registry_version"] = 1  # pinned while Weir runs; `latest` from the second run on
-    config["topics"] = [{"name": topic, "event_type": "order", "format": "avro",
-                         "subject": subject}]
-    h.config.write_text(orjson.dumps(config).decode())
+    h.rewrite(lambda config: _from_registry(config, subject, topic, "avro"))
     h.migrate()
     try:
         columns = {r[0] for r in h.sql("SELECT column_name FROM information_schema.columns "
@@ -84,8 +91,7 @@ def test_a_registry_contract_evolves_additively_and_refuses_a_type_change(
         weir.terminate()
         assert weir.wait(60) == 0
 
-        config["event_types"]["order"]["registry_version"] = "latest"
-        h.config.write_text(orjson.dumps(config).decode())
+        h.rewrite(_latest)
         h.migrate()  # latest is v2 now: coupon becomes a nullable column
         assert "coupon" in {r[0] for r in h.sql(
             "SELECT column_name FROM information_schema.columns WHERE table_schema = $1 "
@@ -161,13 +167,7 @@ def test_a_protobuf_registry_contract_evolves_by_field_number(tmp_path: Path) ->
     v1_id = registry.register(subject, ORDER_PROTO, "PROTOBUF")
     h = Harness(tmp_path, partitions=2, schema_registry={"url": REGISTRY})
     topic = h.topics["order"]
-    config = load_settings(h.config).model_dump(mode="json", exclude={"config_dir"})
-    order = config["event_types"]["order"]
-    order.pop("schema_file")
-    order |= {"registry_subject": subject, "registry_version": 1}
-    config["topics"] = [{"name": topic, "event_type": "order", "format": "protobuf",
-                         "subject": subject}]
-    h.config.write_text(orjson.dumps(config).decode())
+    h.rewrite(lambda config: _from_registry(config, subject, topic, "protobuf"))
     h.migrate()
     try:
         weir = h.start("first")
@@ -179,8 +179,7 @@ def test_a_protobuf_registry_contract_evolves_by_field_number(tmp_path: Path) ->
         h.wait_for("SELECT count(*) FROM orders", 400, 120, alive=[weir])
         weir.terminate()
         assert weir.wait(60) == 0
-        config["event_types"]["order"]["registry_version"] = "latest"
-        h.config.write_text(orjson.dumps(config).decode())
+        h.rewrite(_latest)
         h.migrate()
         second = h.start("second", "--until-caught-up")
         sent += asyncio.run(_send(settings, topic, sample, writers, 400, coupon="P20"))
@@ -202,10 +201,8 @@ def test_a_registry_contract_at_start_waits_for_the_registry_or_is_refused(
         tmp_path: Path) -> None:
     h = Harness(tmp_path, schema_registry={"url": "http://127.0.0.1:9/apis/ccompat/v7",
                                            "timeout_s": 0.5})
-    config = load_settings(h.config).model_dump(mode="json", exclude={"config_dir"})
-    config["event_types"]["order"].pop("schema_file")
-    config["event_types"]["order"]["registry_subject"] = "never-answered"
-    h.config.write_text(orjson.dumps(config).decode())
+    h.rewrite(lambda config: _from_registry(config, "never-answered", h.topics["order"],
+                                            "avro"))
     try:
         checked = h.weir("check-config")
         assert checked.returncode == 2

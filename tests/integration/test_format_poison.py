@@ -57,10 +57,9 @@ def test_each_bad_framed_record_is_one_dead_letter_with_its_reason(tmp_path: Pat
     suffix = uuid.uuid4().hex[:8]
     avro_topic, proto_topic = f"it.{suffix}.avro", f"it.{suffix}.proto"
     h.topics = {"order": avro_topic, "page_view": proto_topic}  # what cleanup deletes
-    config = load_settings(h.config).model_dump(mode="json", exclude={"config_dir"})
-    config["topics"] = [{"name": avro_topic, "event_type": "order", "format": "avro"},
-                        {"name": proto_topic, "event_type": "order", "format": "protobuf"}]
-    h.config.write_text(orjson.dumps(config).decode())
+    h.rewrite(lambda config: config.update(topics=[
+        {"name": avro_topic, "event_type": "order", "format": "avro"},
+        {"name": proto_topic, "event_type": "order", "format": "protobuf"}]))
     h.migrate()
     try:
         _run_matrix(h, avro_topic, proto_topic)

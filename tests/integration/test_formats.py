@@ -31,15 +31,9 @@ Sent = list[tuple[int, int]]  # (partition, offset) of every acknowledged record
 def framed(tmp_path: Path, fmt: str, **overrides: Any) -> Harness:
     """A pipeline whose order topic is read in ``fmt`` through the registry."""
     h = Harness(tmp_path, partitions=4, schema_registry={"url": REGISTRY}, **overrides)
-    config = orjson.loads(orjson.dumps(_yaml(h.config)))
-    config["topics"] = [{"name": h.topics["order"], "event_type": "order", "format": fmt}]
-    h.config.write_text(orjson.dumps(config).decode())  # JSON is YAML
+    h.rewrite(lambda config: config.update(
+        topics=[{"name": h.topics["order"], "event_type": "order", "format": fmt}]))
     return h
-
-
-def _yaml(path: Path) -> Any:
-    import yaml
-    return yaml.safe_load(path.read_text())
 
 
 def settings_of(h: Harness) -> Settings:

@@ -79,9 +79,8 @@ def test_registry_away_holds_new_ids_only_then_resumes(tmp_path: Path,
                 postgres={"stall_retry_max_s": 2.0})
     topic = f"it.{uuid.uuid4().hex[:8]}.avro"
     h.topics = {"order": topic, "page_view": h.topics["page_view"]}
-    config = load_settings(h.config).model_dump(mode="json", exclude={"config_dir"})
-    config["topics"] = [{"name": topic, "event_type": "order", "format": "avro"}]
-    h.config.write_text(orjson.dumps(config).decode())
+    h.rewrite(lambda config: config.update(
+        topics=[{"name": topic, "event_type": "order", "format": "avro"}]))
     base = f"http://127.0.0.1:{port}"
     h.migrate()
     try:

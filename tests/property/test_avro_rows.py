@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import socket
 import string
 import uuid
 from collections.abc import Iterator
@@ -49,7 +48,13 @@ from processor.registry.parse import schema_book
 from processor.schema.tables import TableSpec, table_spec, target_ddl
 from processor.settings import Settings, load_settings
 from processor.sink.pool import register_codecs
-from tests.integration.conftest import PG_ADDRESS, PG_DSN, REGISTRY, REGISTRY_ADDRESS
+from tests.integration.conftest import (
+    PG_ADDRESS,
+    PG_DSN,
+    REGISTRY,
+    REGISTRY_ADDRESS,
+    _reachable,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -101,15 +106,6 @@ records = st.fixed_dictionaries({
 # Kafka coordinates and timestamps the record may arrive with.
 coordinates = st.tuples(st.integers(0, 2**31 - 1), st.integers(0, 2**63 - 1),
                         st.integers(UTC_MILLIS[0], UTC_MILLIS[1]))
-
-
-def _reachable(host_port: str) -> bool:
-    host, port = host_port.rsplit(":", 1)
-    try:
-        with socket.create_connection((host, int(port)), timeout=2):
-            return True
-    except OSError:
-        return False
 
 
 @dataclass

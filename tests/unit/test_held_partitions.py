@@ -4,7 +4,6 @@ every later record of its partition; other partitions flow; the partition resume
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from typing import Any
 
 from processor.decode.framed import SchemaPending
@@ -12,17 +11,7 @@ from processor.decode.held import HeldPartitions
 from processor.decode.stage import DecodeStage
 from processor.progress import ProgressBook
 from processor.records import Item, Row
-
-
-@dataclass
-class Record:
-    offset: int
-    value: bytes
-    topic: str = "orders"
-    partition: int = 0
-    timestamp: int = 0
-    key: bytes | None = b"k"
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
+from tests.unit.test_decode_stage import Record
 
 
 class Decoder:
