@@ -128,30 +128,31 @@ class DecodeStage:
         framed = self._decoder.is_framed(chunk.tp[0])
         decode = self._decoder.decode_framed if framed else self._decoder.decode
         pending = None
-        for i in range(segment.start, len(records)):
+        first = segment.start
+        for i, rec in enumerate(records[first:] if first else records, first):
             # The common case inline (a row); this loop runs once per event.
-            rec = records[i]
             value = rec.value
-            decoded: tuple[str, tuple[Any, ...]] | DeadLetter | None
             try:
-                decoded = decode(rec.topic, rec.partition, rec.offset, rec.timestamp,
-                                 value, rec.headers) if value is not None else \
-                    self._decoder.tombstone(rec.topic, rec.partition, rec.offset,
-                                            rec.timestamp, rec.key)
+                if value is not None:
+                    decoded = decode(rec.topic, rec.partition, rec.offset, rec.timestamp,
+                                     value, rec.headers)
+                    nbytes = len(value)
+                else:
+                    decoded = self._decoder.tombstone(rec.topic, rec.partition, rec.offset,
+                                                      rec.timestamp, rec.key)
+                    nbytes = len(rec.key or b"")
             except SchemaPending as wait:
                 segment.start, pending = i, wait.schema_id
                 break
             except EventRejected as exc:
-                decoded = self._dead_letter(rec, chunk, exc)
+                items.append(self._dead_letter(rec, chunk, exc))
+                continue
             except Exception as exc:  # noqa: BLE001 - one event must never stop Weir
-                decoded = self._internal_error(rec, chunk, exc)
+                items.append(self._internal_error(rec, chunk, exc))
+                continue
             if decoded is None:
                 filtered += 1
                 continue
-            if isinstance(decoded, DeadLetter):
-                items.append(decoded)
-                continue
-            nbytes = len(value) if value is not None else len(rec.key or b"")
             if framed and value is not None:
                 # The row holds the framed bytes and their JSON (raw): the lanes' byte
                 # bounds must count both, or memory grows with a compact format.
