@@ -16,13 +16,23 @@ import threading
 import time
 from pathlib import Path
 
+_HANDED_OUT: set[int] = set()
+
 
 def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port nobody listens on right now, and never handed out before in this process.
+
+    The kernel may give the same ephemeral port to two binds in a row once the first socket
+    is closed, so two calls for one server (its listener and its controller) could collide:
+    remembering what was handed out keeps every port of a test distinct.
+    """
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def _pg_bin() -> Path:

@@ -7,7 +7,6 @@ local stack: rows land, both replicas own partitions, Prometheus scrapes both.
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -20,16 +19,10 @@ from typing import Any
 import orjson
 
 from tests.integration.conftest import ROOT, Harness, base_env
+from tests.integration.servers import free_port
 
 SCRIPT = ROOT / "scripts" / "local-cluster.sh"
 PRODUCED = re.compile(r"^produced \d+ events .*: (.*)$", re.MULTILINE)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def get(url: str) -> bytes:
