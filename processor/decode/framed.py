@@ -22,7 +22,7 @@ import orjson
 
 from processor.decode.formats import SchemaMismatch
 from processor.decode.formats.avro import AvroReader
-from processor.decode.formats.framing import read_frame
+from processor.decode.formats.framing import MAGIC, PREFIX, read_frame
 from processor.errors import EventRejected
 from processor.records import Header
 from processor.registry.schemas import Known, SchemaBook
@@ -31,6 +31,7 @@ from processor.settings import TopicSettings
 Reader = Callable[[memoryview], Any]
 # The registry's name for the schema type each framed format needs.
 SCHEMA_TYPES = {"avro": "AVRO", "protobuf": "PROTOBUF", "jsonschema": "JSON"}
+_MAGIC_BYTE = bytes([MAGIC])
 
 
 class SchemaPending(Exception):
@@ -75,11 +76,16 @@ class FramedTopic:
     def event(self, value: bytes, headers: Sequence[Header]) -> tuple[Any, memoryview]:
         """The record's decoded value and its payload; raises its dead letter or
         :class:`SchemaPending`. For ``jsonschema`` the value is None: the payload is JSON."""
-        frame = read_frame(value, headers)
-        reader = self._readers.get(frame.schema_id)
+        if not headers and value[:1] == _MAGIC_BYTE and len(value) >= PREFIX:
+            # The usual record, inline: read_frame decides the rest and says what is wrong.
+            schema_id, body = int.from_bytes(value[1:PREFIX], "big"), PREFIX
+        else:
+            frame = read_frame(value, headers)
+            schema_id, body = frame.schema_id, frame.body
+        reader = self._readers.get(schema_id)
         if reader is None:
-            reader = self._reader(frame.schema_id)
-        payload = memoryview(value)[frame.body:]
+            reader = self._reader(schema_id)
+        payload = memoryview(value)[body:]
         return reader(payload), payload
 
     def _reader(self, schema_id: int) -> Reader:

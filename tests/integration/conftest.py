@@ -219,7 +219,19 @@ class Harness:
             for proc in alive or []:
                 assert proc.poll() is None, self.why_exited(proc)
             time.sleep(0.5)
-        raise AssertionError(f"{query!r} is {value!r}, expected {expected!r} after {timeout}s")
+        stacks = "".join(self.stacks(proc) for proc in alive or [])
+        raise AssertionError(
+            f"{query!r} is {value!r}, expected {expected!r} after {timeout}s{stacks}")
+
+    def stacks(self, proc: subprocess.Popen[bytes]) -> str:
+        """Every thread's and task's stack in a live `weir` process, for a failure message
+        about a process that is alive but makes no progress."""
+        if proc.poll() is not None:
+            return ""
+        spy = Path(sys.executable).parent / "py-spy"
+        dump = subprocess.run([str(spy), "dump", "--pid", str(proc.pid)],
+                              capture_output=True, text=True, timeout=60, check=False)
+        return f"\nstacks of {self._names.get(proc.pid)}:\n{dump.stdout}{dump.stderr}"
 
     def acks(self) -> list[dict[str, Any]]:
         return [orjson.loads(line) for line in self.ack_log.read_bytes().splitlines()]

@@ -22,7 +22,7 @@ import base64
 import io
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal
+from decimal import Decimal
 from typing import Any
 
 import fastavro
@@ -56,49 +56,49 @@ class Unfitting(ValueError):
 
 def _decimal(precision: int, scale: int) -> Convert:
     bound = 10**precision
-    # Exact: a context as wide as the precision (the default's 28 digits would round).
-    context = Context(prec=max(precision, 1), Emax=MAX_EMAX, Emin=MIN_EMIN)
+
+    exponent = f"E-{scale}"
 
     def convert(data: bytes) -> Decimal:
         unscaled = int.from_bytes(data, "big", signed=True)
         if not -bound < unscaled < bound:
             raise Unfitting(f"{unscaled}E-{scale} has {len(str(abs(unscaled)))} digits, more "
                             f"than its schema's decimal precision ({precision})")
-        return Decimal(unscaled).scaleb(-scale, context)
+        # From text a Decimal is exact whatever the context, and twice as fast to make as
+        # by scaleb.
+        return Decimal(f"{unscaled}{exponent}")
     return convert
 
 
-_DAYS: dict[int, str] = {}  # days since 1970 -> "YYYY-MM-DD": most events share a few days
-_MAX_DAYS = 4096
+_SECONDS_KEPT = 4096  # texts of whole seconds kept: a stream's events share a few seconds
 
 
 def _instant(unit: str) -> Convert:
     per_second = {"milliseconds": 1000, "microseconds": 1_000_000}[unit]
     to_micros = 1_000_000 // per_second
+    seconds_text: dict[int, str] = {}  # seconds since 1970 -> "YYYY-MM-DDTHH:MM:SS"
 
     def convert(count: int) -> str:
-        # The text datetime.isoformat() gives, without making the datetime: 3x cheaper.
+        # The text datetime.isoformat() gives; the events of one second share its text
+        # (4x cheaper than making each from its datetime).
         seconds, fraction = divmod(count, per_second)
-        days, second = divmod(seconds, 86_400)
-        day = _DAYS.get(days) or _day_text(days, count, unit)
-        hour, rest = divmod(second, 3600)
-        minute, second = divmod(rest, 60)
+        text = seconds_text.get(seconds)
+        if text is None:
+            text = _second_text(seconds, count, unit)
+            if len(seconds_text) >= _SECONDS_KEPT:
+                seconds_text.clear()
+            seconds_text[seconds] = text
         if fraction:
-            return (f"{day}T{hour:02d}:{minute:02d}:{second:02d}."
-                    f"{fraction * to_micros:06d}+00:00")
-        return f"{day}T{hour:02d}:{minute:02d}:{second:02d}+00:00"
+            return f"{text}.{fraction * to_micros:06d}+00:00"
+        return f"{text}+00:00"
     return convert
 
 
-def _day_text(days: int, count: int, unit: str) -> str:
+def _second_text(seconds: int, count: int, unit: str) -> str:
     try:
-        text = (_EPOCH_DAY + timedelta(days=days)).isoformat()
+        return (_EPOCH + timedelta(seconds=seconds)).isoformat()[:19]
     except OverflowError:
         raise Unfitting(f"{count} {unit} since 1970 is past the years 1 to 9999") from None
-    if len(_DAYS) >= _MAX_DAYS:
-        _DAYS.clear()
-    _DAYS[days] = text
-    return text
 
 
 def _day(days: int) -> str:
