@@ -7,6 +7,8 @@ theirs in that same function.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import ClassVar
 
 from processor.verdict import Verdict
@@ -53,6 +55,33 @@ class EventRejected(PermanentError):
         self.reason = reason
         self.stage = stage
         super().__init__(message)
+
+
+class RowValueRefused(WeirError):
+    """asyncpg's COPY encoder refused one value of a row, on the client side (a malformed
+    uuid, an int past int64, a wrong Python type): that row's data, to isolate.
+
+    Only the call that encodes rows raises it (:func:`encoding_rows`); the same error
+    classes anywhere else are a bug of Weir's and stall, so a bug cannot dead-letter
+    good rows.
+    """
+
+    verdict = Verdict.ISOLATE
+
+
+@contextlib.contextmanager
+def encoding_rows() -> Iterator[None]:
+    """Around the one asyncpg call that encodes row values (the COPY): what its encoders
+    refuse becomes :class:`RowValueRefused`."""
+    try:
+        yield
+    except (ValueError, OverflowError, TypeError, UnicodeError) as exc:
+        raise RowValueRefused(describe(exc)) from exc
+
+
+def describe(exc: BaseException) -> str:
+    """An error as logs and dead letters show it: its class, then its message."""
+    return f"{type(exc).__name__}: {exc}"
 
 
 class SinkUnavailable(TransientError):

@@ -54,11 +54,6 @@ _ISOLATE_PG: tuple[type[BaseException], ...] = (
     asyncpg.IntegrityConstraintViolationError,
     asyncpg.ProgramLimitExceededError,
 )
-# asyncpg's encoders raise these on the client side, for one value of one row, while
-# building a COPY or a bind: a malformed uuid, an int past int64, a wrong Python type.
-_CLIENT_ENCODING: tuple[type[BaseException], ...] = (
-    ValueError, OverflowError, TypeError, UnicodeError,
-)
 # The network or the server went away: the next connection may work.
 _RETRY_OS: tuple[type[BaseException], ...] = (
     ConnectionError, TimeoutError, socket.gaierror, EOFError,
@@ -100,8 +95,9 @@ def verdict(exc: BaseException) -> Verdict:  # noqa: PLR0911 - one answer per fa
         return _kafka(exc)
     if isinstance(exc, OSError):
         return _os(exc)
-    if isinstance(exc, _CLIENT_ENCODING):
-        return Verdict.ISOLATE
+    # A ValueError or TypeError is a row's data only where rows are encoded, and that call
+    # says so (errors.RowValueRefused); anywhere else it is a bug, which must not
+    # dead-letter good rows: stall, say why, and keep the batch.
     return Verdict.STALL
 
 

@@ -22,25 +22,14 @@ from typing import Any
 import asyncpg
 
 from processor.deadletter.table import DeadLetterTable
-from processor.errors import SinkUnavailable
+from processor.errors import SinkUnavailable, describe, encoding_rows
 from processor.offsets import OffsetStore
 from processor.records import DeadLetter, Item, Row, TopicPartitionKey
 from processor.schema.maintenance import PartitionGuard
 from processor.schema.tables import TableSpec
 from processor.settings import Settings
 from processor.sink.tombstones import last_per_key
-from processor.verdict import Verdict, stale_connection, verdict
-
-
-def died_under(exc: Exception, closed: bool) -> bool:
-    """Did the connection die under ``exc`` (``closed`` after it), making it transient?
-
-    A server that goes away mid-statement does not always surface as a connection error:
-    the driver may report the broken transport as an internal error of its own, which
-    reads as permanent and would stop Weir during an outage. A closed connection says
-    what happened; an error that came with an open connection is PostgreSQL's answer.
-    """
-    return closed and verdict(exc) is not Verdict.RETRY
+from processor.verdict import stale_connection
 
 
 def _closed(conn: Any) -> bool:
@@ -97,10 +86,12 @@ class BatchWriter:
                     # A failover: every pooled connection may point at the old primary, now
                     # a replica. The retry must get fresh ones, opened to the new primary.
                     await self._pool.expire_connections()
-                if died_under(exc, _closed(conn)):
+                if _closed(conn):
+                    # A fact for the verdict, not a verdict: the connection died under this
+                    # error, whatever the driver called it (a broken transport may read as
+                    # an internal error of its own). SinkUnavailable is transient.
                     raise SinkUnavailable(
-                        f"connection lost during the batch: {type(exc).__name__}: {exc}"
-                    ) from exc
+                        f"connection lost during the batch: {describe(exc)}") from exc
                 raise
         self.last_commit = time.monotonic()
 
@@ -113,8 +104,9 @@ class BatchWriter:
         staged = [event_type for event_type, records in rows.items() if records]
         for event_type in staged:  # none when every event was superseded by a tombstone
             spec = self._specs[event_type]
-            await conn.copy_records_to_table(spec.stage, records=rows[event_type],
-                                             columns=spec.columns)
+            with encoding_rows():
+                await conn.copy_records_to_table(spec.stage, records=rows[event_type],
+                                                 columns=spec.columns)
         for event_type in staged:
             if event_type not in self._rolled_up:
                 await conn.execute(self._insert[event_type])

@@ -17,8 +17,10 @@ from structlog.testing import capture_logs
 from processor.batch.buffer import LaneBuffer
 from processor.deadletter.places import Places
 from processor.deadletter.spool import Spool
+from processor.errors import encoding_rows
 from processor.progress import ProgressBook
 from processor.records import DeadLetter, Item, Row
+from processor.row_layout import tail
 from processor.settings import Settings, TopicSettings
 from processor.sink.breaker import CircuitBreaker
 from processor.sink.lane import Lane
@@ -77,7 +79,9 @@ def batch(book: ProgressBook) -> list[Item]:
     dead = [DeadLetter(topic="orders", partition=0, offset=o, timestamp_ms=0, key=None,
                        value=b"x", headers=[], stage="decode", reason="decode_error",
                        error="bad", event_type=None, chunk=chunk) for o in (1, 3)]
-    rows = [Row("order", (o,), chunk, 1, None, [], 0) for o in (0, 2)]
+    rows = [Row("order", (o, *tail(event_time=0, kafka_topic="orders", kafka_partition=0,
+                                   kafka_offset=o, kafka_timestamp=0, raw=None)),
+                chunk, 1, None, [], 0) for o in (0, 2)]
     return [rows[0], dead[0], rows[1], dead[1]]
 
 
@@ -236,3 +240,48 @@ async def test_with_on_stall_exit_a_revoked_privilege_stops_the_lane(tmp_path: P
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
         await run_lane(tmp_path, None, writer, Stalls(True, 0.01))
     assert writer.committed == []
+
+
+@pytest.mark.parametrize("bug", [
+    AttributeError("'NoneType' object has no attribute 'values'"),
+    TypeError("unsupported operand type(s) for +: 'int' and 'str'"),
+    ValueError("not enough values to unpack"),
+])
+async def test_a_bug_in_the_write_path_stalls_and_never_dead_letters_a_row(
+    tmp_path: Path, bug: Exception,
+) -> None:
+    # A TypeError or ValueError is a row's data only when the COPY encoder raised it
+    # (RowValueRefused); raised anywhere else on the write path it is Weir's bug.
+    writer = FakeWriter(outages=2, outage=bug)
+    reasons: list[str] = []
+
+    class Watch(Stalls):
+        def enter(self, part: str, exc: BaseException) -> None:
+            super().enter(part, exc)
+            reasons.append(self.parts[part].error)
+
+    stalls = Watch(False, 0.01)
+    items, _, _ = await run_lane(tmp_path, None, writer, stalls)
+    assert len(reasons) == 2, reasons
+    assert all(type(bug).__name__ in r for r in reasons), reasons
+    assert writer.committed == [[0, 2]]  # both rows, once the write went through
+    assert not any(isinstance(i, DeadLetter) and i.reason == "rejected_by_table"
+                   for i in items)
+
+
+async def test_a_value_the_copy_encoder_refuses_dead_letters_that_row_only(
+    tmp_path: Path,
+) -> None:
+    class Picky(FakeWriter):
+        async def write(self, writer: int, items: Sequence[Item],
+                        marks: Mapping[Any, int]) -> None:
+            if any(isinstance(i, Row) and i.values[0] == 2 for i in items):
+                with encoding_rows():
+                    raise OverflowError("value out of int64 range")
+            await super().write(writer, items, marks)
+
+    picky = Picky()
+    await run_lane(tmp_path, None, picky)
+    committed = [v for c in picky.committed for v in c]
+    # Row 0 and the decode dead letters as before; row 2 as a dead letter, never as a row.
+    assert sorted(map(str, committed)) == ["0", "dead:1", "dead:2", "dead:3"]
