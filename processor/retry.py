@@ -18,6 +18,7 @@ from typing import TypeVar
 import structlog
 
 from processor import metrics
+from processor.errors import describe
 from processor.stalls import Stalls
 from processor.verdict import Verdict, verdict
 
@@ -38,9 +39,13 @@ class Backoff:
         return random.uniform(0, min(self.cap_s, self.base_s * 2 ** min(attempt, 30)))
 
 
+Report = Callable[[Exception, int, float], None]
+
+
 async def retry_transient(
     run: Callable[[], Awaitable[T]], what: str, backoff: Backoff | None = None,
-    operation: str = "other", stalls: Stalls | None = None,
+    operation: str = "other", stalls: Stalls | None = None, *,
+    attempts: int | None = None, report: Report | None = None, persist: bool = False,
 ) -> T:
     """Run ``run`` until it succeeds, or raise what retrying cannot fix.
 
@@ -48,18 +53,28 @@ async def retry_transient(
     is committed, the lane buffers fill and the source waits. With ``stalls``, a *stall*
     verdict is retried too, ``what`` being the stalled part (unless ``postgres.on_stall`` is
     ``exit``); without, it is raised. Cancellation (shutdown) ends it.
+
+    The callers that differ say how: ``attempts`` gives up after that many failures (a
+    migration waiting for a busy table), ``report(exc, attempt, wait)`` replaces the
+    ``retrying`` log line (start-up's ``waiting for …``), and ``persist`` retries every
+    verdict but *fatal* (the fetch loop, which has nobody to hand an error to).
     """
     policy = backoff or Backoff()
     attempt = 0
     while True:
         try:
             result = await run()
-        except Exception as exc:  # noqa: BLE001 - the verdict decides; the rest is re-raised
-            wait = _wait_before_next(exc, what, policy, attempt, stalls)
-            metrics.RETRIES.labels(operation).inc()
-            log.warning("retrying", operation=what, attempt=attempt + 1,
-                        error=f"{type(exc).__name__}: {exc}", retry_in_s=round(wait, 3))
+        except Exception as exc:
+            wait = _wait_before_next(exc, what, policy, attempt, stalls, persist)
             attempt += 1
+            if attempts is not None and attempt >= attempts:
+                raise
+            metrics.RETRIES.labels(operation).inc()
+            if report is not None:
+                report(exc, attempt, wait)
+            else:
+                log.warning("retrying", operation=what, attempt=attempt,
+                            error=describe(exc), retry_in_s=round(wait, 3))
             await asyncio.sleep(wait)
             continue
         if stalls is not None:
@@ -68,11 +83,12 @@ async def retry_transient(
 
 
 def _wait_before_next(exc: Exception, what: str, policy: Backoff, attempt: int,
-                      stalls: Stalls | None) -> float:
+                      stalls: Stalls | None, persist: bool) -> float:
     """How long to wait before the next attempt; raises ``exc`` if there is to be none."""
     answer = verdict(exc)
     stall = answer is Verdict.STALL and stalls is not None and not stalls.exit_on_stall
-    if answer is not Verdict.RETRY and not stall:
+    if answer is not Verdict.RETRY and not stall and not (
+            persist and answer is not Verdict.FATAL):
         raise exc
     task = asyncio.current_task()
     if task is not None and task.cancelling():

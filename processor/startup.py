@@ -10,7 +10,6 @@ that one line.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -19,9 +18,9 @@ import asyncpg
 import structlog
 
 from processor.contracts import Contract
-from processor.errors import MigrationRequired, WeirError
+from processor.errors import MigrationRequired, WeirError, describe
 from processor.observe.health import Check
-from processor.retry import Backoff
+from processor.retry import Backoff, retry_transient
 from processor.schema.migrate import behind, missing_tables
 from processor.settings import Settings
 from processor.sink.pool import connect
@@ -107,28 +106,27 @@ async def _wait(
     state: StartupState | None, address: dict[str, object],
     server: Callable[[BaseException], str], to_fix: Callable[[BaseException], str],
 ) -> T:
-    policy = Backoff(0.5, retry_max_s)
-    tries = 0
-    while True:
-        tries += 1
-        try:
-            return await attempt()
-        except Exception as exc:
-            if isinstance(exc, WeirError) and exc.verdict is not Verdict.RETRY:
-                raise  # ours, with its own message (a migration to run)
-            answer = verdict(exc)
-            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            if answer is Verdict.FATAL:
-                raise StartupRefused(
-                    f"{server(exc)} refused Weir: {error}. Fix {to_fix(exc)}") from exc
-            if answer is not Verdict.RETRY:
-                raise
-            wait = max(policy.delay(tries), min(0.5, policy.cap_s))
-            if state is not None:
-                state.waiting_for, state.last_error = what, error
-            log.warning(f"waiting for {what}", **address, attempt=tries,
-                        error=_explain(exc, error), retry_in_s=round(wait, 1))
-            await asyncio.sleep(wait)
+    def waiting(exc: Exception, tries: int, wait: float) -> None:
+        error = _error(exc)
+        if state is not None:
+            state.waiting_for, state.last_error = what, error
+        log.warning(f"waiting for {what}", **address, attempt=tries,
+                    error=_explain(exc, error), retry_in_s=round(wait, 1))
+
+    try:
+        return await retry_transient(attempt, what, Backoff(0.5, retry_max_s),
+                                     operation="startup", report=waiting)
+    except Exception as exc:
+        # A fatal verdict of the server's (not one of Weir's own errors, which say what to
+        # do themselves: a migration to run) names the setting to fix.
+        if verdict(exc) is Verdict.FATAL and not isinstance(exc, WeirError):
+            raise StartupRefused(
+                f"{server(exc)} refused Weir: {_error(exc)}. Fix {to_fix(exc)}") from exc
+        raise
+
+
+def _error(exc: BaseException) -> str:
+    return describe(exc) if str(exc) else type(exc).__name__
 
 
 def _explain(exc: BaseException, error: str) -> str:

@@ -85,6 +85,9 @@ class Places:
         try:
             await self.spool.append(dead)
         except OSError as exc:
+            # Not a question for the verdict: the spool is the last place of the chain, and
+            # a spool that fails costs nothing (the retried transaction carries them), so
+            # even a fatal-looking error (a folder without permission) must not stop Weir.
             log.error("dead letters could not be spooled; they wait for the table",  # noqa: TRY400
                       count=len(dead), error=f"{type(exc).__name__}: {exc}",
                       path=str(self.spool.path))

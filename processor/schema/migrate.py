@@ -11,15 +11,14 @@ transaction.
 
 from __future__ import annotations
 
-import asyncio
-
 import asyncpg
 import structlog
 
 from processor.contracts import Contract
 from processor.deadletter.table import ADDED_COLUMNS, DeadLetterTable
+from processor.errors import describe
 from processor.offsets import OffsetStore
-from processor.retry import Backoff
+from processor.retry import Backoff, retry_transient
 from processor.schema.evolution import (
     Evolution,
     SchemaIncompatible,
@@ -121,20 +120,21 @@ def _backfill(spec: TableSpec, rollup_table: str) -> list[str]:
 async def migrate(conn: asyncpg.Connection, settings: Settings,
                   contracts: dict[str, Contract]) -> list[str]:
     """Apply the plan; return the tables that now exist for the configuration."""
-    backoff = Backoff(base_s=0.2, cap_s=2.0)
-    for attempt in range(LOCK_ATTEMPTS):
-        try:
-            async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
-                await conn.execute(f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}")
-                for sql in await plan(conn, settings, contracts):
-                    await conn.execute(sql)
-            break
-        except asyncpg.LockNotAvailableError:
-            if attempt + 1 == LOCK_ATTEMPTS:
-                raise
-            log.warning("a table is busy; trying the migration again", attempt=attempt + 1)
-            await asyncio.sleep(backoff.delay(attempt))
+    async def apply() -> None:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+            await conn.execute(f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}")
+            for sql in await plan(conn, settings, contracts):
+                await conn.execute(sql)
+
+    def busy(exc: Exception, attempt: int, wait: float) -> None:
+        log.warning("a table is busy; trying the migration again", attempt=attempt,
+                    error=describe(exc), retry_in_s=round(wait, 2))
+
+    # A lock timeout (a table busy with Weir's writes) is a retry verdict; it is tried on
+    # this one connection a bounded number of times, then reported.
+    await retry_transient(apply, "migration", Backoff(base_s=0.2, cap_s=2.0),
+                          operation="migrate", attempts=LOCK_ATTEMPTS, report=busy)
     for contract in contracts.values():
         spec = table_spec(contract, settings)
         if spec.partitioned:

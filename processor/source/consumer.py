@@ -17,12 +17,14 @@ from aiokafka.errors import KafkaError
 
 from processor import metrics
 from processor.connections import kafka_client
+from processor.errors import describe
 from processor.offsets import OffsetStore
 from processor.progress import PartitionProgress, ProgressBook
 from processor.records import TopicPartitionKey
 from processor.retry import retry_transient
 from processor.settings import Settings
 from processor.stalls import Stalls
+from processor.verdict import Verdict, verdict
 
 log = structlog.get_logger(__name__)
 
@@ -138,8 +140,13 @@ class KafkaSource:
         try:
             await self.consumer.commit(offsets)
         except KafkaError as exc:
+            # Best effort: PostgreSQL's offsets are what resumes. Only what no retry can fix
+            # (an authentication refused) is not Kafka's to shrug off.
+            answer = verdict(exc)
+            if answer is Verdict.FATAL:
+                raise
             log.warning("kafka commit failed; postgres offsets stay authoritative",
-                        error=f"{type(exc).__name__}: {exc}")
+                        error=describe(exc), verdict=answer.value)
             return
         self._committed.update({_key(tp): off for tp, off in offsets.items()})
 

@@ -1,7 +1,8 @@
 """The source stage's loop: fetch, hand each fetch to the decode queue, until stopped.
 
 A failed fetch never ends the loop unless its verdict is fatal: a broker away or a
-coordinator moving is waited out with backoff, and the group membership holds meanwhile.
+coordinator moving is waited out with the one retry policy (:mod:`processor.retry`, every
+verdict but fatal), and the group membership holds meanwhile.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from collections.abc import Callable
 
 import structlog
 
-from processor.retry import Backoff
+from processor.errors import describe
+from processor.retry import Backoff, retry_transient
 from processor.source.consumer import Fetched, KafkaSource
 from processor.tasks import Stopped, unless_stopped
-from processor.verdict import Verdict, verdict
+from processor.verdict import verdict
 
 log = structlog.get_logger(__name__)
 
@@ -35,32 +37,24 @@ class FetchLoop:
 
     async def run(self, until_caught_up: bool = False) -> None:
         """Fetch until stopped (or, with ``until_caught_up``, until all is written)."""
-        failures = 0
         while not self._stopping.is_set():
-            self._pace()
-            try:
-                fetched = await self._source.fetch()
-                if not fetched and until_caught_up and self._idle() \
-                        and await self._source.caught_up():
-                    self._request_stop("caught up")
-            except Exception as exc:  # noqa: BLE001 - the verdict decides; fatal re-raised
-                failures = await self._failed(exc, failures)
-                continue
-            failures = 0
+            fetched = await retry_transient(
+                lambda: self._fetch(until_caught_up), "Kafka fetch", Backoff(0.2, 5.0),
+                operation="fetch", persist=True, report=_report)
             if fetched:
                 await self._put(fetched)
         await self._queue.put(None)
 
-    async def _failed(self, exc: Exception, failures: int) -> int:
-        """A fetch (or end-offsets lookup) failed: stop only on a fatal verdict, else wait."""
-        answer = verdict(exc)
-        if answer is Verdict.FATAL:
-            raise exc
-        wait = Backoff(0.2, 5.0).delay(failures)
-        log.warning("fetch failed; trying again", error=f"{type(exc).__name__}: {exc}",
-                    verdict=answer.value, retry_in_s=round(wait, 2))
-        await asyncio.sleep(wait)
-        return failures + 1
+    async def _fetch(self, until_caught_up: bool) -> Fetched:
+        """One fetch (nothing once stopping: a retry ends there)."""
+        if self._stopping.is_set():
+            return []
+        self._pace()
+        fetched = await self._source.fetch()
+        if not fetched and until_caught_up and self._idle() \
+                and await self._source.caught_up():
+            self._request_stop("caught up")
+        return fetched
 
     async def _put(self, fetched: Fetched) -> None:
         # Wait for room, but give up the wait when asked to stop: the records stay uncommitted.
@@ -69,3 +63,8 @@ class FetchLoop:
         except Stopped:
             return
         self.consumed += sum(len(records) for _, records in fetched)
+
+
+def _report(exc: Exception, attempt: int, wait: float) -> None:
+    log.warning("fetch failed; trying again", error=describe(exc), attempt=attempt,
+                verdict=verdict(exc).value, retry_in_s=round(wait, 2))
