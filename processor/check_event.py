@@ -30,7 +30,7 @@ import orjson
 from processor.contracts import Contract
 from processor.decode.decoder import Decoder
 from processor.decode.framed import SchemaPending
-from processor.errors import EventRejected
+from processor.errors import EventRejected, describe
 from processor.pgtime import INFINITY, NEG_INFINITY, ONE_US, PG_EPOCH
 from processor.records import Header
 from processor.registry.parse import schema_book
@@ -187,7 +187,7 @@ def _rejected(exc: EventRejected) -> EventVerdict:
 def _internal(exc: Exception) -> EventVerdict:
     # As the decode stage does: a decoder bug met by one input dead-letters that event.
     return EventVerdict("dead_letter", reason="internal_error", stage="decode",
-                        message=f"{type(exc).__name__}: {exc}")
+                        message=describe(exc))
 
 
 def _one_line(text: str) -> str:

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 import structlog
 
+from processor.errors import describe
 from processor.offsets import OffsetStore
 from processor.progress import ProgressBook
 from processor.records import TopicPartitionKey
@@ -66,7 +67,7 @@ class Checkpointer:
                 # The lanes' own offsets stay correct; this only delays a resume point. A
                 # server away, read-only or refusing the offsets table: the next interval
                 # tries again, and the lanes (which stall on the same cause) say why.
-                log.warning("checkpoint failed; will retry", error=f"{type(exc).__name__}: {exc}",
+                log.warning("checkpoint failed; will retry", error=describe(exc),
                             verdict=answer.value)
                 return
             self._saved.update(marks)

@@ -21,7 +21,7 @@ import uvloop
 from processor import __version__, gc_tuning, logs
 from processor.app import Pipeline
 from processor.contracts import Contract, ContractError, load_contracts
-from processor.errors import ConfigError, MigrationRequired
+from processor.errors import ConfigError, MigrationRequired, describe
 from processor.settings import Settings, load_settings
 from processor.transform.loader import TransformLoadError, load_chains
 
@@ -211,7 +211,7 @@ def run(
         _fail(str(exc), code=1)
     except (Exception, ExceptionGroup) as exc:
         log.critical("weir stopped on an error; nothing past the last commit is lost",
-                     error="; ".join(f"{type(e).__name__}: {e}" for e in _causes(exc)),
+                     error="; ".join(describe(e) for e in _causes(exc)),
                      exc_info=exc)
         raise typer.Exit(1) from None
     raise typer.Exit(code)
@@ -234,7 +234,7 @@ def _supervise(config: Path, settings: Settings, count: int, until_caught_up: bo
         # The supervisor itself failed (a worker that cannot even be spawned, a taken
         # port); the workers it started drain on their own once they see it gone.
         log.critical("weir's supervisor stopped on an error",
-                     error="; ".join(f"{type(e).__name__}: {e}" for e in _causes(exc)),
+                     error="; ".join(describe(e) for e in _causes(exc)),
                      exc_info=exc)
         raise typer.Exit(1) from None
 
@@ -394,7 +394,7 @@ def dlq_list(
     away = _postgres_away(lambda: _with_conn(settings, every_place))
     if isinstance(away, Exception):
         # When PostgreSQL is away the spool is where new dead letters go: show it anyway.
-        typer.echo(f"weir: PostgreSQL did not answer ({type(away).__name__}: {away}); only "
+        typer.echo(f"weir: PostgreSQL did not answer ({describe(away)}); only "
                    "the spool is listed, not the table or the dead-letter topics", err=True)
         rows = sorted(spooled(_run(in_spool(settings, filters))), key=_newest_first)[:limit]
     else:
@@ -453,7 +453,7 @@ def dlq_show(config: ConfigOption, dead_id: Annotated[str, typer.Argument(
         row = _postgres_away(
             lambda: _with_conn(settings, lambda c: show_dead_letter(c, settings, where)))
         if isinstance(row, Exception):
-            typer.echo(f"weir: PostgreSQL did not answer ({type(row).__name__}: {row}); "
+            typer.echo(f"weir: PostgreSQL did not answer ({describe(row)}); "
                        "looking in the dead-letter topic and the spool only", err=True)
             row = None
         if row is None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import structlog
 
 from processor import metrics
+from processor.errors import describe
 
 log = structlog.get_logger(__name__)
 
@@ -44,7 +45,7 @@ class Stalls:
 
     def enter(self, part: str, exc: BaseException) -> None:
         """``part`` met an error that stalls it; the first one of a stall is logged."""
-        error = f"{type(exc).__name__}: {exc}"
+        error = describe(exc)
         if part not in self.parts:
             metrics.STALLED.labels(part).set(1)
             metrics.STALLS.labels(part, type(exc).__name__).inc()

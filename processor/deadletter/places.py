@@ -28,6 +28,7 @@ from processor import metrics
 from processor.deadletter.spool import Entry, Spool
 from processor.deadletter.table import DeadLetterTable
 from processor.deadletter.topic import DeadLetterTopic
+from processor.errors import describe
 from processor.records import DeadLetter, Item
 from processor.tasks import pause
 from processor.verdict import Verdict, verdict
@@ -89,13 +90,13 @@ class Places:
             # a spool that fails costs nothing (the retried transaction carries them), so
             # even a fatal-looking error (a folder without permission) must not stop Weir.
             log.error("dead letters could not be spooled; they wait for the table",  # noqa: TRY400
-                      count=len(dead), error=f"{type(exc).__name__}: {exc}",
+                      count=len(dead), error=describe(exc),
                       path=str(self.spool.path))
             return
         mark(dead, "spool")
         metrics.SPOOL_ENTRIES.inc(len(dead))
         log.warning("dead letters fall back to the spool: PostgreSQL did not take them",
-                    count=len(dead), error=f"{type(cause).__name__}: {cause}",
+                    count=len(dead), error=describe(cause),
                     path=str(self.spool.path))
 
     async def drain(self) -> int:
@@ -144,7 +145,7 @@ class Places:
             await self._table.write_alone(self._pool, dead, self._table_timeout_s)
         except Exception as exc:  # noqa: BLE001 - every error keeps them in the spool
             log.warning("spool not drained into the table", count=len(dead),
-                        verdict=verdict(exc).value, error=f"{type(exc).__name__}: {exc}")
+                        verdict=verdict(exc).value, error=describe(exc))
             return exc
         mark(dead, "table")
         return None
@@ -157,7 +158,7 @@ class Places:
             # Unreadable or unwritable for now: what it holds stays there, safe, and a
             # dead letter that cannot be spooled waits for the table instead.
             log.error("spool could not be drained",  # noqa: TRY400
-                      error=f"{type(exc).__name__}: {exc}", path=str(self.spool.path))
+                      error=describe(exc), path=str(self.spool.path))
 
     async def drain_forever(self, interval_s: float) -> None:
         """The owned background task: drain, sleep, repeat until cancelled."""

@@ -24,6 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from processor.connections import kafka_client
+from processor.errors import describe
 from processor.records import DeadLetter, Header
 from processor.settings import Settings
 from processor.verdict import Verdict, verdict
@@ -104,7 +105,7 @@ class DeadLetterTopic:
             await asyncio.wait_for(old.stop(), self._settings.topic_timeout_s)
         except Exception as exc:  # noqa: BLE001 - the old one is dropped whatever it says
             log.warning("old dead-letter producer did not close cleanly",
-                        error=f"{type(exc).__name__}: {exc}", verdict=verdict(exc).value)
+                        error=describe(exc), verdict=verdict(exc).value)
         await asyncio.wait_for(self._producer.start(), self._settings.topic_timeout_s)
 
     @property
@@ -121,7 +122,7 @@ class DeadLetterTopic:
                 self._stale = True  # the broker is away: try again after topic_retry_s
                 self._skip_until = time.monotonic() + self._settings.topic_retry_s
                 log.warning("dead-letter producer could not reconnect",
-                            error=f"{type(exc).__name__}: {exc}", verdict=verdict(exc).value)
+                            error=describe(exc), verdict=verdict(exc).value)
                 return [False] * len(dead)
         sends = [asyncio.ensure_future(self._send(d)) for d in dead]
         done, pending = await asyncio.wait(sends, timeout=self._settings.topic_timeout_s)
@@ -137,7 +138,7 @@ class DeadLetterTopic:
                 # A record the broker refuses for itself (its size) says nothing of the topic.
                 topic_failing = topic_failing or answer is not Verdict.ISOLATE
                 log.warning("dead-letter topic refused a record", verdict=answer.value,
-                            error=f"{type(error).__name__}: {error}")
+                            error=describe(error))
         if pending:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(*pending, return_exceptions=True)

@@ -34,7 +34,7 @@ from processor.decode.quickcheck import QuickCheck, compile_quick_check
 from processor.decode.rawjson import check_raw
 from processor.decode.rows import RowBuilder, compile_row_builder
 from processor.decode.tombstones import TombstoneKey
-from processor.errors import EventRejected
+from processor.errors import EventRejected, describe
 from processor.pgtime import UTC_MILLIS, kafka_micros
 from processor.records import Header
 from processor.registry.schemas import SchemaBook
@@ -312,7 +312,7 @@ def _too_large(size: int, limit: int) -> EventRejected:
 
 
 def _conversion_error(field: str, exc: Exception) -> EventRejected:
-    why = str(exc) if isinstance(exc, Unfit) else printable(f"{type(exc).__name__}: {exc}")
+    why = str(exc) if isinstance(exc, Unfit) else printable(describe(exc))
     return EventRejected("conversion_error", "transform", f"field {field!r}: {why}")
 
 

@@ -13,7 +13,7 @@ from processor import metrics
 from processor.decode.decoder import Decoder
 from processor.decode.framed import SchemaPending
 from processor.decode.held import HeldPartitions, Segment
-from processor.errors import EventRejected
+from processor.errors import EventRejected, describe
 from processor.progress import PartitionProgress
 from processor.records import Chunk, DeadLetter, Item, Row, TopicPartitionKey
 from processor.row_layout import RAW
@@ -200,9 +200,9 @@ class DecodeStage:
         # dead letter saying so, the others go on.
         log.error("decoder failed on one event; it is dead-lettered",
                   topic=rec.topic, partition=rec.partition, offset=rec.offset,
-                  error=f"{type(exc).__name__}: {exc}")
+                  error=describe(exc))
         return self._dead_letter(rec, chunk, EventRejected(
-            "internal_error", "decode", f"{type(exc).__name__}: {exc}"))
+            "internal_error", "decode", describe(exc)))
 
     @staticmethod
     def _dead_letter(rec: Any, chunk: Chunk, exc: EventRejected) -> DeadLetter:

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from processor.errors import describe
 from processor.tasks import pause
 
 HEARTBEAT_S = 1.0
@@ -63,7 +64,7 @@ async def evaluate(
         except TimeoutError:
             check = Check(False, {"error": f"no answer within {timeout_s}s"})
         except Exception as exc:  # noqa: BLE001 - a probe's failure is its answer
-            check = Check(False, {"error": f"{type(exc).__name__}: {exc}"})
+            check = Check(False, {"error": describe(exc)})
         results[name] = {"ok": check.ok, **check.detail}
         ready = ready and check.ok
     return ready, results

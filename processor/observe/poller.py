@@ -18,6 +18,7 @@ from aiokafka.errors import KafkaError
 
 from processor import metrics
 from processor.batch.buffer import LaneBuffer
+from processor.errors import describe
 from processor.progress import ProgressBook, records_behind
 from processor.records import TopicPartitionKey
 from processor.tasks import pause
@@ -53,7 +54,7 @@ class LagPoller:
             try:
                 await self.sample_lag()
             except KafkaError as exc:
-                log.warning("lag sample failed", error=f"{type(exc).__name__}: {exc}")
+                log.warning("lag sample failed", error=describe(exc))
             await pause(self._interval_s)
 
     def sample_local(self) -> None:

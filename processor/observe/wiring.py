@@ -12,6 +12,7 @@ import structlog
 from processor import metrics
 from processor.batch.buffer import LaneBuffer
 from processor.connections import postgres_client
+from processor.errors import describe
 from processor.observe.health import Check, LoopHeartbeat, ReadinessProbe, evaluate
 from processor.observe.poller import LagPoller
 from processor.observe.server import PROBE_TIMEOUT_S
@@ -45,7 +46,7 @@ async def keep_running(run: Callable[[], Awaitable[None]], name: str,
             await run()
         except Exception as exc:  # noqa: BLE001 - any failure here: log, restart, go on
             log.error("observability task failed; restarting it",  # noqa: TRY400
-                      task=name, error=f"{type(exc).__name__}: {exc}", restart_in_s=restart_s)
+                      task=name, error=describe(exc), restart_in_s=restart_s)
         await pause(restart_s)
 
 

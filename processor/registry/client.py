@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 import orjson
 
-from processor.errors import PermanentError, WeirError
+from processor.errors import PermanentError, WeirError, describe
 from processor.settings import SchemaRegistrySettings
 from processor.text import printable
 from processor.verdict import Verdict
@@ -155,7 +155,8 @@ class RegistryClient:
                 raise RegistryRefused(f"schema registry {self.url}: TLS: {reason}") from None
             raise RegistryUnavailable(
                 f"schema registry {self.url} did not answer {method} {path}: "
-                f"{type(reason).__name__}: {reason}") from None
+                f"{describe(reason) if isinstance(reason, BaseException) else reason}"
+            ) from None
         except orjson.JSONDecodeError as exc:
             raise RegistryUnavailable(f"schema registry {self.url} answered {method} {path} "
                                       f"with something that is not JSON: {exc}") from None

@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 import structlog
 
+from processor.errors import describe
 from processor.schema.partitions import (
     add_function,
     bucket,
@@ -76,7 +77,7 @@ async def maintain_forever(pool: asyncpg.Pool, specs: Sequence[TableSpec],
             # A busy table, a database away, a revoked privilege: the next pass tries
             # again, and the premade partitions ahead leave plenty of room until then.
             log.warning("partition maintenance failed; trying again next interval",
-                        error=f"{type(exc).__name__}: {exc}", verdict=answer.value)
+                        error=describe(exc), verdict=answer.value)
 
 
 class PartitionGuard:

@@ -25,6 +25,7 @@ from typing import TypeVar
 import structlog
 
 from processor import metrics
+from processor.errors import describe
 from processor.verdict import Verdict, verdict
 
 T = TypeVar("T")
@@ -63,7 +64,7 @@ class CircuitBreaker:
         except Exception as exc:
             transient = verdict(exc) is Verdict.RETRY
             if transient:
-                self.last_error = f"{type(exc).__name__}: {exc}"
+                self.last_error = describe(exc)
             self._record(ok=not transient)
             raise
         except BaseException:

@@ -22,6 +22,7 @@ import structlog
 from processor import metrics
 from processor.batch.buffer import LaneBuffer
 from processor.deadletter.places import Places, mark, unplaced
+from processor.errors import describe
 from processor.progress import ProgressBook
 from processor.records import Chunk, DeadLetter, Item, Row
 from processor.retry import retry_transient
@@ -44,7 +45,7 @@ def rejected(row: Row, exc: BaseException, attempts: int = 1) -> DeadLetter:
         topic=topic_of(row.values), partition=partition_of(row.values),
         offset=offset_of(row.values), timestamp_ms=row.timestamp_ms,
         key=row.key, value=row.value, headers=row.headers, stage="sink",
-        reason="rejected_by_table", error=f"{type(exc).__name__}: {exc}",
+        reason="rejected_by_table", error=describe(exc),
         event_type=row.event_type, chunk=row.chunk, nbytes=row.nbytes, attempts=attempts,
     )
 
@@ -122,7 +123,7 @@ class Lane:
                 return
             log.warning("row rejected by table", topic=topic_of(item.values),
                         partition=partition_of(item.values), offset=offset_of(item.values),
-                        error=f"{type(exc).__name__}: {exc}")
+                        error=describe(exc))
             await self._commit([rejected(item, exc, depth)])
             return
         middle = len(items) // 2

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from processor.errors import EventRejected
+from processor.errors import EventRejected, describe
 from processor.text import printable
 
 Event = dict[str, Any]
@@ -31,7 +31,7 @@ def chain(transforms: Sequence[Transform]) -> Chain | None:
             except Exception as exc:  # noqa: BLE001 - user code: any failure rejects one event
                 raise EventRejected(
                     "transform_error", "transform",
-                    printable(f"{_name(transform)}: {type(exc).__name__}: {exc}"),
+                    printable(f"{_name(transform)}: {describe(exc)}"),
                 ) from None
             if transformed is None:
                 return None

@@ -15,6 +15,7 @@ import asyncpg
 import structlog
 
 from processor.connections import postgres_client
+from processor.errors import describe
 from processor.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -91,7 +92,7 @@ async def check_budget(settings: Settings, workers: int) -> None:
         # themselves (processor/startup.py), or exit 2 with the setting to fix, and the
         # supervisor must not fail where a worker would wait.
         log.warning("postgresql connection budget not checked; the workers wait for the "
-                    "server, or say why it refuses them", error=f"{type(exc).__name__}: {exc}",
+                    "server, or say why it refuses them", error=describe(exc),
                     workers=workers, needed=needed(settings, workers))
         return
     judge(settings, workers, limit)
