@@ -36,6 +36,7 @@ from processor.decode.held import HeldPartitions
 from processor.decode.stage import DecodeStage
 from processor.observe.health import LoopHeartbeat, ReadinessProbe
 from processor.observe.server import ObserveServer
+from processor.observe.status import status_document
 from processor.observe.wiring import Observability
 from processor.offsets import OffsetStore
 from processor.partition.router import Router
@@ -145,9 +146,7 @@ class Pipeline:
     def _status(self) -> dict[str, Any]:
         if self._observe is not None:
             return self._observe.status()
-        return {"ready": False, "time": time.time(), "partitions": [], "starting": True,
-                "totals": {"lag": 0, "max_lag_seconds": 0.0, "written_per_s": 0.0,
-                           "dead_letters": 0, "partitions": 0, "paused": 0}}
+        return status_document(False, [], starting=True)
 
     async def _run_with(self, pool: asyncpg.Pool, until_caught_up: bool) -> int:
         s = self.settings

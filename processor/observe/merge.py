@@ -10,7 +10,6 @@ per process): each keeps a ``worker`` label.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +17,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
+
+from processor.observe.status import status_document
 
 # Types whose samples only grow while a process lives: summed, and carried over restarts.
 SUMMED = frozenset({"counter", "histogram", "summary"})
@@ -132,21 +133,12 @@ def merge_status(statuses: Mapping[int, dict[str, Any] | None],
     def summed(key: str) -> float:
         return float(sum(t.get(key, 0) for t in totals))
 
-    return {
-        "ready": len(answered) == len(statuses) and all(s["ready"] for s in answered.values()),
-        "time": time.time(),
-        "partitions": parts,
-        "totals": {
-            "lag": summed("lag"),
-            "max_lag_seconds": max((t.get("max_lag_seconds", 0.0) for t in totals),
-                                   default=0.0),
-            "written_per_s": round(summed("written_per_s"), 1),
-            "dead_letters": summed("dead_letters"),
-            "partitions": summed("partitions"),
-            "paused": summed("paused"),
-        },
-        "workers": workers,
-    }
+    return status_document(
+        len(answered) == len(statuses) and all(s["ready"] for s in answered.values()),
+        parts, lag=summed("lag"),
+        max_lag_seconds=max((t.get("max_lag_seconds", 0.0) for t in totals), default=0.0),
+        written_per_s=summed("written_per_s"), dead_letters=summed("dead_letters"),
+        owned=summed("partitions"), paused=summed("paused"), workers=workers)
 
 
 def failing_checks(answer: Mapping[str, Any]) -> str:

@@ -16,6 +16,7 @@ from processor.errors import describe
 from processor.observe.health import Check, LoopHeartbeat, ReadinessProbe, evaluate
 from processor.observe.poller import LagPoller
 from processor.observe.server import PROBE_TIMEOUT_S
+from processor.observe.status import status_document
 from processor.progress import ProgressBook
 from processor.settings import Settings
 from processor.sink.breaker import CircuitBreaker, State
@@ -80,19 +81,12 @@ class Observability:
              "paused": (t, p) in paused}
             for (t, p), (lag, seconds) in latest
         ]
-        return {
-            "ready": self.poller.ready,
-            "time": time.time(),
-            "partitions": parts,
-            "totals": {
-                "lag": sum(lag for _, (lag, _) in latest),
-                "max_lag_seconds": round(max((s for _, (_, s) in latest), default=0.0), 3),
-                "written_per_s": round(self.poller.written_per_s, 1),
-                "dead_letters": int(metrics.total(metrics.EVENTS_DEAD_LETTERED)),
-                "partitions": len(self._book.owned()),
-                "paused": len(paused),
-            },
-        }
+        return status_document(
+            self.poller.ready, parts, lag=sum(lag for _, (lag, _) in latest),
+            max_lag_seconds=max((s for _, (_, s) in latest), default=0.0),
+            written_per_s=self.poller.written_per_s,
+            dead_letters=int(metrics.total(metrics.EVENTS_DEAD_LETTERED)),
+            owned=len(self._book.owned()), paused=len(paused))
 
     def _paused(self) -> set[tuple[str, int]]:
         return {(tp.topic, tp.partition) for tp in self._source.consumer.paused()}
