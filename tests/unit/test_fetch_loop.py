@@ -8,8 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from aiokafka.errors import AuthenticationFailedError, KafkaConnectionError
-from aiokafka.errors import TopicAuthorizationFailedError
+from aiokafka.errors import (
+    AuthenticationFailedError,
+    KafkaConnectionError,
+    TopicAuthorizationFailedError,
+)
 from structlog.testing import capture_logs
 
 from processor.source.fetch import FetchLoop
@@ -80,16 +83,18 @@ async def test_a_fatal_verdict_stops_the_loop() -> None:
 
 async def test_a_stop_ends_a_retry_without_another_fetch() -> None:
     stopping = asyncio.Event()
-    source = ScriptedSource([KafkaConnectionError("down")] * 1000)
+    class StopOnThird(ScriptedSource):
+        async def fetch(self) -> Any:
+            if self.fetches == 2:
+                stopping.set()  # asked to stop while the faults go on
+            return await super().fetch()
+
+    source = StopOnThird([KafkaConnectionError("down")] * 1000)
     fetch, queue = loop(source, stopping)
     running = asyncio.ensure_future(fetch.run())
-    while source.fetches < 3:
-        await asyncio.sleep(0.001)
-    stopping.set()
     await asyncio.wait_for(running, 5)
-    tried = source.fetches
     assert drained(queue) == [None]
-    assert tried < 1000  # not all the faults: the stop ended the retries
+    assert source.fetches == 3  # the stop ended the retries: no fetch after it
 
 
 async def test_until_caught_up_waits_for_the_pipeline_to_be_idle() -> None:
