@@ -3,7 +3,7 @@
 Before the Avro phases' clocks start, :func:`copy` reads every record of the JSON topics
 ``weir produce`` wrote and writes it again to the Avro phase's own topics: same key, same
 partition, same order, same timestamp, and the same event, encoded by
-:func:`processor.produce.encode.encoder` (what ``weir produce --format avro`` uses: the
+:func:`processor.commands.produce.encode.encoder` (what ``weir produce --format avro`` uses: the
 example schema ``schemas/<event type>.avsc`` registered under the topic's subject
 ``<topic>-value``, then Confluent's framing: magic byte 0, the schema id, the Avro binary
 record). So Weir and Quix Streams read identical events in both formats, and the only
@@ -22,8 +22,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from benchmarks.env import BOOTSTRAP, REGISTRY
-from processor.produce.encode import Encode, encoder
-from processor.settings import Settings
+from processor.commands.produce.encode import Encode, encoder
+from processor.core.settings import Settings
 
 
 def registry_missing() -> str | None:

@@ -16,10 +16,10 @@ from aiokafka import AIOKafkaConsumer
 
 from benchmarks.env import BOOTSTRAP, DSN
 from processor.contracts import load_contracts
+from processor.core.connections import register_codecs
+from processor.core.settings import Settings
 from processor.decode.decoder import Decoder
 from processor.schema.tables import TableSpec, table_spec
-from processor.settings import Settings
-from processor.sink.pool import register_codecs
 from processor.transform.loader import load_chains
 
 

@@ -50,14 +50,14 @@ from benchmarks.env import (
     weir_env,
     write_config,
 )
-from processor import logs
-from processor.app import Pipeline
 from processor.batch.buffer import LaneBuffer
 from processor.contracts import load_contracts
+from processor.core import logs
+from processor.core.offsets import OffsetStore
+from processor.core.progress import PartitionProgress
+from processor.core.settings import load_settings
 from processor.decode.stage import DecodeStage
-from processor.offsets import OffsetStore
-from processor.progress import PartitionProgress
-from processor.settings import load_settings
+from processor.runtime.app import Pipeline
 from processor.sink.writer import BatchWriter
 from processor.source.consumer import KafkaSource
 from processor.transform.loader import load_chains
@@ -560,7 +560,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--set", action="append", default=[], metavar="SECTION.NAME=VALUE",
                    help="a config override, e.g. batch.linger_ms=50 (YAML value)")
     p.add_argument("--gc", choices=("tuned", "default"), default="tuned",
-                   help="the collector as `weir run` tunes it (processor/gc_tuning.py), or "
+                   help="the collector as `weir run` tunes it (processor/runtime/gc_tuning.py), or "
                         "CPython's default")
     p.add_argument("--gc-threshold", default="",
                    help="with --gc default: gc.set_threshold instead, e.g. 10000,20,20")
@@ -600,7 +600,7 @@ def main() -> int:
         else:
             instrument(stamps)
             if args.gc == "tuned":
-                from processor import gc_tuning
+                from processor.runtime import gc_tuning
 
                 gc_tuning.tune()  # as `weir run` does
             elif args.gc_threshold:

@@ -52,7 +52,7 @@ from benchmarks.env import (
     weir_env,
     write_config,
 )
-from processor.settings import Settings, load_settings
+from processor.core.settings import Settings, load_settings
 
 TABLES = ["orders", "page_views"]
 QUIX_PYTHON = ROOT / "benchmarks" / ".venv" / "bin" / "python"

@@ -27,7 +27,7 @@ import fastjsonschema
 import jsonschema
 import orjson
 
-from processor.produce.sample import SampleEvents
+from processor.commands.produce.sample import SampleEvents
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = {"order": ROOT / "schemas/order.v1.json",

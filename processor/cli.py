@@ -18,11 +18,13 @@ import structlog
 import typer
 import uvloop
 
-from processor import __version__, gc_tuning, logs
-from processor.app import Pipeline
+from processor import __version__
 from processor.contracts import Contract, ContractError, load_contracts
-from processor.errors import ConfigError, MigrationRequired, describe
-from processor.settings import Settings, load_settings
+from processor.core import logs
+from processor.core.errors import ConfigError, MigrationRequired, describe
+from processor.core.settings import Settings, load_settings
+from processor.runtime import gc_tuning
+from processor.runtime.app import Pipeline
 from processor.transform.loader import TransformLoadError, load_chains
 
 if TYPE_CHECKING:
@@ -109,8 +111,8 @@ def check_event(
     its Kafka timestamp. Exit 0 for a row or a filtered event, 1 for a dead letter, 2 for a
     usage, config or infrastructure problem (the schema registry not answering)."""
     settings, contracts, transforms = _load(config)
-    from processor.check_event import CheckRefused
-    from processor.check_event import check_event as check
+    from processor.commands.check_event import CheckRefused
+    from processor.commands.check_event import check_event as check
     headers: list[tuple[str, bytes | None]] = []
     for item in header or []:
         name, sep, text = item.partition("=")
@@ -145,8 +147,8 @@ def migrate(config: ConfigOption) -> None:
     settings, contracts, _ = _load(config)
 
     async def go() -> list[str]:
+        from processor.core.connections import connect
         from processor.schema.migrate import migrate as apply
-        from processor.sink.pool import connect
         conn = await connect(settings)
         try:
             return await apply(conn, settings, contracts)
@@ -193,7 +195,7 @@ def run(
     settings, contracts, transforms = _load(config, wait_for_registry=True)
     if count > 1 and worker_id is None:
         raise typer.Exit(_supervise(config, settings, count, until_caught_up))
-    from processor.startup import StartupRefused
+    from processor.runtime.startup import StartupRefused
 
     async def go() -> int:
         pipeline = Pipeline(settings, contracts, transforms)
@@ -270,8 +272,8 @@ def produce(
 ) -> None:
     """Publish realistic sample events for the example pipeline."""
     settings, _, _ = _load(config)
-    from processor.produce.producer import produce as publish
-    from processor.produce.sample import SampleEvents
+    from processor.commands.produce.producer import produce as publish
+    from processor.commands.produce.sample import SampleEvents
     known = SampleEvents().event_types
     carried = {t.event_type for t in settings.topics if topic in (None, t.name)}
     if topic is not None and not carried:
@@ -308,7 +310,7 @@ def lag(
 ) -> None:
     """Lag per topic-partition from Kafka and PostgreSQL, with write rate and time to catch up."""
     settings, _, _ = _load(config)
-    from processor.lag import render, sample_rates
+    from processor.commands.lag import render, sample_rates
 
     async def once() -> list[Any]:
         return await sample_rates(settings, group, interval)
@@ -342,7 +344,7 @@ UntilFilter = Annotated[datetime | None, typer.Option(help="Failed before (ISO 8
 
 
 def _with_conn(settings: Settings, action: Callable[[Any], Awaitable[T]]) -> T:
-    from processor.sink.pool import connect
+    from processor.core.connections import connect
 
     async def go() -> T:
         conn = await connect(settings)
@@ -364,14 +366,14 @@ def dlq_list(
     """The newest dead letters (table, dead-letter topics, local spool), where they came from
     and why."""
     settings, _, _ = _load(config)
-    from processor.deadletter.filters import Filters
-    from processor.deadletter.ops import (
+    from processor.commands.dlq import (
         in_spool,
         list_dead_letters,
         only_in_spool,
         only_in_topic,
         spool_of,
     )
+    from processor.commands.dlq_filters import Filters
     filters = Filters(topic, reason, since, until, replayed)
     spool_path = str(spool_of(settings).path)
 
@@ -409,7 +411,7 @@ def _postgres_away(action: Callable[[], T]) -> T | Exception:
     try:
         return action()
     except Exception as exc:
-        from processor.verdict import Verdict, verdict
+        from processor.core.verdict import Verdict, verdict
         if verdict(exc) is not Verdict.RETRY:
             raise
         return exc
@@ -442,7 +444,7 @@ def dlq_show(config: ConfigOption, dead_id: Annotated[str, typer.Argument(
 ) -> None:
     """One dead letter, whole: the original key, value and headers, and the error."""
     settings, _, _ = _load(config)
-    from processor.deadletter.ops import show_dead_letter, show_in_spool, show_in_topic
+    from processor.commands.dlq import show_dead_letter, show_in_spool, show_in_topic
     coords = re.fullmatch(r"(.+):(\d+)@(\d+)", dead_id)
     if coords is None and not dead_id.isdigit():
         raise _fail(f"{dead_id!r} is neither an id nor TOPIC:PARTITION@OFFSET", code=2)
@@ -482,8 +484,8 @@ def dlq_replay(
 ) -> None:
     """Publish matching dead letters to their source topics again (after a fix)."""
     settings, _, _ = _load(config)
-    from processor.deadletter.filters import Filters
-    from processor.deadletter.ops import replay
+    from processor.commands.dlq import replay
+    from processor.commands.dlq_filters import Filters
     filters = Filters(topic, reason, since, until)
     count = _with_conn(settings, lambda c: replay(c, settings, filters, dry_run))
     typer.echo(f"{'would replay' if dry_run else 'replayed'} {count} dead letter(s)")
@@ -505,7 +507,7 @@ def offsets_show(
     """Per partition: the stored next offset (PostgreSQL, the truth), Kafka's committed
     offset, the log start and end, and when the stored position was written."""
     settings, _, _ = _load(config)
-    from processor.rewind import positions, render_positions
+    from processor.commands.rewind import positions, render_positions
     rows = _run(positions(settings, topic, partition))
     if as_json:
         typer.echo(orjson.dumps([r.as_dict() for r in rows],
@@ -530,7 +532,7 @@ def offsets_rewind(
     """Move the group's stored offsets (PostgreSQL and Kafka) to a time or an offset; a dry
     run unless --execute, refused while the group has live members."""
     settings, _, _ = _load(config)
-    from processor.rewind import GroupIsLive, Target, apply, plan, render_plan
+    from processor.commands.rewind import GroupIsLive, Target, apply, plan, render_plan
     chosen = [to_time is not None, to_offset is not None, to_earliest, to_latest]
     if chosen.count(True) != 1:
         _fail("say exactly one of --to-time, --to-offset, --to-earliest, --to-latest")
@@ -568,7 +570,7 @@ def docs_events(
 ) -> None:
     """Render the producers' contract page (docs/events.md) from the event schemas."""
     settings, contracts, _ = _load(config)
-    from processor.contract_docs import render_events
+    from processor.commands.contract_docs import render_events
     text = render_events(settings, contracts)
     if output is None:
         typer.echo(text, nl=False)

@@ -16,10 +16,10 @@ import fastjsonschema
 import orjson
 import structlog
 
-from processor.errors import WeirError
-from processor.retry import Backoff
-from processor.settings import IDENTIFIER, EventTypeSettings, Settings
-from processor.verdict import Verdict, verdict
+from processor.core.errors import WeirError
+from processor.core.retry import Backoff
+from processor.core.settings import IDENTIFIER, EventTypeSettings, Settings
+from processor.core.verdict import Verdict, verdict
 
 Validator = Callable[[Any], Any]
 log = structlog.get_logger(__name__)

@@ -8,7 +8,7 @@ CONFIG=${1:-config/example.yaml}
 COUNT=${DEMO_EVENTS:-20000}
 WEIR=.venv/bin/weir
 PSQL=(psql "postgresql://weir:weir@127.0.0.1:${WEIR_PG_PORT:-15432}/weir" -v ON_ERROR_STOP=1 -q)
-SCHEMA=$(.venv/bin/python -c "from processor.settings import load_settings as l; print(l('$CONFIG').postgres.schema_name)")
+SCHEMA=$(.venv/bin/python -c "from processor.core.settings import load_settings as l; print(l('$CONFIG').postgres.schema_name)")
 
 step() { printf '\n\033[1m[demo] %s\033[0m\n' "$*"; }
 
@@ -21,7 +21,7 @@ $WEIR migrate --config "$CONFIG"
 step "publishing $COUNT sample events, 1% of them deliberately broken (weir produce)"
 $WEIR produce --config "$CONFIG" --count "$COUNT" --invalid-ratio 0.01
 
-AVRO_TOPIC=$(.venv/bin/python -c "from processor.settings import load_settings as l; print(next((t.name for t in l('$CONFIG').topics if t.format == 'avro'), ''))")
+AVRO_TOPIC=$(.venv/bin/python -c "from processor.core.settings import load_settings as l; print(next((t.name for t in l('$CONFIG').topics if t.format == 'avro'), ''))")
 if [ -n "$AVRO_TOPIC" ]; then
     step "publishing $((COUNT / 4)) orders in Avro, framed with a schema id, to $AVRO_TOPIC (the schema is registered in the schema registry)"
     $WEIR produce --config "$CONFIG" --count "$((COUNT / 4))" --topic "$AVRO_TOPIC" --event-type order

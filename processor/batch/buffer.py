@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from processor.records import Item, TopicPartitionKey
+from processor.core.records import Item, TopicPartitionKey
 
 
 class LaneBuffer:

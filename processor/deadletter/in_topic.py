@@ -14,10 +14,10 @@ from datetime import datetime
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from processor.connections import kafka_client
+from processor.core.connections import kafka_client
+from processor.core.records import Header
+from processor.core.settings import Settings
 from processor.deadletter.topic import OUR_HEADERS
-from processor.records import Header
-from processor.settings import Settings
 
 Coords = tuple[str, int, int]
 

@@ -24,14 +24,14 @@ from collections.abc import Sequence
 import asyncpg
 import structlog
 
-from processor import metrics
+from processor.core import metrics
+from processor.core.errors import describe
+from processor.core.records import DeadLetter, Item
+from processor.core.tasks import pause
+from processor.core.verdict import Verdict, verdict
 from processor.deadletter.spool import Entry, Spool
 from processor.deadletter.table import DeadLetterTable
 from processor.deadletter.topic import DeadLetterTopic
-from processor.errors import describe
-from processor.records import DeadLetter, Item
-from processor.tasks import pause
-from processor.verdict import Verdict, verdict
 
 log = structlog.get_logger(__name__)
 

@@ -29,8 +29,8 @@ from typing import Any
 import orjson
 import structlog
 
+from processor.core.records import Chunk, DeadLetter, Header
 from processor.deadletter.stored import HEADERS_FORMAT, decode_headers, encode_headers, safe_text
-from processor.records import Chunk, DeadLetter, Header
 
 log = structlog.get_logger(__name__)
 

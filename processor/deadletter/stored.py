@@ -28,8 +28,8 @@ from typing import Any, overload
 
 import orjson
 
-from processor.records import Header
-from processor.text import printable
+from processor.core.records import Header
+from processor.core.text import printable
 
 Stored = str | dict[str, str] | None  # one key or value, as it is stored
 

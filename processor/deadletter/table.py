@@ -22,6 +22,10 @@ import asyncpg
 import orjson
 from asyncpg.pool import PoolConnectionProxy
 
+from processor.core.identifiers import qualified, quote_ident
+from processor.core.pgtime import kafka_micros_or_none
+from processor.core.records import DeadLetter
+from processor.core.settings import Settings
 from processor.deadletter.in_topic import Coords, TopicDeadLetter
 from processor.deadletter.stored import (
     HEADERS_FORMAT,
@@ -29,13 +33,9 @@ from processor.deadletter.stored import (
     encode_headers,
     safe_text,
 )
-from processor.identifiers import qualified, quote_ident
-from processor.pgtime import kafka_micros_or_none
-from processor.records import DeadLetter
-from processor.settings import Settings
 
 if TYPE_CHECKING:
-    from processor.deadletter.filters import Filters
+    from processor.commands.dlq_filters import Filters
 
 Conn = asyncpg.Connection | PoolConnectionProxy
 

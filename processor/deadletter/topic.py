@@ -23,11 +23,11 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from processor.connections import kafka_client
-from processor.errors import describe
-from processor.records import DeadLetter, Header
-from processor.settings import Settings
-from processor.verdict import Verdict, verdict
+from processor.core.connections import kafka_client
+from processor.core.errors import describe
+from processor.core.records import DeadLetter, Header
+from processor.core.settings import Settings
+from processor.core.verdict import Verdict, verdict
 
 log = structlog.get_logger(__name__)
 

@@ -11,7 +11,7 @@ holds every converter to a real binary COPY.
 Each converter tests the usual valid value first, in as few operations as it can: they run
 for every column of every event.
 
-Timestamps become PostgreSQL's own integer (``processor/pgtime.py``): the pool's codec packs
+Timestamps become PostgreSQL's own integer (``processor/core/pgtime.py``): the pool's codec packs
 it without the per-value time-zone arithmetic of asyncpg's ``datetime`` codec.
 """
 
@@ -25,8 +25,8 @@ from typing import Any
 import orjson
 from asyncpg.pgproto.pgproto import UUID
 
-from processor.pgtime import FIRST_US, LAST_US, aware_micros
-from processor.text import SURROGATE
+from processor.core.pgtime import FIRST_US, LAST_US, aware_micros
+from processor.core.text import SURROGATE
 
 Converter = Callable[[Any], Any]
 

@@ -20,6 +20,13 @@ import fastjsonschema
 import orjson
 
 from processor.contracts import Contract
+from processor.core.errors import EventRejected, describe
+from processor.core.pgtime import UTC_MILLIS, kafka_micros
+from processor.core.records import Header
+from processor.core.row_layout import tail
+from processor.core.settings import FRAMED_FORMATS, Settings
+from processor.core.stalls import Stalls
+from processor.core.text import printable
 from processor.decode.converters import (
     BACKSLASH,
     Converter,
@@ -34,14 +41,7 @@ from processor.decode.quickcheck import QuickCheck, compile_quick_check
 from processor.decode.rawjson import check_raw
 from processor.decode.rows import RowBuilder, compile_row_builder
 from processor.decode.tombstones import TombstoneKey
-from processor.errors import EventRejected, describe
-from processor.pgtime import UTC_MILLIS, kafka_micros
-from processor.records import Header
 from processor.registry.schemas import SchemaBook
-from processor.row_layout import tail
-from processor.settings import FRAMED_FORMATS, Settings
-from processor.stalls import Stalls
-from processor.text import printable
 
 if TYPE_CHECKING:  # the transform stage's runtime is handed in, loaded once at start
     from processor.transform.chain import Chain

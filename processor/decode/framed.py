@@ -20,13 +20,13 @@ from typing import Any
 
 import orjson
 
+from processor.core.errors import EventRejected
+from processor.core.records import Header
+from processor.core.settings import TopicSettings
 from processor.decode.formats import SchemaMismatch
 from processor.decode.formats.avro import AvroReader
 from processor.decode.formats.framing import MAGIC, PREFIX, read_frame
-from processor.errors import EventRejected
-from processor.records import Header
 from processor.registry.schemas import Known, SchemaBook
-from processor.settings import TopicSettings
 
 Reader = Callable[[memoryview], Any]
 # The registry's name for the schema type each framed format needs.

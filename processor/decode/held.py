@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from processor.progress import PartitionProgress
-from processor.records import Chunk, TopicPartitionKey
+from processor.core.progress import PartitionProgress
+from processor.core.records import Chunk, TopicPartitionKey
 
 Pause = Callable[[TopicPartitionKey], None]
 

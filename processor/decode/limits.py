@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from processor.errors import EventRejected
-from processor.settings import PipelineSettings
+from processor.core.errors import EventRejected
+from processor.core.settings import PipelineSettings
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from processor.core.errors import EventRejected
 from processor.decode.converters import BACKSLASH, NUL_ESCAPE, has_nul_escape, show
-from processor.errors import EventRejected
 
 
 def check_raw(raw: bytes, event: dict[str, Any]) -> None:

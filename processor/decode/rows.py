@@ -25,10 +25,10 @@ from typing import Any
 import orjson
 from asyncpg.pgproto.pgproto import UUID
 
+from processor.core.pgtime import FIRST_US, LAST_US, PG_EPOCH, PG_EPOCH_MS, UTC_MILLIS
+from processor.core.row_layout import tail_source
+from processor.core.text import SURROGATE
 from processor.decode.converters import BACKSLASH, INT32, INT64, Converter, has_nul_escape
-from processor.pgtime import FIRST_US, LAST_US, PG_EPOCH, PG_EPOCH_MS, UTC_MILLIS
-from processor.row_layout import tail_source
-from processor.text import SURROGATE
 
 RowBuilder = Callable[[dict[str, Any], str, int, int, int, bytes], tuple[Any, ...]]
 

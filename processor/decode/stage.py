@@ -9,15 +9,15 @@ from typing import Any, Protocol
 
 import structlog
 
-from processor import metrics
+from processor.core import metrics
+from processor.core.errors import EventRejected, describe
+from processor.core.progress import PartitionProgress
+from processor.core.records import Chunk, DeadLetter, Item, Row, TopicPartitionKey
+from processor.core.row_layout import RAW
+from processor.core.stalls import Stalls
 from processor.decode.decoder import Decoder
 from processor.decode.framed import SchemaPending
 from processor.decode.held import HeldPartitions, Segment
-from processor.errors import EventRejected, describe
-from processor.progress import PartitionProgress
-from processor.records import Chunk, DeadLetter, Item, Row, TopicPartitionKey
-from processor.row_layout import RAW
-from processor.stalls import Stalls
 
 log = structlog.get_logger(__name__)
 

@@ -26,9 +26,10 @@ import fastjsonschema
 import orjson
 
 from processor.contracts import Contract
+from processor.core.errors import EventRejected
+from processor.core.keys import canonical_key
+from processor.core.settings import EventTypeSettings
 from processor.decode.converters import Unfit, check_text, converter_for, show
-from processor.errors import EventRejected
-from processor.settings import EventTypeSettings
 
 # Column types whose key text is a JSON scalar (a number, true/false), not a string.
 _JSON_SCALARS = frozenset({"bigint", "integer", "numeric", "double precision", "boolean"})
@@ -37,16 +38,6 @@ _INTEGERS = frozenset({"bigint", "integer"})
 _SHARED = ("$schema", "definitions", "$defs")
 # How much of the expected canonical form a dead letter's message shows.
 _SHOWN = 300
-
-
-def canonical_key(values: Mapping[str, Any], names: Sequence[str]) -> bytes:
-    """The Kafka key of the event (or tombstone) whose upsert key ``names`` has ``values``
-    (as JSON values): one string, its UTF-8; one other value, its compact JSON; several, the
-    compact JSON object of exactly those fields in ``names``' order."""
-    if len(names) > 1:
-        return orjson.dumps({n: values[n] for n in names})
-    value = values[names[0]]
-    return value.encode() if isinstance(value, str) else orjson.dumps(value)
 
 
 class TombstoneKey:

@@ -14,8 +14,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from processor.errors import describe
-from processor.tasks import pause
+from processor.core.errors import describe
+from processor.core.tasks import pause
 
 HEARTBEAT_S = 1.0
 
@@ -58,7 +58,7 @@ async def evaluate(
     for name, probe in probes.items():
         try:
             # asyncio.timeout, not wait_for: in Python 3.11 wait_for can swallow the
-            # cancellation of the task that runs the probes (see processor.tasks.pause).
+            # cancellation of the task that runs the probes (see processor.core.tasks.pause).
             async with asyncio.timeout(timeout_s):
                 check = await probe()
         except TimeoutError:

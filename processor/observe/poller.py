@@ -16,12 +16,12 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from processor import metrics
 from processor.batch.buffer import LaneBuffer
-from processor.errors import describe
-from processor.progress import ProgressBook, records_behind
-from processor.records import TopicPartitionKey
-from processor.tasks import pause
+from processor.core import metrics
+from processor.core.errors import describe
+from processor.core.progress import ProgressBook, records_behind
+from processor.core.records import TopicPartitionKey
+from processor.core.tasks import pause
 
 log = structlog.get_logger(__name__)
 

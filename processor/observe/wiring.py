@@ -9,21 +9,21 @@ from typing import Any
 import asyncpg
 import structlog
 
-from processor import metrics
 from processor.batch.buffer import LaneBuffer
-from processor.connections import postgres_client
-from processor.errors import describe
+from processor.core import metrics
+from processor.core.connections import postgres_client
+from processor.core.errors import describe
+from processor.core.progress import ProgressBook
+from processor.core.settings import Settings
+from processor.core.stalls import Stalls
+from processor.core.tasks import pause
 from processor.observe.health import Check, LoopHeartbeat, ReadinessProbe, evaluate
 from processor.observe.poller import LagPoller
 from processor.observe.server import PROBE_TIMEOUT_S
 from processor.observe.status import status_document
-from processor.progress import ProgressBook
-from processor.settings import Settings
 from processor.sink.breaker import CircuitBreaker, State
 from processor.sink.writer import BatchWriter
 from processor.source.consumer import KafkaSource
-from processor.stalls import Stalls
-from processor.tasks import pause
 
 log = structlog.get_logger(__name__)
 

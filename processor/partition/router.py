@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Protocol
 from zlib import crc32
 
-from processor.records import Item
+from processor.core.records import Item
 
 
 class LaneInput(Protocol):

@@ -25,10 +25,10 @@ from urllib.parse import quote
 
 import orjson
 
-from processor.errors import PermanentError, WeirError, describe
-from processor.settings import SchemaRegistrySettings
-from processor.text import printable
-from processor.verdict import Verdict
+from processor.core.errors import PermanentError, WeirError, describe
+from processor.core.settings import SchemaRegistrySettings
+from processor.core.text import printable
+from processor.core.verdict import Verdict
 
 _SCHEMA_NOT_FOUND = 40403
 _CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"

@@ -14,9 +14,9 @@ from typing import Any
 import fastavro
 import orjson
 
+from processor.core.settings import Settings
 from processor.registry.client import RegisteredSchema, RegistryClient
 from processor.registry.schemas import SchemaBook, SchemaUnusable
-from processor.settings import Settings
 
 
 def parse_registered(schema: RegisteredSchema) -> Any:

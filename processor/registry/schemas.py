@@ -25,10 +25,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from processor.core.retry import retry_transient
+from processor.core.stalls import Stalls
+from processor.core.verdict import Verdict, verdict
 from processor.registry.client import RegisteredSchema, RegistryClient, SchemaNotFound
-from processor.retry import retry_transient
-from processor.stalls import Stalls
-from processor.verdict import Verdict, verdict
 
 REGISTRY_PART = "schema registry"
 MISSING_TTL_S = 30.0  # how long "the registry has no such id" is believed without asking

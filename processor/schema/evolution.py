@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from processor.contracts import Contract
-from processor.errors import PermanentError
-from processor.identifiers import quote_ident
-from processor.row_layout import META_NAMES
+from processor.core.errors import PermanentError
+from processor.core.identifiers import quote_ident
+from processor.core.row_layout import META_NAMES
 from processor.schema.partitions import comment_interval
 from processor.schema.rollups import RollupSpec
 from processor.schema.tables import TableSpec

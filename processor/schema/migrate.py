@@ -15,10 +15,11 @@ import asyncpg
 import structlog
 
 from processor.contracts import Contract
+from processor.core.errors import describe
+from processor.core.offsets import OffsetStore
+from processor.core.retry import Backoff, retry_transient
+from processor.core.settings import Settings
 from processor.deadletter.table import ADDED_COLUMNS, DeadLetterTable
-from processor.errors import describe
-from processor.offsets import OffsetStore
-from processor.retry import Backoff, retry_transient
 from processor.schema.evolution import (
     Evolution,
     SchemaIncompatible,
@@ -26,7 +27,7 @@ from processor.schema.evolution import (
     evolve_target,
     existing_tables,
 )
-from processor.schema.maintenance import premake
+from processor.schema.partitions import premake
 from processor.schema.tables import (
     TableSpec,
     index_ddl,
@@ -35,7 +36,6 @@ from processor.schema.tables import (
     table_spec,
     target_ddl,
 )
-from processor.settings import Settings
 
 log = structlog.get_logger(__name__)
 

@@ -8,15 +8,23 @@ the right to create or drop a table itself. Each function knows its one table, i
 retention, written into its body by ``weir migrate`` from the configuration, so a caller can
 neither pick another table nor shorten the retention.
 
-Pure functions only: the SQL is unit-tested without a database.
+The SQL is written by pure functions, unit-tested without a database; :func:`premake`,
+the one statement both ``weir migrate`` and the running sink send, runs it.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
 
-from processor.identifiers import name_literal, qualified
-from processor.pgtime import MICROS_PER_DAY, PG_EPOCH_DAY
+import asyncpg
+import structlog
+
+from processor.core.identifiers import name_literal, qualified
+from processor.core.pgtime import MICROS_PER_DAY, PG_EPOCH_DAY
+
+if TYPE_CHECKING:  # tables.py imports this module
+    from processor.schema.tables import TableSpec
 
 STEP = {"day": "1 day", "week": "7 days", "month": "1 month"}
 SUFFIX = {"day": "YYYYMMDD", "week": "YYYYMMDD", "month": "YYYYMM"}
@@ -33,7 +41,7 @@ def bucket(at: datetime | int, interval: str) -> date:
     """The first UTC day of the partition ``at`` falls in (what ``date_trunc`` computes).
 
     ``at`` is a datetime, or PostgreSQL's timestamptz integer as the decoder's rows carry it
-    (:mod:`processor.pgtime`).
+    (:mod:`processor.core.pgtime`).
     """
     if isinstance(at, int):
         day = PG_EPOCH_DAY + timedelta(days=at // MICROS_PER_DAY)
@@ -190,3 +198,16 @@ def comment_interval(comment: str | None) -> str | None:
         return None
     return comment.removeprefix(prefix)
 
+
+# A connection of its own (``weir migrate``) or one lent by the pool.
+Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+log = structlog.get_logger(__name__)
+
+
+async def premake(conn: Connection, spec: TableSpec) -> None:
+    """Make the current partition and ``spec.premake`` more ahead of time."""
+    refused = await conn.fetchval(premake_sql(spec.schema_name, spec.name, spec.interval),
+                                  spec.premake)
+    if refused:
+        log.warning("some partitions ahead could not be made; their rows go to the default "
+                    "partition", table=spec.name, refused=refused)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from processor.identifiers import qualified, quote_ident
-from processor.settings import RollupSettings
+from processor.core.identifiers import qualified, quote_ident
+from processor.core.settings import RollupSettings
 
 
 @dataclass(frozen=True, slots=True)

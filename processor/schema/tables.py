@@ -10,12 +10,12 @@ import zlib
 from dataclasses import dataclass
 
 from processor.contracts import Contract
-from processor.identifiers import qualified, quote_ident
-from processor.row_layout import COORDINATES, META, POSITION
-from processor.row_layout import columns as row_columns
+from processor.core.identifiers import qualified, quote_ident
+from processor.core.row_layout import COORDINATES, META, POSITION
+from processor.core.row_layout import columns as row_columns
+from processor.core.settings import Settings
 from processor.schema.partitions import default_partition_ddl, function_ddl, interval_comment
 from processor.schema.rollups import RollupSpec, with_rollups
-from processor.settings import Settings
 
 MAX_IDENTIFIER = 63  # PostgreSQL's NAMEDATALEN - 1
 

@@ -24,9 +24,9 @@ from typing import TypeVar
 
 import structlog
 
-from processor import metrics
-from processor.errors import describe
-from processor.verdict import Verdict, verdict
+from processor.core import metrics
+from processor.core.errors import describe
+from processor.core.verdict import Verdict, verdict
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)

@@ -1,7 +1,7 @@
 """A writer lane: takes batches from its buffer and commits them, one at a time, in order.
 
 One lane per key range keeps each key's events in offset order; several lanes write in
-parallel. What a failure means is the verdict's (:mod:`processor.verdict`): a transient one
+parallel. What a failure means is the verdict's (:mod:`processor.core.verdict`): a transient one
 is retried (the batch stays whole); one about the data is isolated by bisection, so good
 rows are written and only the offending events are dead-lettered, in offset order; one that
 refuses all work (a revoked privilege, a missing table) stalls the lane, which keeps the
@@ -19,19 +19,19 @@ from collections.abc import Sequence
 
 import structlog
 
-from processor import metrics
 from processor.batch.buffer import LaneBuffer
+from processor.core import metrics
+from processor.core.errors import describe
+from processor.core.progress import ProgressBook
+from processor.core.records import Chunk, DeadLetter, Item, Row
+from processor.core.retry import retry_transient
+from processor.core.row_layout import offset_of, partition_of, topic_of
+from processor.core.settings import Settings
+from processor.core.stalls import Stalls, lane_part
+from processor.core.verdict import Verdict, verdict
 from processor.deadletter.places import Places, mark, unplaced
-from processor.errors import describe
-from processor.progress import ProgressBook
-from processor.records import Chunk, DeadLetter, Item, Row
-from processor.retry import retry_transient
-from processor.row_layout import offset_of, partition_of, topic_of
-from processor.settings import Settings
 from processor.sink.breaker import CircuitBreaker
 from processor.sink.writer import BatchWriter
-from processor.stalls import Stalls, lane_part
-from processor.verdict import Verdict, verdict
 
 log = structlog.get_logger(__name__)
 

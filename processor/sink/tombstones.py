@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from processor.row_layout import Values, offset_of, partition_of
+from processor.core.row_layout import Values, offset_of, partition_of
 from processor.schema.tables import TableSpec
 
 

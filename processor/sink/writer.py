@@ -21,15 +21,15 @@ from typing import Any
 
 import asyncpg
 
+from processor.core.errors import SinkUnavailable, describe, encoding_rows
+from processor.core.offsets import OffsetStore
+from processor.core.records import DeadLetter, Item, Row, TopicPartitionKey
+from processor.core.settings import Settings
+from processor.core.verdict import stale_connection
 from processor.deadletter.table import DeadLetterTable
-from processor.errors import SinkUnavailable, describe, encoding_rows
-from processor.offsets import OffsetStore
-from processor.records import DeadLetter, Item, Row, TopicPartitionKey
-from processor.schema.maintenance import PartitionGuard
 from processor.schema.tables import TableSpec
-from processor.settings import Settings
+from processor.sink.partitions import PartitionGuard
 from processor.sink.tombstones import last_per_key
-from processor.verdict import stale_connection
 
 
 def _closed(conn: Any) -> bool:

@@ -11,7 +11,7 @@ Hysteresis: a lane is *full* at its capacity (rows or bytes) and *drained* at
 ``pipeline.resume_ratio`` of it. A partition is paused while any full lane holds its
 events, and resumed when every lane that paused it has drained.
 
-A *stalled* lane (:mod:`processor.stalls`: PostgreSQL refuses its work until an operator
+A *stalled* lane (:mod:`processor.core.stalls`: PostgreSQL refuses its work until an operator
 acts) counts as full whatever it holds: every partition with events waiting in it is paused
 at once, instead of the lane filling to capacity first, and stays paused until the stall is
 over and the lane has drained.
@@ -26,10 +26,10 @@ from typing import Protocol
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from processor import metrics
-from processor.records import TopicPartitionKey
-from processor.settings import Settings
-from processor.stalls import Stalls
+from processor.core import metrics
+from processor.core.records import TopicPartitionKey
+from processor.core.settings import Settings
+from processor.core.stalls import Stalls
 
 log = structlog.get_logger(__name__)
 

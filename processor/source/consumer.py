@@ -15,16 +15,16 @@ import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from processor import metrics
-from processor.connections import kafka_client
-from processor.errors import describe
-from processor.offsets import OffsetStore
-from processor.progress import PartitionProgress, ProgressBook
-from processor.records import TopicPartitionKey
-from processor.retry import retry_transient
-from processor.settings import Settings
-from processor.stalls import Stalls
-from processor.verdict import Verdict, verdict
+from processor.core import metrics
+from processor.core.connections import kafka_client
+from processor.core.errors import describe
+from processor.core.offsets import OffsetStore
+from processor.core.progress import PartitionProgress, ProgressBook
+from processor.core.records import TopicPartitionKey
+from processor.core.retry import retry_transient
+from processor.core.settings import Settings
+from processor.core.stalls import Stalls
+from processor.core.verdict import Verdict, verdict
 
 log = structlog.get_logger(__name__)
 

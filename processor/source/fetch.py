@@ -1,7 +1,7 @@
 """The source stage's loop: fetch, hand each fetch to the decode queue, until stopped.
 
 A failed fetch never ends the loop unless its verdict is fatal: a broker away or a
-coordinator moving is waited out with the one retry policy (:mod:`processor.retry`, every
+coordinator moving is waited out with the one retry policy (:mod:`processor.core.retry`, every
 verdict but fatal), and the group membership holds meanwhile.
 """
 
@@ -12,11 +12,11 @@ from collections.abc import Callable
 
 import structlog
 
-from processor.errors import describe
-from processor.retry import Backoff, retry_transient
+from processor.core.errors import describe
+from processor.core.retry import Backoff, retry_transient
+from processor.core.tasks import Stopped, unless_stopped
+from processor.core.verdict import verdict
 from processor.source.consumer import Fetched, KafkaSource
-from processor.tasks import Stopped, unless_stopped
-from processor.verdict import verdict
 
 log = structlog.get_logger(__name__)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from processor.errors import EventRejected, describe
-from processor.text import printable
+from processor.core.errors import EventRejected, describe
+from processor.core.text import printable
 
 Event = dict[str, Any]
 Transform = Callable[[Event], Event | None]  # one configured function

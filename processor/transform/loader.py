@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from processor.transform.chain import Chain, Transform, chain
 
 if TYPE_CHECKING:
-    from processor.settings import Settings
+    from processor.core.settings import Settings
 
 
 class TransformLoadError(ValueError):

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import asyncpg
 import structlog
 
-from processor.connections import postgres_client
-from processor.errors import describe
-from processor.settings import Settings
+from processor.core.connections import postgres_client
+from processor.core.errors import describe
+from processor.core.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -89,7 +89,7 @@ async def check_budget(settings: Settings, workers: int) -> None:
         limit = await server_limit(settings)
     except Exception as exc:  # noqa: BLE001 - any failure only skips a check the workers redo
         # A server not answering yet, or refusing this role: the workers wait for it
-        # themselves (processor/startup.py), or exit 2 with the setting to fix, and the
+        # themselves (processor/runtime/startup.py), or exit 2 with the setting to fix, and the
         # supervisor must not fail where a worker would wait.
         log.warning("postgresql connection budget not checked; the workers wait for the "
                     "server, or say why it refuses them", error=describe(exc),

@@ -13,7 +13,7 @@ import os
 
 import structlog
 
-from processor.app import Pipeline
+from processor.runtime.app import Pipeline
 
 log = structlog.get_logger(__name__)
 PARENT_CHECK_S = 1.0

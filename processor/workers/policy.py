@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from processor.settings import WorkersSettings
+from processor.core.settings import WorkersSettings
 
 # What a worker's exit code says about starting it again.
 EXIT_OK = 0

@@ -27,9 +27,9 @@ from typing import Protocol
 
 import structlog
 
+from processor.core.settings import Settings
 from processor.observe.fleet import FleetServer
 from processor.observe.health import LoopHeartbeat
-from processor.settings import Settings
 from processor.workers.budget import check_budget
 from processor.workers.policy import EXIT_OK, EXIT_REFUSED, RestartPolicy, final_exit_code
 

@@ -21,8 +21,8 @@ import asyncpg
 import pytest
 import uvloop
 
-from processor.retry import Backoff, retry_transient
-from processor.verdict import Verdict, verdict
+from processor.core.retry import Backoff, retry_transient
+from processor.core.verdict import Verdict, verdict
 from tests.integration.conftest import PG_DSN, ROOT, ROWS, Harness, base_env
 from tests.integration.servers import PrivatePostgres, free_port
 from tests.integration.test_exactly_once import check_exactly_once

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from processor.settings import load_settings
+from processor.core.settings import load_settings
 from tests.integration.conftest import ROWS, Harness
 from tests.integration.servers import PrivatePostgres, free_port
 from tests.integration.test_exactly_once import check_exactly_once, consumed_by

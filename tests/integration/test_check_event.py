@@ -12,9 +12,9 @@ import orjson
 import pytest
 import yaml
 
-from processor.produce.encode import encoder, frame
-from processor.produce.sample import SampleEvents
-from processor.settings import load_settings
+from processor.commands.produce.encode import encoder, frame
+from processor.commands.produce.sample import SampleEvents
+from processor.core.settings import load_settings
 from tests.integration.conftest import PG_DSN, REGISTRY, ROOT, base_env
 
 CLOSED = "http://127.0.0.1:9/"  # the discard port: nothing listens on it

@@ -24,11 +24,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from processor.contracts import ALLOWED_OVERRIDES
+from processor.core.connections import register_codecs
+from processor.core.errors import EventRejected
+from processor.core.pgtime import ONE_US, PG_EPOCH
 from processor.decode.converters import Unfit, converter_for
 from processor.decode.rawjson import check_raw
-from processor.errors import EventRejected
-from processor.pgtime import ONE_US, PG_EPOCH
-from processor.sink.pool import register_codecs
 from tests.integration.conftest import PG_DSN
 
 pytestmark = pytest.mark.integration

@@ -42,10 +42,10 @@ from confluent_kafka.serialization import MessageField, SerializationContext, Se
 from google.protobuf import json_format  # type: ignore[import-untyped]
 from google.protobuf.message_factory import GetMessageClass  # type: ignore[import-untyped]
 
-from processor.produce.producer import ensure_topics
-from processor.produce.sample import SampleEvents
+from processor.commands.produce.producer import ensure_topics
+from processor.commands.produce.sample import SampleEvents
+from processor.core.settings import load_settings
 from processor.registry.protobuf_schema import parse_proto
-from processor.settings import load_settings
 from tests.integration.conftest import KAFKA, REGISTRY, ROOT, Harness
 
 EVENTS = 300

@@ -19,14 +19,14 @@ from hypothesis import given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
+from processor.commands.produce.producer import ensure_topics
+from processor.commands.produce.sample import SampleEvents
+from processor.core.records import Chunk, DeadLetter, Header
+from processor.core.settings import load_settings
 from processor.deadletter.places import Places
 from processor.deadletter.spool import Spool
 from processor.deadletter.stored import decode_headers, safe_text
 from processor.deadletter.table import DeadLetterTable
-from processor.produce.producer import ensure_topics
-from processor.produce.sample import SampleEvents
-from processor.records import Chunk, DeadLetter, Header
-from processor.settings import load_settings
 from processor.sink.pool import create_pool
 from tests.integration.conftest import KAFKA, ROWS, Harness
 from tests.integration.servers import PrivatePostgres

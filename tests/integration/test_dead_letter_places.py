@@ -22,11 +22,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from processor.commands.produce.producer import ensure_topics
+from processor.commands.produce.sample import SampleEvents
+from processor.core.records import Chunk, DeadLetter
+from processor.core.settings import load_settings
 from processor.deadletter.topic import DeadLetterTopic
-from processor.produce.producer import ensure_topics
-from processor.produce.sample import SampleEvents
-from processor.records import Chunk, DeadLetter
-from processor.settings import load_settings
 from tests.integration.conftest import KAFKA, ROWS, Harness
 from tests.integration.servers import PrivatePostgres, free_port
 

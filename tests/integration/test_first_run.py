@@ -3,7 +3,7 @@
 On a broker that has never had a consumer group, ``__consumer_offsets`` is created by the
 first one, and aiokafka meanwhile logs "GroupCoordinatorNotAvailableError" at error and
 "Marking the coordinator dead" at warning while it retries. Weir logs those at info (see
-``processor/logs.py``), so a log alert does not page on a normal start.
+``processor/core/logs.py``), so a log alert does not page on a normal start.
 """
 
 from __future__ import annotations

@@ -22,11 +22,11 @@ import fastavro
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from processor.produce.encode import frame
-from processor.produce.producer import ensure_topics
-from processor.produce.sample import SampleEvents
+from processor.commands.produce.encode import frame
+from processor.commands.produce.producer import ensure_topics
+from processor.commands.produce.sample import SampleEvents
+from processor.core.settings import SchemaRegistrySettings, load_settings
 from processor.registry.client import RegistryClient
-from processor.settings import SchemaRegistrySettings, load_settings
 from tests.integration.conftest import KAFKA, REGISTRY, ROOT, Harness
 
 V1 = orjson.loads((ROOT / "schemas/order.avsc").read_bytes())

@@ -19,10 +19,10 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from processor.produce.encode import encoder
-from processor.produce.producer import ensure_topics
-from processor.produce.sample import SampleEvents
-from processor.settings import Settings, load_settings
+from processor.commands.produce.encode import encoder
+from processor.commands.produce.producer import ensure_topics
+from processor.commands.produce.sample import SampleEvents
+from processor.core.settings import Settings, load_settings
 from tests.integration.conftest import KAFKA, REGISTRY, Harness
 
 Sent = list[tuple[int, int]]  # (partition, offset) of every acknowledged record

@@ -14,8 +14,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from processor.contracts import load_contracts
+from processor.core.settings import load_settings
 from processor.schema import migrate as migration
-from processor.settings import load_settings
 from tests.integration.conftest import Harness
 
 

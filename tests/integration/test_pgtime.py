@@ -8,8 +8,8 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import asyncpg
 import pytest
 
-from processor.pgtime import kafka_micros, micros
-from processor.sink.pool import register_codecs
+from processor.core.connections import register_codecs
+from processor.core.pgtime import kafka_micros, micros
 from tests.integration.conftest import PG_DSN
 
 VALUES = [

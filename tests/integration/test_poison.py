@@ -19,9 +19,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from processor.produce.producer import ensure_topics
-from processor.produce.sample import SampleEvents
-from processor.settings import load_settings
+from processor.commands.produce.producer import ensure_topics
+from processor.commands.produce.sample import SampleEvents
+from processor.core.settings import load_settings
 from tests.integration.conftest import KAFKA, Harness
 
 Coords = tuple[str, int, int]

@@ -25,11 +25,11 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from processor.produce.encode import encoder
-from processor.produce.producer import ensure_topics
-from processor.produce.sample import SampleEvents
+from processor.commands.produce.encode import encoder
+from processor.commands.produce.producer import ensure_topics
+from processor.commands.produce.sample import SampleEvents
+from processor.core.settings import SchemaRegistrySettings, load_settings
 from processor.registry.client import RegistryClient
-from processor.settings import SchemaRegistrySettings, load_settings
 from tests.integration.conftest import KAFKA, REGISTRY, ROOT, Harness, base_env
 from tests.integration.servers import free_port
 from tests.integration.test_observability import eventually, get

@@ -19,12 +19,12 @@ from typing import Any
 import asyncpg
 import pytest
 
+from processor.core.records import Chunk, DeadLetter
+from processor.core.retry import Backoff, retry_transient
+from processor.core.settings import load_settings
+from processor.core.verdict import Verdict, verdict
 from processor.deadletter.table import DeadLetterTable
-from processor.records import Chunk, DeadLetter
-from processor.retry import Backoff, retry_transient
-from processor.settings import load_settings
 from processor.sink.pool import create_pool
-from processor.verdict import Verdict, verdict
 from tests.integration.conftest import KAFKA, PG_DSN, ROWS, Harness, as_role, two_roles
 from tests.integration.servers import PrivatePostgres, TcpProxy, free_port
 from tests.integration.test_exactly_once import check_exactly_once

@@ -37,17 +37,17 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from processor.commands.produce.encode import frame
 from processor.contracts import load_contracts
+from processor.core.connections import register_codecs
+from processor.core.errors import EventRejected
+from processor.core.identifiers import quote_ident
+from processor.core.pgtime import UTC_MILLIS
+from processor.core.settings import Settings, load_settings
 from processor.decode.decoder import Decoder
-from processor.errors import EventRejected
-from processor.identifiers import quote_ident
-from processor.pgtime import UTC_MILLIS
-from processor.produce.encode import frame
 from processor.registry.client import RegistryClient
 from processor.registry.parse import schema_book
 from processor.schema.tables import TableSpec, table_spec, target_ddl
-from processor.settings import Settings, load_settings
-from processor.sink.pool import register_codecs
 from tests.integration.conftest import (
     PG_ADDRESS,
     PG_DSN,

@@ -19,11 +19,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from processor.contracts import ALLOWED_OVERRIDES, load_contracts
+from processor.core.errors import EventRejected
+from processor.core.pgtime import FIRST_US, LAST_US
+from processor.core.settings import load_settings
 from processor.decode.converters import INT32, INT64
 from processor.decode.decoder import Decoder
-from processor.errors import EventRejected
-from processor.pgtime import FIRST_US, LAST_US
-from processor.settings import load_settings
 from processor.transform.loader import load_chains
 
 TOPIC = "any.columns"

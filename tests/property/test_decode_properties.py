@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from processor.contracts import load_contracts
+from processor.core.errors import EventRejected
+from processor.core.settings import load_settings
 from processor.decode.decoder import Decoder
-from processor.errors import EventRejected
-from processor.settings import load_settings
 from processor.transform.loader import load_chains
 
 CONFIG = Path(__file__).resolve().parents[2] / "config" / "example.yaml"

@@ -20,12 +20,12 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from processor.commands.produce.sample import SampleEvents
 from processor.contracts import load_contracts
+from processor.core.errors import EventRejected
+from processor.core.settings import load_settings
 from processor.decode.decoder import Decoder
-from processor.errors import EventRejected
-from processor.produce.sample import SampleEvents
 from processor.registry.parse import schema_book
-from processor.settings import load_settings
 from processor.transform.loader import load_chains
 
 CONFIG = Path(__file__).resolve().parents[2] / "config" / "example.yaml"

@@ -16,8 +16,8 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from processor.commands.produce.sample import SampleEvents
 from processor.decode.fastcheck import compile_fast_check
-from processor.produce.sample import SampleEvents
 from tests.property.test_quickcheck import ORDER, PAGE_VIEW, json_values, keyword_schemas, near
 
 

@@ -6,8 +6,8 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from processor.core.errors import EventRejected
 from processor.decode.limits import Limits
-from processor.errors import EventRejected
 
 LIMITS = Limits(max_depth=4, max_string=40, max_array=6, max_fields=6)
 

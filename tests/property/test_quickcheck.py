@@ -16,8 +16,8 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from processor.commands.produce.sample import SampleEvents
 from processor.decode.quickcheck import compile_quick_check
-from processor.produce.sample import SampleEvents
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 ORDER = orjson.loads((SCHEMAS / "order.v1.json").read_bytes())

@@ -4,10 +4,10 @@ from unittest.mock import create_autospec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from processor.batch.buffer import LaneBuffer
-from processor.records import Chunk, Item, Row
-from processor.settings import Settings, load_settings
+from processor.core.records import Chunk, Item, Row
+from processor.core.settings import Settings, load_settings
+from processor.core.stalls import Stalls
 from processor.source.backpressure import Backpressure
-from processor.stalls import Stalls
 
 
 def settings(example_config: Path) -> Settings:

@@ -10,7 +10,7 @@ import pytest
 
 from benchmarks.connect import envelope, phase
 from benchmarks.env import Names
-from processor.produce.sample import SampleEvents
+from processor.commands.produce.sample import SampleEvents
 
 # Columns the connector fills from somewhere other than the event: the InsertField
 # transform's Kafka coordinates, and the table's own default.

@@ -4,7 +4,7 @@ import time
 import pytest
 
 from processor.batch.buffer import LaneBuffer
-from processor.records import Chunk, Item, Row
+from processor.core.records import Chunk, Item, Row
 
 
 def rows(n: int, size: int = 10, tp: tuple[str, int] = ("t", 0)) -> list[Item]:

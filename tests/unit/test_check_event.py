@@ -15,10 +15,10 @@ from typing import Any
 import orjson
 import pytest
 
-from processor.check_event import CheckRefused, EventVerdict, check_event, text_value
+from processor.commands.check_event import CheckRefused, EventVerdict, check_event, text_value
 from processor.contracts import load_contracts
+from processor.core.settings import load_settings
 from processor.schema.tables import table_spec
-from processor.settings import load_settings
 from processor.transform.loader import load_chains
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,6 +11,9 @@ import pytest
 from asyncpg.pgproto.pgproto import UUID
 
 from processor.contracts import ALLOWED_OVERRIDES
+from processor.core.errors import EventRejected
+from processor.core.pgtime import aware_micros, kafka_micros_or_none, micros
+from processor.core.text import printable
 from processor.decode.converters import (
     CONVERTERS,
     NUMERIC_MAX_SCALE,
@@ -21,9 +24,6 @@ from processor.decode.converters import (
     show,
 )
 from processor.decode.rawjson import check_raw, nul_place
-from processor.errors import EventRejected
-from processor.pgtime import aware_micros, kafka_micros_or_none, micros
-from processor.text import printable
 
 UUID_TEXT = "3a09a5cf-26cc-4de1-bb3a-9cc1e98eb8b5"
 

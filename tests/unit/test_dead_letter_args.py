@@ -9,6 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from processor.core.records import Chunk, DeadLetter
+from processor.core.settings import load_settings
 from processor.deadletter.stored import (
     HEADERS_FORMAT,
     decode_headers,
@@ -16,8 +18,6 @@ from processor.deadletter.stored import (
     safe_text,
 )
 from processor.deadletter.table import DeadLetterTable
-from processor.records import Chunk, DeadLetter
-from processor.settings import load_settings
 
 NASTY_HEADERS = [
     ("trace-bin", b"\x00\xff\x01"), ("k\x00ey \u2603\t\n", b"plain text"),

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from processor.core.records import Chunk, DeadLetter
 from processor.deadletter.in_topic import parse
 from processor.deadletter.topic import MAX_ERROR_HEADER, dead_letter_headers
-from processor.records import Chunk, DeadLetter
 
 
 @dataclass
@@ -76,7 +76,7 @@ def test_a_record_without_weir_headers_is_not_a_dead_letter() -> None:
 def test_dlq_filters_apply_to_topic_dead_letters_as_to_the_table() -> None:
     from datetime import UTC, datetime, timedelta
 
-    from processor.deadletter.ops import Filters
+    from processor.commands.dlq import Filters
 
     back = parse(Record(b"k", b"{}", dead_letter_headers(dead(), "weir")), ("orders.dlq", 0, 0))
     assert back is not None

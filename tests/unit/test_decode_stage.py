@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from processor.batch.buffer import LaneBuffer
+from processor.core.errors import EventRejected
+from processor.core.progress import ProgressBook
+from processor.core.records import DeadLetter, Row
 from processor.decode.stage import DecodeStage
-from processor.errors import EventRejected
 from processor.partition.router import Router
-from processor.progress import ProgressBook
-from processor.records import DeadLetter, Row
 
 
 @dataclass

@@ -8,10 +8,10 @@ import orjson
 import pytest
 
 from processor.contracts import load_contracts
+from processor.core.errors import EventRejected
+from processor.core.pgtime import micros
+from processor.core.settings import load_settings
 from processor.decode.decoder import Decoder
-from processor.errors import EventRejected
-from processor.pgtime import micros
-from processor.settings import load_settings
 from processor.transform.loader import load_chains
 
 
@@ -45,7 +45,7 @@ def test_valid_order_becomes_a_typed_row(decoder: Decoder) -> None:
          "kafka_offset", "kafka_timestamp", "raw"], values, strict=True))
     assert row["amount"] == Decimal("19.99")
     assert row["currency"] == "EUR"  # the normalize_currency transform ran
-    # Timestamps are PostgreSQL's integer (processor/pgtime.py), ready for binary COPY.
+    # Timestamps are PostgreSQL's integer (processor/core/pgtime.py), ready for binary COPY.
     assert row["occurred_at"] == micros(datetime(2026, 11, 25, 10, tzinfo=UTC))
     assert row["kafka_timestamp"] == micros(datetime.fromtimestamp(1_764_064_800, UTC))
     assert row["event_time"] == row["occurred_at"]

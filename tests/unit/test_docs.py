@@ -5,9 +5,9 @@ from pathlib import Path
 from prometheus_client import REGISTRY
 from pydantic import BaseModel
 
-from processor import metrics  # noqa: F401 - registers Weir's metrics
 from processor.cli import app
-from processor.settings import Settings
+from processor.core import metrics  # noqa: F401 - registers Weir's metrics
+from processor.core.settings import Settings
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -53,9 +53,9 @@ def test_readme_opens_with_the_two_commands() -> None:
 
 
 def test_events_md_is_generated_from_the_schemas(example_config: Path) -> None:
-    from processor.contract_docs import render_events
+    from processor.commands.contract_docs import render_events
     from processor.contracts import load_contracts
-    from processor.settings import load_settings
+    from processor.core.settings import load_settings
 
     settings = load_settings(example_config)
     expected = render_events(settings, load_contracts(settings))

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from processor.contracts import Column, Contract, load_contracts
-from processor.row_layout import META_NAMES
+from processor.core.row_layout import META_NAMES
+from processor.core.settings import load_settings
 from processor.schema.evolution import (
     Evolution,
     ExistingTable,
@@ -15,7 +16,6 @@ from processor.schema.evolution import (
     evolve_target,
 )
 from processor.schema.tables import TableSpec, table_spec
-from processor.settings import load_settings
 
 
 @pytest.fixture

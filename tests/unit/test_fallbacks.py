@@ -15,16 +15,16 @@ import pytest
 from structlog.testing import capture_logs
 
 from processor.batch.buffer import LaneBuffer
+from processor.core.errors import encoding_rows
+from processor.core.progress import ProgressBook
+from processor.core.records import DeadLetter, Item, Row
+from processor.core.row_layout import tail
+from processor.core.settings import Settings, TopicSettings
+from processor.core.stalls import Stalls
 from processor.deadletter.places import Places
 from processor.deadletter.spool import Spool
-from processor.errors import encoding_rows
-from processor.progress import ProgressBook
-from processor.records import DeadLetter, Item, Row
-from processor.row_layout import tail
-from processor.settings import Settings, TopicSettings
 from processor.sink.breaker import CircuitBreaker
 from processor.sink.lane import Lane
-from processor.stalls import Stalls
 
 TP = ("orders", 0)
 

@@ -55,7 +55,7 @@ def drained(queue: asyncio.Queue[Any]) -> list[Any]:
 
 @pytest.fixture(autouse=True)
 def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("processor.retry.Backoff.delay", lambda self, attempt: 0.001)
+    monkeypatch.setattr("processor.core.retry.Backoff.delay", lambda self, attempt: 0.001)
 
 
 async def test_faults_are_waited_out_and_each_fetch_is_handed_on_in_order() -> None:

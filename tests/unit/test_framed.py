@@ -11,13 +11,13 @@ import fastavro
 import orjson
 import pytest
 
+from processor.commands.produce.encode import frame
+from processor.core.errors import EventRejected
+from processor.core.settings import TopicSettings
 from processor.decode.framed import FramedTopic, SchemaPending
-from processor.errors import EventRejected
-from processor.produce.encode import frame
 from processor.registry.client import RegisteredSchema, SchemaNotFound
 from processor.registry.parse import parse_registered
 from processor.registry.schemas import SchemaBook
-from processor.settings import TopicSettings
 
 V1 = {"type": "record", "name": "Order", "fields": [
     {"name": "order_id", "type": "string"}, {"name": "amount", "type": "double"}]}

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from processor import gc_tuning
+from processor.runtime import gc_tuning
 
 
 @pytest.fixture

@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from processor.core.progress import ProgressBook
+from processor.core.records import Item, Row
 from processor.decode.framed import SchemaPending
 from processor.decode.held import HeldPartitions
 from processor.decode.stage import DecodeStage
-from processor.progress import ProgressBook
-from processor.records import Item, Row
 from tests.unit.test_decode_stage import Record
 
 

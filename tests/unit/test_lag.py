@@ -1,4 +1,4 @@
-from processor.lag import PartitionLag, render, with_rates
+from processor.commands.lag import PartitionLag, render, with_rates
 
 
 def lag(stored: int | None, end: int = 1000, partition: int = 0) -> PartitionLag:

@@ -6,7 +6,11 @@ and runs nothing, so it does not count):
 - a pipeline stage never imports a later stage (source → decode → transform → partition →
   batch → sink): each stage hands its output to the next through what the wiring gives it;
 - no two parts of the package import each other, directly or round a longer loop (a part
-  is a subpackage, or a module at the top of ``processor/``).
+  is a subpackage, or a module at the top of ``processor/``);
+- the roles keep their places: the shared core (``core/``) imports no other part; nothing
+  but the command line imports the commands (``commands/``) or the runtime (``runtime/``;
+  a worker process is a runtime too); and a command reaches a stage only through its entry
+  points (the decoder and what it raises), never its internals.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "processor"
 STAGES = ("source", "decode", "transform", "partition", "batch", "sink")
+# The stages' modules a command may import: check-event runs the decoder as the decode
+# stage does, and waits for a schema as it does.
+STAGE_ENTRY_POINTS = frozenset({"processor.decode.decoder", "processor.decode.framed"})
 
 
 def _module(path: Path) -> str:
@@ -155,17 +162,53 @@ def test_no_two_parts_import_each_other() -> None:
     assert cycles == [], [_cycle_evidence(graph, g) for g in cycles]
 
 
+def role_violations(graph: dict[str, set[str]]) -> list[str]:
+    """``a -> b`` for every import that crosses a role's boundary the wrong way."""
+    bad = []
+    for module, targets in graph.items():
+        mine = part(module)
+        for target in sorted(targets):
+            theirs = part(target)
+            if theirs == mine:
+                continue
+            if mine == "core" or (theirs == "commands" and mine != "cli") or (
+                    theirs == "runtime" and mine not in ("cli", "workers")) or (
+                    mine == "commands" and theirs in STAGES
+                    and target not in STAGE_ENTRY_POINTS):
+                bad.append(f"{module} -> {target}")
+    return bad
+
+
+def test_the_roles_keep_their_places() -> None:
+    assert role_violations(runtime_imports()) == []
+
+
+def test_the_role_check_sees_a_violation() -> None:
+    graph = {
+        "processor.core.retry": {"processor.sink.lane"},
+        "processor.sink.lane": {"processor.commands.lag", "processor.runtime.app"},
+        "processor.commands.lag": {"processor.source.consumer", "processor.decode.decoder"},
+        "processor.cli": {"processor.commands.lag", "processor.runtime.app"},
+    }
+    assert role_violations(graph) == [
+        "processor.core.retry -> processor.sink.lane",
+        "processor.sink.lane -> processor.commands.lag",
+        "processor.sink.lane -> processor.runtime.app",
+        "processor.commands.lag -> processor.source.consumer",
+    ]
+
+
 def test_the_checks_see_a_violation() -> None:
     # The rules on a made-up graph: a decode module importing the sink, and a loop.
     graph = {
-        "processor.decode.stage": {"processor.sink.writer", "processor.records"},
-        "processor.sink.writer": {"processor.records"},
-        "processor.records": set(),
-        "processor.observe.wiring": {"processor.stalls"},
-        "processor.stalls": {"processor.observe.health"},
+        "processor.decode.stage": {"processor.sink.writer", "processor.core.records"},
+        "processor.sink.writer": {"processor.core.records"},
+        "processor.core.records": set(),
+        "processor.observe.wiring": {"processor.core.stalls"},
+        "processor.core.stalls": {"processor.observe.health"},
     }
     assert later_stage_imports(graph) == ["processor.decode.stage -> processor.sink.writer"]
-    assert part_cycles(graph) == [["observe", "stalls"]]
+    assert part_cycles(graph) == [["core", "observe"]]
 
 
 @pytest.mark.parametrize("module", ["processor.sink.writer", "processor.decode.stage",

@@ -6,7 +6,7 @@ import orjson
 import pytest
 import structlog
 
-from processor import logs
+from processor.core import logs
 
 
 def test_secrets_are_blanked_by_key_and_inside_uris() -> None:

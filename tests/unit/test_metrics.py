@@ -6,7 +6,7 @@ import random
 
 from prometheus_client import CollectorRegistry, Histogram
 
-from processor.metrics import observe_many
+from processor.core.metrics import observe_many
 
 
 def samples(h: Histogram) -> dict[str, float]:

@@ -55,8 +55,8 @@ class _LosesACancel:
 
 
 async def test_the_lag_poller_ends_when_cancelled_even_if_a_call_swallowed_it() -> None:
+    from processor.core.progress import ProgressBook
     from processor.observe.poller import LagPoller
-    from processor.progress import ProgressBook
 
     book = ProgressBook()
     book.assign(("orders", 0), 0)

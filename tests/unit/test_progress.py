@@ -1,4 +1,4 @@
-from processor.progress import PartitionProgress, ProgressBook
+from processor.core.progress import PartitionProgress, ProgressBook
 
 TP = ("orders", 0)
 

@@ -13,7 +13,9 @@ from typing import Any
 import orjson
 import pytest
 
-from processor.errors import ConfigError
+from processor.core.errors import ConfigError
+from processor.core.settings import SchemaRegistrySettings, load_settings
+from processor.core.verdict import Verdict, verdict
 from processor.registry.client import (
     RegistryClient,
     RegistryRefused,
@@ -21,8 +23,6 @@ from processor.registry.client import (
     SchemaNotFound,
     SubjectNotFound,
 )
-from processor.settings import SchemaRegistrySettings, load_settings
-from processor.verdict import Verdict, verdict
 
 
 class Registry(http.server.BaseHTTPRequestHandler):

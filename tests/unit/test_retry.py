@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from processor.retry import Backoff, retry_transient
+from processor.core.retry import Backoff, retry_transient
 
 QUICK = Backoff(base_s=0.001, cap_s=0.001)
 

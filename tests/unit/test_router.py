@@ -24,8 +24,8 @@ def test_one_lane_takes_everything() -> None:
 
 async def test_the_router_gives_each_lane_its_share_in_order() -> None:
     from processor.batch.buffer import LaneBuffer
+    from processor.core.records import Chunk, Row
     from processor.partition.router import Router
-    from processor.records import Chunk, Row
 
     buffers = [LaneBuffer(100, 10_000) for _ in range(3)]
     chunk = Chunk(("orders", 5), 0, 30)

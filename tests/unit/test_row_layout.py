@@ -2,7 +2,7 @@
 
 Each way a row is built (the generated builder of the usual event, the generic builder
 that decides everything else, a tombstone) is read back through the accessors the sink
-uses (:mod:`processor.row_layout`, the lane's dead letter, the tombstone merge, the
+uses (:mod:`processor.core.row_layout`, the lane's dead letter, the tombstone merge, the
 partition guard's event time), and against the table's own column names.
 """
 
@@ -17,17 +17,17 @@ import fastavro
 import orjson
 import pytest
 
-from processor import row_layout
+from processor.commands.produce.encode import _avro
 from processor.contracts import load_contracts
+from processor.core import row_layout
+from processor.core.pgtime import kafka_micros
+from processor.core.records import Chunk, Row
+from processor.core.settings import Settings, load_settings
 from processor.decode.decoder import Decoder
-from processor.pgtime import kafka_micros
-from processor.produce.encode import _avro
-from processor.records import Chunk, Row
 from processor.registry.client import RegisteredSchema
 from processor.registry.parse import parse_registered
 from processor.registry.schemas import SchemaBook
 from processor.schema.tables import table_spec
-from processor.settings import Settings, load_settings
 from processor.sink.lane import rejected
 from processor.sink.tombstones import last_per_key
 from processor.transform.loader import load_chains

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from structlog.testing import capture_logs
 
+from processor.core.records import Chunk, DeadLetter
 from processor.deadletter.spool import Spool, from_line, to_line
-from processor.records import Chunk, DeadLetter
 
 
 def dead(offset: int, value: bytes | None = b'{"a": 1}') -> DeadLetter:

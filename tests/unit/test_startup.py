@@ -10,9 +10,14 @@ import pytest
 from aiokafka.errors import AuthenticationFailedError, KafkaConnectionError
 from structlog.testing import capture_logs
 
-from processor.errors import MigrationRequired
-from processor.settings import PostgresSettings, Settings, TopicSettings
-from processor.startup import StartupRefused, StartupState, wait_for_kafka, wait_for_postgres
+from processor.core.errors import MigrationRequired
+from processor.core.settings import PostgresSettings, Settings, TopicSettings
+from processor.runtime.startup import (
+    StartupRefused,
+    StartupState,
+    wait_for_kafka,
+    wait_for_postgres,
+)
 
 
 def settings() -> Settings:

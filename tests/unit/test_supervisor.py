@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from processor.settings import MetricsSettings, Settings, WorkersSettings, load_settings
+from processor.core.settings import MetricsSettings, Settings, WorkersSettings, load_settings
 from processor.workers.budget import BudgetExceeded, ServerLimit, judge
 from processor.workers.policy import RestartPolicy, final_exit_code
 from processor.workers.supervisor import Child, Supervisor, WorkerSlot

@@ -4,10 +4,10 @@ from pathlib import Path
 import pytest
 
 from processor.contracts import ContractError, column_type, load_contracts
-from processor.errors import ConfigError
-from processor.offsets import OffsetStore
-from processor.pgtime import micros
-from processor.schema.maintenance import PartitionGuard
+from processor.core.errors import ConfigError
+from processor.core.offsets import OffsetStore
+from processor.core.pgtime import micros
+from processor.core.settings import load_settings
 from processor.schema.partitions import add_partition_sql, bucket, drop_expired_sql
 from processor.schema.rollups import RollupSpec, with_rollups
 from processor.schema.tables import (
@@ -16,7 +16,7 @@ from processor.schema.tables import (
     table_spec,
     target_ddl,
 )
-from processor.settings import load_settings
+from processor.sink.partitions import PartitionGuard
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from processor.tasks import Stopped, bounded, pause, unless_stopped
+from processor.core.tasks import Stopped, bounded, pause, unless_stopped
 
 
 async def test_unless_stopped_gives_the_result_or_stops_the_work() -> None:

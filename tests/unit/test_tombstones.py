@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 from processor.contracts import load_contracts
-from processor.decode.tombstones import TombstoneKey, canonical_key
-from processor.errors import EventRejected
+from processor.core.errors import EventRejected
+from processor.core.keys import canonical_key
+from processor.core.settings import Settings, load_settings
+from processor.decode.tombstones import TombstoneKey
 from processor.schema.tables import TableSpec
-from processor.settings import Settings, load_settings
 from processor.sink.tombstones import last_per_key
 
 

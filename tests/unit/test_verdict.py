@@ -13,7 +13,7 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
 )
 
-from processor.errors import (
+from processor.core.errors import (
     ConfigError,
     EventRejected,
     MigrationRequired,
@@ -21,7 +21,7 @@ from processor.errors import (
     SinkUnavailable,
     encoding_rows,
 )
-from processor.verdict import Verdict, stale_connection, verdict
+from processor.core.verdict import Verdict, stale_connection, verdict
 
 RETRY = [
     asyncpg.ConnectionDoesNotExistError("gone"),

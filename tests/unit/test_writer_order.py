@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from processor.contracts import load_contracts
-from processor.offsets import OffsetStore
+from processor.core.offsets import OffsetStore
+from processor.core.settings import load_settings
 from processor.schema.tables import table_spec
-from processor.settings import load_settings
 from processor.sink.writer import BatchWriter
 
 

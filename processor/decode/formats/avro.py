@@ -28,8 +28,8 @@ from typing import Any
 import fastavro
 import orjson
 
+from processor.core.errors import EventRejected
 from processor.decode.formats import SchemaMismatch
-from processor.errors import EventRejected
 from processor.registry.avro_contract import avro_problems, reader_defaults
 
 Convert = Callable[[Any], Any]

@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from processor.core.errors import EventRejected
+from processor.core.records import Header
 from processor.decode.converters import show
-from processor.errors import EventRejected
-from processor.records import Header
 
 HEADER = "__value_schema_id"
 MAGIC = 0

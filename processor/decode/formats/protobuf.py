@@ -36,7 +36,7 @@ from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
 from google.protobuf.message_factory import GetMessageClass  # type: ignore[import-untyped]
 from google.protobuf.unknown_fields import UnknownFieldSet  # type: ignore[import-untyped]
 
-from processor.errors import EventRejected
+from processor.core.errors import EventRejected
 from processor.registry.protobuf_schema import ProtoSchema, ProtoSchemaError, proto_problems
 
 Getter = Callable[[Any], Any]

@@ -20,11 +20,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from tqdm import tqdm
 
-from processor.connections import kafka_client
-from processor.decode.tombstones import canonical_key
-from processor.produce.encode import encoder
-from processor.produce.sample import SampleEvents
-from processor.settings import Settings
+from processor.commands.produce.encode import encoder
+from processor.commands.produce.sample import SampleEvents
+from processor.core.connections import kafka_client
+from processor.core.keys import canonical_key
+from processor.core.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,31 +17,20 @@ from typing import Any
 import asyncpg
 import structlog
 
-from processor.errors import describe
+from processor.core.errors import describe
+from processor.core.tasks import pause
+from processor.core.verdict import Verdict, verdict
 from processor.schema.partitions import (
+    Connection,
     add_function,
     bucket,
     bucket_start,
     drop_function,
-    premake_sql,
+    premake,
 )
 from processor.schema.tables import TableSpec
-from processor.tasks import pause
-from processor.verdict import Verdict, verdict
-
-# A connection of its own (``weir migrate``) or one lent by the pool.
-Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 log = structlog.get_logger(__name__)
-
-
-async def premake(conn: Connection, spec: TableSpec) -> None:
-    """Make the current partition and ``spec.premake`` more ahead of time."""
-    refused = await conn.fetchval(premake_sql(spec.schema_name, spec.name, spec.interval),
-                                  spec.premake)
-    if refused:
-        log.warning("some partitions ahead could not be made; their rows go to the default "
-                    "partition", table=spec.name, refused=refused)
 
 
 async def drop_expired(conn: Connection, spec: TableSpec) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from processor.settings import IDENTIFIER
+from processor.core.settings import IDENTIFIER
 
 
 def checked(name: str) -> str:

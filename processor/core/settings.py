@@ -23,7 +23,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from processor.errors import ConfigError
+from processor.core.errors import ConfigError
 
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 MiB = 1024 * 1024

@@ -1,7 +1,7 @@
 """The one error hierarchy of Weir.
 
 Every error carries its ``verdict`` (retry, isolate, stall, fatal) as a class attribute, and
-:func:`processor.verdict.verdict` reads it; errors from asyncpg, aiokafka and the OS get
+:func:`processor.core.verdict.verdict` reads it; errors from asyncpg, aiokafka and the OS get
 theirs in that same function.
 """
 
@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import ClassVar
 
-from processor.verdict import Verdict
+from processor.core.verdict import Verdict
 
 
 class WeirError(Exception):

@@ -18,13 +18,13 @@ import asyncpg
 import structlog
 
 from processor.contracts import Contract
-from processor.errors import MigrationRequired, WeirError, describe
+from processor.core.connections import connect
+from processor.core.errors import MigrationRequired, WeirError, describe
+from processor.core.retry import Backoff, retry_transient
+from processor.core.settings import Settings
+from processor.core.verdict import Verdict, verdict
 from processor.observe.health import Check
-from processor.retry import Backoff, retry_transient
 from processor.schema.migrate import behind, missing_tables
-from processor.settings import Settings
-from processor.sink.pool import connect
-from processor.verdict import Verdict, verdict
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)

@@ -20,11 +20,10 @@ from datetime import datetime
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from processor.connections import kafka_client
-from processor.offsets import OffsetStore
-from processor.records import TopicPartitionKey
-from processor.settings import Settings
-from processor.sink.pool import connect
+from processor.core.connections import connect, kafka_client
+from processor.core.offsets import OffsetStore
+from processor.core.records import TopicPartitionKey
+from processor.core.settings import Settings
 
 
 class GroupIsLive(Exception):

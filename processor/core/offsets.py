@@ -9,9 +9,9 @@ from typing import Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from processor.identifiers import qualified
-from processor.records import TopicPartitionKey
-from processor.settings import Settings
+from processor.core.identifiers import qualified
+from processor.core.records import TopicPartitionKey
+from processor.core.settings import Settings
 
 # The writer id of the row a rewind leaves (the lanes use 0…, the checkpointer -1).
 REWIND_WRITER = -2

@@ -28,15 +28,15 @@ from uuid import UUID
 import orjson
 
 from processor.contracts import Contract
+from processor.core.errors import EventRejected, describe
+from processor.core.pgtime import INFINITY, NEG_INFINITY, ONE_US, PG_EPOCH
+from processor.core.records import Header
+from processor.core.row_layout import META, META_NAMES
+from processor.core.settings import Settings
 from processor.decode.decoder import Decoder
 from processor.decode.framed import SchemaPending
-from processor.errors import EventRejected, describe
-from processor.pgtime import INFINITY, NEG_INFINITY, ONE_US, PG_EPOCH
-from processor.records import Header
 from processor.registry.parse import schema_book
-from processor.row_layout import META, META_NAMES
 from processor.schema.tables import table_spec
-from processor.settings import Settings
 
 if TYPE_CHECKING:
     from processor.transform.chain import Chain

@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable, Sequence
 import structlog
 
 from processor.batch.buffer import LaneBuffer
-from processor.progress import ProgressBook
-from processor.records import TopicPartitionKey
+from processor.core.progress import ProgressBook
+from processor.core.records import TopicPartitionKey
 from processor.source.backpressure import Backpressure
 
 log = structlog.get_logger(__name__)

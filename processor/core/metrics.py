@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 
-from processor.records import Item, Row
+from processor.core.records import Item, Row
 
 # `_created` series double every counter and histogram for a start time nobody graphs.
 disable_created_metrics()  # type: ignore[no-untyped-call]

@@ -18,12 +18,12 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 import structlog
 
-from processor.errors import describe
-from processor.offsets import OffsetStore
-from processor.progress import ProgressBook
-from processor.records import TopicPartitionKey
-from processor.tasks import pause
-from processor.verdict import Verdict, verdict
+from processor.core.errors import describe
+from processor.core.offsets import OffsetStore
+from processor.core.progress import ProgressBook
+from processor.core.records import TopicPartitionKey
+from processor.core.tasks import pause
+from processor.core.verdict import Verdict, verdict
 
 log = structlog.get_logger(__name__)
 

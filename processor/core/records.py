@@ -28,7 +28,7 @@ class Chunk:
 class Row:
     """A valid event, transformed and shaped as one row of its event type's table.
 
-    ``values`` is laid out as :mod:`processor.row_layout` declares; read its metadata through
+    ``values`` is laid out as :mod:`processor.core.row_layout` declares; read its metadata through
     that module's accessors, never by position.
     """
 

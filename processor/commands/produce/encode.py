@@ -18,8 +18,8 @@ from typing import Any
 import fastavro
 import orjson
 
+from processor.core.settings import Settings, TopicSettings
 from processor.registry.client import RegistryClient
-from processor.settings import Settings, TopicSettings
 
 Event = dict[str, Any]
 Encode = Callable[[Event], bytes]
@@ -53,7 +53,7 @@ def encoder(settings: Settings, topic: TopicSettings, event_type: str, fmt: str)
     if fmt == "avro":
         return _avro(schema_id, fastavro.parse_schema(orjson.loads(text)))
     if fmt == "protobuf":
-        from processor.produce.protobuf_sample import protobuf_encoder
+        from processor.commands.produce.protobuf_sample import protobuf_encoder
         return protobuf_encoder(schema_id, text)
     return lambda event: frame(schema_id, orjson.dumps(event))
 

@@ -25,8 +25,14 @@ import asyncpg
 import structlog
 
 from processor.batch.buffer import LaneBuffer
-from processor.checkpoint import Checkpointer
 from processor.contracts import Contract
+from processor.core.offsets import OffsetStore
+from processor.core.progress import ProgressBook
+from processor.core.records import TopicPartitionKey
+from processor.core.retry import retry_transient
+from processor.core.settings import Settings
+from processor.core.stalls import Stalls
+from processor.core.tasks import Stopped, bounded, unless_stopped
 from processor.deadletter.places import Places
 from processor.deadletter.spool import Spool
 from processor.deadletter.table import DeadLetterTable
@@ -38,27 +44,21 @@ from processor.observe.health import LoopHeartbeat, ReadinessProbe
 from processor.observe.server import ObserveServer
 from processor.observe.status import status_document
 from processor.observe.wiring import Observability
-from processor.offsets import OffsetStore
 from processor.partition.router import Router
-from processor.progress import ProgressBook
-from processor.rebalance import RebalanceDrain
-from processor.records import TopicPartitionKey
 from processor.registry.parse import schema_book
 from processor.registry.schemas import REGISTRY_PART
-from processor.retry import retry_transient
-from processor.schema.maintenance import maintain, maintain_forever
+from processor.runtime.checkpoint import Checkpointer
+from processor.runtime.rebalance import RebalanceDrain
+from processor.runtime.startup import StartupState, check_tables, wait_for_kafka, wait_for_postgres
 from processor.schema.tables import table_spec
-from processor.settings import Settings
 from processor.sink.breaker import CircuitBreaker
 from processor.sink.lane import Lane
+from processor.sink.partitions import maintain, maintain_forever
 from processor.sink.pool import create_pool
 from processor.sink.writer import BatchWriter
 from processor.source.backpressure import Backpressure
 from processor.source.consumer import Fetched, KafkaSource
 from processor.source.fetch import FetchLoop
-from processor.stalls import Stalls
-from processor.startup import StartupState, check_tables, wait_for_kafka, wait_for_postgres
-from processor.tasks import Stopped, bounded, unless_stopped
 
 if TYPE_CHECKING:
     from processor.transform.chain import Chain

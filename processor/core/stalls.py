@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import structlog
 
-from processor import metrics
-from processor.errors import describe
+from processor.core import metrics
+from processor.core.errors import describe
 
 log = structlog.get_logger(__name__)
 

@@ -20,14 +20,14 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from processor.connections import kafka_client
-from processor.deadletter.filters import Filters
+from processor.commands.dlq_filters import Filters
+from processor.core.connections import kafka_client
+from processor.core.records import Header
+from processor.core.settings import Settings
 from processor.deadletter.in_topic import Coords, TopicDeadLetter, read_topic_dead_letters
 from processor.deadletter.spool import Entry, Spool
 from processor.deadletter.stored import decode_headers
 from processor.deadletter.table import DeadLetterTable
-from processor.records import Header
-from processor.settings import Settings
 
 
 async def list_dead_letters(conn: asyncpg.Connection, settings: Settings, filters: Filters,

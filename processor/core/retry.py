@@ -1,9 +1,9 @@
 """Run an operation until it works: backoff with full jitter for transient faults, a capped
 backoff while stalled, and every other error handed back to the caller.
 
-What to do with an error is the verdict's (:mod:`processor.verdict`); this module only acts
+What to do with an error is the verdict's (:mod:`processor.core.verdict`); this module only acts
 on it: *retry* waits and goes again, *stall* marks the part stalled (see
-:mod:`processor.stalls`) and goes again on a slower cadence, *isolate* and *fatal* are
+:mod:`processor.core.stalls`) and goes again on a slower cadence, *isolate* and *fatal* are
 raised for the caller to act on.
 """
 
@@ -17,10 +17,10 @@ from typing import TypeVar
 
 import structlog
 
-from processor import metrics
-from processor.errors import describe
-from processor.stalls import Stalls
-from processor.verdict import Verdict, verdict
+from processor.core import metrics
+from processor.core.errors import describe
+from processor.core.stalls import Stalls
+from processor.core.verdict import Verdict, verdict
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)

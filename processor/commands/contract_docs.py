@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from processor.contracts import Contract
-from processor.settings import Settings
+from processor.core.settings import Settings
 
 HEADER = """# Event contracts
 

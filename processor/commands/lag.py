@@ -12,9 +12,9 @@ import asyncio
 import time
 from dataclasses import asdict, dataclass, replace
 
-from processor.progress import records_behind
-from processor.rewind import positions
-from processor.settings import Settings
+from processor.commands.rewind import positions
+from processor.core.progress import records_behind
+from processor.core.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)

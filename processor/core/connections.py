@@ -2,7 +2,8 @@
 
 The consumer, the producers (``weir produce``, the dead-letter topic), the admin client
 (``weir lag``) and the PostgreSQL pool all get their TLS and authentication from here, so a
-secured deployment is configured once and cannot be half-applied.
+secured deployment is configured once and cannot be half-applied. The commands' one
+PostgreSQL connection (:func:`connect`) and the codecs every connection gets are here too.
 """
 
 from __future__ import annotations
@@ -10,9 +11,12 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
+import asyncpg
+import orjson
 from aiokafka.helpers import create_ssl_context
 
-from processor.settings import KafkaSettings, PostgresSettings
+from processor.core import pgtime
+from processor.core.settings import KafkaSettings, PostgresSettings, Settings
 
 
 def kafka_security(k: KafkaSettings) -> dict[str, Any]:
@@ -63,3 +67,38 @@ def postgres_client(pg: PostgresSettings) -> dict[str, Any]:
         "timeout": pg.connect_timeout_s,
         "ssl": postgres_ssl(pg),
     }
+
+
+JSONB_VERSION = b"\x01"
+
+
+def _encode_jsonb(value: bytes | str) -> bytes:
+    # jsonb's binary form is a version byte and the JSON text: raw Kafka bytes pass as they are.
+    return JSONB_VERSION + (value if isinstance(value, bytes) else value.encode())
+
+
+def _decode_jsonb(data: bytes) -> object:
+    return orjson.loads(data[1:])
+
+
+async def register_codecs(conn: asyncpg.Connection) -> None:
+    """jsonb in binary, taking bytes we already hold instead of re-encoding them; timestamptz
+    taking the integers the decoder builds (``processor/core/pgtime.py``)."""
+    await conn.set_type_codec(
+        "jsonb", encoder=_encode_jsonb, decoder=_decode_jsonb, schema="pg_catalog",
+        format="binary",
+    )
+    await conn.set_type_codec(
+        "timestamptz", encoder=pgtime.encode, decoder=pgtime.decode, schema="pg_catalog",
+        format="binary",
+    )
+
+
+async def connect(settings: Settings) -> asyncpg.Connection:
+    """One connection for commands (migrate, lag)."""
+    pg = settings.postgres
+    conn: asyncpg.Connection = await asyncpg.connect(
+        pg.dsn, **postgres_client(pg), server_settings={"application_name": "weir"},
+    )
+    await register_codecs(conn)
+    return conn

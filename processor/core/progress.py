@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Mapping
 
-from processor.records import Chunk, TopicPartitionKey
+from processor.core.records import Chunk, TopicPartitionKey
 
 
 class PartitionProgress:
