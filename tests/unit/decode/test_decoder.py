@@ -158,7 +158,7 @@ def test_a_transform_error_message_fits_the_error_column(
 ) -> None:
     raising = _with_transforms(
         example_config, tmp_path,
-        "    transforms:\n      - tests.unit.test_decoder:raises_with_nul\n")
+        "    transforms:\n      - tests.unit.decode.test_decoder:raises_with_nul\n")
     with pytest.raises(EventRejected) as info:
         decode(raising, orjson.dumps(order()))
     assert info.value.reason == "transform_error"
@@ -175,7 +175,7 @@ def test_a_transform_that_returns_no_event_rejects_only_that_event(
 ) -> None:
     listing = _with_transforms(
         example_config, tmp_path,
-        "    transforms:\n      - tests.unit.test_decoder:returns_a_list\n")
+        "    transforms:\n      - tests.unit.decode.test_decoder:returns_a_list\n")
     with pytest.raises(EventRejected) as info:
         decode(listing, orjson.dumps(order()))
     assert info.value.reason == "transform_error"
@@ -196,7 +196,7 @@ def _with_transforms(example_config: Path, tmp_path: Path, transforms: str) -> D
 def test_a_transform_s_output_is_checked_too(example_config: Path, tmp_path: Path) -> None:
     transformed = _with_transforms(
         example_config, tmp_path,
-        "    transforms:\n      - tests.unit.test_decoder:nul_in_order_id\n")
+        "    transforms:\n      - tests.unit.decode.test_decoder:nul_in_order_id\n")
     plan = transformed._plans["order"]
     assert [plan.names[i] for i in plan.texts] == [
         "customer_id", "order_id", "status", "currency", "channel"]

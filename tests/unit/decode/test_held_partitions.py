@@ -11,7 +11,7 @@ from processor.core.records import Item, Row
 from processor.decode.framed import SchemaPending
 from processor.decode.held import HeldPartitions
 from processor.decode.stage import DecodeStage
-from tests.unit.test_decode_stage import Record
+from tests.unit.decode.test_decode_stage import Record
 
 
 class Decoder:

@@ -21,7 +21,7 @@ from processor.core.settings import load_settings
 from processor.schema.tables import table_spec
 from processor.transform.loader import load_chains
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CONFIG = ROOT / "config" / "example.yaml"
 
 ORDER: dict[str, Any] = {

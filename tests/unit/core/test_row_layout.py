@@ -32,7 +32,7 @@ from processor.sink.lane import rejected
 from processor.sink.tombstones import last_per_key
 from processor.transform.loader import load_chains
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TOPIC, PARTITION, OFFSET, TIMESTAMP_MS = "weir.orders", 5, 987_654_321, 1_764_064_800_000
 
 
