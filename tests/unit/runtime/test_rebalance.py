@@ -9,7 +9,7 @@ from structlog.testing import capture_logs
 
 from processor.batch.buffer import LaneBuffer
 from processor.core.progress import ProgressBook
-from processor.core.records import Row, TopicPartitionKey
+from processor.core.records import Item, Row, TopicPartitionKey
 from processor.runtime.rebalance import RebalanceDrain
 
 MOVING: TopicPartitionKey = ("orders", 0)
@@ -19,7 +19,7 @@ STAYING: TopicPartitionKey = ("orders", 1)
 async def test_what_cannot_be_written_in_time_is_dropped_and_the_rest_kept() -> None:
     book = ProgressBook()
     buffer = LaneBuffer(100, 1_000_000)
-    rows = []
+    rows: list[Item] = []
     for tp in (MOVING, STAYING):
         chunk = book.assign(tp, 0).open_chunk(0, 3, 3)
         rows += [Row("order", (i,), chunk, 10, None, [], 0) for i in range(3)]
