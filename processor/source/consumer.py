@@ -121,11 +121,24 @@ class KafkaSource:
         )
         fetched: Fetched = []
         for tp, records in batches.items():
+            if not records:
+                continue
             progress = self._book.get(_key(tp))
-            if progress is not None and records:
-                metrics.EVENTS_CONSUMED.labels(tp.topic).inc(len(records))
-                fetched.append((progress, records))
+            if progress is None:
+                self._refetch(tp, records[0].offset)
+                continue
+            metrics.EVENTS_CONSUMED.labels(tp.topic).inc(len(records))
+            fetched.append((progress, records))
         return fetched
+
+    def _refetch(self, tp: TopicPartition, offset: int) -> None:
+        """Records of a partition whose assignment is still being handled: aiokafka fetches
+        as soon as it is assigned, while :meth:`on_assigned` still waits for the stored
+        offsets. Dropped, they would be skipped (the position is already past them); the
+        position goes back to them instead, and once the partition is in the book (sought to
+        its stored offset, if it has one) they are fetched again."""
+        if tp in self.consumer.assignment():
+            self.consumer.seek(tp, offset)
 
     async def commit(self, only: set[TopicPartitionKey] | None = None) -> None:
         """Commit the written watermarks to Kafka, for lag tools. Best effort."""

