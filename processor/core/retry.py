@@ -82,6 +82,16 @@ async def retry_transient(
         return result
 
 
+def unless_fatal(exc: Exception, event: str, **fields: object) -> None:
+    """A best-effort operation failed (a checkpoint, a Kafka commit, partition upkeep):
+    raise ``exc`` if its verdict is *fatal*, else log ``event`` with the error and its
+    verdict; the caller's next interval tries again."""
+    answer = verdict(exc)
+    if answer is Verdict.FATAL:
+        raise exc
+    log.warning(event, error=describe(exc), verdict=answer.value, **fields)
+
+
 def _wait_before_next(exc: Exception, what: str, policy: Backoff, attempt: int,
                       stalls: Stalls | None, persist: bool) -> float:
     """How long to wait before the next attempt; raises ``exc`` if there is to be none."""

@@ -18,12 +18,11 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 import structlog
 
-from processor.core.errors import describe
 from processor.core.offsets import OffsetStore
 from processor.core.progress import ProgressBook
 from processor.core.records import TopicPartitionKey
+from processor.core.retry import unless_fatal
 from processor.core.tasks import pause
-from processor.core.verdict import Verdict, verdict
 
 log = structlog.get_logger(__name__)
 
@@ -60,15 +59,11 @@ class Checkpointer:
             try:
                 async with self._pool.acquire() as conn, conn.transaction():
                     await self._store.save(conn, CHECKPOINT_WRITER, marks)
-            except Exception as exc:
-                answer = verdict(exc)
-                if answer is Verdict.FATAL:
-                    raise
+            except Exception as exc:  # noqa: BLE001 - unless_fatal re-raises a fatal one
                 # The lanes' own offsets stay correct; this only delays a resume point. A
                 # server away, read-only or refusing the offsets table: the next interval
                 # tries again, and the lanes (which stall on the same cause) say why.
-                log.warning("checkpoint failed; will retry", error=describe(exc),
-                            verdict=answer.value)
+                unless_fatal(exc, "checkpoint failed; will retry")
                 return
             self._saved.update(marks)
         await self._commit(only)

@@ -17,9 +17,8 @@ from typing import Any
 import asyncpg
 import structlog
 
-from processor.core.errors import describe
+from processor.core.retry import unless_fatal
 from processor.core.tasks import pause
-from processor.core.verdict import Verdict, verdict
 from processor.schema.partitions import (
     Connection,
     add_function,
@@ -59,14 +58,10 @@ async def maintain_forever(pool: asyncpg.Pool, specs: Sequence[TableSpec],
         await pause(interval_s)
         try:
             await maintain(pool, specs)
-        except Exception as exc:
-            answer = verdict(exc)
-            if answer is Verdict.FATAL:
-                raise
+        except Exception as exc:  # noqa: BLE001 - unless_fatal re-raises a fatal one
             # A busy table, a database away, a revoked privilege: the next pass tries
             # again, and the premade partitions ahead leave plenty of room until then.
-            log.warning("partition maintenance failed; trying again next interval",
-                        error=describe(exc), verdict=answer.value)
+            unless_fatal(exc, "partition maintenance failed; trying again next interval")
 
 
 class PartitionGuard:

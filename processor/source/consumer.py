@@ -17,14 +17,12 @@ from aiokafka.errors import KafkaError
 
 from processor.core import metrics
 from processor.core.connections import kafka_client
-from processor.core.errors import describe
 from processor.core.offsets import OffsetStore
 from processor.core.progress import PartitionProgress, ProgressBook
 from processor.core.records import TopicPartitionKey
-from processor.core.retry import retry_transient
+from processor.core.retry import retry_transient, unless_fatal
 from processor.core.settings import Settings
 from processor.core.stalls import Stalls
-from processor.core.verdict import Verdict, verdict
 
 log = structlog.get_logger(__name__)
 
@@ -155,11 +153,7 @@ class KafkaSource:
         except KafkaError as exc:
             # Best effort: PostgreSQL's offsets are what resumes. Only what no retry can fix
             # (an authentication refused) is not Kafka's to shrug off.
-            answer = verdict(exc)
-            if answer is Verdict.FATAL:
-                raise
-            log.warning("kafka commit failed; postgres offsets stay authoritative",
-                        error=describe(exc), verdict=answer.value)
+            unless_fatal(exc, "kafka commit failed; postgres offsets stay authoritative")
             return
         self._committed.update({_key(tp): off for tp, off in offsets.items()})
 
