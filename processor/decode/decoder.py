@@ -206,9 +206,9 @@ class Decoder:
             raise EventRejected("empty_value", "decode", "the record has no value (tombstone)")
         if len(value) > self._max_bytes:
             raise _too_large(len(value), self._max_bytes)
-        event, payload = self._framed[topic].event(value, headers)
+        event, body = self._framed[topic].event(value, headers)
         if event is None:  # JSON through the registry: the payload is the event's JSON
-            return self.decode(topic, partition, offset, timestamp_ms, bytes(payload))
+            return self.decode(topic, partition, offset, timestamp_ms, value[body:])
         return self._event(topic, partition, offset, timestamp_ms, render(event), event)
 
     def is_framed(self, topic: str) -> bool:

@@ -28,7 +28,8 @@ from processor.decode.formats.avro import AvroReader
 from processor.decode.formats.framing import MAGIC, PREFIX, read_frame
 from processor.registry.schemas import Known, SchemaBook
 
-Reader = Callable[[memoryview], Any]
+# A reader takes the whole value and where its payload starts (after the framing).
+Reader = Callable[[bytes, int], Any]
 # The registry's name for the schema type each framed format needs.
 SCHEMA_TYPES = {"avro": "AVRO", "protobuf": "PROTOBUF", "jsonschema": "JSON"}
 _MAGIC_BYTE = bytes([MAGIC])
@@ -73,9 +74,10 @@ class FramedTopic:
         self._readers: dict[int, Reader] = {}
         self._limit = 1024  # readers kept: one per schema id seen on the topic
 
-    def event(self, value: bytes, headers: Sequence[Header]) -> tuple[Any, memoryview]:
-        """The record's decoded value and its payload; raises its dead letter or
-        :class:`SchemaPending`. For ``jsonschema`` the value is None: the payload is JSON."""
+    def event(self, value: bytes, headers: Sequence[Header]) -> tuple[Any, int]:
+        """The record's decoded value and where its payload starts; raises its dead letter
+        or :class:`SchemaPending`. For ``jsonschema`` the value is None: the payload is
+        JSON."""
         if not headers and value[:1] == _MAGIC_BYTE and len(value) >= PREFIX:
             # The usual record, inline: read_frame decides the rest and says what is wrong.
             schema_id, body = int.from_bytes(value[1:PREFIX], "big"), PREFIX
@@ -85,8 +87,7 @@ class FramedTopic:
         reader = self._readers.get(schema_id)
         if reader is None:
             reader = self._reader(schema_id)
-        payload = memoryview(value)[body:]
-        return reader(payload), payload
+        return reader(value, body), body
 
     def _reader(self, schema_id: int) -> Reader:
         known = self._book.get(schema_id)
@@ -127,8 +128,8 @@ class FramedTopic:
                 return AvroReader(known.parsed, self._contract_reader).decode
             if self.format == "protobuf":
                 from processor.decode.formats.protobuf import ProtobufTopicReader
-                read: Reader = ProtobufTopicReader(known.parsed, self._contract_reader).decode
-                return read
+                proto = ProtobufTopicReader(known.parsed, self._contract_reader).decode
+                return lambda value, start: proto(memoryview(value)[start:])
         except SchemaMismatch as exc:
             raise EventRejected(
                 "schema_mismatch", "decode",
@@ -142,11 +143,11 @@ _SETTLED = frozenset({"bad_schema", "wrong_schema_type", "schema_mismatch"})
 
 
 def _refusal(exc: EventRejected) -> Reader:
-    def refuse(payload: memoryview) -> Any:
+    def refuse(value: bytes, start: int) -> Any:
         raise EventRejected(exc.reason, exc.stage, str(exc))
     return refuse
 
 
-def _no_reader(payload: memoryview) -> None:
+def _no_reader(value: bytes, start: int) -> None:
     # JSON through the registry: the payload is the event's JSON, read by the JSON path.
     return None

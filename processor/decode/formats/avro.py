@@ -1,28 +1,28 @@
 """Avro: one record's payload, read with the schema it was written with, as a JSON-shaped event.
 
-fastavro reads the binary record with the writer's schema (the one its id names), so every
-field the producer wrote is in the event, and in ``raw``; the contract then picks its
-columns as for JSON. The values are those a JSON producer would have sent (see
-``docs/formats.md``): times as ISO 8601 strings, a uuid as its text, bytes as base64, a
-decimal as an exact number.
+The record is read with the writer's schema (the one its id names), so every field the
+producer wrote is in the event, and in ``raw``; the contract then picks its columns as for
+JSON. The values are those a JSON producer would have sent (see ``docs/formats.md``): times
+as ISO 8601 strings, a uuid as its text, bytes as base64, a decimal as an exact number
+(:mod:`.avro_values`).
 
-fastavro is asked for the plain values underneath the logical types (the schema it reads
-with has its ``logicalType`` annotations taken out), and each logical value is converted
-here by a converter compiled once per schema, for just the fields that have one: a
-fastavro ``datetime`` or ``UUID`` would only be turned back into text, at twice the cost.
-This is also where what fastavro lets through and a sink must not is refused: a decimal
-with more digits than its precision (fastavro's own reader rounds it to the precision,
+Two readers do it. The usual one is generated once per writer schema
+(:mod:`.avro_compiled`): five times cheaper than fastavro's, whose file-object reads cost a
+method call per value. fastavro reads what the generated code does not cover (a recursive
+type) and what must be resolved to the contract's schema (a renamed field, a promotion):
+asked for the plain values underneath the logical types (its schema has the
+``logicalType`` annotations taken out), each logical value converted here by a converter
+compiled once per schema. Either way, what fastavro lets through and a sink must not is
+refused: a decimal with more digits than its precision (fastavro's own reader rounds it,
 silently: 123456789012345.67 in a decimal(12, 2) reads as 1.23456789012E+14), a time past
 the year 9999, and trailing bytes after the record (the value is not one record).
 """
 
 from __future__ import annotations
 
-import base64
 import io
-from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+import struct
+from datetime import date, datetime
 from typing import Any
 
 import fastavro
@@ -30,106 +30,21 @@ import orjson
 
 from processor.core.errors import EventRejected
 from processor.decode.formats import SchemaMismatch
+from processor.decode.formats.avro_compiled import Trailing, compile_reader
+from processor.decode.formats.avro_values import (
+    Convert,
+    Unfitting,
+    base64_text,
+    logical_converter,
+)
 from processor.registry.avro_contract import avro_problems, reader_defaults
-
-Convert = Callable[[Any], Any]
 
 # What fastavro raises on bytes that do not match the schema: a short read, a bad varint or
 # union/enum index, text that is not UTF-8, a length past the end.
 _UNREADABLE = (EOFError, ValueError, IndexError, KeyError, OverflowError, StopIteration,
-               TypeError, UnicodeDecodeError, MemoryError)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_EPOCH_DAY = date(1970, 1, 1)
+               TypeError, UnicodeDecodeError, MemoryError, struct.error)
 _PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "string",
                          "bytes"})
-
-
-class Unfitting(ValueError):
-    """A logical value no column can hold (a decimal past its precision, a time past 9999);
-    ``path`` names the field, outermost first."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.path: list[str] = []
-
-
-def _decimal(precision: int, scale: int) -> Convert:
-    bound = 10**precision
-
-    exponent = f"E-{scale}"
-
-    def convert(data: bytes) -> Decimal:
-        unscaled = int.from_bytes(data, "big", signed=True)
-        if not -bound < unscaled < bound:
-            raise Unfitting(f"{unscaled}E-{scale} has {len(str(abs(unscaled)))} digits, more "
-                            f"than its schema's decimal precision ({precision})")
-        # From text a Decimal is exact whatever the context, and twice as fast to make as
-        # by scaleb.
-        return Decimal(f"{unscaled}{exponent}")
-    return convert
-
-
-_SECONDS_KEPT = 4096  # texts of whole seconds kept: a stream's events share a few seconds
-
-
-def _instant(unit: str) -> Convert:
-    per_second = {"milliseconds": 1000, "microseconds": 1_000_000}[unit]
-    to_micros = 1_000_000 // per_second
-    seconds_text: dict[int, str] = {}  # seconds since 1970 -> "YYYY-MM-DDTHH:MM:SS"
-
-    def convert(count: int) -> str:
-        # The text datetime.isoformat() gives; the events of one second share its text
-        # (4x cheaper than making each from its datetime).
-        seconds, fraction = divmod(count, per_second)
-        text = seconds_text.get(seconds)
-        if text is None:
-            text = _second_text(seconds, count, unit)
-            if len(seconds_text) >= _SECONDS_KEPT:
-                seconds_text.clear()
-            seconds_text[seconds] = text
-        if fraction:
-            return f"{text}.{fraction * to_micros:06d}+00:00"
-        return f"{text}+00:00"
-    return convert
-
-
-def _second_text(seconds: int, count: int, unit: str) -> str:
-    try:
-        return (_EPOCH + timedelta(seconds=seconds)).isoformat()[:19]
-    except OverflowError:
-        raise Unfitting(f"{count} {unit} since 1970 is past the years 1 to 9999") from None
-
-
-def _day(days: int) -> str:
-    try:
-        return (_EPOCH_DAY + timedelta(days=days)).isoformat()
-    except OverflowError:
-        raise Unfitting(f"{days} days since 1970 is past the years 1 to 9999") from None
-
-
-def _clock(unit: str) -> Convert:
-    def convert(count: int) -> str:
-        whole = timedelta(**{unit: count})
-        if not timedelta(0) <= whole < timedelta(days=1):
-            raise Unfitting(f"{count} {unit} is not a time of day")
-        return (datetime.min + whole).time().isoformat()
-    return convert
-
-
-def _base64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-_LOGICAL: dict[tuple[str, str], Convert] = {
-    ("long", "timestamp-millis"): _instant("milliseconds"),
-    ("long", "timestamp-micros"): _instant("microseconds"),
-    ("long", "local-timestamp-millis"): _instant("milliseconds"),
-    ("long", "local-timestamp-micros"): _instant("microseconds"),
-    ("int", "date"): _day,
-    ("int", "time-millis"): _clock("milliseconds"),
-    ("long", "time-micros"): _clock("microseconds"),
-}
 
 
 class _Compiler:
@@ -167,12 +82,12 @@ class _Compiler:
         """The converter of ``node``'s values, or None if none is needed."""
         if isinstance(node, str):
             if node in _PRIMITIVES:
-                return _base64 if node == "bytes" else None
+                return base64_text if node == "bytes" else None
             return self._named(node, seen)
         if isinstance(node, list):
             return self._union(node, seen)
         kind = node.get("type")
-        logical = self._logical(node)
+        logical = logical_converter(node)
         if logical is not None:
             return logical
         if kind in ("record", "error"):
@@ -180,15 +95,8 @@ class _Compiler:
         if kind in ("array", "map"):
             return self._container(node, seen)
         if kind == "fixed":
-            return _base64
+            return base64_text
         return None if kind == "enum" else self.convert(kind, seen)
-
-    @staticmethod
-    def _logical(node: dict[str, Any]) -> Convert | None:
-        kind, logical = node.get("type"), node.get("logicalType")
-        if logical == "decimal" and kind in ("bytes", "fixed") and "precision" in node:
-            return _decimal(int(node["precision"]), int(node.get("scale", 0)))
-        return _LOGICAL.get((str(kind), str(logical)))
 
     def _container(self, node: dict[str, Any], seen: tuple[str, ...]) -> Convert | None:
         if node["type"] == "array":
@@ -255,7 +163,7 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, bytes):
-        return _base64(value)
+        return base64_text(value)
     if value is not None and type(value).__name__ in ("UUID", "time"):
         return value.isoformat() if hasattr(value, "isoformat") else str(value)
     return value
@@ -316,16 +224,34 @@ class AvroReader:
                 self._reader = fastavro.parse_schema(_strip(reader))
         self._writer = fastavro.parse_schema(_strip(writer))
         self._convert = _Compiler(shape).convert(shape) or _same
+        # The generated reader, when the writer's schema alone reads the record.
+        self._compiled = compile_reader(writer) if self._reader is None else None
 
-    def decode(self, payload: memoryview) -> dict[str, Any]:
-        """The payload's record as a JSON-shaped event, or raise its dead letter."""
+    def decode(self, value: bytes, start: int) -> dict[str, Any]:
+        """The record in ``value`` from ``start`` as a JSON-shaped event, or raise its dead
+        letter."""
+        if self._compiled is None:
+            return self._decode(memoryview(value)[start:])
+        try:
+            record = self._compiled(value, start)
+        except Trailing as exc:
+            raise EventRejected("decode_error", "decode",
+                                f"{exc.extra} bytes follow the Avro record: the value is not "
+                                "one record of its schema") from None
+        except Unfitting as exc:
+            raise _unfit(exc) from None
+        except _UNREADABLE as exc:
+            raise _unreadable(exc) from None
+        record.update(self._defaults)
+        return record
+
+    def _decode(self, payload: memoryview) -> dict[str, Any]:
+        """:meth:`decode` by fastavro."""
         buffer = io.BytesIO(payload)
         try:
             record: Any = fastavro.schemaless_reader(buffer, self._writer, self._reader)
         except _UNREADABLE as exc:
-            raise EventRejected("decode_error", "decode",
-                                f"not an Avro record of its schema: {type(exc).__name__}: "
-                                f"{exc}") from None
+            raise _unreadable(exc) from None
         if buffer.tell() != len(payload):
             raise EventRejected("decode_error", "decode",
                                 f"{len(payload) - buffer.tell()} bytes follow the Avro record: "
@@ -335,13 +261,22 @@ class AvroReader:
         try:
             record = self._convert(record)
         except Unfitting as exc:
-            raise EventRejected("conversion_error", "decode",
-                                f"field {'.'.join(exc.path)!r}: {exc.message}") from None
+            raise _unfit(exc) from None
         # The reader's defaults for what the writer lacks, JSON-shaped (fastavro would fill
         # them as Avro's JSON spells them).
         record.update(self._defaults)
         event: dict[str, Any] = record
         return event
+
+
+def _unreadable(exc: Exception) -> EventRejected:
+    return EventRejected("decode_error", "decode",
+                         f"not an Avro record of its schema: {type(exc).__name__}: {exc}")
+
+
+def _unfit(exc: Unfitting) -> EventRejected:
+    return EventRejected("conversion_error", "decode",
+                         f"field {'.'.join(exc.path)!r}: {exc.message}")
 
 
 def _extends(writer: dict[str, Any], reader: dict[str, Any]) -> bool:
