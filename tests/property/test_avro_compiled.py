@@ -251,3 +251,17 @@ def test_items_of_no_bytes_are_bounded_per_record() -> None:
     assert read(b"\x04\x00", 0) == {"a": [None, None]}
     with pytest.raises(ValueError, match="more than 10000 items of no bytes"):
         read(b"\xc0\xb8\x02\x00", 0)
+
+
+def test_a_short_name_of_two_namespaces_is_left_to_fastavro() -> None:
+    schema = {"type": "record", "name": "R", "namespace": "a", "fields": [
+        {"name": "x", "type": {"type": "record", "name": "X", "fields": [
+            {"name": "v", "type": "long"}]}},
+        {"name": "y", "type": {"type": "record", "name": "X", "namespace": "b", "fields": [
+            {"name": "w", "type": "string"}]}},
+        {"name": "z", "type": "X"}]}
+    assert compile_reader(schema) is None
+    out = io.BytesIO()
+    record = {"x": {"v": 1}, "y": {"w": "s"}, "z": {"v": 2}}
+    fastavro.schemaless_writer(out, fastavro.parse_schema(schema), record)
+    assert AvroReader(schema).decode(out.getvalue(), 0) == record

@@ -46,6 +46,9 @@ _LENGTH = tuple(z if z >= 0 else 1 << 62 for z in _ZIGZAG)
 _ZERO_SIZE_ITEMS = 10_000
 
 
+_AMBIGUOUS: dict[str, Any] = {}  # a short name that names types of two namespaces
+
+
 class Unreadable(ValueError):
     """The bytes are not a value of the schema (and Python's own errors did not say so)."""
 
@@ -114,7 +117,12 @@ class _Emitter:
             space = str(node.get("namespace", space)) if "." not in name else \
                 name.rpartition(".")[0]
             full = name if "." in name else f"{space}.{name}" if space else name
-            self.named[full] = self.named[full.rpartition(".")[2]] = node
+            short = full.rpartition(".")[2]
+            # A short name two namespaces share would need the reference's own namespace to
+            # resolve: such a schema is left to fastavro.
+            clash = short in self.named and self.named[short] is not node
+            self.named[full] = node
+            self.named[short] = _AMBIGUOUS if clash and short != full else node
             for field in node.get("fields", []):
                 self._names(field["type"], space)
         elif isinstance(kind, dict | list):
@@ -160,8 +168,8 @@ class _Emitter:
             if node in seen:
                 raise Uncovered(f"the recursive type {node}")
             named = self.named.get(node)
-            if named is None:
-                raise Uncovered(f"the unknown type {node}")
+            if named is None or named is _AMBIGUOUS:
+                raise Uncovered(f"the unknown or ambiguous type {node}")
             self.value(named, target, depth, path, (*seen, node))
             return
         if isinstance(node, list):
@@ -288,7 +296,7 @@ class _Emitter:
         """The fewest bytes a value of ``node`` takes."""
         if isinstance(node, str) and node not in _PRIMITIVES:
             named = self.named.get(node)
-            return 0 if named is None or node in seen else self._least(named, (*seen, node))
+            return 0 if named is None or named is _AMBIGUOUS or node in seen else self._least(named, (*seen, node))
         if isinstance(node, str | list):
             return _LEAST[node] if isinstance(node, str) else 1  # a union: its index
         kind = node.get("type")
