@@ -226,14 +226,23 @@ class AvroReader:
         self._convert = _Compiler(shape).convert(shape) or _same
         # The generated reader, when the writer's schema alone reads the record.
         self._compiled = compile_reader(writer) if self._reader is None else None
+        if self._compiled is None:
+            self.decode = self._by_fastavro  # type: ignore[method-assign]
+        elif not self._defaults:
+            self.decode = self._generated  # type: ignore[method-assign]
 
     def decode(self, value: bytes, start: int) -> dict[str, Any]:
         """The record in ``value`` from ``start`` as a JSON-shaped event, or raise its dead
         letter."""
-        if self._compiled is None:
-            return self._decode(memoryview(value)[start:])
+        record = self._generated(value, start)
+        record.update(self._defaults)
+        return record
+
+    def _generated(self, value: bytes, start: int) -> dict[str, Any]:
+        """:meth:`decode` by the generated reader, without the reader's defaults."""
+        assert self._compiled is not None
         try:
-            record = self._compiled(value, start)
+            return self._compiled(value, start)
         except Trailing as exc:
             raise EventRejected("decode_error", "decode",
                                 f"{exc.extra} bytes follow the Avro record: the value is not "
@@ -242,11 +251,10 @@ class AvroReader:
             raise _unfit(exc) from None
         except _UNREADABLE as exc:
             raise _unreadable(exc) from None
-        record.update(self._defaults)
-        return record
 
-    def _decode(self, payload: memoryview) -> dict[str, Any]:
+    def _by_fastavro(self, value: bytes, start: int) -> dict[str, Any]:
         """:meth:`decode` by fastavro."""
+        payload = memoryview(value)[start:]
         buffer = io.BytesIO(payload)
         try:
             record: Any = fastavro.schemaless_reader(buffer, self._writer, self._reader)

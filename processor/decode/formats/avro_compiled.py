@@ -68,8 +68,29 @@ class Uncovered(Exception):
 def _long_tail(data: bytes, n: int, p: int) -> tuple[int, int]:
     """The rest of a varint whose first byte ``n`` had its continuation bit set; returns
     the zig-zag-decoded value and the next position."""
-    n &= 0x7F
-    shift = 7
+    # Unrolled to six bytes (a millisecond time since 1970 takes six), then a loop.
+    b = data[p]
+    n = (n & 0x7F) | (b & 0x7F) << 7
+    if b < 0x80:
+        return (n >> 1) ^ -(n & 1), p + 1
+    b = data[p + 1]
+    n |= (b & 0x7F) << 14
+    if b < 0x80:
+        return (n >> 1) ^ -(n & 1), p + 2
+    b = data[p + 2]
+    n |= (b & 0x7F) << 21
+    if b < 0x80:
+        return (n >> 1) ^ -(n & 1), p + 3
+    b = data[p + 3]
+    n |= (b & 0x7F) << 28
+    if b < 0x80:
+        return (n >> 1) ^ -(n & 1), p + 4
+    b = data[p + 4]
+    n |= (b & 0x7F) << 35
+    if b < 0x80:
+        return (n >> 1) ^ -(n & 1), p + 5
+    p += 5
+    shift = 42
     while True:
         b = data[p]
         p += 1
@@ -296,7 +317,9 @@ class _Emitter:
         """The fewest bytes a value of ``node`` takes."""
         if isinstance(node, str) and node not in _PRIMITIVES:
             named = self.named.get(node)
-            return 0 if named is None or named is _AMBIGUOUS or node in seen else self._least(named, (*seen, node))
+            if named is None or named is _AMBIGUOUS or node in seen:
+                return 0
+            return self._least(named, (*seen, node))
         if isinstance(node, str | list):
             return _LEAST[node] if isinstance(node, str) else 1  # a union: its index
         kind = node.get("type")
