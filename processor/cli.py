@@ -23,6 +23,7 @@ from processor.contracts import Contract, ContractError, load_contracts
 from processor.core import logs
 from processor.core.errors import ConfigError, MigrationRequired, describe
 from processor.core.settings import Settings, load_settings
+from processor.decode.decoder import Decoder
 from processor.runtime import gc_tuning
 from processor.runtime.app import Pipeline
 from processor.transform.loader import TransformLoadError, load_chains
@@ -63,6 +64,12 @@ def _load(config: Path, wait_for_registry: bool = False) -> Loaded:
         transforms = load_chains(settings)
     except (ContractError, TransformLoadError) as exc:
         _fail("invalid configuration:\n" + "\n".join(f"  - {p}" for p in str(exc).splitlines()))
+    try:
+        # Every event type's row plan, as the decode stage makes it: a mapped column's
+        # default that its column cannot hold is refused here, not at the first event.
+        Decoder(settings, contracts, transforms)
+    except ConfigError as exc:
+        _fail(str(exc))
     return settings, contracts, transforms
 
 

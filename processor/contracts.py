@@ -18,7 +18,12 @@ import structlog
 
 from processor.core.errors import WeirError
 from processor.core.retry import Backoff
-from processor.core.settings import IDENTIFIER, EventTypeSettings, Settings
+from processor.core.settings import (
+    IDENTIFIER,
+    EventTypeSettings,
+    MappedColumnSettings,
+    Settings,
+)
 from processor.core.verdict import Verdict, verdict
 
 Validator = Callable[[Any], Any]
@@ -39,11 +44,12 @@ METADATA_COLUMNS = (
 
 @dataclass(frozen=True, slots=True)
 class Column:
-    """One typed column derived from a top-level schema property."""
+    """One typed column: a top-level schema property, or a path the config maps."""
 
     name: str
     pg_type: str
     nullable: bool
+    mapping: MappedColumnSettings | None = None  # None: the schema property ``name``
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,12 +155,17 @@ def load_contract(name: str, path: Path | None, settings: Settings,
         raise ContractError(f"{where}: {exc}") from None
     names = {c.name for c in columns}
     required = set(schema.get("required", []))
+    mapped = _mapped_columns(name, et, names)
     for field, label in ((et.id_field, "id_field"), (et.time_field, "time_field"),
                          (et.key_field, "key_field")):
+        if label == "time_field" and field in mapped:
+            continue  # checked by _mapped_columns; absent in an event, a dead letter
         if field is not None and field not in names:
             raise ContractError(f"event_types.{name}.{label}: {field!r} is not a schema property")
         if field is not None and label != "key_field" and field not in required:
             raise ContractError(f"event_types.{name}.{label}: {field!r} must be required")
+    columns = (*columns, *mapped.values())
+    names |= set(mapped)
     for field in et.upsert_key:
         if field not in names or field not in required:
             raise ContractError(
@@ -167,7 +178,7 @@ def load_contract(name: str, path: Path | None, settings: Settings,
     if time_col is not None and time_col.pg_type != "timestamptz":
         raise ContractError(
             f"event_types.{name}.time_field: {et.time_field!r} must be a string with "
-            "format date-time"
+            "format date-time, or a mapped column of type timestamptz"
         )
     return Contract(
         event_type=name,
@@ -181,6 +192,20 @@ def load_contract(name: str, path: Path | None, settings: Settings,
         registry_type=registered.schema_type if registered else None,
         reader=registered.reader if registered else None,
     )
+
+
+def _mapped_columns(name: str, et: EventTypeSettings, own: set[str]) -> dict[str, Column]:
+    """The config's mapped columns, by name, after checking they take no other's name."""
+    out: dict[str, Column] = {}
+    for mapped in et.columns:
+        where = f"event_types.{name}.columns ({mapped.name})"
+        if mapped.name in own:
+            raise ContractError(f"{where}: the schema has a property {mapped.name!r}, whose "
+                                "column this would replace; name the mapped column otherwise")
+        if mapped.name in METADATA_COLUMNS:
+            raise ContractError(f"{where}: {mapped.name!r} is a column Weir adds itself")
+        out[mapped.name] = Column(mapped.name, mapped.type, True, mapped)
+    return out
 
 
 # Types whose order is the order of versions.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -24,6 +25,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from processor.core.errors import ConfigError
+from processor.core.paths import parse_path
 
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 MiB = 1024 * 1024
@@ -244,6 +246,54 @@ class IndexSettings(_Section):
         return self
 
 
+class MappedColumnSettings(_Section):
+    """A typed column from a path into the event (``docs/analysts.md``)."""
+
+    name: str
+    path: str  # keys and [indexes]: shipping.address.country, items[0].sku
+    type: Literal["text", "bigint", "integer", "numeric", "double precision", "boolean",
+                  "timestamptz", "date", "uuid", "jsonb"]
+    # The value when the path finds nothing (or null): converted like a found value.
+    default: Any = None
+    # timestamptz from a number: the epoch's unit. Without it, an RFC 3339 string.
+    time_unit: Literal["seconds", "milliseconds", "microseconds", "nanoseconds"] | None = None
+    # timestamptz from a string without an offset: the IANA zone it is in (default UTC).
+    time_zone: str | None = None
+
+    _name = field_validator("name")(check_identifier)
+
+    @field_validator("path")
+    @classmethod
+    def _parses(cls, value: str) -> str:
+        parse_path(value)
+        return value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"{value!r} is not an IANA time zone (e.g. Europe/Paris)")\
+                    from None
+        return value
+
+    @model_validator(mode="after")
+    def _time_options_need_a_time(self) -> MappedColumnSettings:
+        if (self.time_unit or self.time_zone) and self.type != "timestamptz":
+            raise ValueError("time_unit and time_zone are for a column of type timestamptz")
+        if self.time_unit and self.time_zone:
+            raise ValueError("time_unit reads a number (an instant, no zone); time_zone reads "
+                             "a string without an offset: set one")
+        return self
+
+    @property
+    def steps(self) -> tuple[str | int, ...]:
+        """The path's steps: keys, and indexes into arrays."""
+        return parse_path(self.path)
+
+
 class DeadLetterSettings(_Section):
     """Where dead letters go, in order: a Kafka topic, the PostgreSQL table, a local spool."""
 
@@ -352,6 +402,8 @@ class EventTypeSettings(_Section):
     partitioning: PartitioningSettings = PartitioningSettings()
     rollups: list[RollupSettings] = Field(default_factory=list)
     indexes: list[IndexSettings] = Field(default_factory=list)
+    # Typed columns from paths into the event, after the contract's own columns.
+    columns: list[MappedColumnSettings] = Field(default_factory=list)
 
     @property
     def keyed_by_kafka_key(self) -> bool:
@@ -425,6 +477,15 @@ class EventTypeSettings(_Section):
         return self
 
     _table = field_validator("table")(check_identifier)
+
+    @field_validator("columns")
+    @classmethod
+    def _mapped_once(cls, value: list[MappedColumnSettings]) -> list[MappedColumnSettings]:
+        names = [c.name for c in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"mapped columns {twice} are declared more than once")
+        return value
 
     @field_validator("transforms")
     @classmethod

@@ -37,6 +37,7 @@ from processor.decode.converters import (
 from processor.decode.fastcheck import Check, FastCheck, compile_fast_check
 from processor.decode.framed import SCHEMA_TYPES, FramedTopic, render
 from processor.decode.limits import Limits
+from processor.decode.mapped import Mapped, compile_mapped
 from processor.decode.quickcheck import QuickCheck, compile_quick_check
 from processor.decode.rawjson import check_raw
 from processor.decode.rows import RowBuilder, compile_row_builder
@@ -62,7 +63,9 @@ class _Plan:
     names: tuple[str, ...]
     texts: tuple[int, ...]  # indexes of the text columns whose values need checking
     converters: tuple[tuple[int, Converter], ...]  # (column index, conversion), not text
+    mapped: tuple[tuple[int, Mapped], ...]  # (column index, its value from its path)
     time_index: int | None
+    time_mapped: bool  # is the event time a mapped column (absent in an event: refused)?
     build: RowBuilder  # the usual row in one call; raises for the generic _row to decide
 
 
@@ -70,19 +73,21 @@ def _plan(event_type: str, contract: Contract, transform: Chain | None, limits: 
           ) -> _Plan:
     columns = contract.columns
     names = tuple(c.name for c in columns)
-    texts = tuple(i for i, c in enumerate(columns) if c.pg_type == "text" and (
-        transform is not None or not _schema_string(contract, c.name)))
+    texts = tuple(i for i, c in enumerate(columns) if c.pg_type == "text" and c.mapping is None
+                  and (transform is not None or not _schema_string(contract, c.name)))
     converters = tuple((i, converter_for(c.pg_type)) for i, c in enumerate(columns)
-                       if c.pg_type != "text")
+                       if c.pg_type != "text" and c.mapping is None)
+    mapped = tuple((i, compile_mapped(c.mapping, event_type)) for i, c in enumerate(columns)
+                   if c.mapping is not None)
     time_index = next((i for i, c in enumerate(columns) if c.name == contract.time_field),
                       None)
     fast = compile_fast_check(contract.schema)
     return _Plan(
         event_type, contract, fast.lenient if fast else compile_quick_check(contract.schema),
         fast.exact if fast else None, _fast_bytes(fast, limits), transform, names, texts,
-        converters, time_index,
+        converters, mapped, time_index, time_index in dict(mapped),
         compile_row_builder(names, [c.pg_type for c in columns], texts, dict(converters),
-                            time_index),
+                            time_index, dict(mapped)),
     )
 
 
@@ -290,12 +295,18 @@ class Decoder:
                 value = values[i]
                 if value is not None:
                     values[i] = conv(value)
+            for i, value_of in plan.mapped:
+                values[i] = value_of(event)
         except (ValueError, TypeError, OverflowError) as exc:  # Unfit, or a transform's value
             raise _conversion_error(plan.names[i], exc) from None
         if not UTC_MILLIS[0] <= timestamp_ms <= UTC_MILLIS[1]:
             raise _timestamp_refused(timestamp_ms)
         kafka_ts = kafka_micros(timestamp_ms)
         event_time = kafka_ts if plan.time_index is None else values[plan.time_index]
+        if event_time is None and plan.time_mapped:  # its path found nothing
+            raise EventRejected("conversion_error", "transform",
+                                f"field {plan.names[plan.time_index or 0]!r}: the time field "
+                                "is absent (or null) and has no default")
         return (*values, *tail(event_time=event_time, kafka_topic=topic,
                                kafka_partition=partition, kafka_offset=offset,
                                kafka_timestamp=kafka_ts, raw=raw))

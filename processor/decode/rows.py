@@ -82,9 +82,11 @@ _TEXTS = """\
 def compile_row_builder(
     names: Sequence[str], pg_types: Sequence[str], texts: Sequence[int],
     converters: dict[int, Converter], time_index: int | None,
+    mapped: dict[int, Callable[[dict[str, Any]], Any]] | None = None,
 ) -> RowBuilder:
     """The builder of one event type's rows: ``names`` and ``pg_types`` per column, the
-    ``texts`` to check, each other column's converter, the event time's column if any."""
+    ``texts`` to check, each other column's converter, the event time's column if any,
+    and the mapped columns' functions (a value from a path, converted)."""
     v = [f"v{i}" for i in range(len(names))]
     lines = ["def build(event, topic, partition, offset, timestamp_ms, raw):"]
     if v:
@@ -115,6 +117,11 @@ def compile_row_builder(
             lines.append(f"    elif {v[i]} is not None:\n        {v[i]} = {c}({v[i]})")
         else:
             lines.append(f"    if {v[i]} is not None:\n        {v[i]} = {c}({v[i]})")
+    for i, value_of in (mapped or {}).items():
+        namespace[f"m{i}"] = value_of
+        lines.append(f"    {v[i]} = m{i}(event)")
+    if time_index is not None and time_index in (mapped or {}):
+        lines.append(f"    if {v[time_index]} is None:\n        unusual()")
     first_ms, last_ms = UTC_MILLIS
     event_time = "kafka_ts" if time_index is None else v[time_index]
     lines += [
