@@ -233,7 +233,8 @@ def _check_indexes(name: str, et: EventTypeSettings, names: set[str]) -> None:
         for column in index.columns:
             if column not in known:
                 raise ContractError(f"event_types.{name}.indexes.{i}.columns: {column!r} is "
-                                    "neither a schema property nor a column Weir adds")
+                                    "neither a schema property, a mapped column nor a column "
+                                    "Weir adds")
 
 
 @dataclass(frozen=True, slots=True)

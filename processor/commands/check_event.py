@@ -218,7 +218,7 @@ async def check_event(
     def once() -> tuple[str, tuple[Any, ...]] | None:
         if value is None:
             return decoder.tombstone(topic, PARTITION, OFFSET, timestamp_ms, key)
-        return decode(topic, PARTITION, OFFSET, timestamp_ms, value, headers)
+        return decode(topic, PARTITION, OFFSET, timestamp_ms, value, headers, key)
 
     try:
         decoded = once()

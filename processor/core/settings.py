@@ -247,12 +247,17 @@ class IndexSettings(_Section):
 
 
 class MappedColumnSettings(_Section):
-    """A typed column from a path into the event (``docs/analysts.md``)."""
+    """A typed column from a path into the event, or from the record itself: its key, a
+    header, its topic or its timestamp (``docs/analysts.md``)."""
 
     name: str
-    path: str  # keys and [indexes]: shipping.address.country, items[0].sku
+    # Where the value comes from: the event (by ``path``), the Kafka key (its text or bytes,
+    # or by ``path`` into a JSON key), a ``header``, the record's topic or its timestamp.
+    source: Literal["event", "key", "header", "topic", "timestamp"] = "event"
+    path: str | None = None  # keys and [indexes]: shipping.address.country, items[0].sku
+    header: str | None = None  # the header's name (the last one of that name)
     type: Literal["text", "bigint", "integer", "numeric", "double precision", "boolean",
-                  "timestamptz", "date", "uuid", "jsonb"]
+                  "timestamptz", "date", "uuid", "jsonb", "bytea"]
     # The value when the path finds nothing (or null): converted like a found value.
     default: Any = None
     # timestamptz from a number: the epoch's unit. Without it, an RFC 3339 string.
@@ -264,8 +269,9 @@ class MappedColumnSettings(_Section):
 
     @field_validator("path")
     @classmethod
-    def _parses(cls, value: str) -> str:
-        parse_path(value)
+    def _parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_path(value)
         return value
 
     @field_validator("time_zone")
@@ -288,10 +294,31 @@ class MappedColumnSettings(_Section):
                              "a string without an offset: set one")
         return self
 
+    @model_validator(mode="after")
+    def _source_fits(self) -> MappedColumnSettings:
+        where = f"source {self.source}"
+        if self.source == "event" and self.path is None:
+            raise ValueError("a column from the event needs a path")
+        if self.source not in ("event", "key") and self.path is not None:
+            raise ValueError(f"{where} has no path (a path reads the event or a JSON key)")
+        if (self.source == "header") != (self.header is not None):
+            raise ValueError("header names the header of a column with source header, and "
+                             "only there")
+        if self.type == "bytea" and (self.source not in ("key", "header") or self.path):
+            raise ValueError("bytea holds a key's or a header's bytes as they are: source key "
+                             "or header, no path")
+        if self.source == "topic" and self.type != "text":
+            raise ValueError("a column of the topic is text")
+        if self.source == "timestamp" and (self.type != "timestamptz" or self.time_unit
+                                           or self.time_zone):
+            raise ValueError("a column of the record's timestamp is timestamptz, with no "
+                             "time_unit or time_zone")
+        return self
+
     @property
     def steps(self) -> tuple[str | int, ...]:
-        """The path's steps: keys, and indexes into arrays."""
-        return parse_path(self.path)
+        """The path's steps: keys, and indexes into arrays (none without a path)."""
+        return parse_path(self.path) if self.path is not None else ()
 
 
 class DeadLetterSettings(_Section):

@@ -180,11 +180,11 @@ class Decoder:
 
     def decode(
         self, topic: str, partition: int, offset: int, timestamp_ms: int, value: bytes | None,
-        headers: Sequence[Header] = (),
+        headers: Sequence[Header] = (), key: bytes | None = None,
     ) -> tuple[str, tuple[Any, ...]] | None:
         """Return ``(event_type, values)``, None if a transform dropped the event, or raise.
 
-        A JSON value; ``headers`` are not read (the framed formats' signature)."""
+        A JSON value; ``headers`` and ``key`` are read by mapped columns that name them."""
         if value is None:
             raise EventRejected("empty_value", "decode", "the record has no value (tombstone)")
         if len(value) > self._max_bytes:
@@ -197,11 +197,11 @@ class Decoder:
             raise EventRejected(
                 "not_an_object", "decode", f"expected a JSON object, got {type(event).__name__}"
             )
-        return self._event(topic, partition, offset, timestamp_ms, value, event)
+        return self._event(topic, partition, offset, timestamp_ms, value, event, key, headers)
 
     def decode_framed(
         self, topic: str, partition: int, offset: int, timestamp_ms: int, value: bytes | None,
-        headers: Sequence[Header] = (),
+        headers: Sequence[Header] = (), key: bytes | None = None,
     ) -> tuple[str, tuple[Any, ...]] | None:
         """:meth:`decode` for a value in the Schema Registry framing (Avro, Protobuf, JSON).
 
@@ -213,8 +213,10 @@ class Decoder:
             raise _too_large(len(value), self._max_bytes)
         event, body = self._framed[topic].event(value, headers)
         if event is None:  # JSON through the registry: the payload is the event's JSON
-            return self.decode(topic, partition, offset, timestamp_ms, value[body:])
-        return self._event(topic, partition, offset, timestamp_ms, render(event), event)
+            return self.decode(topic, partition, offset, timestamp_ms, value[body:], headers,
+                               key)
+        return self._event(topic, partition, offset, timestamp_ms, render(event), event, key,
+                           headers)
 
     def is_framed(self, topic: str) -> bool:
         """Are ``topic``'s values in the Schema Registry framing?"""
@@ -236,7 +238,7 @@ class Decoder:
 
     def _event(
         self, topic: str, partition: int, offset: int, timestamp_ms: int, value: bytes,
-        event: dict[str, Any],
+        event: dict[str, Any], key: bytes | None = None, headers: Sequence[Header] = (),
     ) -> tuple[str, tuple[Any, ...]] | None:
         """A decoded event (``value`` its JSON) checked, transformed and built into a row."""
         plan = self._topic_plan.get(topic)
@@ -253,10 +255,11 @@ class Decoder:
             event = transformed
         event_type = plan.event_type
         try:
-            return event_type, plan.build(event, topic, partition, offset, timestamp_ms, value)
+            return event_type, plan.build(event, topic, partition, offset, timestamp_ms, value,
+                                          key, headers)
         except Exception:  # noqa: BLE001 - any doubt: the generic builder decides, as before
             return event_type, self._row(plan, event, topic, partition, offset, timestamp_ms,
-                                         value)
+                                         value, key, headers)
 
     def _check(self, topic: str, value: bytes, event: dict[str, Any]) -> str:
         """The shape limits, the raw bytes, the event type and the schema, in that order:
@@ -279,7 +282,7 @@ class Decoder:
 
     def _row(
         self, plan: _Plan, event: dict[str, Any], topic: str, partition: int, offset: int,
-        timestamp_ms: int, raw: bytes,
+        timestamp_ms: int, raw: bytes, key: bytes | None = None, headers: Sequence[Header] = (),
     ) -> tuple[Any, ...]:
         values = list(map(event.get, plan.names))
         i = 0
@@ -296,7 +299,7 @@ class Decoder:
                 if value is not None:
                     values[i] = conv(value)
             for i, value_of in plan.mapped:
-                values[i] = value_of(event)
+                values[i] = value_of(event, key, headers, topic, timestamp_ms)
         except (ValueError, TypeError, OverflowError) as exc:  # Unfit, or a transform's value
             raise _conversion_error(plan.names[i], exc) from None
         if not UTC_MILLIS[0] <= timestamp_ms <= UTC_MILLIS[1]:

@@ -13,19 +13,22 @@ the decoder turns them into a ``conversion_error`` dead letter naming the column
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
+
 from processor.core.errors import ConfigError
 from processor.core.paths import ABSENT, PathMismatch, compile_walk
 from processor.core.pgtime import FIRST_US, LAST_US, PG_EPOCH_MS, aware_micros
+from processor.core.records import Header
 from processor.core.settings import MappedColumnSettings
 from processor.decode.converters import Converter, Unfit, converter_for, show
 
-Mapped = Callable[[dict[str, Any]], Any]
+Mapped = Callable[[dict[str, Any], "bytes | None", "Sequence[Header]", str, int], Any]
 
 # Microseconds per unit, and units per microsecond, of each epoch unit.
 _PER_UNIT = {"seconds": (1_000_000, 1), "milliseconds": (1_000, 1),
@@ -78,21 +81,39 @@ def zoned_converter(zone: str) -> Converter:
     return convert
 
 
+def _bytea(value: Any) -> bytes:
+    if type(value) is not bytes:
+        raise Unfit(f"{show(value)} is not bytes")
+    return value
+
+
+# Column types whose value a key's or header's text gives as it is; the others read the
+# text as JSON (``42``, ``true``, ``{"a": 1}``), as a tombstone's key is read.
+_AS_TEXT = frozenset({"text", "uuid", "timestamptz", "date"})
+
+
 def value_converter(column: MappedColumnSettings) -> Converter:
     """How a mapped column's found value becomes its column's value."""
     if column.time_unit is not None:
         return epoch_converter(column.time_unit)
     if column.time_zone is not None:
         return zoned_converter(column.time_zone)
+    if column.type == "bytea":
+        return _bytea
+    if column.source == "timestamp":
+        return _same  # already PostgreSQL's integer (its range is the record's check)
     return converter_for(column.type)
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
 def compile_mapped(column: MappedColumnSettings, event_type: str) -> Mapped:
-    """The value of one mapped column for an event; raises :class:`Unfit`.
+    """The value of one mapped column for a record; raises :class:`Unfit`.
 
     Raises :class:`ConfigError` at once if the column's default does not fit its column.
     """
-    walk = compile_walk(column.steps)
     convert = value_converter(column)
     default = None
     if column.default is not None:
@@ -100,18 +121,77 @@ def compile_mapped(column: MappedColumnSettings, event_type: str) -> Mapped:
             default = convert(column.default)
         except (Unfit, InvalidOperation) as exc:
             raise ConfigError([f"event_types.{event_type}.columns ({column.name}): its default "
-                              f"does not fit a {column.type} column: {exc}"]) from None
-    path = column.path
+                               f"does not fit a {column.type} column: {exc}"]) from None
+    find = _finder(column)
 
-    def mapped(event: dict[str, Any]) -> Any:
-        try:
-            value = walk(event)
-        except PathMismatch as exc:
-            raise Unfit(f"path {path!r}: {exc}") from None
+    def mapped(event: dict[str, Any], key: bytes | None, headers: Sequence[Header],
+               topic: str, timestamp_ms: int) -> Any:
+        value = find(event, key, headers, topic, timestamp_ms)
         if value is ABSENT or value is None:
             return default
         try:
             return convert(value)
         except Unfit as exc:
-            raise Unfit(f"path {path!r}: {exc}") from None
+            raise Unfit(f"{_where(column)}: {exc}") from None
     return mapped
+
+
+def _where(column: MappedColumnSettings) -> str:
+    if column.source == "event":
+        return f"path {column.path!r}"
+    if column.source == "header":
+        return f"header {column.header!r}"
+    return f"the key's path {column.path!r}" if column.path else f"the record's {column.source}"
+
+
+Finder = Callable[[dict[str, Any], "bytes | None", "Sequence[Header]", str, int], Any]
+
+
+def _finder(column: MappedColumnSettings) -> Finder:
+    """Where a mapped column's raw value comes from: the event, the key, a header, …"""
+    where = _where(column)
+    walk = compile_walk(column.steps) if column.steps else None
+
+    def walked(value: Any) -> Any:
+        assert walk is not None
+        try:
+            return walk(value)
+        except PathMismatch as exc:
+            raise Unfit(f"{where}: {exc}") from None
+
+    if column.source == "event":
+        return lambda event, key, headers, topic, ts: walked(event)
+    if column.source == "topic":
+        return lambda event, key, headers, topic, ts: topic
+    if column.source == "timestamp":
+        return lambda event, key, headers, topic, ts: ts * 1000 - _PG_EPOCH_US
+    as_bytes = column.type == "bytea"
+    as_text = column.type in _AS_TEXT and walk is None and column.time_unit is None
+
+    def text_of(data: bytes | None, what: str) -> Any:
+        if data is None or as_bytes:
+            return data
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Unfit(f"{what} {show(data)} is not UTF-8 text") from None
+        if as_text:
+            return text
+        try:
+            parsed = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise Unfit(f"{what} {show(text)} is not JSON: {exc}") from None
+        return walked(parsed) if walk is not None else parsed
+
+    if column.source == "key":
+        return lambda event, key, headers, topic, ts: text_of(key, "the key")
+    name = column.header
+
+    def header(event: dict[str, Any], key: bytes | None, headers: Sequence[Header],
+               topic: str, ts: int) -> Any:
+        found: bytes | Any | None = ABSENT
+        for h_name, h_value in headers:
+            if h_name == name:
+                found = h_value  # the last of that name, as Kafka's lastHeader
+        return ABSENT if found is ABSENT else text_of(found, f"header {name!r}")
+    return header

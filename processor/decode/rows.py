@@ -30,7 +30,8 @@ from processor.core.row_layout import tail_source
 from processor.core.text import SURROGATE
 from processor.decode.converters import BACKSLASH, INT32, INT64, Converter, has_nul_escape
 
-RowBuilder = Callable[[dict[str, Any], str, int, int, int, bytes], tuple[Any, ...]]
+# (event, topic, partition, offset, timestamp_ms, raw[, key, headers]) -> the row
+RowBuilder = Callable[..., tuple[Any, ...]]
 
 
 class Unusual(Exception):
@@ -82,13 +83,14 @@ _TEXTS = """\
 def compile_row_builder(
     names: Sequence[str], pg_types: Sequence[str], texts: Sequence[int],
     converters: dict[int, Converter], time_index: int | None,
-    mapped: dict[int, Callable[[dict[str, Any]], Any]] | None = None,
+    mapped: dict[int, Callable[..., Any]] | None = None,
 ) -> RowBuilder:
     """The builder of one event type's rows: ``names`` and ``pg_types`` per column, the
     ``texts`` to check, each other column's converter, the event time's column if any,
     and the mapped columns' functions (a value from a path, converted)."""
     v = [f"v{i}" for i in range(len(names))]
-    lines = ["def build(event, topic, partition, offset, timestamp_ms, raw):"]
+    lines = ["def build(event, topic, partition, offset, timestamp_ms, raw, key=None, "
+             "headers=()):"]
     if v:
         lines.append(f"    {', '.join(v)}, = map(event.get, NAMES)")
     if texts:
@@ -119,7 +121,7 @@ def compile_row_builder(
             lines.append(f"    if {v[i]} is not None:\n        {v[i]} = {c}({v[i]})")
     for i, value_of in (mapped or {}).items():
         namespace[f"m{i}"] = value_of
-        lines.append(f"    {v[i]} = m{i}(event)")
+        lines.append(f"    {v[i]} = m{i}(event, key, headers, topic, timestamp_ms)")
     if time_index is not None and time_index in (mapped or {}):
         lines.append(f"    if {v[time_index]} is None:\n        unusual()")
     first_ms, last_ms = UTC_MILLIS

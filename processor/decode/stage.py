@@ -135,7 +135,7 @@ class DecodeStage:
             try:
                 if value is not None:
                     decoded = decode(rec.topic, rec.partition, rec.offset, rec.timestamp,
-                                     value, rec.headers)
+                                     value, rec.headers, rec.key)
                     nbytes = len(value)
                 else:
                     decoded = self._decoder.tombstone(rec.topic, rec.partition, rec.offset,

@@ -51,7 +51,7 @@ PARIS = ZoneInfo("Europe/Paris")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def shipment_harness(tmp_path: Path) -> Harness:
+def shipment_harness(tmp_path: Path, mapped: list[dict[str, Any]] | None = None) -> Harness:
     schema = tmp_path / "shipment.json"
     tmp_path.mkdir(parents=True, exist_ok=True)
     schema.write_text(orjson.dumps(SCHEMA).decode())
@@ -62,8 +62,8 @@ def shipment_harness(tmp_path: Path) -> Harness:
     def add(config: dict[str, Any]) -> None:
         config["event_types"]["shipment"] = {
             "schema_file": str(schema), "table": "shipments", "id_field": "id",
-            "time_field": "placed_at", "columns": MAPPED,
-            "indexes": [{"columns": ["country", "placed_at"]}]}
+            "time_field": "placed_at", "columns": MAPPED if mapped is None else mapped,
+            "indexes": [{"columns": ["country", "placed_at"]}] if mapped is None else []}
         config["topics"].append({"name": topic, "event_type": "shipment"})
     h.rewrite(add)
     return h
@@ -118,14 +118,21 @@ BAD = [
 ]
 
 
-async def publish(h: Harness, topic: str, values: list[bytes]) -> None:
+Headers = list[tuple[str, bytes | None]]
+
+
+async def publish(h: Harness, topic: str, values: list[bytes],
+                  keys: list[bytes | None] | None = None,
+                  headers: list[Headers] | None = None) -> None:
     await ensure_topics(load_settings(h.config), 3)
     producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all", enable_idempotence=True,
                                 linger_ms=5)
     await producer.start()
     try:
         for i, value in enumerate(values):
-            await producer.send(topic, value, key=str(i).encode())
+            key = keys[i] if keys else str(i).encode()
+            await producer.send(topic, value, key=key,
+                                headers=headers[i] if headers else None)
         await producer.flush()
     finally:
         await producer.stop()
@@ -184,5 +191,64 @@ def test_mapped_columns_land_typed_and_bad_values_are_dead_letters(tmp_path: Pat
         assert all(filled[e["id"]] is None for e in good)
         assert [filled[e["id"]] for e in later] == [
             e["lines"][1]["sku"] if len(e["lines"]) > 1 else None for e in later]
+    finally:
+        h.cleanup()
+
+
+RECORD = [
+    {"name": "placed_at", "path": "placed_ms", "type": "timestamptz",
+     "time_unit": "milliseconds"},
+    {"name": "tenant", "source": "header", "header": "tenant", "type": "text"},
+    {"name": "trace", "source": "header", "header": "trace", "type": "bytea"},
+    {"name": "attempt", "source": "header", "header": "attempt", "type": "integer",
+     "default": 0},
+    {"name": "order_key", "source": "key", "type": "text"},
+    {"name": "from_topic", "source": "topic", "type": "text"},
+    {"name": "sent_at", "source": "timestamp", "type": "timestamptz"},
+]
+
+
+def test_columns_from_the_key_headers_topic_and_timestamp(tmp_path: Path) -> None:
+    h = shipment_harness(tmp_path, RECORD)
+    try:
+        h.migrate()
+        types = {r["column_name"]: r["data_type"] for r in h.sql(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = $1 AND table_name = 'shipments'", h.schema)}
+        assert (types["tenant"], types["trace"], types["attempt"], types["sent_at"]) == (
+            "text", "bytea", "integer", "timestamp with time zone")
+        rand = random.Random(5)
+        events = [event(rand, n) for n in range(300)]
+        keys: list[bytes | None] = [f"o-{n}".encode() if n % 7 else None for n in range(300)]
+        headers: list[Headers] = [
+            [("tenant", f"t{n % 3}".encode()), ("trace", bytes([n % 256, 0, 255])),
+             *([("attempt", str(n % 4).encode())] if n % 2 else [])] for n in range(300)]
+        # Each alone among good ones: a tenant that is not UTF-8, an attempt that is no
+        # integer. Dead letters; the rest land.
+        bad_events = [event(rand, 1000), event(rand, 1001)]
+        bad_headers: list[Headers] = [[("tenant", b"\xff\xfeacme")], [("attempt", b"2.5")]]
+        asyncio.run(publish(h, h.topics["shipment"],
+                            [orjson.dumps(e) for e in events + bad_events],
+                            [*keys, b"k1", b"k2"], headers + bad_headers))
+        done = h.weir("run", "--until-caught-up", timeout=240)
+        assert done.returncode == 0, done.stderr[-3000:]
+        rows = {r["id"]: r for r in h.sql(
+            "SELECT id::text, tenant, trace, attempt, order_key, from_topic, sent_at, "
+            "kafka_timestamp FROM shipments")}
+        assert len(rows) == len(events)
+        for n, e in enumerate(events):
+            row = rows[e["id"]]
+            assert row["tenant"] == f"t{n % 3}"
+            assert bytes(row["trace"]) == bytes([n % 256, 0, 255])
+            assert row["attempt"] == (n % 4 if n % 2 else 0)
+            assert row["order_key"] == (f"o-{n}" if n % 7 else None)
+            assert row["from_topic"] == h.topics["shipment"]
+            assert row["sent_at"] == row["kafka_timestamp"]
+        letters = h.sql("SELECT reason, error FROM weir_dead_letters ORDER BY error")
+        assert [(r["reason"], r["error"]) for r in letters] == [
+            ("conversion_error", "field 'attempt': header 'attempt': 2.5 is a number, not an "
+             "integer"),
+            ("conversion_error", "field 'tenant': header 'tenant' b'\\xff\\xfeacme' is not "
+             "UTF-8 text")]
     finally:
         h.cleanup()

@@ -31,7 +31,8 @@ class Decoder:
         return False
 
     def decode(self, topic: str, partition: int, offset: int, timestamp_ms: int,
-               value: bytes, headers: Any = ()) -> tuple[str, tuple[Any, ...]]:
+               value: bytes, headers: Any = (), key: bytes | None = None
+               ) -> tuple[str, tuple[Any, ...]]:
         if value == b"boom":
             raise RuntimeError("a path no test reached")
         if value == b"bad":

@@ -35,7 +35,8 @@ class Decoder:
         return True
 
     def decode_framed(self, topic: str, partition: int, offset: int, timestamp_ms: int,
-                      value: bytes, headers: Any = ()) -> tuple[str, tuple[Any, ...]]:
+                      value: bytes, headers: Any = (), key: bytes | None = None
+                      ) -> tuple[str, tuple[Any, ...]]:
         if value == b"new" and 7 not in self.known:
             raise SchemaPending(7)
         return "order", (partition, offset, b"{}")  # the row's tail ends with raw

@@ -178,3 +178,77 @@ def test_both_row_builders_agree(tmp_path: Path) -> None:
     fast = plan.build(event, "t", 0, 1, 1_764_064_800_000, raw)
     generic = dec._row(plan, event, "t", 0, 1, 1_764_064_800_000, raw)
     assert fast == generic
+
+
+RECORD = [
+    {"name": "placed_at", "path": "placed_ms", "type": "timestamptz",
+     "time_unit": "milliseconds"},
+    {"name": "tenant", "source": "header", "header": "tenant", "type": "text"},
+    {"name": "trace", "source": "header", "header": "trace", "type": "bytea"},
+    {"name": "attempt", "source": "header", "header": "attempt", "type": "integer",
+     "default": 0},
+    {"name": "order_key", "source": "key", "type": "text"},
+    {"name": "key_region", "source": "key", "path": "region", "type": "text"},
+    {"name": "from_topic", "source": "topic", "type": "text"},
+    {"name": "sent_at", "source": "timestamp", "type": "timestamptz"},
+]
+
+
+def record_row(dec: Decoder, key: bytes | None, headers: list[tuple[str, bytes | None]]
+               ) -> dict[str, Any]:
+    decoded = dec.decode("weir.shipments", 0, 7, 1_764_064_800_000,
+                         orjson.dumps({"id": "s1", "placed_ms": 5}), headers, key)
+    assert decoded is not None
+    names = ["id", "placed_ms", "shipping", "lines", "local", *(m["name"] for m in RECORD)]
+    return dict(zip(names, decoded[1], strict=False))
+
+
+def test_columns_from_the_record_itself(tmp_path: Path) -> None:
+    dec = decoder(config(tmp_path, RECORD))
+    got = record_row(dec, b'{"region":"eu","n":1}', [
+        ("tenant", b"old"), ("trace", b"\x00\xff"), ("tenant", b"acme"), ("attempt", b"3")])
+    assert got["tenant"] == "acme"  # the last header of that name
+    assert got["trace"] == b"\x00\xff"  # bytes as they are
+    assert got["attempt"] == 3
+    assert got["order_key"] == '{"region":"eu","n":1}'
+    assert got["key_region"] == "eu"
+    assert got["from_topic"] == "weir.shipments"
+    assert got["sent_at"] == micros(datetime.fromtimestamp(1_764_064_800, UTC))
+    got = record_row(dec, None, [("tenant", None)])
+    assert (got["tenant"], got["trace"], got["attempt"], got["order_key"],
+            got["key_region"]) == (None, None, 0, None, None)
+
+
+@pytest.mark.parametrize(("key", "headers", "fragment"), [
+    (None, [("tenant", b"\xff\xfe")], "field 'tenant': header 'tenant' b'\\xff\\xfe' is "
+     "not UTF-8 text"),
+    (None, [("attempt", b"three")], "field 'attempt': header 'attempt' 'three' is not JSON"),
+    (None, [("attempt", b"1.5")], "header 'attempt': 1.5 is a number, not an integer"),
+    (b"plain", [], "field 'key_region': the key 'plain' is not JSON"),
+    (b'["eu"]', [], "the key's path 'region': the event is an array, not an object"),
+])
+def test_a_bad_record_value_is_a_dead_letter(tmp_path: Path, key: bytes | None,
+                                             headers: list[tuple[str, bytes | None]],
+                                             fragment: str) -> None:
+    mapped = [m for m in RECORD if m["name"] != "order_key"]
+    dec = decoder(config(tmp_path, mapped))
+    with pytest.raises(EventRejected) as refused:
+        dec.decode("weir.shipments", 0, 7, 1_764_064_800_000,
+                   orjson.dumps({"id": "s1", "placed_ms": 5}), headers, key)
+    assert refused.value.reason == "conversion_error"
+    assert fragment in str(refused.value), str(refused.value)
+
+
+@pytest.mark.parametrize(("mapped", "message"), [
+    ({"name": "x", "source": "header", "type": "text"}, "header names the header"),
+    ({"name": "x", "header": "h", "path": "a", "type": "text"}, "header names the header"),
+    ({"name": "x", "source": "topic", "type": "bigint"}, "a column of the topic is text"),
+    ({"name": "x", "source": "timestamp", "type": "text"}, "record's timestamp is timestamptz"),
+    ({"name": "x", "path": "a", "type": "bytea"}, "bytea holds a key's or a header's bytes"),
+    ({"name": "x", "source": "topic", "path": "a", "type": "text"}, "has no path"),
+    ({"name": "x", "type": "text"}, "a column from the event needs a path"),
+])
+def test_a_bad_record_mapping_is_a_config_error(tmp_path: Path, mapped: dict[str, Any],
+                                                message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(config(tmp_path, [mapped]))
