@@ -32,7 +32,7 @@ log = structlog.get_logger(__name__)
 # Column types a schema may ask for explicitly with "x-weir-column-type".
 ALLOWED_OVERRIDES = frozenset(
     {"text", "bigint", "integer", "numeric", "double precision", "boolean", "timestamptz",
-     "date", "uuid", "jsonb"}
+     "date", "uuid", "jsonb", "text[]", "bigint[]", "numeric[]", "uuid[]", "timestamptz[]"}
 )
 NUMERIC_TYPES = frozenset({"bigint", "integer", "numeric", "double precision"})
 # Names Weir adds to every target table; a schema property may not take them.

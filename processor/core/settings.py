@@ -257,7 +257,8 @@ class MappedColumnSettings(_Section):
     path: str | None = None  # keys and [indexes]: shipping.address.country, items[0].sku
     header: str | None = None  # the header's name (the last one of that name)
     type: Literal["text", "bigint", "integer", "numeric", "double precision", "boolean",
-                  "timestamptz", "date", "uuid", "jsonb", "bytea"]
+                  "timestamptz", "date", "uuid", "jsonb", "bytea", "text[]", "bigint[]",
+                  "numeric[]", "uuid[]", "timestamptz[]"]
     # The value when the path finds nothing (or null): converted like a found value.
     default: Any = None
     # timestamptz from a number: the epoch's unit. Without it, an RFC 3339 string.
@@ -287,8 +288,10 @@ class MappedColumnSettings(_Section):
 
     @model_validator(mode="after")
     def _time_options_need_a_time(self) -> MappedColumnSettings:
-        if (self.time_unit or self.time_zone) and self.type != "timestamptz":
-            raise ValueError("time_unit and time_zone are for a column of type timestamptz")
+        if (self.time_unit or self.time_zone) and self.type not in ("timestamptz",
+                                                                      "timestamptz[]"):
+            raise ValueError("time_unit and time_zone are for a column of type timestamptz "
+                             "(or timestamptz[])")
         if self.time_unit and self.time_zone:
             raise ValueError("time_unit reads a number (an instant, no zone); time_zone reads "
                              "a string without an offset: set one")

@@ -216,6 +216,30 @@ CONVERTERS: dict[str, Converter] = {
 }
 
 
+def array_of(element: Converter, pg_type: str) -> Converter:
+    """A JSON array of scalars as a one-dimensional PostgreSQL array: each item converted
+    (and checked) as a column of the element type would be; null items stay NULL."""
+    def convert(value: Any) -> list[Any]:
+        if type(value) is not list:
+            raise _unfit(value, f"an array ({pg_type})")
+        out: list[Any] = []
+        for i, item in enumerate(value):
+            if item is None:
+                out.append(None)
+                continue
+            try:
+                out.append(element(item))
+            except Unfit as exc:
+                raise Unfit(f"item [{i}]: {exc}") from None
+        return out
+    convert.__name__ = pg_type
+    return convert
+
+
+for _element in ("text", "bigint", "numeric", "uuid", "timestamptz"):
+    CONVERTERS[f"{_element}[]"] = array_of(CONVERTERS[_element], f"{_element}[]")
+
+
 def converter_for(pg_type: str) -> Converter:
     """The conversion (and check) a column of ``pg_type`` needs; every mapped type has one."""
     return CONVERTERS[pg_type]

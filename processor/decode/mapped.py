@@ -26,7 +26,7 @@ from processor.core.paths import ABSENT, PathMismatch, compile_walk
 from processor.core.pgtime import FIRST_US, LAST_US, PG_EPOCH_MS, aware_micros
 from processor.core.records import Header
 from processor.core.settings import MappedColumnSettings
-from processor.decode.converters import Converter, Unfit, converter_for, show
+from processor.decode.converters import Converter, Unfit, array_of, converter_for, show
 
 Mapped = Callable[[dict[str, Any], "bytes | None", "Sequence[Header]", str, int], Any]
 
@@ -94,10 +94,10 @@ _AS_TEXT = frozenset({"text", "uuid", "timestamptz", "date"})
 
 def value_converter(column: MappedColumnSettings) -> Converter:
     """How a mapped column's found value becomes its column's value."""
-    if column.time_unit is not None:
-        return epoch_converter(column.time_unit)
-    if column.time_zone is not None:
-        return zoned_converter(column.time_zone)
+    if column.time_unit is not None or column.time_zone is not None:
+        one = epoch_converter(column.time_unit) if column.time_unit is not None \
+            else zoned_converter(str(column.time_zone))
+        return array_of(one, column.type) if column.type.endswith("[]") else one
     if column.type == "bytea":
         return _bytea
     if column.source == "timestamp":

@@ -23,7 +23,8 @@ from processor.schema.rollups import RollupSpec
 from processor.schema.tables import TableSpec
 
 # format_type() spells some types longer than our DDL does.
-_CANONICAL = {"timestamptz": "timestamp with time zone"}
+_CANONICAL = {"timestamptz": "timestamp with time zone",
+              "timestamptz[]": "timestamp with time zone[]"}
 
 
 class SchemaIncompatible(PermanentError):

@@ -77,10 +77,16 @@ STRATEGIES: dict[str, st.SearchStrategy[Any]] = {
                                        "2016-12-31T23:59:60Z", "2024-02-30T10:00:00Z"])
                     | scalars),
 }
+STRATEGIES |= {f"{t}[]": st.lists(STRATEGIES[t], max_size=5) | scalars | st.lists(
+    st.lists(STRATEGIES[t], max_size=2), max_size=2)
+    for t in ("text", "bigint", "numeric", "uuid", "timestamptz")}
 # Read back as what the converter returned; a timestamptz as PostgreSQL's own integer, the
 # converter's own form.
 READ_BACK = {
     "timestamptz": "((extract(epoch FROM v) * 1000000)::bigint - 946684800000000)",
+    "timestamptz[]": "coalesce((SELECT array_agg((extract(epoch FROM x) * 1000000)::bigint "
+                     "- 946684800000000 ORDER BY n) FROM unnest(v) WITH ORDINALITY AS u(x, n)),"
+                     " '{}')",
 }
 
 
@@ -140,6 +146,9 @@ def same(pg_type: str, stored: Any, converted: Any) -> bool:
         return bool(exact(stored) == exact(orjson.loads(converted)))
     if pg_type == "uuid":
         return str(stored) == str(converted)
+    if pg_type == "uuid[]":
+        return [None if s is None else str(s) for s in stored] == [
+            None if c is None else str(c) for c in converted]
     return bool(stored == converted)
 
 

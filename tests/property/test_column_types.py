@@ -27,13 +27,16 @@ from processor.decode.decoder import Decoder
 from processor.transform.loader import load_chains
 
 TOPIC = "any.columns"
-FIELDS = {pg_type: "c_" + pg_type.replace(" ", "_") for pg_type in sorted(ALLOWED_OVERRIDES)}
+FIELDS = {pg_type: "c_" + pg_type.replace(" ", "_").replace("[]", "_array")
+          for pg_type in sorted(ALLOWED_OVERRIDES)}
 KINDS: dict[str, tuple[type, ...]] = {
     "text": (str,), "uuid": (UUID,), "bigint": (int,), "integer": (int,),
     "numeric": (Decimal,), "double precision": (float,), "boolean": (bool,),
     "jsonb": (bytes,), "date": (date,), "timestamptz": (int,),
 }
 RANGES = {"bigint": INT64, "integer": INT32, "timestamptz": (FIRST_US, LAST_US)}
+ARRAYS = {f"{t}[]": t for t in ("text", "bigint", "numeric", "uuid", "timestamptz")}
+KINDS |= dict.fromkeys(ARRAYS, (list,))
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +73,7 @@ fitting: dict[str, st.SearchStrategy[Any]] = {
     "date": st.dates().map(date.isoformat), "timestamptz": st.datetimes().map(
         lambda d: d.isoformat()),
 }
+fitting |= {a: st.lists(fitting[t] | st.none(), max_size=4) for a, t in ARRAYS.items()}
 events = st.fixed_dictionaries({}, optional={field: fitting[pg_type] | values
                                              for pg_type, field in FIELDS.items()})
 
@@ -90,10 +94,15 @@ def test_a_value_is_its_column_s_type_or_the_event_is_rejected(
         value = row[field]
         if value is None:
             continue
-        assert type(value) in KINDS[pg_type], (pg_type, value)
-        if pg_type in RANGES:
-            low, high = RANGES[pg_type]
-            assert low <= value <= high
+        element = ARRAYS.get(pg_type)
+        for item in value if element else [value]:
+            kind = element or pg_type
+            if item is None:
+                continue
+            assert type(item) in KINDS[kind], (pg_type, value)
+            if kind in RANGES:
+                low, high = RANGES[kind]
+                assert low <= item <= high
 
 
 def outcome(decoder: Decoder, event: dict[str, Any]) -> dict[str, Any] | EventRejected:
