@@ -423,6 +423,9 @@ class EventTypeSettings(_Section):
     transforms: list[str] = Field(default_factory=list)
     write_mode: Literal["insert", "upsert"] = "insert"
     upsert_key: list[str] = Field(default_factory=list)
+    # An upsert's update: replace the row with the newer event, or merge, where a field the
+    # newer event has not (or has as null) keeps its stored value.
+    update_mode: Literal["replace", "merge"] = "replace"
     # The field that orders an upsert key's versions (an event time or a version number):
     # the row keeps the highest, ties broken by Kafka offset.
     version_field: str | None = None
@@ -496,6 +499,8 @@ class EventTypeSettings(_Section):
                 "version to order it by")
         if self.write_mode == "insert" and self.version_field:
             raise ValueError("version_field is only used with write_mode upsert")
+        if self.write_mode == "insert" and self.update_mode != "replace":
+            raise ValueError("update_mode is only used with write_mode upsert")
         if self.write_mode == "upsert" and self.version_field is None \
                 and not self.keyed_by_kafka_key:
             raise ValueError(

@@ -37,6 +37,7 @@ class TableSpec:
     indexes: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (method, columns) from config
     version: str | None = None  # upsert: the column that orders versions of one key
     key_types: tuple[str, ...] = ()  # upsert: the PostgreSQL types of the key's columns
+    merge: bool = False  # upsert: a null or absent field keeps the stored value
 
     @property
     def partitioned(self) -> bool:
@@ -81,6 +82,8 @@ class TableSpec:
             return with_rollups(
                 f"INSERT INTO {self.qualified} ({cols}) SELECT {cols} FROM {stage} "
                 f"ON CONFLICT ({key}) DO NOTHING", self.rollups)
+        if self.merge:
+            return self._merge_sql()
         updates = ", ".join(f"{quote_ident(c)} = EXCLUDED.{quote_ident(c)}"
                             for c in (*self.columns, "ingested_at") if c not in self.key)
         order, newer = self._version_order()
@@ -89,6 +92,52 @@ class TableSpec:
             f"SELECT DISTINCT ON ({key}) {cols} FROM {stage} "
             f"ORDER BY {key}, {order} "
             f"ON CONFLICT ({key}) DO UPDATE SET {updates} WHERE {newer}"
+        )
+
+    def _merge_sql(self) -> str:
+        """An upsert that merges: each of the event's own columns takes the newest non-null
+        value among the batch's events of its key, or keeps the stored one; Weir's columns
+        (``raw``, the Kafka coordinates, ``event_time``) are the newest event's.
+
+        Only the staged events newer than the stored row take part (so a replay, or a late
+        older event, changes nothing, as in ``replace``), folded in version order by a
+        window per column: the first non-null value when the newest come first. The same
+        ``WHERE`` as ``replace`` keeps the row from going backwards.
+        """
+        key = [quote_ident(c) for c in self.key]
+        keys = ", ".join(key)
+        stage = f"pg_temp.{quote_ident(self.stage)}"
+        _, newer = self._version_order()
+        # Qualified: an output column of the same name would win in ORDER BY.
+        if self.version is not None:
+            v = quote_ident(self.version)
+            order = f"s.{v} DESC, s.kafka_offset DESC"
+            stale = f"(x.{v}, x.kafka_offset) >= (s.{v}, s.kafka_offset)"
+        else:
+            order = "s.kafka_offset DESC"
+            stale = "x.kafka_partition = s.kafka_partition AND x.kafka_offset >= s.kafka_offset"
+        match = " AND ".join(f"x.{k} = s.{k}" for k in key)
+        key_cols = [f"s.{k}" for k in key]
+        part = ", ".join(key_cols)
+        meta = {m.name for m in META}
+        own = [c for c in self.columns if c not in meta and c not in self.key]
+        picked = [f"first_value(s.{quote_ident(c)}) OVER (PARTITION BY {part} ORDER BY "
+                  f"(s.{quote_ident(c)} IS NULL), {order}) AS {quote_ident(c)}" for c in own]
+        rest = [f"s.{quote_ident(c)}" for c in self.columns if c in meta or c in self.key]
+        cols = ", ".join(quote_ident(c) for c in (*self.key, *own,
+                                                   *(c for c in self.columns if c in meta)))
+        select = ", ".join([*key_cols, *picked, *(r for r in rest if r not in key_cols)])
+        updates = ", ".join(
+            [f"{quote_ident(c)} = coalesce(EXCLUDED.{quote_ident(c)}, t.{quote_ident(c)})"
+             for c in own]
+            + [f"{quote_ident(c)} = EXCLUDED.{quote_ident(c)}"
+               for c in (*(c for c in self.columns if c in meta), "ingested_at")])
+        return (
+            f"INSERT INTO {self.qualified} AS t ({cols}) "
+            f"SELECT DISTINCT ON ({part}) {select} FROM {stage} AS s "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {self.qualified} AS x WHERE {match} AND {stale}) "
+            f"ORDER BY {part}, {order} "
+            f"ON CONFLICT ({keys}) DO UPDATE SET {updates} WHERE {newer}"
         )
 
     def delete_sql(self) -> str:
@@ -135,7 +184,7 @@ def table_spec(contract: Contract, settings: Settings) -> TableSpec:
     if et.write_mode == "upsert":
         return TableSpec(contract.event_type, schema, et.table, columns,
                          tuple(et.upsert_key), upsert=True, indexes=indexes,
-                         version=et.version_field,
+                         version=et.version_field, merge=et.update_mode == "merge",
                          key_types=tuple(next(c.pg_type for c in contract.columns
                                               if c.name == k) for k in et.upsert_key))
     key: tuple[str, ...] = (contract.id_field,) if contract.id_field else COORDINATES

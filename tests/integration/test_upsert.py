@@ -114,3 +114,73 @@ def test_an_upsert_not_keyed_by_the_kafka_key_needs_a_version_field(tmp_path: Pa
     assert result.returncode == 2
     assert "version_field is required" in result.stderr
     assert "not the Kafka key" in result.stderr
+
+
+def channel_of(n: int, version: int) -> tuple[bool, str | None]:
+    """Whether version ``version`` of order ``n`` carries ``channel``, and its value."""
+    if version == 1:
+        return True, "web"
+    if version == 3:
+        return True, None  # an explicit null: keeps the stored value too
+    if version == 5 and n % 2 == 0:
+        return True, "app"
+    return False, None  # absent
+
+
+async def publish_partial(topic: str, orders: int, versions: range) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all", enable_idempotence=True,
+                                linger_ms=5)
+    await producer.start()
+    try:
+        for version in versions:
+            for n in range(orders):
+                order_id = f"o-{n:05d}"
+                event: dict[str, object] = {
+                    "event_id": str(uuid.uuid4()), "customer_id": f"c-{n % 50:03d}",
+                    "seq": version, "occurred_at": datetime.now(UTC).isoformat(),
+                    "order_id": order_id, "status": STATUSES[version % len(STATUSES)],
+                    "amount": version, "currency": "EUR",
+                    "items": [{"sku": "s", "qty": 1, "price": version}],
+                }
+                present, channel = channel_of(n, version)
+                if present:
+                    event["channel"] = channel
+                await producer.send(topic, orjson.dumps(event), key=order_id.encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def test_merge_keeps_what_a_newer_event_leaves_out(tmp_path: Path) -> None:
+    h = Harness(tmp_path,
+                event_types={"order": {"write_mode": "upsert", "upsert_key": ["order_id"],
+                                       "key_field": "order_id", "update_mode": "merge"}},
+                batch={"max_rows": 1000})
+    h.migrate()
+    try:
+        h.produce(10, "-t", "page_view")  # creates the topics
+        orders = 200
+        # Versions 1 to 3 in one run: several versions of a key share a batch, folded there.
+        asyncio.run(publish_partial(h.topics["order"], orders, range(1, 4)))
+        assert h.start("first", "--until-caught-up").wait(180) == 0
+        rows = h.sql("SELECT order_id, seq, channel, amount FROM orders")
+        assert len(rows) == orders
+        assert {(r["seq"], r["channel"], r["amount"]) for r in rows} == {(3, "web", 3)}
+        # Versions 4 to 6 later: merged into the stored rows.
+        asyncio.run(publish_partial(h.topics["order"], orders, range(4, 7)))
+        assert h.start("second", "--until-caught-up").wait(180) == 0
+        expected = {f"o-{n:05d}": (6, "app" if n % 2 == 0 else "web", 6, f"{6}")
+                    for n in range(orders)}
+        got = {r["order_id"]: (r["seq"], r["channel"], r["amount"], r["raw_seq"])
+               for r in h.sql("SELECT order_id, seq, channel, amount, raw->>'seq' AS raw_seq "
+                              "FROM orders")}
+        assert got == expected  # raw is the newest event's
+        # A replay from the start, in a new group: older events change nothing.
+        h.env["WEIR_KAFKA__GROUP_ID"] = h.group + "-replay"
+        assert h.start("replay", "--until-caught-up").wait(180) == 0
+        again = {r["order_id"]: (r["seq"], r["channel"], r["amount"], r["raw_seq"])
+                 for r in h.sql("SELECT order_id, seq, channel, amount, "
+                                "raw->>'seq' AS raw_seq FROM orders")}
+        assert again == expected
+    finally:
+        h.cleanup()
