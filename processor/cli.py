@@ -149,25 +149,40 @@ def check_event(
 
 
 @app.command()
-def migrate(config: ConfigOption) -> None:
+def migrate(
+    config: ConfigOption,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the statements it would run (the plan), apply nothing.")
+    ] = False,
+) -> None:
     """Create or update Weir's tables (idempotent)."""
     settings, contracts, _ = _load(config)
 
     async def go() -> list[str]:
         from processor.core.connections import connect
         from processor.schema.migrate import migrate as apply
+        from processor.schema.migrate import plan
         conn = await connect(settings)
         try:
+            if dry_run:
+                return await plan(conn, settings, contracts)
             return await apply(conn, settings, contracts)
         finally:
             await conn.close()
 
     from processor.schema.evolution import SchemaIncompatible
     try:
-        tables = _run(go())
+        out = _run(go())
     except SchemaIncompatible as exc:
         _fail(str(exc), code=1)
-    typer.echo(f"migrated schema {settings.postgres.schema_name!r}: {', '.join(tables)}")
+    if dry_run:
+        typer.echo(f"-- weir migrate --dry-run: schema {settings.postgres.schema_name!r}, "
+                   "nothing applied; these statements would run in one transaction (those "
+                   "that create run as no-ops where the object exists)")
+        for sql in out:
+            typer.echo(sql.rstrip() + ";")
+        return
+    typer.echo(f"migrated schema {settings.postgres.schema_name!r}: {', '.join(out)}")
     if settings.dead_letters.topic_enabled:
         from processor.deadletter.topic import ensure_dead_letter_topics
         topics = _run(ensure_dead_letter_topics(settings))

@@ -45,7 +45,7 @@ MIGRATION_LOCK = 0x5745_4952
 LOCK_TIMEOUT_MS = 2000
 LOCK_ATTEMPTS = 30
 
-__all__ = ["SchemaIncompatible", "behind", "migrate", "missing_tables"]
+__all__ = ["SchemaIncompatible", "behind", "migrate", "missing_tables", "plan"]
 
 
 async def behind(conn: asyncpg.Connection, settings: Settings,

@@ -197,6 +197,11 @@ def test_mapped_columns_land_typed_and_bad_values_are_dead_letters(tmp_path: Pat
             config["event_types"]["shipment"]["columns"].append(
                 {"name": "last_line_sku", "path": "lines[1].sku", "type": "text"})
         h.rewrite(more)
+        plan = h.weir("migrate", "--dry-run")
+        assert plan.returncode == 0, plan.stderr
+        assert 'ADD COLUMN IF NOT EXISTS "last_line_sku" text;' in plan.stdout, plan.stdout
+        assert h.scalar("SELECT count(*) FROM information_schema.columns WHERE table_schema "
+                        "= $1 AND column_name = 'last_line_sku'", h.schema) == 0  # not applied
         h.migrate()
         h.migrate()  # again: nothing to change (the array types read back as declared)
         later = [event(rand, 20_000 + n) for n in range(200)]
