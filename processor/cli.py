@@ -21,7 +21,7 @@ import uvloop
 from processor import __version__
 from processor.contracts import Contract, ContractError, load_contracts
 from processor.core import logs
-from processor.core.errors import ConfigError, MigrationRequired, describe
+from processor.core.errors import ConfigError, InstanceTaken, MigrationRequired, describe
 from processor.core.settings import Settings, load_settings
 from processor.decode.decoder import Decoder
 from processor.runtime import gc_tuning
@@ -231,7 +231,7 @@ def run(
         code = _run(go())
     except StartupRefused as exc:
         _fail(str(exc), code=EXIT_CONFIG)
-    except MigrationRequired as exc:
+    except (MigrationRequired, InstanceTaken) as exc:
         _fail(str(exc), code=1)
     except (Exception, ExceptionGroup) as exc:
         log.critical("weir stopped on an error; nothing past the last commit is lost",

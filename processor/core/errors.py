@@ -88,5 +88,9 @@ class SinkUnavailable(TransientError):
     """PostgreSQL cannot be reached or asked us to back off."""
 
 
+class InstanceTaken(PermanentError):
+    """Another live Weir process holds this process's ``kafka.group_instance_id``."""
+
+
 class MigrationRequired(PermanentError):
     """The database does not hold the tables the configuration needs."""

@@ -73,6 +73,11 @@ class KafkaSettings(_Section):
     fetch_timeout_ms: PositiveInt = 200
     max_partition_fetch_bytes: PositiveInt = 1 * MiB
     fetch_max_bytes: PositiveInt = 4 * MiB
+    # Static membership: this member's stable id in the group (a pod name, a StatefulSet
+    # ordinal). A member that restarts within session_timeout_ms gets its partitions back
+    # and nobody else pauses. None: dynamic membership. With --workers, each worker adds
+    # "-<index>". Two live processes with one id are refused (docs/scaling.md).
+    group_instance_id: str | None = None
     session_timeout_ms: PositiveInt = 10_000
     heartbeat_interval_ms: PositiveInt = 3_000
     max_poll_interval_ms: PositiveInt = 300_000
@@ -107,6 +112,14 @@ class KafkaSettings(_Section):
     def resolved_sasl_password(self) -> str | None:
         """The SASL password from ``sasl_password`` or ``sasl_password_file``; never logged."""
         return read_secret(self.sasl_password, self.sasl_password_file)
+
+    @field_validator("group_instance_id")
+    @classmethod
+    def _instance_id(cls, value: str | None) -> str | None:
+        # Kafka's own rule for ids (as for topic names), with room for a worker's suffix.
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9._-]{1,200}", value):
+            raise ValueError(f"{value!r}: use 1 to 200 letters, digits, '.', '_' or '-'")
+        return value
 
     @model_validator(mode="after")
     def _heartbeat_below_session(self) -> KafkaSettings:

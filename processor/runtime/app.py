@@ -48,6 +48,7 @@ from processor.partition.router import Router
 from processor.registry.parse import schema_book
 from processor.registry.schemas import REGISTRY_PART
 from processor.runtime.checkpoint import Checkpointer
+from processor.runtime.instance_claim import InstanceClaim
 from processor.runtime.rebalance import RebalanceDrain
 from processor.runtime.startup import StartupState, check_tables, wait_for_kafka, wait_for_postgres
 from processor.schema.tables import table_spec
@@ -100,6 +101,7 @@ class Pipeline:
         # What /readyz asks: start-up's state until the pipeline runs, then the pipeline's.
         self._probes: dict[str, ReadinessProbe] = {"startup": self._startup.probe}
         self._observe: Observability | None = None
+        self._claim: InstanceClaim | None = None
 
     def request_stop(self, reason: str) -> None:
         """Begin a graceful shutdown (signal handler, caught-up check)."""
@@ -188,6 +190,11 @@ class Pipeline:
             await retry_transient(lambda: maintain(pool, self.specs.values()),
                                   "partition maintenance", operation="partitions",
                                   stalls=self.stalls)
+            if s.kafka.group_instance_id is not None:
+                # Before joining: a second live member with this id is refused here.
+                self._claim = InstanceClaim(s, s.kafka.group_instance_id)
+                await self._unless_stopped(wait_for_postgres(
+                    s, self._claim.acquire, "PostgreSQL (static instance id)", self._startup))
             await self._unless_stopped(
                 wait_for_kafka(s, source.start, "Kafka (consumer group)", self._startup))
             self._observe = observe
@@ -203,6 +210,8 @@ class Pipeline:
                             "timeout will", timeout_s=CLOSE_S)
             if dlq_topic is not None and not await bounded(dlq_topic.stop(), CLOSE_S):
                 log.warning("the dead-letter producer did not close in time", timeout_s=CLOSE_S)
+            if self._claim is not None:  # after leaving: the id is free for the next one
+                await bounded(self._claim.release(), CLOSE_S)
 
     async def _supervise(self, fetch: FetchLoop, decode: DecodeStage, checkpointer: Checkpointer,
                          until: bool, observe: Observability, pool: asyncpg.Pool) -> int:
@@ -222,6 +231,8 @@ class Pipeline:
             background.append(tasks.create_task(self._places.drain_forever(
                 self.settings.dead_letters.spool_drain_interval_s), name="spool-drain"))
             background += [tasks.create_task(coro) for coro in observe.background()]
+            if self._claim is not None:
+                background.append(tasks.create_task(self._claim.keep(), name="instance-claim"))
             await self.stopping.wait()
             # The fetch loop is inside the deadline too: its final put can wait behind a
             # decode stage that waits behind lanes that wait on an unanswering database.

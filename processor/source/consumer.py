@@ -71,6 +71,7 @@ class KafkaSource:
             isolation_level=k.isolation_level,
             max_partition_fetch_bytes=k.max_partition_fetch_bytes,
             fetch_max_bytes=k.fetch_max_bytes,
+            group_instance_id=k.group_instance_id,
             session_timeout_ms=k.session_timeout_ms,
             heartbeat_interval_ms=k.heartbeat_interval_ms,
             max_poll_interval_ms=k.max_poll_interval_ms,

@@ -100,6 +100,11 @@ def process_spawner(config: Path, settings: Settings, until_caught_up: bool) -> 
         # The child reads the same file and the same WEIR_* overrides as the parent; only
         # its endpoints move to a loopback port of its own, which the parent aggregates.
         env = dict(os.environ)
+        if settings.kafka.group_instance_id is not None:
+            # Each worker is a member of its own: the id, then its index, stable across its
+            # restarts.
+            env["WEIR_KAFKA__GROUP_INSTANCE_ID"] = (
+                f"{settings.kafka.group_instance_id}-{slot.index}")
         if settings.metrics.enabled:
             slot.port = free_loopback_port()
             env |= {"WEIR_METRICS__HOST": "127.0.0.1", "WEIR_METRICS__PORT": str(slot.port)}
