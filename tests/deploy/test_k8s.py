@@ -41,7 +41,7 @@ def test_manifest_validates(path: Path) -> None:
 
 def test_strict_validation_catches_a_typo(manifests: dict[str, dict[str, Any]]) -> None:
     # Guards the guard: a misspelt field must fail, or the test above proves nothing.
-    bad = json.loads(json.dumps(manifests["Deployment"]))
+    bad = json.loads(json.dumps(manifests["StatefulSet"]))
     bad["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(bad, kubernetes_validate.utils.latest_version(), strict=True)
@@ -63,7 +63,7 @@ def test_configmap_carries_the_checked_config(
 def test_probes_hit_healthz_and_readyz_on_the_metrics_port(
     manifests: dict[str, dict[str, Any]],
 ) -> None:
-    weir = container(manifests, "Deployment")
+    weir = container(manifests, "StatefulSet")
     port = {p["name"]: p["containerPort"] for p in weir["ports"]}["metrics"]
     assert port == load_yaml(CONFIG)["metrics"]["port"]
     assert weir["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
@@ -71,14 +71,14 @@ def test_probes_hit_healthz_and_readyz_on_the_metrics_port(
 
 
 def test_resources_match_the_memory_target(manifests: dict[str, dict[str, Any]]) -> None:
-    resources = container(manifests, "Deployment")["resources"]
+    resources = container(manifests, "StatefulSet")["resources"]
     assert resources["requests"]["memory"] == TARGET_RSS
     assert resources["limits"]["memory"].endswith("Mi")
     assert int(resources["limits"]["memory"][:-2]) > int(TARGET_RSS[:-2])
 
 
 def test_runs_as_non_root_read_only(manifests: dict[str, dict[str, Any]]) -> None:
-    for kind in ("Deployment", "Job"):
+    for kind in ("StatefulSet", "Job"):
         pod = manifests[kind]["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["runAsUser"] != 0
@@ -89,7 +89,7 @@ def test_runs_as_non_root_read_only(manifests: dict[str, dict[str, Any]]) -> Non
 
 def test_password_comes_from_a_secret(manifests: dict[str, dict[str, Any]]) -> None:
     password_file = Path(load_yaml(CONFIG)["postgres"]["password_file"])
-    for kind in ("Deployment", "Job"):
+    for kind in ("StatefulSet", "Job"):
         pod = manifests[kind]["spec"]["template"]["spec"]
         secrets = {v["name"]: v["secret"] for v in pod["volumes"] if "secret" in v}
         box = pod["containers"][0]
@@ -102,23 +102,23 @@ def test_password_comes_from_a_secret(manifests: dict[str, dict[str, Any]]) -> N
             "/app/deploy/config/weir.yaml")
 
 
-def test_migrate_job_and_deployment_share_image_and_config(
+def test_migrate_job_and_statefulset_share_image_and_config(
     manifests: dict[str, dict[str, Any]],
 ) -> None:
-    job, deployment = container(manifests, "Job"), container(manifests, "Deployment")
+    job, statefulset = container(manifests, "Job"), container(manifests, "StatefulSet")
     assert job["args"] == ["migrate"]
-    assert deployment["args"] == ["run"]
-    assert job["image"] == deployment["image"]
+    assert statefulset["args"] == ["run"]
+    assert job["image"] == statefulset["image"]
 
 
 def test_grace_period_outlasts_the_drain(manifests: dict[str, dict[str, Any]]) -> None:
-    pod = manifests["Deployment"]["spec"]["template"]["spec"]
+    pod = manifests["StatefulSet"]["spec"]["template"]["spec"]
     assert pod["terminationGracePeriodSeconds"] > load_yaml(CONFIG)["pipeline"][
         "shutdown_timeout_s"]
 
 
 def test_pdb_and_service_select_the_pods(manifests: dict[str, dict[str, Any]]) -> None:
-    labels = manifests["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    labels = manifests["StatefulSet"]["spec"]["template"]["metadata"]["labels"]
     for selector in (manifests["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"],
                      manifests["Service"]["spec"]["selector"]):
         assert selector.items() <= labels.items()
@@ -129,7 +129,7 @@ def test_scaledobject_scales_on_lag_capped_at_the_partitions(
 ) -> None:
     config = load_yaml(CONFIG)
     spec = manifests["ScaledObject"]["spec"]
-    assert spec["scaleTargetRef"]["name"] == manifests["Deployment"]["metadata"]["name"]
+    assert spec["scaleTargetRef"]["name"] == manifests["StatefulSet"]["metadata"]["name"]
     assert spec["maxReplicaCount"] == config["kafka"]["topic_partitions"]
     assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"]
     (trigger,) = spec["triggers"]
@@ -139,3 +139,13 @@ def test_scaledobject_scales_on_lag_capped_at_the_partitions(
     assert meta["bootstrapServers"] == config["kafka"]["bootstrap_servers"]
     assert meta["allowIdleConsumers"] == "false"
     assert int(meta["lagThreshold"]) > 0
+
+
+def test_each_replica_is_a_static_member_named_by_its_stable_pod_name(
+        manifests: dict[str, dict[str, Any]]) -> None:
+    env = {e["name"]: e for e in container(manifests, "StatefulSet")["env"]}
+    assert env["WEIR_KAFKA__GROUP_INSTANCE_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == (
+        "metadata.name")
+    spec = manifests["StatefulSet"]["spec"]
+    assert spec["serviceName"] == manifests["Service"]["metadata"]["name"]
+    assert manifests["Service"]["spec"]["clusterIP"] == "None"  # headless, as it must be
