@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 CONFIG ?= config/example.yaml
 
 .DEFAULT_GOAL := help
-.PHONY: help venv up down status demo test unit lint soak bench clean
+.PHONY: help venv up down status demo test unit lint soak bench image clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 10
@@ -73,6 +73,9 @@ $(CONNECT)/libs/.installed: $(CONNECT)/pom.xml
 	rm -rf $(CONNECT)/libs
 	mv $(CONNECT)/libs.partial $(CONNECT)/libs
 	@touch $@
+
+image:  ## Build deploy/Dockerfile with docker or podman (TAG=localhost/weir:dev; scripts/image.sh)
+	bash scripts/image.sh $(or $(TAG),localhost/weir:dev)
 
 clean:  ## Stop the stack and delete its data (keeps downloaded jars)
 	bash scripts/stack.sh clean
