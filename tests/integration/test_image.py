@@ -13,6 +13,7 @@ The image's size is printed.
 from __future__ import annotations
 
 import os
+import sys
 import subprocess
 import time
 import uuid
@@ -109,3 +110,56 @@ def test_the_image_runs_weir_exactly_once_healthy_and_drains_on_sigterm(
         assert h.scalar("SELECT count(*) FROM weir_dead_letters") == 0
     finally:
         h.cleanup()
+
+
+def compose(project: str, override: Path, *args: str,
+            timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CONTAINERS_CONF": str(ROOT / ".stack" / "containers.conf")}
+    command = [str(Path(sys.executable).parent / "podman-compose"), "-p", project,
+               "-f", str(ROOT / "deploy" / "compose.yaml"), "-f", str(override), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env,
+                          check=False)
+
+
+def test_the_compose_services_migrate_then_run_against_the_local_stack(
+        tmp_path: Path, image: str) -> None:
+    # The compose file's own `migrate` and `weir` services (two replicas), under
+    # podman-compose, pointed at the local stack by an override file: the image above, the
+    # host's network, and a config of this test's (its own topics, schema and group). Kafka
+    # and PostgreSQL come from the local stack, so they are not started (--no-deps; podman
+    # 4.3 ignores `condition: service_healthy` anyway).
+    h = Harness(tmp_path, partitions=4)
+    project = f"weirit{uuid.uuid4().hex[:8]}"
+    config_dir = tmp_path / "compose-config"
+    config_dir.mkdir()
+    config: dict[str, Any] = yaml.safe_load(h.config.read_text())
+    for et in config["event_types"].values():
+        et["schema_file"] = f"/app/schemas/{Path(et['schema_file']).name}"
+    config["dead_letters"]["spool_dir"] = "/var/lib/weir/spool"
+    (config_dir / "weir.yaml").write_text(yaml.safe_dump(config))
+    config_dir.chmod(0o755)
+    (config_dir / "weir.yaml").chmod(0o644)
+    service = {"image": image, "network_mode": "host",
+               "environment": {"WEIR_CONFIG": "/test/weir.yaml",
+                               "WEIR_METRICS__ENABLED": "false"},
+               "volumes": [f"{config_dir}:/test:ro"]}
+    override = tmp_path / "compose.override.yaml"
+    override.write_text(yaml.safe_dump({"services": {"migrate": service, "weir": service}}))
+    try:
+        migrate = compose(project, override, "up", "--no-deps", "--abort-on-container-exit",
+                          "migrate")
+        assert migrate.returncode == 0, migrate.stdout[-2000:] + migrate.stderr[-2000:]
+        assert h.scalar("SELECT count(*) FROM information_schema.tables WHERE table_schema "
+                        "= $1 AND table_name = 'orders'", h.schema) == 1
+        up = compose(project, override, "up", "--detach", "--no-deps", "weir")
+        assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]
+        running = podman("ps", "--filter", f"label=io.podman.compose.project={project}",
+                         "--format", "{{.Names}}")
+        assert len(running.stdout.split()) == 2, running.stdout  # the two replicas
+        h.produce(1500)
+        h.wait_for(ROWS, 1500, 180)
+        assert h.scalar("SELECT count(DISTINCT kafka_partition) FROM orders") == 4
+    finally:
+        down = compose(project, override, "down", "--timeout", "45")
+        h.cleanup()
+    assert down.returncode == 0, down.stderr[-2000:]
