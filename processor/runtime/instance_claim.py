@@ -23,8 +23,9 @@ import asyncpg
 import structlog
 
 from processor.core.connections import postgres_client
-from processor.core.errors import InstanceTaken
+from processor.core.errors import InstanceTaken, describe
 from processor.core.settings import Settings
+from processor.core.verdict import Verdict, verdict
 
 log = structlog.get_logger(__name__)
 
@@ -84,16 +85,32 @@ class InstanceClaim:
         raise :class:`InstanceTaken` if another process took it meanwhile."""
         while True:
             await asyncio.sleep(CHECK_S)
-            if self._conn is not None and not self._conn.is_closed():
-                continue
-            self._conn = None
             try:
+                if self._conn is not None and await self._alive(self._conn):
+                    continue
+                self._conn = None
                 await self.acquire()
-            except InstanceTaken:
-                raise
-            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            except Exception as exc:
+                # Only a server away or refusing for now is worth another try; the verdict
+                # says which (InstanceTaken is fatal: another process holds the id).
+                if verdict(exc) not in (Verdict.RETRY, Verdict.STALL):
+                    raise
                 log.warning("the static instance id's claim is lost with its connection; "
-                            "trying again", error=str(exc), retry_in_s=CHECK_S)
+                            "trying again", error=describe(exc), retry_in_s=CHECK_S)
+
+    @staticmethod
+    async def _alive(conn: asyncpg.Connection) -> bool:
+        """Does the claim's connection still answer? (A dead peer shows only when asked.)"""
+        if conn.is_closed():
+            return False
+        try:
+            await asyncio.wait_for(conn.fetchval("SELECT 1"), CHECK_S)
+        except Exception as exc:
+            if verdict(exc) not in (Verdict.RETRY, Verdict.STALL):
+                raise
+            conn.terminate()
+            return False
+        return True
 
     async def release(self) -> None:
         """Let the id go (closing the connection releases the lock)."""

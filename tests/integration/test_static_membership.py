@@ -105,3 +105,28 @@ def test_two_members_with_one_instance_id_are_refused_loudly(tmp_path: Path) -> 
         assert h.scalar(ROWS) == 700
     finally:
         h.cleanup()
+
+
+def test_a_claim_lost_with_its_connection_is_taken_again(tmp_path: Path) -> None:
+    h = Harness(tmp_path, partitions=3)
+    h.migrate()
+    try:
+        h.produce(100)
+        h.env["WEIR_KAFKA__GROUP_INSTANCE_ID"] = "comeback"
+        proc = h.start("run")
+        wait_log(h, "run", "static instance id claimed", 1, 60)
+        claim = "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'weir comeback pid%'"
+        first = h.scalar(claim)
+        assert h.scalar("SELECT pg_terminate_backend($1)", first) is True
+        wait_log(h, "run", "static instance id claimed", 2, 30)  # taken again, by itself
+        assert h.scalar(claim) not in (None, first)
+        # Still one holder, so a second process with the id is still refused.
+        second = h.weir("run", timeout=60)
+        assert second.returncode == 1, second.stderr[-2000:]
+        assert proc.poll() is None
+        h.produce(100)
+        h.wait_for(ROWS, 200, 120, alive=[proc])
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        h.cleanup()
