@@ -13,8 +13,8 @@ The image's size is printed.
 from __future__ import annotations
 
 import os
-import sys
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
