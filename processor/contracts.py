@@ -159,7 +159,7 @@ def load_contract(name: str, path: Path | None, settings: Settings,
     for field, label in ((et.id_field, "id_field"), (et.time_field, "time_field"),
                          (et.key_field, "key_field")):
         if label == "time_field" and field in mapped:
-            continue  # checked by _mapped_columns; absent in an event, a dead letter
+            continue  # its type is checked below; absent in an event, a dead letter
         if field is not None and field not in names:
             raise ContractError(f"event_types.{name}.{label}: {field!r} is not a schema property")
         if field is not None and label != "key_field" and field not in required:
