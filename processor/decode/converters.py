@@ -18,7 +18,7 @@ it without the per-value time-zone arithmetic of asyncpg's ``datetime`` codec.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -177,20 +177,26 @@ def _jsonb(value: Any) -> bytes:
     return data
 
 
-def _timestamptz(value: Any) -> int:
-    if type(value) is not str:
-        raise _unfit(value, "a date-time string")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise Unfit(f"{show(value)} is not a valid date-time: {exc}") from None
-    # A timestamp without an offset is taken as UTC rather than the server's zone.
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    micros = aware_micros(parsed)
-    if FIRST_US <= micros <= LAST_US:
-        return micros
-    raise Unfit(f"{show(value)} is outside the years 1 to 9999 in UTC")
+def timestamptz_in(zone: tzinfo) -> Converter:
+    """An RFC 3339 string as PostgreSQL's timestamptz integer; one without an offset is
+    taken in ``zone`` (UTC for every contract column, rather than the server's zone)."""
+    def convert(value: Any) -> int:
+        if type(value) is not str:
+            raise _unfit(value, "a date-time string")
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise Unfit(f"{show(value)} is not a valid date-time: {exc}") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=zone)
+        micros = aware_micros(parsed)
+        if FIRST_US <= micros <= LAST_US:
+            return micros
+        raise Unfit(f"{show(value)} is outside the years 1 to 9999 in UTC")
+    return convert
+
+
+_timestamptz = timestamptz_in(UTC)
 
 
 def _date(value: Any) -> date:

@@ -14,7 +14,6 @@ the decoder turns them into a ``conversion_error`` dead letter naming the column
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -23,10 +22,17 @@ import orjson
 
 from processor.core.errors import ConfigError
 from processor.core.paths import ABSENT, PathMismatch, compile_walk
-from processor.core.pgtime import FIRST_US, LAST_US, PG_EPOCH_MS, aware_micros
+from processor.core.pgtime import FIRST_US, LAST_US, PG_EPOCH_MS
 from processor.core.records import Header
 from processor.core.settings import MappedColumnSettings
-from processor.decode.converters import Converter, Unfit, array_of, converter_for, show
+from processor.decode.converters import (
+    Converter,
+    Unfit,
+    array_of,
+    converter_for,
+    show,
+    timestamptz_in,
+)
 
 Mapped = Callable[[dict[str, Any], "bytes | None", "Sequence[Header]", str, int], Any]
 
@@ -60,25 +66,7 @@ def epoch_converter(unit: str) -> Converter:
 def zoned_converter(zone: str) -> Converter:
     """An RFC 3339 string as PostgreSQL's timestamptz integer, one without an offset taken
     in ``zone`` (a wall time that occurs twice as its first occurrence)."""
-    tz = ZoneInfo(zone)
-
-    def convert(value: Any) -> int:
-        if type(value) is not str:
-            raise Unfit(f"{show(value)} is not a date-time string")
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError as exc:
-            raise Unfit(f"{show(value)} is not a valid date-time: {exc}") from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=tz)
-        try:
-            micros = aware_micros(parsed.astimezone(UTC))
-        except OverflowError:
-            micros = LAST_US + 1
-        if not FIRST_US <= micros <= LAST_US:
-            raise Unfit(f"{show(value)} is outside the years 1 to 9999 in UTC")
-        return micros
-    return convert
+    return timestamptz_in(ZoneInfo(zone))
 
 
 def _bytea(value: Any) -> bytes:

@@ -36,6 +36,7 @@ from processor.decode.formats.avro_values import (
     Unfitting,
     base64_text,
     logical_converter,
+    named_types,
 )
 from processor.registry.avro_contract import avro_problems, reader_defaults
 
@@ -51,31 +52,8 @@ class _Compiler:
     """Converters for the values of one schema; None where fastavro's is already right."""
 
     def __init__(self, schema: Any) -> None:
-        self.named: dict[str, Any] = {}
+        self.named, _ = named_types(schema)
         self.converters: dict[str, Convert | None] = {}
-        self._names(schema, "")
-
-    def _names(self, node: Any, space: str) -> None:
-        if isinstance(node, list):
-            for branch in node:
-                self._names(branch, space)
-        if not isinstance(node, dict):
-            return
-        kind = node.get("type")
-        if kind in ("record", "error", "enum", "fixed"):
-            name = str(node["name"])
-            space = str(node.get("namespace", space)) if "." not in name else \
-                name.rpartition(".")[0]
-            full = name if "." in name else f"{space}.{name}" if space else name
-            self.named[full] = self.named[full.rpartition(".")[2]] = node
-            for field in node.get("fields", []):
-                self._names(field["type"], space)
-        elif isinstance(kind, dict | list):
-            self._names(kind, space)
-        elif kind == "array":
-            self._names(node["items"], space)
-        elif kind == "map":
-            self._names(node["values"], space)
 
     def convert(self, node: Any, seen: tuple[str, ...] = ()  # noqa: PLR0911 - one per kind
                 ) -> Convert | None:

@@ -27,7 +27,12 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from processor.decode.formats.avro_values import Unfitting, base64_text, logical_converter
+from processor.decode.formats.avro_values import (
+    Unfitting,
+    base64_text,
+    logical_converter,
+    named_types,
+)
 
 Read = Callable[[bytes, int], dict[str, Any]]
 
@@ -122,36 +127,11 @@ class _Emitter:
             "unpack_d": struct.Struct("<d").unpack_from, "b64": base64_text,
             "ZIGZAG": _ZIGZAG, "LENGTH": _LENGTH,
         }
-        self.named: dict[str, Any] = {}
+        named, shared = named_types(schema)
+        # A short name two namespaces share would need the reference's own namespace to
+        # resolve: such a schema is left to fastavro.
+        self.named = named | dict.fromkeys(shared, _AMBIGUOUS)
         self._count = 0
-        self._names(schema, "")
-
-    def _names(self, node: Any, space: str) -> None:
-        if isinstance(node, list):
-            for branch in node:
-                self._names(branch, space)
-        if not isinstance(node, dict):
-            return
-        kind = node.get("type")
-        if kind in ("record", "error", "enum", "fixed"):
-            name = str(node["name"])
-            space = str(node.get("namespace", space)) if "." not in name else \
-                name.rpartition(".")[0]
-            full = name if "." in name else f"{space}.{name}" if space else name
-            short = full.rpartition(".")[2]
-            # A short name two namespaces share would need the reference's own namespace to
-            # resolve: such a schema is left to fastavro.
-            clash = short in self.named and self.named[short] is not node
-            self.named[full] = node
-            self.named[short] = _AMBIGUOUS if clash and short != full else node
-            for field in node.get("fields", []):
-                self._names(field["type"], space)
-        elif isinstance(kind, dict | list):
-            self._names(kind, space)
-        elif kind == "array":
-            self._names(node["items"], space)
-        elif kind == "map":
-            self._names(node["values"], space)
 
     def fresh(self, stem: str) -> str:
         self._count += 1

@@ -133,3 +133,41 @@ def logical_converter(node: dict[str, Any]) -> Convert | None:
     if logical == "decimal" and kind in ("bytes", "fixed") and "precision" in node:
         return decimal(int(node["precision"]), int(node.get("scale", 0)))
     return LOGICAL.get((str(kind), str(logical)))
+
+
+def named_types(schema: Any) -> tuple[dict[str, Any], frozenset[str]]:
+    """The named types (records, enums, fixed) of a schema by full and by short name, the
+    later of two with one short name kept; and the short names two namespaces share at the
+    end (a reference by such a name needs its own namespace to resolve)."""
+    named: dict[str, Any] = {}
+    shared: set[str] = set()
+
+    def walk(node: Any, space: str) -> None:
+        if isinstance(node, list):
+            for branch in node:
+                walk(branch, space)
+        if not isinstance(node, dict):
+            return
+        kind = node.get("type")
+        if kind in ("record", "error", "enum", "fixed"):
+            name = str(node["name"])
+            space = str(node.get("namespace", space)) if "." not in name else \
+                name.rpartition(".")[0]
+            full = name if "." in name else f"{space}.{name}" if space else name
+            short = full.rpartition(".")[2]
+            if short in named and named[short] is not node and short != full:
+                shared.add(short)
+            else:
+                shared.discard(short)
+            named[full] = named[short] = node
+            for field in node.get("fields", []):
+                walk(field["type"], space)
+        elif isinstance(kind, dict | list):
+            walk(kind, space)
+        elif kind == "array":
+            walk(node["items"], space)
+        elif kind == "map":
+            walk(node["values"], space)
+
+    walk(schema, "")
+    return named, frozenset(shared)
