@@ -38,17 +38,7 @@ missing=()
 command -v podman >/dev/null || missing+=(podman)
 command -v runc >/dev/null || missing+=(runc)
 command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
-if [ ${#missing[@]} -gt 0 ]; then
-    if [ "$(id -u)" -ne 0 ]; then
-        echo "[image] no docker engine, and ${missing[*]} missing: install them as root" >&2
-        exit 1
-    fi
-    echo "[image] installing ${missing[*]} (Debian packages)"
-    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || {
-        apt-get update -q >/dev/null
-        apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
-    }
-fi
+bash scripts/debian-packages.sh image "${missing[@]}"
 
 conf="$PWD/.stack/containers.conf"
 mkdir -p .stack

@@ -6,15 +6,4 @@ set -euo pipefail
 missing=()
 command -v chromium >/dev/null || missing+=(chromium)
 command -v promtool >/dev/null || missing+=(prometheus)
-if [ ${#missing[@]} -eq 0 ]; then
-    exit 0
-fi
-if [ "$(id -u)" -ne 0 ]; then
-    echo "[test-deps] missing Debian packages: ${missing[*]} (install them as root)" >&2
-    exit 1
-fi
-echo "[test-deps] installing ${missing[*]} (Debian packages)"
-apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || {
-    apt-get update -q >/dev/null
-    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
-}
+exec bash "$(dirname "$0")/debian-packages.sh" test-deps "${missing[@]}"
