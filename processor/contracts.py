@@ -16,6 +16,7 @@ import fastjsonschema
 import orjson
 import structlog
 
+from processor.core.child_layout import ORIGIN, ChildLayout, table_key
 from processor.core.errors import WeirError
 from processor.core.retry import Backoff
 from processor.core.settings import (
@@ -68,6 +69,7 @@ class Contract:
     # schema, the reader side events written with other versions resolve to.
     registry_type: str | None = None
     reader: Any = None
+    children: tuple[ChildLayout, ...] = ()  # arrays exploded into child tables
 
 
 class ContractError(ValueError):
@@ -174,6 +176,7 @@ def load_contract(name: str, path: Path | None, settings: Settings,
     _check_version(name, et, columns, required)
     _check_rollups(name, et, columns)
     _check_indexes(name, et, names)
+    children = _children(name, et, columns)
     time_col = next((c for c in columns if c.name == et.time_field), None)
     if time_col is not None and time_col.pg_type != "timestamptz":
         raise ContractError(
@@ -191,6 +194,7 @@ def load_contract(name: str, path: Path | None, settings: Settings,
         key_field=et.key_field,
         registry_type=registered.schema_type if registered else None,
         reader=registered.reader if registered else None,
+        children=children,
     )
 
 
@@ -206,6 +210,41 @@ def _mapped_columns(name: str, et: EventTypeSettings, own: set[str]) -> dict[str
             raise ContractError(f"{where}: {mapped.name!r} is a column Weir adds itself")
         out[mapped.name] = Column(mapped.name, mapped.type, True, mapped)
     return out
+
+
+# The types of the columns Weir adds, as a child table's key may hold them.
+_META_TYPES = {"event_time": "timestamptz", "kafka_topic": "text",
+               "kafka_partition": "integer", "kafka_offset": "bigint"}
+
+
+def _children(name: str, et: EventTypeSettings, columns: tuple[Column, ...]
+              ) -> tuple[ChildLayout, ...]:
+    """The child tables' layouts, after checking their columns' names, sums and indexes."""
+    types = {**_META_TYPES, **{c.name: c.pg_type for c in columns}}
+    parent = tuple((k, types[k]) for k in table_key(et, et.id_field))
+    out = []
+    for i, child in enumerate(et.children):
+        where = f"event_types.{name}.children.{i} ({child.table})"
+        layout = ChildLayout(child, parent, tuple((c.name, c.type) for c in child.columns))
+        names = list(layout.stage_columns)
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ContractError(f"{where}: columns {twice} would appear twice (the parent's "
+                                f"key {list(layout.head)}, {list(ORIGIN)} and index_column "
+                                "are the child's own)")
+        numeric = {n for n, t in layout.items if t in NUMERIC_TYPES}
+        for rollup in child.rollups:
+            for field in rollup.sums:
+                if field not in numeric:
+                    raise ContractError(f"{where}, rollup {rollup.table}: {field!r} is not a "
+                                        "numeric column of the item, so it cannot be summed")
+        for index in child.indexes:
+            for column in index.columns:
+                if column not in layout.columns:
+                    raise ContractError(f"{where}, an index: {column!r} is not a column of "
+                                        f"the child table ({list(layout.columns)})")
+        out.append(layout)
+    return tuple(out)
 
 
 # Types whose order is the order of versions.

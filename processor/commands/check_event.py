@@ -28,12 +28,13 @@ from uuid import UUID
 import orjson
 
 from processor.contracts import Contract
+from processor.core.child_layout import ChildLayout
 from processor.core.errors import EventRejected, describe
 from processor.core.pgtime import INFINITY, NEG_INFINITY, ONE_US, PG_EPOCH
 from processor.core.records import Header
 from processor.core.row_layout import META, META_NAMES
 from processor.core.settings import Settings
-from processor.decode.decoder import Decoder
+from processor.decode.decoder import Decoded, Decoder
 from processor.decode.framed import SchemaPending
 from processor.registry.parse import schema_book
 from processor.schema.tables import table_spec
@@ -72,6 +73,9 @@ class EventVerdict:
     reason: str | None = None
     stage: str | None = None
     message: str | None = None
+    # Per child table: its rows (each its columns), None where an absent array keeps the
+    # stored items (update_mode merge).
+    children: tuple[tuple[str, tuple[tuple[Column, ...], ...] | None], ...] = ()
 
     @property
     def exit_code(self) -> int:
@@ -86,8 +90,12 @@ class EventVerdict:
         if self.verdict == "filtered":
             return {"verdict": self.verdict, "event_type": self.event_type,
                     "table": self.table}
-        return {"verdict": self.verdict, "event_type": self.event_type, "table": self.table,
-                "columns": {c.name: json_value(c.pg_type, c.value) for c in self.columns}}
+        out = {"verdict": self.verdict, "event_type": self.event_type, "table": self.table,
+               "columns": _as_json(self.columns)}
+        if self.children:
+            out["children"] = {table: None if rows is None else [_as_json(r) for r in rows]
+                               for table, rows in self.children}
+        return out
 
     def to_json(self) -> str:
         """One JSON object: see :meth:`as_dict`."""
@@ -101,7 +109,18 @@ class EventVerdict:
             return "filtered: a transform dropped the event"
         lines = [f"row: {self.table}"]
         lines += [f"  {c.name} = {text_value(c.pg_type, c.value)}" for c in self.columns]
+        for table, rows in self.children:
+            if rows is None:
+                lines.append(f"child rows: {table}: the array is absent; the stored items stay")
+                continue
+            lines.append(f"child rows: {table} ({len(rows)})")
+            lines += ["  " + ", ".join(f"{c.name} = {text_value(c.pg_type, c.value)}"
+                                       for c in row) for row in rows]
         return "\n".join(lines)
+
+
+def _as_json(columns: Sequence[Column]) -> dict[str, Any]:
+    return {c.name: json_value(c.pg_type, c.value) for c in columns}
 
 
 def _timestamp(value: int) -> str:
@@ -215,7 +234,7 @@ async def check_event(
     framed = decoder.is_framed(topic)
     decode = decoder.decode_framed if framed else decoder.decode
 
-    def once() -> tuple[str, tuple[Any, ...]] | None:
+    def once() -> Decoded | None:
         if value is None:
             return decoder.tombstone(topic, PARTITION, OFFSET, timestamp_ms, key)
         return decode(topic, PARTITION, OFFSET, timestamp_ms, value, headers, key)
@@ -239,9 +258,22 @@ async def check_event(
         event_type = next(t.event_type for t in settings.topics if t.name == topic)
         table = settings.event_types[event_type].table if event_type else None
         return EventVerdict("filtered", event_type, table)
-    event_type, values = decoded
+    event_type, values = decoded[0], decoded[1]
+    contract = contracts[event_type]
+    children = () if len(decoded) != 3 else tuple(  # a tombstone has none
+        (layout.table, None if rows is None else tuple(_child_columns(layout, r) for r in rows))
+        for layout, rows in zip(contract.children, decoded[2], strict=True))
     return EventVerdict("row", event_type, settings.event_types[event_type].table,
-                        _columns(settings, contracts[event_type], values, value is None))
+                        _columns(settings, contract, values, value is None),
+                        children=children)
+
+
+def _child_columns(layout: ChildLayout, row: Sequence[Any]) -> tuple[Column, ...]:
+    """A staged child row under its table's column names (without the record it came from,
+    which the table does not keep)."""
+    types = layout.types()
+    return tuple(Column(n, types[n], v) for n, v in zip(layout.stage_columns, row, strict=True)
+                 if n in layout.columns)
 
 
 async def _fetch(settings: Settings, decoder: Decoder, schema_id: int) -> None:

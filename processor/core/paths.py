@@ -34,7 +34,12 @@ class PathMismatch(ValueError):
 
 
 def parse_path(text: str) -> tuple[Step, ...]:
-    """The steps of a path (keys as ``str``, indexes as ``int``); raises ValueError."""
+    """The steps of a path (keys as ``str``, indexes as ``int``); raises ValueError.
+
+    ``.`` alone is the value itself (no steps): a child table's item that is not an object.
+    """
+    if text == ".":
+        return ()
     steps: list[Step] = []
     for segment in text.split("."):
         match = _SEGMENT.fullmatch(segment)
@@ -93,5 +98,6 @@ def compile_walk(steps: tuple[Step, ...]) -> Walk:
 def _mismatch(steps: tuple[Step, ...], i: int, value: Any, wanted: str) -> PathMismatch:
     kind = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}.get(
         type(value), "a number")
-    where = show_path(steps[:i]) or "the event"
+    # The path's root: the event, a JSON key or a child table's item.
+    where = show_path(steps[:i]) or "the value itself"
     return PathMismatch(f"{where} is {kind}, not {wanted}")

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 TopicPartitionKey = tuple[str, int]
+# Per child table of an event type, the staged rows of its items (processor.core.child_layout);
+# None: an absent array that keeps the stored items (update_mode merge).
+ChildRows = tuple["list[tuple[Any, ...]] | None", ...]
 Header = tuple[str, bytes | None]  # Kafka allows a header without a value: aiokafka's None
 
 
@@ -45,6 +48,8 @@ class Row:
     # The record's value exactly as it came from Kafka (a framed Avro record, say), which a
     # dead letter must carry; ``raw`` in ``values`` is the event as JSON. None: a tombstone.
     value: bytes | None = None
+    # The event's child rows (its arrays exploded), None when its type has no child table.
+    children: ChildRows | None = None
 
 
 @dataclass(slots=True)

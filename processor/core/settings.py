@@ -337,6 +337,44 @@ class MappedColumnSettings(_Section):
         return parse_path(self.path) if self.path is not None else ()
 
 
+class ChildTableSettings(_Section):
+    """An array of the event exploded into a table of its own, one row per item
+    (``docs/analysts.md``): the parent's key, the item's position and the item's columns."""
+
+    table: str
+    path: str  # the array in the event: items, order.lines
+    # More items than this: the event is a dead letter (a runaway array must not flood the
+    # child table, nor one transaction).
+    max_items: Annotated[int, Field(gt=0, le=100_000)] = 1000
+    index_column: str = "item_index"  # the item's position in its array, from 0
+    # Each a path into the item (source event, the default); an item that is not an object
+    # takes the path ``.`` for itself.
+    columns: Annotated[list[MappedColumnSettings], Field(min_length=1)]
+    rollups: list[RollupSettings] = Field(default_factory=list)
+    indexes: list[IndexSettings] = Field(default_factory=list)
+
+    _ids = field_validator("table", "index_column")(check_identifier)
+
+    @field_validator("path")
+    @classmethod
+    def _parses(cls, value: str) -> str:
+        parse_path(value)
+        return value
+
+    @field_validator("columns")
+    @classmethod
+    def _from_the_item(cls, value: list[MappedColumnSettings]) -> list[MappedColumnSettings]:
+        names = [c.name for c in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"columns {twice} are declared more than once")
+        for column in value:
+            if column.source != "event":
+                raise ValueError(f"column {column.name}: a child table's columns come from "
+                                 "its item (source event, the default)")
+        return value
+
+
 class DeadLetterSettings(_Section):
     """Where dead letters go, in order: a Kafka topic, the PostgreSQL table, a local spool."""
 
@@ -450,6 +488,8 @@ class EventTypeSettings(_Section):
     indexes: list[IndexSettings] = Field(default_factory=list)
     # Typed columns from paths into the event, after the contract's own columns.
     columns: list[MappedColumnSettings] = Field(default_factory=list)
+    # Arrays of the event as child tables (line items), written with the event's row.
+    children: list[ChildTableSettings] = Field(default_factory=list)
 
     @property
     def keyed_by_kafka_key(self) -> bool:
@@ -488,14 +528,17 @@ class EventTypeSettings(_Section):
                 "table's unique key must include event_time, so one business key could "
                 "hold one row per partition instead of one row"
             )
-        if self.write_mode == "upsert" and self.rollups:
+        if self.write_mode == "upsert" and (self.rollups or any(c.rollups
+                                                                for c in self.children)):
             raise ValueError("rollups count inserted events; an upsert table replaces them")
         if self.interval == "none" and self.partitioning.retention_days is not None:
             raise ValueError("partitioning.retention_days drops partitions: it needs an interval")
-        if self.interval != "none" and len(self.table) > MAX_PARTITIONED_TABLE_NAME:
-            raise ValueError(f"table: a partitioned table's name is at most "
-                             f"{MAX_PARTITIONED_TABLE_NAME} characters (its partitions "
-                             "add a suffix)")
+        long = [t for t in (self.table, *(c.table for c in self.children))
+                if len(t) > MAX_PARTITIONED_TABLE_NAME]
+        if self.interval != "none" and long:
+            raise ValueError(f"table: a partitioned table's name (and its child tables') is "
+                             f"at most {MAX_PARTITIONED_TABLE_NAME} characters (its partitions "
+                             f"add a suffix): {long}")
         return self
 
     @model_validator(mode="after")
@@ -641,20 +684,7 @@ class Settings(BaseSettings):
             for topic in self.topics
             if topic.event_type is not None and topic.event_type not in self.event_types
         ]
-        tables = [et.table for et in self.event_types.values()]
-        tables += [r.table for et in self.event_types.values() for r in et.rollups]
-        reserved = {self.postgres.offsets_table, self.postgres.dead_letter_table}
-        for name, et in self.event_types.items():
-            if et.table in reserved:
-                problems.append(f"event_types.{name}.table: {et.table!r} is Weir's own table")
-            if tables.count(et.table) > 1:
-                problems.append(f"event_types.{name}.table: {et.table!r} is used twice")
-            for i, rollup in enumerate(et.rollups):
-                where = f"event_types.{name}.rollups.{i}.table"
-                if rollup.table in reserved:
-                    problems.append(f"{where}: {rollup.table!r} is Weir's own table")
-                if tables.count(rollup.table) > 1:
-                    problems.append(f"{where}: {rollup.table!r} is used twice")
+        problems += self._table_problems()
         framed = [t.name for t in self.topics if t.format in FRAMED_FORMATS]
         framed += [f"event_types.{n}.registry_subject" for n, et in self.event_types.items()
                    if et.registry_subject is not None]
@@ -673,6 +703,35 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def _table_problems(self) -> list[str]:
+        """Every table the configuration names (targets, rollups, children) is distinct and
+        none is Weir's own."""
+        problems: list[str] = []
+        tables = [et.table for et in self.event_types.values()]
+        tables += [r.table for et in self.event_types.values() for r in et.rollups]
+        tables += [t for et in self.event_types.values() for c in et.children
+                   for t in (c.table, *(r.table for r in c.rollups))]
+        reserved = {self.postgres.offsets_table, self.postgres.dead_letter_table}
+        for name, et in self.event_types.items():
+            if et.table in reserved:
+                problems.append(f"event_types.{name}.table: {et.table!r} is Weir's own table")
+            if tables.count(et.table) > 1:
+                problems.append(f"event_types.{name}.table: {et.table!r} is used twice")
+            for i, rollup in enumerate(et.rollups):
+                where = f"event_types.{name}.rollups.{i}.table"
+                if rollup.table in reserved:
+                    problems.append(f"{where}: {rollup.table!r} is Weir's own table")
+                if tables.count(rollup.table) > 1:
+                    problems.append(f"{where}: {rollup.table!r} is used twice")
+            for i, child in enumerate(et.children):
+                for table in (child.table, *(r.table for r in child.rollups)):
+                    where = f"event_types.{name}.children.{i}"
+                    if table in reserved:
+                        problems.append(f"{where}: {table!r} is Weir's own table")
+                    if tables.count(table) > 1:
+                        problems.append(f"{where}: {table!r} is used twice")
+        return problems
 
     @property
     def lane_capacity_rows(self) -> int:

@@ -22,11 +22,12 @@ import orjson
 from processor.contracts import Contract
 from processor.core.errors import EventRejected, describe
 from processor.core.pgtime import UTC_MILLIS, kafka_micros
-from processor.core.records import Header
+from processor.core.records import ChildRows, Header
 from processor.core.row_layout import tail
 from processor.core.settings import FRAMED_FORMATS, Settings
 from processor.core.stalls import Stalls
 from processor.core.text import printable
+from processor.decode.children import ChildBuilder, compile_children
 from processor.decode.converters import (
     BACKSLASH,
     Converter,
@@ -46,6 +47,9 @@ from processor.registry.schemas import SchemaBook
 
 if TYPE_CHECKING:  # the transform stage's runtime is handed in, loaded once at start
     from processor.transform.chain import Chain
+
+# (event_type, row values), and the child rows when the event type has child tables.
+Decoded = tuple[str, tuple[Any, ...]] | tuple[str, tuple[Any, ...], ChildRows]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +71,11 @@ class _Plan:
     time_index: int | None
     time_mapped: bool  # is the event time a mapped column (absent in an event: refused)?
     build: RowBuilder  # the usual row in one call; raises for the generic _row to decide
+    children: ChildBuilder | None  # the child tables' rows, from the event and its row
 
 
-def _plan(event_type: str, contract: Contract, transform: Chain | None, limits: Limits
-          ) -> _Plan:
+def _plan(event_type: str, contract: Contract, transform: Chain | None, limits: Limits,
+          merge: bool = False) -> _Plan:
     columns = contract.columns
     names = tuple(c.name for c in columns)
     texts = tuple(i for i, c in enumerate(columns) if c.pg_type == "text" and c.mapping is None
@@ -88,6 +93,7 @@ def _plan(event_type: str, contract: Contract, transform: Chain | None, limits: 
         converters, mapped, time_index, time_index in dict(mapped),
         compile_row_builder(names, [c.pg_type for c in columns], texts, dict(converters),
                             time_index, dict(mapped)),
+        compile_children(contract.children, names, event_type, keep_absent=merge),
     )
 
 
@@ -128,7 +134,8 @@ class Decoder:
                  ) -> None:
         self._max_bytes = settings.pipeline.max_message_bytes
         self._limits = Limits.from_settings(settings.pipeline)
-        self._plans = {name: _plan(name, contract, transforms.get(name), self._limits)
+        self._plans = {name: _plan(name, contract, transforms.get(name), self._limits,
+                                   settings.event_types[name].update_mode == "merge")
                        for name, contract in contracts.items()}
         self._topic_type = {t.name: t.event_type for t in settings.topics}
         self._topic_plan = {topic: self._plans[name] for topic, name in self._topic_type.items()
@@ -181,8 +188,9 @@ class Decoder:
     def decode(
         self, topic: str, partition: int, offset: int, timestamp_ms: int, value: bytes | None,
         headers: Sequence[Header] = (), key: bytes | None = None,
-    ) -> tuple[str, tuple[Any, ...]] | None:
-        """Return ``(event_type, values)``, None if a transform dropped the event, or raise.
+    ) -> Decoded | None:
+        """Return ``(event_type, values)`` (and its child rows when its type has child
+        tables), None if a transform dropped the event, or raise.
 
         A JSON value; ``headers`` and ``key`` are read by mapped columns that name them."""
         if value is None:
@@ -202,7 +210,7 @@ class Decoder:
     def decode_framed(
         self, topic: str, partition: int, offset: int, timestamp_ms: int, value: bytes | None,
         headers: Sequence[Header] = (), key: bytes | None = None,
-    ) -> tuple[str, tuple[Any, ...]] | None:
+    ) -> Decoded | None:
         """:meth:`decode` for a value in the Schema Registry framing (Avro, Protobuf, JSON).
 
         Raises :class:`~processor.decode.framed.SchemaPending` when its schema id has not
@@ -239,7 +247,7 @@ class Decoder:
     def _event(
         self, topic: str, partition: int, offset: int, timestamp_ms: int, value: bytes,
         event: dict[str, Any], key: bytes | None = None, headers: Sequence[Header] = (),
-    ) -> tuple[str, tuple[Any, ...]] | None:
+    ) -> Decoded | None:
         """A decoded event (``value`` its JSON) checked, transformed and built into a row."""
         plan = self._topic_plan.get(topic)
         # The usual event passes one test: of its type's own shape and small enough that no
@@ -255,11 +263,13 @@ class Decoder:
             event = transformed
         event_type = plan.event_type
         try:
-            return event_type, plan.build(event, topic, partition, offset, timestamp_ms, value,
-                                          key, headers)
+            row = plan.build(event, topic, partition, offset, timestamp_ms, value, key, headers)
         except Exception:  # noqa: BLE001 - any doubt: the generic builder decides, as before
-            return event_type, self._row(plan, event, topic, partition, offset, timestamp_ms,
-                                         value, key, headers)
+            row = self._row(plan, event, topic, partition, offset, timestamp_ms, value, key,
+                            headers)
+        if plan.children is None:
+            return event_type, row
+        return event_type, row, plan.children(event, row, key, headers, topic, timestamp_ms)
 
     def _check(self, topic: str, value: bytes, event: dict[str, Any]) -> str:
         """The shape limits, the raw bytes, the event type and the schema, in that order:

@@ -148,6 +148,8 @@ def _finder(column: MappedColumnSettings) -> Finder:
             raise Unfit(f"{where}: {exc}") from None
 
     if column.source == "event":
+        if walk is None:  # the path ".": the value itself (a child table's scalar item)
+            return lambda event, key, headers, topic, ts: event
         return lambda event, key, headers, topic, ts: walked(event)
     if column.source == "topic":
         return lambda event, key, headers, topic, ts: topic

@@ -158,7 +158,8 @@ class DecodeStage:
                 # bounds must count both, or memory grows with a compact format.
                 nbytes += len(decoded[1][RAW])
             items.append(Row(decoded[0], decoded[1], chunk, nbytes, rec.key, list(rec.headers),
-                             rec.timestamp, value is None, value))
+                             rec.timestamp, value is None, value,
+                             decoded[2] if len(decoded) == 3 else None))
         if filtered:
             metrics.EVENTS_FILTERED.labels(chunk.tp[0]).inc(filtered)
             segment.progress.mark_done(chunk, filtered)

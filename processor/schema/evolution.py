@@ -18,6 +18,7 @@ from processor.contracts import Contract
 from processor.core.errors import PermanentError
 from processor.core.identifiers import quote_ident
 from processor.core.row_layout import META_NAMES
+from processor.schema.children import ChildSpec
 from processor.schema.partitions import comment_interval
 from processor.schema.rollups import RollupSpec
 from processor.schema.tables import TableSpec
@@ -101,6 +102,35 @@ def evolve_target(existing: ExistingTable, contract: Contract, spec: TableSpec,
         _drop_not_null(spec, name) for name, (_, not_null) in existing.columns.items()
         if not_null and name not in wanted and name not in meta and name not in spec.key
     ]
+
+
+def evolve_child(existing: ExistingTable, child: ChildSpec, parent: TableSpec,
+                 out: Evolution) -> None:
+    """Add the item columns a child table lacks, or say why it cannot be changed in place.
+
+    Its key and partitioning follow its parent's; an item column is always nullable (an
+    item may lack the path), so a new one is an ``ADD COLUMN``, as for a target table.
+    """
+    where = f"child table {child.name}"
+    if existing.partitioned != parent.partitioned:
+        out.problems.append(f"{where}: is {'' if existing.partitioned else 'not '}partitioned "
+                            f"and its parent {parent.name} is "
+                            f"{'' if parent.partitioned else 'not '}partitioned; declare the "
+                            "child under a new table name")
+    if existing.key != child.layout.key:
+        out.problems.append(
+            f"{where}: its primary key is ({', '.join(existing.key)}), its parent's key and "
+            f"index_column make ({', '.join(child.layout.key)}); declare the child under a "
+            "new table name")
+    for name, pg_type in child.layout.items:
+        have = existing.columns.get(name)
+        if have is None:
+            out.statements.append(f"ALTER TABLE {child.qualified} ADD COLUMN IF NOT EXISTS "
+                                  f"{quote_ident(name)} {pg_type}")
+        elif have[0] != canonical(pg_type):
+            out.problems.append(
+                f"{where}, column {name}: type changes from {have[0]} to {canonical(pg_type)}; "
+                "map the path to a column with a new name instead")
 
 
 def check_rollup(existing: ExistingTable, rollup: RollupSpec, out: Evolution) -> None:

@@ -20,16 +20,22 @@ from processor.core.offsets import OffsetStore
 from processor.core.retry import Backoff, retry_transient
 from processor.core.settings import Settings
 from processor.deadletter.table import ADDED_COLUMNS, DeadLetterTable
+from processor.schema.children import ChildSpec
 from processor.schema.evolution import (
     Evolution,
+    ExistingTable,
     SchemaIncompatible,
     check_rollup,
+    evolve_child,
     evolve_target,
     existing_tables,
 )
 from processor.schema.partitions import premake
+from processor.schema.rollups import RollupSpec
 from processor.schema.tables import (
     TableSpec,
+    child_ddl,
+    child_index_ddl,
     index_ddl,
     partition_function_ddl,
     schema_ddl,
@@ -56,12 +62,16 @@ async def behind(conn: asyncpg.Connection, settings: Settings,
     or a key the table does not have yet. The dead-letter table counts too.
     """
     specs = {name: table_spec(c, settings) for name, c in contracts.items()}
-    existing = await existing_tables(conn, settings.postgres.schema_name,
-                                     [s.name for s in specs.values()])
+    existing = await existing_tables(
+        conn, settings.postgres.schema_name,
+        [t for s in specs.values() for t in (s.name, *(c.name for c in s.children))])
     out = Evolution()
     for name, spec in specs.items():
         if spec.name in existing:
             evolve_target(existing[spec.name], contracts[name], spec, out)
+        for child in spec.children:
+            if child.name in existing:
+                evolve_child(existing[child.name], child, spec, out)
     return await _dead_letters_behind(conn, settings) + out.problems + out.statements
 
 
@@ -87,6 +97,8 @@ async def plan(conn: asyncpg.Connection, settings: Settings,
     specs = {name: table_spec(c, settings) for name, c in contracts.items()}
     names = [s.name for s in specs.values()] + [r.table for s in specs.values()
                                                 for r in s.rollups]
+    names += [t for s in specs.values() for c in s.children
+              for t in (c.name, *(r.table for r in c.rollups))]
     existing = await existing_tables(conn, schema, names)
     out = Evolution()
     out.statements = _shared_ddl(settings)
@@ -103,18 +115,37 @@ async def plan(conn: asyncpg.Connection, settings: Settings,
                 continue
             out.statements.append(rollup.ddl())
             if spec.name in existing:
-                out.statements += _backfill(spec, rollup.table)
+                out.statements += _backfill(spec.qualified, rollup)
+        for child in spec.children:
+            _plan_child(spec, child, existing, out)
     if out.problems:
         raise SchemaIncompatible(out.problems)
     return out.statements
 
 
-def _backfill(spec: TableSpec, rollup_table: str) -> list[str]:
-    # A new rollup of a table that has rows starts from them. The share lock waits for the
-    # writes in flight and holds new ones for the scan, so no row is counted twice or never;
-    # stop Weir while adding a rollup, or the old processes keep writing without it.
-    rollup = next(r for r in spec.rollups if r.table == rollup_table)
-    return [f"LOCK TABLE {spec.qualified} IN SHARE MODE", rollup.aggregate(spec.qualified)]
+def _plan_child(spec: TableSpec, child: ChildSpec, existing: dict[str, ExistingTable],
+                out: Evolution) -> None:
+    """A child table and its rollups: created, or evolved and checked."""
+    if child.name in existing:
+        evolve_child(existing[child.name], child, spec, out)
+        out.statements += child_index_ddl(child)  # after any new column it may cover
+    else:
+        out.statements += child_ddl(spec, child)
+    for rollup in child.rollups:
+        if rollup.table in existing:
+            check_rollup(existing[rollup.table], rollup, out)
+            continue
+        out.statements.append(rollup.ddl())
+        if child.name in existing:
+            out.statements += _backfill(child.qualified, rollup)
+
+
+def _backfill(table: str, rollup: RollupSpec) -> list[str]:
+    # A new rollup of a table (``table``, qualified) that has rows starts from them. The
+    # share lock waits for the writes in flight and holds new ones for the scan, so no row is
+    # counted twice or never; stop Weir while adding a rollup, or the old processes keep
+    # writing without it.
+    return [f"LOCK TABLE {table} IN SHARE MODE", rollup.aggregate(table)]
 
 
 async def migrate(conn: asyncpg.Connection, settings: Settings,
@@ -146,9 +177,11 @@ async def migrate(conn: asyncpg.Connection, settings: Settings,
 
 
 def configured_tables(settings: Settings) -> list[str]:
-    """Target and rollup tables of the configuration."""
+    """Target, child and rollup tables of the configuration."""
     return [t for et in settings.event_types.values()
-            for t in (et.table, *(r.table for r in et.rollups))]
+            for t in (et.table, *(r.table for r in et.rollups),
+                      *(c.table for c in et.children),
+                      *(r.table for c in et.children for r in c.rollups))]
 
 
 async def missing_tables(conn: asyncpg.Connection, settings: Settings) -> list[str]:

@@ -86,9 +86,15 @@ def _cutoff(retention_days: int | None) -> str:
     return "NULL" if retention_days is None else f"now() - interval '{int(retention_days)} days'"
 
 
+def _tables(table: str, children: tuple[str, ...]) -> str:
+    """The table and its children (made and dropped with it) as a SQL text array."""
+    return "ARRAY[" + ", ".join(name_literal(t) for t in (table, *children)) + "]::text[]"
+
+
 def add_partition_sql(schema: str, table: str, interval: str,
-                      retention_days: int | None) -> str:
-    """``<table>_add_partition(at)``: make the partition holding ``at``; true if it exists.
+                      retention_days: int | None, children: tuple[str, ...] = ()) -> str:
+    """``<table>_add_partition(at)``: make the partition holding ``at`` (of the table and
+    of each of its child tables); true if it exists.
 
     False means rows of that range go to the default partition: the range is past retention
     (it would be dropped at once), too far ahead, or the default partition already holds
@@ -101,19 +107,21 @@ RETURNS boolean
 DECLARE
   lo timestamptz := date_trunc('{interval}', at);
   hi timestamptz := date_trunc('{interval}', at) + interval '{STEP[interval]}';
-  part text := {t} || '_p' || to_char(date_trunc('{interval}', at), '{SUFFIX[interval]}');
+  suffix text := '_p' || to_char(date_trunc('{interval}', at), '{SUFFIX[interval]}');
   cutoff timestamptz := {_cutoff(retention_days)};
+  tbl text;
 BEGIN
   IF hi <= cutoff OR lo > now() + interval '{FUTURE_HORIZON_DAYS} days' THEN
     RETURN false;
   END IF;
   -- One maker per table at a time, so two lanes asking for the same day do not race.
   PERFORM pg_advisory_xact_lock(hashtext({s} || '.' || {t}));
-  IF to_regclass(format('%I.%I', {s}, part)) IS NOT NULL THEN
-    RETURN true;
-  END IF;
-  EXECUTE format('CREATE TABLE %I.%I PARTITION OF %I.%I FOR VALUES FROM (%L) TO (%L)',
-                 {s}, part, {s}, {t}, lo, hi);
+  FOREACH tbl IN ARRAY {_tables(table, children)} LOOP
+    IF to_regclass(format('%I.%I', {s}, tbl || suffix)) IS NULL THEN
+      EXECUTE format('CREATE TABLE %I.%I PARTITION OF %I.%I FOR VALUES FROM (%L) TO (%L)',
+                     {s}, tbl || suffix, {s}, tbl, lo, hi);
+    END IF;
+  END LOOP;
   RETURN true;
 EXCEPTION
   -- check_violation: the default partition already holds rows of this range;
@@ -124,48 +132,56 @@ END
 $weir$"""
 
 
-def drop_expired_sql(schema: str, table: str, retention_days: int | None) -> str:
-    """``<table>_drop_expired()``: drop partitions wholly older than the retention.
+def drop_expired_sql(schema: str, table: str, retention_days: int | None,
+                     children: tuple[str, ...] = ()) -> str:
+    """``<table>_drop_expired()``: drop partitions wholly older than the retention, of the
+    table and of each of its child tables.
 
-    Rows of that age in the default partition are deleted too. Returns the partitions
-    dropped; without a retention it does nothing.
+    Rows of that age in the default partitions are deleted too. Returns the table's
+    partitions dropped; without a retention it does nothing.
     """
     s, t = name_literal(schema), name_literal(table)
     header = f"CREATE OR REPLACE FUNCTION {drop_function(schema, table)}()\nRETURNS integer\n"
     if retention_days is None:
         return header + f"{_HEADER}AS $weir$\nBEGIN\n  RETURN 0;\nEND\n$weir$"
-    default = name_literal(default_partition(table))
     return header + f"""{_HEADER}AS $weir$
 DECLARE
   cutoff timestamptz := {_cutoff(retention_days)};
   part record;
+  tables text[] := {_tables(table, children)};
+  defaults text[] := {_tables(default_partition(table),
+                              tuple(default_partition(c) for c in children))};
+  tbl text;
   dropped integer := 0;
 BEGIN
   PERFORM pg_advisory_xact_lock(hashtext({s} || '.' || {t}));
-  FOR part IN
-    SELECT c.relname,
-           (regexp_match(pg_get_expr(c.relpartbound, c.oid),
-                         'TO \\(''([^'']+)''\\)'))[1]::timestamptz AS upper
-    FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-    WHERE i.inhparent = format('%I.%I', {s}, {t})::regclass
-  LOOP
-    IF part.upper IS NOT NULL AND part.upper <= cutoff THEN
-      EXECUTE format('DROP TABLE %I.%I', {s}, part.relname);
-      dropped := dropped + 1;
-    END IF;
+  FOR i IN 1 .. cardinality(tables) LOOP
+    tbl := tables[i];
+    FOR part IN
+      SELECT c.relname,
+             (regexp_match(pg_get_expr(c.relpartbound, c.oid),
+                           'TO \\(''([^'']+)''\\)'))[1]::timestamptz AS upper
+      FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+      WHERE i.inhparent = format('%I.%I', {s}, tbl)::regclass
+    LOOP
+      IF part.upper IS NOT NULL AND part.upper <= cutoff THEN
+        EXECUTE format('DROP TABLE %I.%I', {s}, part.relname);
+        dropped := dropped + (tbl = {t})::integer;
+      END IF;
+    END LOOP;
+    EXECUTE format('DELETE FROM %I.%I WHERE event_time < %L', {s}, defaults[i], cutoff);
   END LOOP;
-  EXECUTE format('DELETE FROM %I.%I WHERE event_time < %L', {s}, {default}, cutoff);
   RETURN dropped;
 END
 $weir$"""
 
 
 def function_ddl(schema: str, table: str, interval: str,
-                 retention_days: int | None) -> list[str]:
+                 retention_days: int | None, children: tuple[str, ...] = ()) -> list[str]:
     """Both functions, callable only by roles granted ``EXECUTE`` (see roles.sql)."""
     return [
-        add_partition_sql(schema, table, interval, retention_days),
-        drop_expired_sql(schema, table, retention_days),
+        add_partition_sql(schema, table, interval, retention_days, children),
+        drop_expired_sql(schema, table, retention_days, children),
         f"REVOKE ALL ON FUNCTION {add_function(schema, table)}(timestamptz) FROM PUBLIC",
         f"REVOKE ALL ON FUNCTION {drop_function(schema, table)}() FROM PUBLIC",
     ]

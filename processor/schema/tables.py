@@ -10,10 +10,12 @@ import zlib
 from dataclasses import dataclass
 
 from processor.contracts import Contract
+from processor.core.child_layout import table_key
 from processor.core.identifiers import qualified, quote_ident
-from processor.core.row_layout import COORDINATES, META, POSITION
+from processor.core.row_layout import META, POSITION
 from processor.core.row_layout import columns as row_columns
 from processor.core.settings import Settings
+from processor.schema.children import ChildSpec
 from processor.schema.partitions import default_partition_ddl, function_ddl, interval_comment
 from processor.schema.rollups import RollupSpec, with_rollups
 
@@ -38,6 +40,7 @@ class TableSpec:
     version: str | None = None  # upsert: the column that orders versions of one key
     key_types: tuple[str, ...] = ()  # upsert: the PostgreSQL types of the key's columns
     merge: bool = False  # upsert: a null or absent field keeps the stored value
+    children: tuple[ChildSpec, ...] = ()  # arrays of its events as tables of their own
 
     @property
     def partitioned(self) -> bool:
@@ -108,14 +111,7 @@ class TableSpec:
         keys = ", ".join(key)
         stage = f"pg_temp.{quote_ident(self.stage)}"
         _, newer = self._version_order()
-        # Qualified: an output column of the same name would win in ORDER BY.
-        if self.version is not None:
-            v = quote_ident(self.version)
-            order = f"s.{v} DESC, s.kafka_offset DESC"
-            stale = f"(x.{v}, x.kafka_offset) >= (s.{v}, s.kafka_offset)"
-        else:
-            order = "s.kafka_offset DESC"
-            stale = "x.kafka_partition = s.kafka_partition AND x.kafka_offset >= s.kafka_offset"
+        order, stale = self.newer_first("s", "x")
         match = " AND ".join(f"x.{k} = s.{k}" for k in key)
         key_cols = [f"s.{k}" for k in key]
         part = ", ".join(key_cols)
@@ -139,6 +135,18 @@ class TableSpec:
             f"ORDER BY {part}, {order} "
             f"ON CONFLICT ({keys}) DO UPDATE SET {updates} WHERE {newer}"
         )
+
+    def newer_first(self, s: str, x: str) -> tuple[str, str]:
+        """How staged events ``s`` of one key are ranked, newest first, and when the stored
+        row ``x`` is as new as one of them or newer (the event then changes nothing): the
+        rule of :meth:`_version_order`, with the tables qualified (an output column of the
+        same name would win in ``ORDER BY``)."""
+        if self.version is not None:
+            v = quote_ident(self.version)
+            return (f"{s}.{v} DESC, {s}.kafka_offset DESC",
+                    f"({x}.{v}, {x}.kafka_offset) >= ({s}.{v}, {s}.kafka_offset)")
+        return (f"{s}.kafka_offset DESC", f"{x}.kafka_partition = {s}.kafka_partition AND "
+                f"{x}.kafka_offset >= {s}.kafka_offset")
 
     def delete_sql(self) -> str:
         """Delete the rows of the keys whose last event in a batch is a tombstone.
@@ -181,22 +189,24 @@ def table_spec(contract: Contract, settings: Settings) -> TableSpec:
     schema = settings.postgres.schema_name
     columns = row_columns([c.name for c in contract.columns])
     indexes = tuple((i.method, tuple(i.columns)) for i in et.indexes)
+    children = tuple(
+        ChildSpec(schema, layout,
+                  tuple(RollupSpec.from_settings(schema, r) for r in layout.settings.rollups),
+                  tuple((i.method, tuple(i.columns)) for i in layout.settings.indexes))
+        for layout in contract.children)
+    key = table_key(et, contract.id_field)
     if et.write_mode == "upsert":
-        return TableSpec(contract.event_type, schema, et.table, columns,
-                         tuple(et.upsert_key), upsert=True, indexes=indexes,
-                         version=et.version_field, merge=et.update_mode == "merge",
+        return TableSpec(contract.event_type, schema, et.table, columns, key, upsert=True,
+                         indexes=indexes, version=et.version_field,
+                         merge=et.update_mode == "merge",
                          key_types=tuple(next(c.pg_type for c in contract.columns
-                                              if c.name == k) for k in et.upsert_key))
-    key: tuple[str, ...] = (contract.id_field,) if contract.id_field else COORDINATES
-    if et.interval != "none":
-        # A partitioned table's unique key must hold the partition key. event_time is fixed
-        # per event (its time field, or its Kafka timestamp), so a replay still conflicts.
-        key += ("event_time",)
+                                              if c.name == k) for k in et.upsert_key),
+                         children=children)
     return TableSpec(
         contract.event_type, schema, et.table, columns, key, interval=et.interval,
         premake=et.partitioning.premake, retention_days=et.partitioning.retention_days,
         rollups=tuple(RollupSpec.from_settings(schema, r) for r in et.rollups),
-        indexes=indexes,
+        indexes=indexes, children=children,
     )
 
 
@@ -222,7 +232,23 @@ def target_ddl(contract: Contract, spec: TableSpec) -> list[str]:
             default_partition_ddl(spec.schema_name, spec.name),
             interval_comment(spec.schema_name, spec.name, spec.interval),
         ]
-    return ddl + index_ddl(spec)
+    return ddl + index_ddl(spec) + [s for child in spec.children
+                                    for s in child_ddl(spec, child)]
+
+
+def child_ddl(spec: TableSpec, child: ChildSpec) -> list[str]:
+    """A child table, its default partition and interval if its parent is partitioned, and
+    its declared indexes; idempotent."""
+    ddl = child.ddl(spec)
+    if spec.partitioned:
+        ddl += [default_partition_ddl(spec.schema_name, child.name),
+                interval_comment(spec.schema_name, child.name, spec.interval)]
+    return ddl + child_index_ddl(child)
+
+
+def child_index_ddl(child: ChildSpec) -> list[str]:
+    """A child table's declared indexes; idempotent."""
+    return _indexes(child.name, child.qualified, child.indexes)
 
 
 def index_ddl(spec: TableSpec) -> list[str]:
@@ -230,14 +256,19 @@ def index_ddl(spec: TableSpec) -> list[str]:
 
     On a partitioned table PostgreSQL builds one on every partition, present and future.
     """
+    return _indexes(spec.name, spec.qualified, spec.indexes)
+
+
+def _indexes(table: str, qualified_name: str,
+             indexes: tuple[tuple[str, tuple[str, ...]], ...]) -> list[str]:
     ddl = []
-    for method, columns in spec.indexes:
-        name = f"{spec.name}_{'_'.join(columns)}_{method}_idx"
+    for method, columns in indexes:
+        name = f"{table}_{'_'.join(columns)}_{method}_idx"
         if len(name) > MAX_IDENTIFIER:
             # Over 63 bytes PostgreSQL would truncate it, and two indexes could collide.
-            name = f"{spec.name[:40]}_{zlib.crc32(name.encode()):08x}_idx"
+            name = f"{table[:40]}_{zlib.crc32(name.encode()):08x}_idx"
         cols = ", ".join(quote_ident(c) for c in columns)
-        ddl.append(f"CREATE INDEX IF NOT EXISTS {quote_ident(name)} ON {spec.qualified} "
+        ddl.append(f"CREATE INDEX IF NOT EXISTS {quote_ident(name)} ON {qualified_name} "
                    f"USING {method} ({cols})")
     return ddl
 
@@ -246,7 +277,8 @@ def partition_function_ddl(spec: TableSpec) -> list[str]:
     """The functions that create and drop the table's partitions (none if unpartitioned)."""
     if not spec.partitioned:
         return []
-    return function_ddl(spec.schema_name, spec.name, spec.interval, spec.retention_days)
+    return function_ddl(spec.schema_name, spec.name, spec.interval, spec.retention_days,
+                        tuple(c.name for c in spec.children))
 
 
 def schema_ddl(settings: Settings) -> list[str]:

@@ -14,7 +14,8 @@ from processor.schema.tables import TableSpec
 async def create_pool(settings: Settings, specs: Iterable[TableSpec]) -> asyncpg.Pool:
     """The writers' pool; each new connection gets the codec and its staging tables."""
     pg = settings.postgres
-    stage_sql = [spec.create_stage_sql() for spec in specs]
+    stage_sql = [sql for spec in specs for sql in (
+        spec.create_stage_sql(), *(c.create_stage_sql() for c in spec.children))]
 
     async def init(conn: asyncpg.Connection) -> None:
         await register_codecs(conn)

@@ -1,9 +1,12 @@
 """Write one batch in one transaction: rows, dead letters and watermarks commit together.
 
 The order inside the transaction is deliberate. Row locks are held until COMMIT, so what
-other transactions wait for is taken last. Every table's rows are copied into its staging
-table first; the tables without a rollup are merged, tombstones deleted, dead letters and
-the lane's own offsets rows written; the tables with a rollup are merged last. Their
+other transactions wait for is taken last. Every table's rows (and child table's items)
+are copied into its staging table first; the children of upsert tables are replaced (from
+the events newer than the stored rows, so before those rows change), the tables without a
+rollup are merged, tombstones deleted (and their children), dead letters and the lane's
+own offsets rows written; the tables with a rollup are merged last, then the children of
+insert tables (of the rows those inserts wrote, :mod:`processor.schema.children`). Their
 statement upserts the rollup's buckets, and every lane's batch adds to the same current
 bucket, so each lane holds that row from its rollup upsert to its commit while the others
 wait for it: merged last, that is one round trip and the commit, not the rest of the batch.
@@ -17,6 +20,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -24,9 +28,11 @@ import asyncpg
 from processor.core.errors import SinkUnavailable, describe, encoding_rows
 from processor.core.offsets import OffsetStore
 from processor.core.records import DeadLetter, Item, Row, TopicPartitionKey
+from processor.core.row_layout import offset_of, partition_of, topic_of
 from processor.core.settings import Settings
 from processor.core.verdict import stale_connection
 from processor.deadletter.table import DeadLetterTable
+from processor.schema.children import ChildSpec
 from processor.schema.tables import TableSpec
 from processor.sink.partitions import PartitionGuard
 from processor.sink.tombstones import last_per_key
@@ -54,6 +60,9 @@ class BatchWriter:
         self._insert = {name: spec.insert_sql() for name, spec in specs.items()}
         self._delete = {name: spec.delete_sql() for name, spec in specs.items() if spec.upsert}
         self._rolled_up = {name for name, spec in specs.items() if spec.rollups}
+        self._children = {name: spec.children for name, spec in specs.items() if spec.children}
+        self._child_sql = {c.name: _ChildSql.of(spec, c) for spec in specs.values()
+                           for c in spec.children}
         self._partitions = PartitionGuard(specs)
         self.last_commit = 0.0  # time.monotonic() of the last committed batch
         self._dead_letters = dead_letters or DeadLetterTable(settings)
@@ -64,10 +73,13 @@ class BatchWriter:
         """Write ``items`` and the watermarks ``marks`` atomically."""
         rows: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
         stones: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+        items_of: dict[str, Staged] = defaultdict(Staged)
         dead: list[DeadLetter] = []
         for item in items:
             if isinstance(item, Row):
                 (stones if item.tombstone else rows)[item.event_type].append(item.values)
+                if item.children is not None:
+                    _stage_children(items_of, self._children[item.event_type], item)
             elif item.place is None:  # not yet kept in the topic or the spool
                 dead.append(item)
         deletes = {}
@@ -80,7 +92,8 @@ class BatchWriter:
         async with self._pool.acquire() as conn:
             try:
                 async with conn.transaction():
-                    await self._statements(conn, rows, deletes, dead, writer, marks)
+                    await self._statements(conn, rows, deletes, dead, writer, marks,
+                                           items_of)
             except Exception as exc:
                 if stale_connection(exc):
                     # A failover: every pooled connection may point at the old primary, now
@@ -98,22 +111,101 @@ class BatchWriter:
     async def _statements(
         self, conn: Any, rows: Mapping[str, list[tuple[Any, ...]]],
         deletes: Mapping[str, Sequence[Any]], dead: Sequence[DeadLetter], writer: int,
-        marks: Mapping[TopicPartitionKey, int],
+        marks: Mapping[TopicPartitionKey, int], items_of: Mapping[str, Staged] | None = None,
     ) -> None:
         """The batch transaction's statements, in the order the module's docstring gives."""
+        items_of = items_of if items_of is not None else defaultdict(Staged)
         staged = [event_type for event_type, records in rows.items() if records]
         for event_type in staged:  # none when every event was superseded by a tombstone
-            spec = self._specs[event_type]
-            with encoding_rows():
-                await conn.copy_records_to_table(spec.stage, records=rows[event_type],
-                                                 columns=spec.columns)
+            await self._copy(conn, self._specs[event_type], rows[event_type], items_of)
         for event_type in staged:
+            for child in self._children.get(event_type, ()):
+                await self._child_sql[child.name].replace(conn, items_of[child.name])
             if event_type not in self._rolled_up:
                 await conn.execute(self._insert[event_type])
         for event_type, args in deletes.items():
             await conn.execute(self._delete[event_type], *args)
+            for child in self._children.get(event_type, ()):
+                await self._child_sql[child.name].orphans(conn, args)
         await self._dead_letters.insert(conn, dead)
         await self._offsets.save(conn, writer, marks)
         for event_type in staged:
             if event_type in self._rolled_up:
                 await conn.execute(self._insert[event_type])
+        for event_type in staged:
+            for child in self._children.get(event_type, ()):
+                await self._child_sql[child.name].insert(conn, items_of[child.name])
+
+    @staticmethod
+    async def _copy(conn: Any, spec: TableSpec, rows: list[tuple[Any, ...]],
+                    items_of: Mapping[str, Staged]) -> None:
+        """COPY an event type's rows, and its child tables' items, into their stages."""
+        with encoding_rows():
+            await conn.copy_records_to_table(spec.stage, records=rows, columns=spec.columns)
+            for child in spec.children:
+                if items_of[child.name].rows:
+                    await conn.copy_records_to_table(
+                        child.stage, records=items_of[child.name].rows,
+                        columns=child.stage_columns)
+
+
+@dataclass(slots=True)
+class Staged:
+    """One child table's items in a batch: their staged rows, and the records of the events
+    that carry its array (with ``update_mode: merge`` an event that does not keeps the stored
+    items)."""
+
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    topics: list[str] = field(default_factory=list)
+    partitions: list[int] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
+
+
+def _stage_children(items_of: Mapping[str, Staged], children: Sequence[ChildSpec],
+                    row: Row) -> None:
+    assert row.children is not None
+    for child, found in zip(children, row.children, strict=True):
+        if found is None:
+            continue  # an absent array under merge: the stored items stay
+        staged = items_of[child.name]
+        staged.rows += found
+        staged.topics.append(topic_of(row.values))
+        staged.partitions.append(partition_of(row.values))
+        staged.offsets.append(offset_of(row.values))
+
+
+@dataclass(frozen=True, slots=True)
+class _ChildSql:
+    """One child table's statements, made once (:mod:`processor.schema.children`)."""
+
+    upsert: bool
+    merge: bool
+    key_width: int
+    insert_sql: str  # an insert table's children; for an upsert table, after delete_sql
+    delete_sql: str = ""
+    orphans_sql: str = ""
+
+    @classmethod
+    def of(cls, spec: TableSpec, child: ChildSpec) -> _ChildSql:
+        if not spec.upsert:
+            return cls(False, False, 0, child.insert_sql(spec))
+        delete, insert = child.replace_sql(spec)
+        return cls(True, spec.merge, len(spec.key), insert, delete, child.orphans_sql(spec))
+
+    async def replace(self, conn: Any, staged: Staged) -> None:
+        """An upsert table's: the items of its newer events replace the stored ones."""
+        if not self.upsert:
+            return
+        args = (staged.topics, staged.partitions, staged.offsets) if self.merge else ()
+        await conn.execute(self.delete_sql, *args)
+        if staged.rows:
+            await conn.execute(self.insert_sql, *args)
+
+    async def insert(self, conn: Any, staged: Staged) -> None:
+        """An insert table's: the items of the rows its insert wrote."""
+        if not self.upsert and staged.rows:
+            await conn.execute(self.insert_sql)
+
+    async def orphans(self, conn: Any, delete_args: Sequence[Any]) -> None:
+        """After the parent's tombstone deletes (``delete_args`` theirs): its children."""
+        await conn.execute(self.orphans_sql, *delete_args[:self.key_width])

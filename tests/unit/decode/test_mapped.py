@@ -225,7 +225,7 @@ def test_columns_from_the_record_itself(tmp_path: Path) -> None:
     (None, [("attempt", b"three")], "field 'attempt': header 'attempt' 'three' is not JSON"),
     (None, [("attempt", b"1.5")], "header 'attempt': 1.5 is a number, not an integer"),
     (b"plain", [], "field 'key_region': the key 'plain' is not JSON"),
-    (b'["eu"]', [], "the key's path 'region': the event is an array, not an object"),
+    (b'["eu"]', [], "the key's path 'region': the value itself is an array, not an object"),
 ])
 def test_a_bad_record_value_is_a_dead_letter(tmp_path: Path, key: bytes | None,
                                              headers: list[tuple[str, bytes | None]],
