@@ -54,12 +54,18 @@ class Names:
 
 
 def write_config(names: Names, partitions: int, overrides: dict[str, Any] | None = None,
-                 topics: dict[str, str] | None = None, fmt: str = "json") -> Path:
+                 topics: dict[str, str] | None = None, fmt: str = "json",
+                 mapped: bool = False) -> Path:
     """A copy of the example pipeline's config pointed at ``names`` (or other ``topics``).
 
     ``fmt`` other than ``json`` is every topic's ``format``, read through :data:`REGISTRY`.
+    Without ``mapped``, the orders' mapped columns, child rows and the indexes on those
+    columns are left out: the example as it was before them, the workload every other
+    phase (and the peers) measures; with it, the example as it ships.
     """
     config = yaml.safe_load((ROOT / "config" / "example.yaml").read_text())
+    if not mapped:
+        unmapped(config["event_types"]["order"])
     config["kafka"] |= {"group_id": names.group, "topic_partitions": partitions}
     config["postgres"] |= {"dsn": DSN, "schema_name": names.schema}
     config["metrics"] = {"enabled": False}
@@ -78,6 +84,14 @@ def write_config(names: Names, partitions: int, overrides: dict[str, Any] | None
     path = WORK / f"{names.suffix}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def unmapped(event_type: dict[str, Any]) -> None:
+    """An event type's config without its mapped columns and child tables (in place)."""
+    names = {c["name"] for c in event_type.pop("columns", [])}
+    event_type.pop("children", None)
+    event_type["indexes"] = [i for i in event_type.get("indexes", [])
+                             if not names & set(i["columns"])]
 
 
 def weir_env() -> dict[str, str]:

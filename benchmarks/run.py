@@ -75,6 +75,9 @@ def parse() -> argparse.Namespace:
     p.add_argument("--no-latency", action="store_true")
     p.add_argument("--no-avro", action="store_true",
                    help="skip the Avro rows (Weir and Quix Streams on the same events in Avro)")
+    p.add_argument("--no-mapped", action="store_true",
+                   help="skip the mapped row (the example as it ships: rich orders, mapped "
+                        "columns and line items as child rows)")
     p.add_argument("--profile", action="store_true",
                    help="run Weir under py-spy (its CPU and RSS figures then include py-spy)")
     p.add_argument("--max-load", type=float, default=None,
@@ -97,10 +100,11 @@ class Run:
         return _Phase(self, name)
 
     def config(self, tag: str, topics: dict[str, str] | None = None, fmt: str = "json",
-               **overrides: Any) -> tuple[Names, Path, Settings]:
+               mapped: bool = False, **overrides: Any) -> tuple[Names, Path, Settings]:
         names = Names.fresh(tag)
         self.names.append(names)
-        path = write_config(names, self.args.partitions, overrides or None, topics, fmt)
+        path = write_config(names, self.args.partitions, overrides or None, topics, fmt,
+                            mapped)
         subprocess.run(weir("migrate", "-c", str(path)), env=weir_env(), check=True,
                        capture_output=True)
         return names, path, load_settings(path)
@@ -155,6 +159,10 @@ def measure(run: Run) -> None:
         if a.max_load is not None:
             wait_for_quiet(a.max_load)
         measure_weir_avro(run, *avro)
+    if not a.no_mapped:
+        if a.max_load is not None:
+            wait_for_quiet(a.max_load)
+        measure_weir_mapped(run)
     if not a.no_peer:
         peer(run, names)
         if avro is not None:
@@ -255,6 +263,32 @@ def measure_weir_avro(run: Run, names: Names, config: Path) -> None:
     if figures["rows"] != run.figures["weir_rows"]:
         run.notes.append(f"Weir wrote {figures['rows']} rows from Avro, "
                          f"{run.figures['weir_rows']} from JSON")
+
+
+def measure_weir_mapped(run: Run) -> None:
+    """Weir on the example as it ships: as many rich orders and page views on topics of their
+    own, the orders' mapped columns and line items (a child table with its rollup) written,
+    with the JSON run's best worker count. Its CPU per event against the JSON run's is the
+    mapped ratio (docs/analysts.md)."""
+    a = run.args
+    names, config, _ = run.config("m", mapped=True)
+    with run.phase("produce_rich"):
+        run.figures["produce_rich"] = weir_phase.produce(config, a.events, None, rich=True)
+    workers = run.figures["weir_workers"]
+    figures = weir_once(run, names, config, workers, "weir_mapped")
+    run.figures |= {f"weir_mapped_{k}": v for k, v in figures.items()}
+    run.figures["weir_mapped_workers"] = workers
+    # Its rows differ a little from the plain run's: other draws, other bots dropped.
+    run.figures["weir_mapped_child_rows"] = asyncio.run(_count(names.schema, "order_items"))
+
+
+async def _count(schema: str, table: str) -> int:
+    conn = await asyncpg.connect(DSN)
+    try:
+        count: int = await conn.fetchval(f'SELECT count(*) FROM "{schema}"."{table}"')
+        return count
+    finally:
+        await conn.close()
 
 
 def peer(run: Run, source: Names, fmt: str = "json") -> None:

@@ -223,10 +223,12 @@ def start_weir(config: Path, log: Path, workers: int = 1) -> subprocess.Popen[by
         out.close()
 
 
-def produce(config: Path, count: int, rate: float | None, seed: int = 7) -> dict[str, Any]:
-    """``weir produce``: ``count`` sample events, paced at ``rate`` per second if given."""
+def produce(config: Path, count: int, rate: float | None, seed: int = 7,
+            rich: bool = False) -> dict[str, Any]:
+    """``weir produce``: ``count`` sample events, paced at ``rate`` per second if given
+    (``rich``: orders with what the example maps to columns)."""
     args = ["produce", "-c", str(config), "--count", str(count), "--seed", str(seed),
-            "--no-progress"]
+            "--no-progress", *(["--rich"] if rich else [])]
     if rate:
         args += ["--rate", str(rate)]
     started = time.perf_counter()

@@ -291,6 +291,9 @@ def produce(
     topic: Annotated[str | None, typer.Option(
         help="Publish only to this configured topic, in its format (default: the first "
         "topic carrying each event type).")] = None,
+    rich: Annotated[bool, typer.Option(
+        help="Orders with what analysts map to columns: a shipping address, tags, an "
+        "epoch-milliseconds time and a tenant header.")] = False,
 ) -> None:
     """Publish realistic sample events for the example pipeline."""
     settings, _, _ = _load(config)
@@ -314,7 +317,7 @@ def produce(
     seed = seed if seed is not None else secrets.randbelow(2**31)
     report = _run(publish(settings, count, rate or None, chosen, seed, ack_log,
                           progress and sys.stderr.isatty(), spread_days, seq_base,
-                          invalid_ratio, fmt, topic))
+                          invalid_ratio, fmt, topic, rich))
     typer.echo(f"produced {report.count} events (seed {seed}) in {report.seconds:.1f}s "
                f"({report.count / max(report.seconds, 1e-9):,.0f}/s): "
                + ", ".join(f"{t}={n}" for t, n in report.by_topic.items()))

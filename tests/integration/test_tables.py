@@ -221,14 +221,15 @@ def test_rollup_matches_the_rows_after_sigkill(tmp_path: Path) -> None:
 
 
 def test_the_analysts_queries_run(tmp_path: Path) -> None:
-    """Every SQL block of docs/analysts.md runs on the example tables (docs stay true)."""
-    rollup = {"table": "orders_per_minute", "bucket": "minute", "count_column": "orders",
-              "sums": ["amount"]}
-    index = {"columns": ["customer_id", "event_time"]}
-    h = Harness(tmp_path, event_types={"order": {"rollups": [rollup], "indexes": [index]}})
+    """Every SQL block of docs/analysts.md runs on the example tables (docs stay true): the
+    example's orders as config/example.yaml maps them (columns, child rows, rollups and
+    indexes), from the rich sample orders."""
+    example = yaml.safe_load((ROOT / "config/example.yaml").read_text())["event_types"]["order"]
+    mapped = {k: example[k] for k in ("rollups", "indexes", "columns", "children")}
+    h = Harness(tmp_path, event_types={"order": mapped})
     h.migrate()
     try:
-        h.produce(2000, "--spread-days", "2")
+        h.produce(2000, "--spread-days", "2", "--rich")
         run = h.start("run", "--until-caught-up")
         assert run.wait(180) == 0
         # The declared index is on the parent and on every partition, even those made later.
@@ -243,7 +244,12 @@ def test_the_analysts_queries_run(tmp_path: Path) -> None:
         assert len(blocks) >= 10
         results = [h.sql(block) for block in blocks if not block.startswith("SET ")]
         # The first ones always see data.
-        assert all(len(rows) > 0 for rows in results[:4]), [len(rows) for rows in results]
+        assert all(len(rows) > 0 for rows in results[:6]), [len(rows) for rows in results]
+        # The mapped columns and the child rows are filled from the rich orders.
+        assert h.scalar("SELECT count(*) FROM orders WHERE ship_country IS NOT NULL AND "
+                        "tenant IS NOT NULL AND placed_at IS NOT NULL") > 500
+        assert h.scalar("SELECT count(*) FROM order_items") > h.scalar(
+            "SELECT count(*) FROM orders")
         disagree = next(r for b, r in zip(blocks[1:], results, strict=True)
                         if "minutes_that_disagree" in b)
         assert disagree[0][0] == 0

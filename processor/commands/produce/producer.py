@@ -96,14 +96,14 @@ async def produce(
     settings: Settings, count: int, rate: float | None, event_types: list[str],
     seed: int = 7, ack_log: Path | None = None, show_progress: bool = True,
     spread_days: float = 0.0, seq_base: int = 0, invalid_ratio: float = 0.0,
-    fmt: str | None = None, topic: str | None = None,
+    fmt: str | None = None, topic: str | None = None, rich: bool = False,
 ) -> ProduceReport:
     """Publish ``count`` events round-robin over ``event_types`` at up to ``rate`` per second.
 
     Each topic's events are written in its configured format, or in ``fmt`` for all;
     ``topic`` names the one topic to write to (default: the first carrying each type)."""
     await ensure_topics(settings, settings.kafka.topic_partitions)
-    sample = SampleEvents(seed=seed, spread_days=spread_days, seq_base=seq_base)
+    sample = SampleEvents(seed=seed, spread_days=spread_days, seq_base=seq_base, rich=rich)
     pick = random.Random(seed + 1)  # which records are broken, independent of their content
     topics = {et: topic_for(settings, et, topic) for et in event_types}
     by_name = {t.name: t for t in settings.topics}
@@ -127,11 +127,13 @@ async def produce(
                 if invalid_ratio and pick.random() < invalid_ratio:
                     key, value, kind = sample.make_invalid(event_type)
                     event: dict[str, Any] = {"invalid": kind}
+                    headers = []
                 else:
                     key, event = sample.make(event_type)
+                    headers = sample.headers(event_type, key)
                     key = kafka_key(settings, event_type, event, key)
                     value = encoders[event_type](event)
-                fut = await producer.send(target, value, key=key.encode())
+                fut = await producer.send(target, value, key=key.encode(), headers=headers)
                 pending.append((fut, key, event))
                 by_topic[target] += 1
                 if len(pending) >= 1000 or i == count - 1:

@@ -28,13 +28,21 @@ AGENTS = (
     "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
 )
 
+TAGS = ("gift", "b2b", "fragile", "promo", "repeat")
+CITIES = (("FR", "Lyon"), ("FR", "Paris"), ("DE", "Köln"), ("ES", "Sevilla"),
+          ("US", "Austin"), ("JP", "Ōsaka"))
+TENANTS = ("acme", "globex", "initech")
+
 
 class SampleEvents:
     """A seeded generator of example events with skewed keys and per-key sequences."""
 
     def __init__(self, seed: int = 7, keys: int = 1000, skew: float = 1.1,
-                 spread_days: float = 0.0, seq_base: int = 0) -> None:
+                 spread_days: float = 0.0, seq_base: int = 0, rich: bool = False) -> None:
         self._rand = random.Random(seed)
+        # Orders with what analysts map (docs/analysts.md): a shipping address, tags, an
+        # epoch-milliseconds time, and a tenant header (:meth:`headers`).
+        self._rich = rich
         self._keys = keys
         self._cum_weights = list(itertools.accumulate(1 / (rank ** skew)
                                                       for rank in range(1, keys + 1)))
@@ -79,7 +87,28 @@ class SampleEvents:
             items=items,
             channel=rand.choice(("web", "app", "store")),
         )
+        if self._rich:
+            self._enrich(event)
         return event
+
+    def _enrich(self, order: Event) -> None:
+        rand = self._rand
+        placed = datetime.fromisoformat(order["occurred_at"]) - timedelta(
+            seconds=rand.randrange(3600))
+        order["placed_ms"] = int(placed.timestamp() * 1000)
+        order["tags"] = rand.sample(TAGS, rand.randrange(4))
+        if rand.random() < 0.9:  # a pickup in store has no address
+            country, city = rand.choice(CITIES)
+            order["shipping"] = {"address": {"country": country, "city": city},
+                                 "method": rand.choice(("standard", "express"))}
+        else:
+            order["shipping"] = None
+
+    def headers(self, event_type: str, key: str) -> list[tuple[str, bytes]]:
+        """The Kafka headers of an event: rich orders carry their tenant (by customer)."""
+        if not self._rich or event_type != "order":
+            return []
+        return [("tenant", TENANTS[sum(key.encode()) % len(TENANTS)].encode())]
 
     def _page_view(self, key: str) -> Event:
         rand = self._rand

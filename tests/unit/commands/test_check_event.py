@@ -67,10 +67,16 @@ def test_a_valid_order_is_a_row_with_every_column_in_copy_order(tmp_path: Path) 
     lines = result.stdout.splitlines()
     assert lines[0] == "row: orders"
     settings, contracts, _ = loaded()
-    names = [line.split(" = ", 1)[0].strip() for line in lines[1:]]
-    assert names == list(table_spec(contracts["order"], settings).columns)
+    spec = table_spec(contracts["order"], settings)
+    own = lines[1:1 + len(spec.columns)]
+    names = [line.split(" = ", 1)[0].strip() for line in own]
+    assert names == list(spec.columns)
     assert names[-1] == "raw"
-    shown = dict(line.strip().split(" = ", 1) for line in lines[1:])
+    # Then its line items, as the child table's rows.
+    assert lines[1 + len(spec.columns)] == f"child rows: order_items ({len(ORDER['items'])})"
+    assert lines[2 + len(spec.columns)].startswith(
+        f"  event_id = {ORDER['event_id']}, event_time = ")
+    shown = dict(line.strip().split(" = ", 1) for line in own)
     assert shown["currency"] == '"EUR"'  # the transform ran
     assert shown["occurred_at"] == "2026-03-01T12:30:00.250000+00:00"
     assert shown["event_time"] == shown["occurred_at"]
@@ -190,7 +196,7 @@ def upsert_config(tmp_path: Path) -> Path:
     config["event_types"]["page_view"]["schema_file"] = str(
         ROOT / "schemas" / "page_view.v1.json")
     order.update(write_mode="upsert", upsert_key=["customer_id"])
-    for name in ("partitioning", "rollups"):
+    for name in ("partitioning", "rollups", "children"):
         order.pop(name)
     path = tmp_path / "upsert.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -37,12 +37,16 @@ def decode(decoder: Decoder, value: bytes | None, topic: str = "weir.orders") ->
 
 def test_valid_order_becomes_a_typed_row(decoder: Decoder) -> None:
     raw = orjson.dumps(order())
-    event_type, values = decode(decoder, raw)
+    event_type, values, (items,) = decode(decoder, raw)
     assert event_type == "order"
     row = dict(zip(
         ["event_id", "customer_id", "seq", "occurred_at", "order_id", "status", "amount",
-         "currency", "items", "channel", "event_time", "kafka_topic", "kafka_partition",
-         "kafka_offset", "kafka_timestamp", "raw"], values, strict=True))
+         "currency", "items", "channel", "shipping", "tags", "placed_ms", "ship_country",
+         "ship_city", "placed_at", "tenant", "kafka_key", "event_time", "kafka_topic",
+         "kafka_partition", "kafka_offset", "kafka_timestamp", "raw"], values, strict=True))
+    # The line items, as the order_items child table's rows (docs/analysts.md).
+    assert items == [(row["event_id"], row["event_time"], "weir.orders", 3, 42, 0, "a", 1,
+                      Decimal("19.99"))]
     assert row["amount"] == Decimal("19.99")
     assert row["currency"] == "EUR"  # the normalize_currency transform ran
     # Timestamps are PostgreSQL's integer (processor/core/pgtime.py), ready for binary COPY.

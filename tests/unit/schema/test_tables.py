@@ -51,7 +51,13 @@ def test_orders_table_shape(example_config: Path) -> None:
     settings = load_settings(example_config)
     contract = load_contracts(settings)["order"]
     spec = table_spec(contract, settings)
-    create, index, default, comment, customer = target_ddl(contract, spec)
+    create, index, default, comment, customer, country, tags, *children = target_ddl(
+        contract, spec)
+    assert '"tags" text[]' in create  # x-weir-column-type
+    assert tags.endswith('USING gin ("tags")')
+    assert '"ship_country" text' in create  # a mapped column
+    assert country.endswith('USING btree ("ship_country", "event_time")')
+    assert children[0].startswith('CREATE TABLE IF NOT EXISTS "weir_example"."order_items"')
     # Partitioned by day: the unique key holds the partition key.
     assert spec.key == ("event_id", "event_time")
     assert create.endswith(") PARTITION BY RANGE (event_time)")
@@ -113,7 +119,8 @@ def test_unpartitioned_table_keeps_its_plain_key(example_config: Path, tmp_path:
     assert spec.key == ("event_id",)
     assert not spec.partitioned
     ddl = target_ddl(contract, spec)
-    assert len(ddl) == 3  # table, event_time index, the declared index
+    assert len(ddl) == 7  # table, event_time index, 3 declared indexes, the child and its index
+    assert "PARTITION BY" not in ddl[5]  # nor its child
     assert "PARTITION BY" not in ddl[0]
     assert partition_function_ddl(spec) == []
 
@@ -246,7 +253,7 @@ def test_long_index_names_are_shortened_not_truncated(
                      "columns: [customer_id, event_time, kafka_topic, kafka_partition]")
     settings = load_settings(config)
     spec = table_spec(load_contracts(settings)["order"], settings)
-    [ddl] = index_ddl(spec)
+    ddl = index_ddl(spec)[0]
     name = ddl.split('"')[1]
     assert len(name) <= 63
     assert name.startswith("orders_")
