@@ -169,9 +169,10 @@ def load_contract(name: str, path: Path | None, settings: Settings,
     columns = (*columns, *mapped.values())
     names |= set(mapped)
     for field in et.upsert_key:
-        if field not in names or field not in required:
+        if field not in mapped and (field not in names or field not in required):
             raise ContractError(
-                f"event_types.{name}.upsert_key: {field!r} must be a required schema property"
+                f"event_types.{name}.upsert_key: {field!r} must be a required schema property "
+                "or a mapped column (an event without its value is a dead letter)"
             )
     _check_version(name, et, columns, required)
     _check_rollups(name, et, columns)
@@ -208,7 +209,9 @@ def _mapped_columns(name: str, et: EventTypeSettings, own: set[str]) -> dict[str
                                 "column this would replace; name the mapped column otherwise")
         if mapped.name in METADATA_COLUMNS:
             raise ContractError(f"{where}: {mapped.name!r} is a column Weir adds itself")
-        out[mapped.name] = Column(mapped.name, mapped.type, True, mapped)
+        # Nullable, but for a part of the upsert key (an event without it is refused).
+        out[mapped.name] = Column(mapped.name, mapped.type, mapped.name not in et.upsert_key,
+                                  mapped)
     return out
 
 

@@ -493,9 +493,12 @@ class EventTypeSettings(_Section):
 
     @property
     def keyed_by_kafka_key(self) -> bool:
-        """Is the upsert key the Kafka key: ``[key_field]``, or, for several columns with no
-        ``key_field``, a Kafka key that is the JSON object of those fields?"""
+        """Is the upsert key the Kafka key: ``[key_field]``, a mapped column of the whole key
+        (``source: key``, no path), or, for several columns with no ``key_field``, a Kafka
+        key that is the JSON object of those fields?"""
+        whole_key = {c.name for c in self.columns if c.source == "key" and c.path is None}
         return self.upsert_key == [self.key_field] or (
+            len(self.upsert_key) == 1 and self.upsert_key[0] in whole_key) or (
             self.key_field is None and len(self.upsert_key) > 1)
 
     @property

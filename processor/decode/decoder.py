@@ -12,14 +12,14 @@ reasons and messages are those of the limits, fastjsonschema and the converters.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import fastjsonschema
 import orjson
 
-from processor.contracts import Contract
+from processor.contracts import Column, Contract
 from processor.core.errors import EventRejected, describe
 from processor.core.pgtime import UTC_MILLIS, kafka_micros
 from processor.core.records import ChildRows, Header
@@ -69,13 +69,15 @@ class _Plan:
     converters: tuple[tuple[int, Converter], ...]  # (column index, conversion), not text
     mapped: tuple[tuple[int, Mapped], ...]  # (column index, its value from its path)
     time_index: int | None
-    time_mapped: bool  # is the event time a mapped column (absent in an event: refused)?
+    # The mapped columns an event must give a value (the event time, the upsert key's):
+    # (column index, what it is), absent in an event a dead letter.
+    required: tuple[tuple[int, str], ...]
     build: RowBuilder  # the usual row in one call; raises for the generic _row to decide
     children: ChildBuilder | None  # the child tables' rows, from the event and its row
 
 
 def _plan(event_type: str, contract: Contract, transform: Chain | None, limits: Limits,
-          merge: bool = False) -> _Plan:
+          merge: bool = False, upsert_key: Sequence[str] = ()) -> _Plan:
     columns = contract.columns
     names = tuple(c.name for c in columns)
     texts = tuple(i for i, c in enumerate(columns) if c.pg_type == "text" and c.mapping is None
@@ -86,15 +88,28 @@ def _plan(event_type: str, contract: Contract, transform: Chain | None, limits: 
                    if c.mapping is not None)
     time_index = next((i for i, c in enumerate(columns) if c.name == contract.time_field),
                       None)
+    required = tuple(_required(columns, time_index, upsert_key))
     fast = compile_fast_check(contract.schema)
     return _Plan(
         event_type, contract, fast.lenient if fast else compile_quick_check(contract.schema),
         fast.exact if fast else None, _fast_bytes(fast, limits), transform, names, texts,
-        converters, mapped, time_index, time_index in dict(mapped),
+        converters, mapped, time_index, required,
         compile_row_builder(names, [c.pg_type for c in columns], texts, dict(converters),
-                            time_index, dict(mapped)),
+                            time_index, dict(mapped), [i for i, _ in required]),
         compile_children(contract.children, names, event_type, keep_absent=merge),
     )
+
+
+def _required(columns: Sequence[Column], time_index: int | None, upsert_key: Sequence[str]
+              ) -> Iterator[tuple[int, str]]:
+    """The mapped columns that may not be null, and what each is."""
+    for i, column in enumerate(columns):
+        if column.mapping is None:
+            continue
+        if i == time_index:
+            yield i, "the time field"
+        elif column.name in upsert_key:
+            yield i, "part of the upsert key"
 
 
 def _fast_bytes(fast: FastCheck | None, limits: Limits) -> int:
@@ -135,7 +150,8 @@ class Decoder:
         self._max_bytes = settings.pipeline.max_message_bytes
         self._limits = Limits.from_settings(settings.pipeline)
         self._plans = {name: _plan(name, contract, transforms.get(name), self._limits,
-                                   settings.event_types[name].update_mode == "merge")
+                                   settings.event_types[name].update_mode == "merge",
+                                   settings.event_types[name].upsert_key)
                        for name, contract in contracts.items()}
         self._topic_type = {t.name: t.event_type for t in settings.topics}
         self._topic_plan = {topic: self._plans[name] for topic, name in self._topic_type.items()
@@ -316,10 +332,11 @@ class Decoder:
             raise _timestamp_refused(timestamp_ms)
         kafka_ts = kafka_micros(timestamp_ms)
         event_time = kafka_ts if plan.time_index is None else values[plan.time_index]
-        if event_time is None and plan.time_mapped:  # its path found nothing
-            raise EventRejected("conversion_error", "transform",
-                                f"field {plan.names[plan.time_index or 0]!r}: the time field "
-                                "is absent (or null) and has no default")
+        for i, what in plan.required:
+            if values[i] is None:  # its path (key, header) found nothing
+                raise EventRejected("conversion_error", "transform",
+                                    f"field {plan.names[i]!r}: {what} is absent (or null) "
+                                    "and has no default")
         return (*values, *tail(event_time=event_time, kafka_topic=topic,
                                kafka_partition=partition, kafka_offset=offset,
                                kafka_timestamp=kafka_ts, raw=raw))

@@ -83,11 +83,12 @@ _TEXTS = """\
 def compile_row_builder(
     names: Sequence[str], pg_types: Sequence[str], texts: Sequence[int],
     converters: dict[int, Converter], time_index: int | None,
-    mapped: dict[int, Callable[..., Any]] | None = None,
+    mapped: dict[int, Callable[..., Any]] | None = None, required: Sequence[int] = (),
 ) -> RowBuilder:
     """The builder of one event type's rows: ``names`` and ``pg_types`` per column, the
     ``texts`` to check, each other column's converter, the event time's column if any,
-    and the mapped columns' functions (a value from a path, converted)."""
+    the mapped columns' functions (a value from a path, converted), and those of them that
+    may not be null (the generic builder then says why)."""
     v = [f"v{i}" for i in range(len(names))]
     lines = ["def build(event, topic, partition, offset, timestamp_ms, raw, key=None, "
              "headers=()):"]
@@ -122,8 +123,7 @@ def compile_row_builder(
     for i, value_of in (mapped or {}).items():
         namespace[f"m{i}"] = value_of
         lines.append(f"    {v[i]} = m{i}(event, key, headers, topic, timestamp_ms)")
-    if time_index is not None and time_index in (mapped or {}):
-        lines.append(f"    if {v[time_index]} is None:\n        unusual()")
+    lines += [f"    if {v[i]} is None:\n        unusual()" for i in required]
     first_ms, last_ms = UTC_MILLIS
     event_time = "kafka_ts" if time_index is None else v[time_index]
     lines += [

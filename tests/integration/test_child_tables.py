@@ -8,19 +8,33 @@ Against the real Kafka and PostgreSQL:
 - a cart, an upsert table keyed by the Kafka key: an update with fewer items leaves exactly
   the new items, a tombstone removes them, an older event replayed changes nothing, and
   with ``update_mode: merge`` an event without the array keeps the stored items;
-- each bad array is a dead letter with its reason and Weir goes on.
+- each bad array is a dead letter with its reason and Weir goes on;
+- the example's orders as ``config/example.yaml`` maps them (nested columns, tags, an epoch
+  time, a tenant header, the key, the items as rows): 50,000 of them while one of two
+  processes is SIGKILLed, then every row and column of both tables equals a model computed
+  here from the acknowledged events, and a replay from the earliest offsets changes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import signal
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+import yaml
+from aiokafka import AIOKafkaProducer
 
-from tests.integration.conftest import Harness
+from processor.commands.produce.producer import ensure_topics
+from processor.commands.produce.sample import SampleEvents
+from processor.core.settings import load_settings
+from tests.integration.conftest import KAFKA, ROOT, Harness
 from tests.integration.test_mapped_columns import publish
 
 pytestmark = pytest.mark.integration
@@ -207,5 +221,163 @@ def test_merge_keeps_the_stored_items_when_an_update_has_no_array(tmp_path: Path
         assert h.weir("run", "--until-caught-up", timeout=240).returncode == 0
         assert lines_of(h, "kept_carts_lines") == {
             "m": [(0, "m7", 7, None)], "n": [(0, "n6", 6, None)]}
+    finally:
+        h.cleanup()
+
+
+# The example's orders as config/example.yaml maps them: columns from paths, the key and a
+# header, tags as text[], and the line items as order_items.
+EXAMPLE = yaml.safe_load((ROOT / "config/example.yaml").read_text())["event_types"]["order"]
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# event, key, headers, the record's timestamp (ms), its metadata
+Acked = tuple[dict[str, Any], str, list[tuple[str, bytes]], int, Any]
+
+
+def publish_rich(h: Harness, count: int, acked: list[Acked]) -> None:
+    """``count`` rich sample orders (with their tenant header), every acknowledgement kept."""
+    async def go() -> None:
+        await ensure_topics(load_settings(h.config), 4)
+        sample = SampleEvents(seed=21, rich=True)
+        producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all", linger_ms=5,
+                                    enable_idempotence=True)
+        await producer.start()
+        try:
+            for start in range(0, count, 1000):
+                sent = []
+                for _ in range(start, min(start + 1000, count)):
+                    key, event = sample.make("order")
+                    headers = sample.headers("order", key)
+                    ts = int(time.time() * 1000)
+                    sent.append((event, key, headers, ts, await producer.send(
+                        h.topics["order"], orjson.dumps(event), key=key.encode(),
+                        headers=headers, timestamp_ms=ts)))
+                for event, key, headers, ts, future in sent:
+                    acked.append((event, key, headers, ts, await future))
+        finally:
+            await producer.stop()
+    asyncio.run(go())
+
+
+def order_model(acked: list[Acked]) -> tuple[dict[str, dict[str, Any]], set[tuple[Any, ...]]]:
+    """Every order row (by event id) and every item row, computed here from the events."""
+    orders, items = {}, set()
+    for event, key, headers, timestamp_ms, meta in acked:
+        occurred = datetime.fromisoformat(event["occurred_at"])
+        shipping = event.get("shipping") or {}
+        orders[event["event_id"]] = {
+            "customer_id": event["customer_id"], "seq": event["seq"],
+            "occurred_at": occurred, "order_id": event["order_id"], "status": event["status"],
+            "amount": Decimal(repr(event["amount"])), "currency": event["currency"].upper(),
+            "items": event["items"], "channel": event["channel"],
+            "shipping": event["shipping"], "tags": event["tags"],
+            "placed_ms": event["placed_ms"],
+            "ship_country": shipping.get("address", {}).get("country"),
+            "ship_city": shipping.get("address", {}).get("city"),
+            "placed_at": EPOCH + timedelta(milliseconds=event["placed_ms"]),
+            "tenant": dict(headers)["tenant"].decode(), "kafka_key": key,
+            "event_time": occurred, "kafka_topic": meta.topic,
+            "kafka_partition": meta.partition, "kafka_offset": meta.offset,
+            "kafka_timestamp": EPOCH + timedelta(milliseconds=timestamp_ms),
+            "raw": event,
+        }
+        items |= {(event["event_id"], occurred, i, item["sku"], item["qty"],
+                   Decimal(repr(item["price"]))) for i, item in enumerate(event["items"])}
+    return orders, items
+
+
+def stored(h: Harness) -> tuple[dict[str, dict[str, Any]], set[tuple[Any, ...]]]:
+    """The orders and order_items tables as the model's shapes (jsonb parsed)."""
+    orders = {}
+    for r in h.sql("SELECT * FROM orders"):
+        row = dict(r)
+        row.pop("ingested_at")
+        for name in ("items", "shipping", "raw"):
+            row[name] = None if row[name] is None else orjson.loads(row[name])
+        orders[str(row.pop("event_id"))] = row
+    items = {(str(r["event_id"]), *tuple(r)[1:]) for r in h.sql(
+        "SELECT event_id, event_time, item_index, sku, qty, price FROM order_items")}
+    return orders, items
+
+
+def test_the_example_orders_mapped_land_exactly_once_through_sigkill_and_a_replay(
+        tmp_path: Path) -> None:
+    mapped = {k: EXAMPLE[k] for k in ("columns", "children", "indexes")}
+    h = Harness(tmp_path, partitions=4, event_types={"order": mapped})
+    total = 50_000
+    try:
+        h.migrate()
+        acked: list[Acked] = []
+        producer = threading.Thread(target=publish_rich, args=(h, total, acked))
+        producer.start()
+        a, b = h.start("a"), h.start("b")
+        h.wait_for("SELECT count(*) > 15000 FROM orders", True, timeout=180, alive=[a, b])
+        b.send_signal(signal.SIGKILL)  # mid-run, with events still arriving
+        assert b.wait(10) == -signal.SIGKILL
+        b2 = h.start("b2")
+        producer.join(timeout=240)
+        assert not producer.is_alive()
+        assert len(acked) == total
+        h.wait_for("SELECT count(*) FROM orders", total, timeout=240, alive=[a, b2])
+        for proc in (a, b2):
+            proc.send_signal(signal.SIGTERM)
+        assert (a.wait(60), b2.wait(60)) == (0, 0)
+
+        want_orders, want_items = order_model(acked)
+        got_orders, got_items = stored(h)
+        assert got_orders.keys() == want_orders.keys()
+        wrong = {(c, repr(got_orders[i].get(c)), repr(v)) for i, row in want_orders.items()
+                 for c, v in row.items() if got_orders[i].get(c) != v}
+        assert not wrong, sorted(wrong)[:5]
+        assert got_items == want_items
+        lines = h.scalar("SELECT sum(lines) FROM items_per_minute")
+        assert lines == len(want_items)
+        assert h.scalar("SELECT count(*) FROM weir_dead_letters") == 0
+
+        # Every event again from the earliest offsets: nothing changes, rollups included.
+        assert h.weir("offsets", "rewind", "--to-earliest", "--execute").returncode == 0
+        again = h.weir("run", "--until-caught-up", timeout=300)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert stored(h) == (got_orders, got_items)
+        assert h.scalar("SELECT sum(lines) FROM items_per_minute") == lines
+    finally:
+        h.cleanup()
+
+
+def test_the_kafka_key_as_a_column_is_the_upsert_key(tmp_path: Path) -> None:
+    """A compacted topic whose events do not repeat their key: the key itself, as a mapped
+    column, keys the upsert table, its tombstones and its children."""
+    h = cart_harness(tmp_path)
+    h.topics["by_key"] = h.topics["cart"].replace("carts", "keyed_carts")
+
+    def add(config: dict[str, Any]) -> None:
+        config["event_types"]["by_key"] = {
+            **config["event_types"]["cart"], "table": "keyed_carts", "key_field": None,
+            "upsert_key": ["cart_key"],
+            "columns": [{"name": "cart_key", "source": "key", "type": "text"}],
+            "children": [{"table": "keyed_lines", "path": "lines", "index_column": "line_no",
+                          "columns": LINES}]}
+        config["topics"].append({"name": h.topics["by_key"], "event_type": "by_key"})
+    h.rewrite(add)
+    try:
+        h.migrate()
+        values: list[bytes | None] = [
+            cart("x", "open", [line("k1a", 1), line("k1b", 2)]),
+            cart("x", "open", [line("k2a", 1)]),
+            cart("x", "paid", [line("k1c", 3)]),
+            None,  # a tombstone of k2: its row and its lines go
+            cart("x", "open", [line("nk", 1)]),  # no key: no row to key it by
+        ]
+        keys: list[bytes | None] = [b"k1", b"k2", b"k1", b"k2", None]
+        asyncio.run(publish(h, h.topics["by_key"], values, keys))  # type: ignore[arg-type]
+        done = h.weir("run", "--until-caught-up", timeout=240)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert [tuple(r) for r in h.sql("SELECT cart_key, status FROM keyed_carts")] == [
+            ("k1", "paid")]
+        assert [tuple(r) for r in h.sql(
+            "SELECT cart_key, line_no, sku FROM keyed_lines ORDER BY 1, 2")] == [
+            ("k1", 0, "k1c")]
+        [letter] = h.sql("SELECT reason, error FROM weir_dead_letters")
+        assert letter["reason"] == "conversion_error"
+        assert "field 'cart_key': part of the upsert key is absent" in letter["error"]
     finally:
         h.cleanup()

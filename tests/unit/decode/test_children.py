@@ -155,3 +155,22 @@ def test_check_event_shows_the_child_rows(tmp_path: Path) -> None:
     assert verdict.as_dict()["children"] == {"shipment_lines": [{
         "id": "s-1", "event_time": "2025-11-25T10:00:00+00:00", "item_index": 0, "sku": "a",
         "qty": 2, "seen_at": None}]}
+
+
+def test_a_mapped_column_of_the_upsert_key_may_not_be_absent(tmp_path: Path) -> None:
+    path = config(tmp_path, [{"name": "account", "source": "key", "type": "text"}],
+                  write_mode="upsert", upsert_key=["account"], time_field=None,
+                  partitioning={"interval": "none"})
+    settings = load_settings(path)
+    assert settings.event_types["shipment"].keyed_by_kafka_key  # no version_field needed
+    contracts = load_contracts(settings)
+    decoder = Decoder(settings, contracts, load_chains(settings))
+    value = orjson.dumps(EVENT)
+    _, row = decoder.decode("weir.shipments", 0, 1, 1_764_064_800_000, value, (), b"a-1")
+    assert row[len(contracts["shipment"].columns) - 1] == "a-1"
+    with pytest.raises(EventRejected, match="field 'account': part of the upsert key is "
+                       "absent"):
+        decoder.decode("weir.shipments", 0, 2, 1_764_064_800_000, value, (), None)
+    # Its column is NOT NULL, as every part of a primary key.
+    spec = table_spec(contracts["shipment"], settings)
+    assert '"account" text NOT NULL' in target_ddl(contracts["shipment"], spec)[0]
