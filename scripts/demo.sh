@@ -18,8 +18,8 @@ $WEIR check-config "$CONFIG"
 step "creating the tables (weir migrate)"
 $WEIR migrate --config "$CONFIG"
 
-step "publishing $COUNT sample events, 1% of them deliberately broken (weir produce)"
-$WEIR produce --config "$CONFIG" --count "$COUNT" --invalid-ratio 0.01
+step "publishing $COUNT sample events, 1% of them deliberately broken (weir produce; --rich: orders with a shipping address, tags, an epoch time and a tenant header, which the config maps to columns)"
+$WEIR produce --config "$CONFIG" --count "$COUNT" --invalid-ratio 0.01 --rich
 
 AVRO_TOPIC=$(.venv/bin/python -c "from processor.core.settings import load_settings as l; print(next((t.name for t in l('$CONFIG').topics if t.format == 'avro'), ''))")
 if [ -n "$AVRO_TOPIC" ]; then
@@ -35,6 +35,8 @@ step "rows per table"
 SELECT 'orders' AS "table", count(*) AS rows, min(event_time) AS first_event, max(event_time) AS last_event
   FROM ${SCHEMA}.orders
 UNION ALL
+SELECT 'order_items', count(*), min(event_time), max(event_time) FROM ${SCHEMA}.order_items
+UNION ALL
 SELECT 'page_views', count(*), min(event_time), max(event_time) FROM ${SCHEMA}.page_views;
 SQL
 
@@ -43,6 +45,12 @@ step "orders by source topic and format: Avro and JSON land in the same typed ta
 
 step "a taste of the orders table"
 "${PSQL[@]}" -c "SELECT customer_id, seq, status, amount, currency, event_time, kafka_partition AS part, kafka_offset AS off FROM ${SCHEMA}.orders ORDER BY event_time DESC LIMIT 5"
+
+step "mapped columns: a nested field, an epoch time, a header and a native array, each a typed column (docs/analysts.md)"
+"${PSQL[@]}" -c "SELECT ship_country, ship_city, placed_at, tenant, tags FROM ${SCHEMA}.orders WHERE placed_at IS NOT NULL ORDER BY event_time DESC LIMIT 5"
+
+step "line items as rows of order_items, written with their orders: the best-selling SKUs"
+"${PSQL[@]}" -c "SELECT sku, sum(qty) AS units, sum(qty * price) AS revenue, count(DISTINCT event_id) AS orders FROM ${SCHEMA}.order_items GROUP BY sku ORDER BY units DESC LIMIT 5"
 
 step "lag per partition (weir lag)"
 $WEIR lag --config "$CONFIG"

@@ -5,11 +5,12 @@ other transactions wait for is taken last. Every table's rows (and child table's
 are copied into its staging table first; the children of upsert tables are replaced (from
 the events newer than the stored rows, so before those rows change), the tables without a
 rollup are merged, tombstones deleted (and their children), dead letters and the lane's
-own offsets rows written; the tables with a rollup are merged last, then the children of
-insert tables (of the rows those inserts wrote, :mod:`processor.schema.children`). Their
-statement upserts the rollup's buckets, and every lane's batch adds to the same current
-bucket, so each lane holds that row from its rollup upsert to its commit while the others
-wait for it: merged last, that is one round trip and the commit, not the rest of the batch.
+own offsets rows written; the tables with a rollup are merged last, and after them the
+children of insert tables (of the rows those inserts wrote, :mod:`processor.schema.children`;
+a child's rollup too). A rollup's statement upserts its buckets, and every lane's batch adds
+to the same current bucket, so each lane holds that row from its rollup upsert to its
+commit while the others wait for it: merged last, that is one round trip and the commit,
+not the rest of the batch.
 (The offsets rows are the lane's own, ``writer`` in their key: no other lane waits for them.)
 Either all of it is visible after COMMIT, or none of it: a crash at any point leaves the
 stored watermark at or below what is written, and the next owner resumes from there.

@@ -48,8 +48,18 @@ def partition_of_each_row_mismatches(h: Harness) -> int:
         "<> 'orders_p' || to_char(event_time AT TIME ZONE 'UTC', 'YYYYMMDD')"))
 
 
+ITEMS_OF_ORDERS = ("SELECT (SELECT count(*) FROM order_items), "
+                   "(SELECT coalesce(sum(jsonb_array_length(items)), 0) FROM orders)")
+CHILD_PARTITIONS = ("SELECT count(*) FROM pg_inherits WHERE inhparent = "
+                    "'order_items'::regclass")
+
+
 def test_partitions_by_day_pruning_and_retention(tmp_path: Path) -> None:
-    h = Harness(tmp_path, event_types={"order": {"partitioning": {"premake": 2}}})
+    """The example's order_items (child rows) are partitioned with their orders: made,
+    dropped past retention and defaulted alike."""
+    example = yaml.safe_load((ROOT / "config/example.yaml").read_text())["event_types"]["order"]
+    h = Harness(tmp_path, event_types={"order": {"partitioning": {"premake": 2},
+                                                 "children": example["children"]}})
     h.migrate()
     try:
         # Event times spread over the last six days: most rows need a partition on demand.
@@ -60,6 +70,10 @@ def test_partitions_by_day_pruning_and_retention(tmp_path: Path) -> None:
         assert partition_of_each_row_mismatches(h) == 0
         assert h.scalar("SELECT count(DISTINCT tableoid) FROM orders") >= 6
         assert h.scalar("SELECT count(*) FROM orders_default") == 0
+        assert h.scalar(CHILD_PARTITIONS) == h.scalar(
+            "SELECT count(*) FROM pg_inherits WHERE inhparent = 'orders'::regclass")
+        items, expected = h.sql(ITEMS_OF_ORDERS)[0]
+        assert items == expected > 1500
         # Made ahead of time: today's partition and the next two days'.
         ahead = h.scalar(
             "SELECT count(*) FROM generate_series(0, 2) g WHERE to_regclass('orders_p' || "
@@ -104,6 +118,12 @@ def test_partitions_by_day_pruning_and_retention(tmp_path: Path) -> None:
         assert live.wait(60) == 0
         del h.env["WEIR_POSTGRES__PARTITION_MAINTENANCE_S"]
         assert 0 < h.scalar("SELECT count(*) FROM orders") == kept
+        # The items of the dropped days went with them, partition by partition.
+        assert h.scalar(expired.replace("'orders'::regclass", "'order_items'::regclass")
+                        .replace("'orders_default'", "'order_items_default'")
+                        .replace("'orders_p'", "'order_items_p'")) == 0
+        items, expected = h.sql(ITEMS_OF_ORDERS)[0]
+        assert items == expected
 
         # Late events past retention land in the default partition, not in a new partition
         # that would be dropped at once; the next maintenance pass deletes them.
@@ -114,9 +134,11 @@ def test_partitions_by_day_pruning_and_retention(tmp_path: Path) -> None:
         assert late > 0
         assert h.scalar(f"SELECT count(*) FROM orders_default WHERE event_time >= {cutoff}") == 0
         assert partition_of_each_row_mismatches(h) == late
+        assert h.scalar("SELECT count(*) FROM order_items_default") > 0  # theirs, too
         fourth = h.start("fourth", "--until-caught-up")
         assert fourth.wait(180) == 0
         assert h.scalar("SELECT count(*) FROM orders_default") == 0
+        assert h.scalar("SELECT count(*) FROM order_items_default") == 0
     finally:
         h.cleanup()
 
