@@ -59,8 +59,8 @@ def write_config(names: Names, partitions: int, overrides: dict[str, Any] | None
     """A copy of the example pipeline's config pointed at ``names`` (or other ``topics``).
 
     ``fmt`` other than ``json`` is every topic's ``format``, read through :data:`REGISTRY`.
-    Without ``mapped``, the orders' mapped columns, child rows and the indexes on those
-    columns are left out: the example as it was before them, the workload every other
+    Without ``mapped``, the orders' mapped columns, child rows and the indexes for them are
+    left out: the example as it was before them, the workload every other
     phase (and the peers) measures; with it, the example as it ships.
     """
     config = yaml.safe_load((ROOT / "config" / "example.yaml").read_text())
@@ -87,11 +87,12 @@ def write_config(names: Names, partitions: int, overrides: dict[str, Any] | None
 
 
 def unmapped(event_type: dict[str, Any]) -> None:
-    """An event type's config without its mapped columns and child tables (in place)."""
+    """An event type's config without what analysts map (in place): its mapped columns,
+    child tables, and the indexes for them (on a mapped column, or GIN: the tags')."""
     names = {c["name"] for c in event_type.pop("columns", [])}
     event_type.pop("children", None)
     event_type["indexes"] = [i for i in event_type.get("indexes", [])
-                             if not names & set(i["columns"])]
+                             if not names & set(i["columns"]) and i.get("method") != "gin"]
 
 
 def weir_env() -> dict[str, str]:

@@ -19,6 +19,7 @@ import structlog
 from processor.core.child_layout import ORIGIN, ChildLayout, table_key
 from processor.core.errors import WeirError
 from processor.core.retry import Backoff
+from processor.core.row_layout import META_TYPES
 from processor.core.settings import (
     IDENTIFIER,
     EventTypeSettings,
@@ -215,15 +216,10 @@ def _mapped_columns(name: str, et: EventTypeSettings, own: set[str]) -> dict[str
     return out
 
 
-# The types of the columns Weir adds, as a child table's key may hold them.
-_META_TYPES = {"event_time": "timestamptz", "kafka_topic": "text",
-               "kafka_partition": "integer", "kafka_offset": "bigint"}
-
-
 def _children(name: str, et: EventTypeSettings, columns: tuple[Column, ...]
               ) -> tuple[ChildLayout, ...]:
     """The child tables' layouts, after checking their columns' names, sums and indexes."""
-    types = {**_META_TYPES, **{c.name: c.pg_type for c in columns}}
+    types = {**META_TYPES, **{c.name: c.pg_type for c in columns}}
     parent = tuple((k, types[k]) for k in table_key(et, et.id_field))
     out = []
     for i, child in enumerate(et.children):

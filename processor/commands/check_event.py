@@ -32,7 +32,7 @@ from processor.core.child_layout import ChildLayout
 from processor.core.errors import EventRejected, describe
 from processor.core.pgtime import INFINITY, NEG_INFINITY, ONE_US, PG_EPOCH
 from processor.core.records import Header
-from processor.core.row_layout import META, META_NAMES
+from processor.core.row_layout import META_NAMES, META_TYPES
 from processor.core.settings import Settings
 from processor.decode.decoder import Decoded, Decoder
 from processor.decode.framed import SchemaPending
@@ -178,15 +178,10 @@ def text_value(pg_type: str, value: Any) -> str:
     return orjson.dumps(shown).decode()
 
 
-def _meta_types() -> dict[str, str]:
-    """The PostgreSQL type of each metadata column, from its DDL (``timestamptz NOT NULL``)."""
-    return {m.name: m.ddl.replace(" NOT NULL", "").strip() for m in META}
-
-
 def _columns(settings: Settings, contract: Contract, values: Sequence[Any],
              tombstone: bool) -> tuple[Column, ...]:
     """The row's values under their column names (a tombstone's: its upsert key's)."""
-    types = {c.name: c.pg_type for c in contract.columns} | _meta_types()
+    types = {c.name: c.pg_type for c in contract.columns} | dict(META_TYPES)
     if tombstone:
         names: tuple[str, ...] = (*settings.event_types[contract.event_type].upsert_key,
                                   *META_NAMES)

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from processor.core.row_layout import COORDINATES, POSITION
+from processor.core.row_layout import COORDINATES, META_TYPES, POSITION
 from processor.core.settings import ChildTableSettings, EventTypeSettings
 
 ORIGIN = ("kafka_topic", "kafka_partition", "kafka_offset")  # the staged item's record
@@ -88,9 +88,8 @@ class ChildLayout:
 
     def types(self) -> dict[str, str]:
         """Every staged column's PostgreSQL type, by name."""
-        return {**dict(self.parent_key), "event_time": "timestamptz",
-                "kafka_topic": "text", "kafka_partition": "integer", "kafka_offset": "bigint",
-                self.settings.index_column: "integer", **dict(self.items)}
+        return {**META_TYPES, **dict(self.parent_key), self.settings.index_column: "integer",
+                **dict(self.items)}
 
     def head_positions(self, own: Sequence[str]) -> tuple[int, ...]:
         """Where the parent's part and the item's record are in a parent row's values

@@ -46,6 +46,8 @@ META: tuple[MetaColumn, ...] = (
     MetaColumn("raw", "jsonb NOT NULL", "the whole event as JSON (as decoded, any format)"),
 )
 META_NAMES: tuple[str, ...] = tuple(m.name for m in META)
+# Each metadata column's PostgreSQL type, from its DDL (``timestamptz NOT NULL``).
+META_TYPES: Mapping[str, str] = {m.name: m.ddl.removesuffix(" NOT NULL") for m in META}
 # The Kafka coordinates that identify a record: the key of a table without an id field.
 COORDINATES = ("kafka_topic", "kafka_partition", "kafka_offset")
 

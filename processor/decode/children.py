@@ -16,11 +16,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from processor.core.child_layout import ChildLayout
-from processor.core.errors import EventRejected, describe
+from processor.core.errors import EventRejected
 from processor.core.paths import ABSENT, PathMismatch, compile_walk, parse_path
 from processor.core.records import ChildRows, Header
-from processor.core.text import printable
-from processor.decode.converters import Unfit, show
+from processor.decode.converters import show, why_unfit
 from processor.decode.mapped import compile_mapped
 
 ChildBuilder = Callable[[dict[str, Any], tuple[Any, ...], "bytes | None", "Sequence[Header]",
@@ -76,8 +75,7 @@ def _part(layout: ChildLayout, own: Sequence[str], event_type: str, keep_absent:
                 out.append((*head, i, *(c(item, key, headers, topic, timestamp_ms)
                                         for c in columns)))
             except (ValueError, TypeError, OverflowError) as exc:  # Unfit, mostly
-                why = str(exc) if isinstance(exc, Unfit) else printable(describe(exc))
-                raise _unfit(f"{where}, item {i}: {why}") from None
+                raise _unfit(f"{where}, item {i}: {why_unfit(exc)}") from None
         return out
     return rows
 

@@ -25,8 +25,9 @@ from typing import Any
 import orjson
 from asyncpg.pgproto.pgproto import UUID
 
+from processor.core.errors import describe
 from processor.core.pgtime import FIRST_US, LAST_US, aware_micros
-from processor.core.text import SURROGATE
+from processor.core.text import SURROGATE, printable
 
 Converter = Callable[[Any], Any]
 
@@ -43,6 +44,12 @@ BACKSLASH = 0x5C
 
 class Unfit(ValueError):
     """A value its column cannot hold; the message says why, the decoder adds the field."""
+
+
+def why_unfit(exc: Exception) -> str:
+    """What a failed conversion says: an :class:`Unfit`'s own message, else the error
+    described (a transform's value that raised inside a converter), printable."""
+    return str(exc) if isinstance(exc, Unfit) else printable(describe(exc))
 
 
 def show(value: Any, limit: int = 60) -> str:

@@ -20,20 +20,19 @@ import fastjsonschema
 import orjson
 
 from processor.contracts import Column, Contract
-from processor.core.errors import EventRejected, describe
+from processor.core.errors import EventRejected
 from processor.core.pgtime import UTC_MILLIS, kafka_micros
 from processor.core.records import ChildRows, Header
 from processor.core.row_layout import tail
 from processor.core.settings import FRAMED_FORMATS, Settings
 from processor.core.stalls import Stalls
-from processor.core.text import printable
 from processor.decode.children import ChildBuilder, compile_children
 from processor.decode.converters import (
     BACKSLASH,
     Converter,
-    Unfit,
     check_text,
     converter_for,
+    why_unfit,
 )
 from processor.decode.fastcheck import Check, FastCheck, compile_fast_check
 from processor.decode.framed import SCHEMA_TYPES, FramedTopic, render
@@ -353,8 +352,8 @@ def _too_large(size: int, limit: int) -> EventRejected:
 
 
 def _conversion_error(field: str, exc: Exception) -> EventRejected:
-    why = str(exc) if isinstance(exc, Unfit) else printable(describe(exc))
-    return EventRejected("conversion_error", "transform", f"field {field!r}: {why}")
+    return EventRejected("conversion_error", "transform",
+                         f"field {field!r}: {why_unfit(exc)}")
 
 
 def _timestamp_refused(timestamp_ms: int) -> EventRejected:
