@@ -12,15 +12,18 @@ else an absent array is no items.
 
 from __future__ import annotations
 
+import contextlib
+import textwrap
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from processor.core.child_layout import ChildLayout
 from processor.core.errors import EventRejected
 from processor.core.paths import ABSENT, PathMismatch, compile_walk, parse_path
 from processor.core.records import ChildRows, Header
 from processor.decode.converters import show, why_unfit
-from processor.decode.mapped import compile_mapped
+from processor.decode.mapped import Mapped, compile_mapped
+from processor.decode.rows import compile_source, mapped_lines, namespace
 
 ChildBuilder = Callable[[dict[str, Any], tuple[Any, ...], "bytes | None", "Sequence[Header]",
                          str, int], ChildRows]
@@ -29,15 +32,17 @@ _Part = Callable[[dict[str, Any], tuple[Any, ...], "bytes | None", "Sequence[Hea
 
 
 def compile_children(layouts: Sequence[ChildLayout], own: Sequence[str], event_type: str,
-                     keep_absent: bool) -> ChildBuilder | None:
+                     keep_absent: bool, fast: bool = True) -> ChildBuilder | None:
     """The builder of one event type's child rows (None: it has no child tables).
 
     ``own`` is the event type's own columns (where the parent's key is in its row);
-    ``keep_absent``: an absent array keeps the stored items (``update_mode: merge``).
+    ``keep_absent``: an absent array keeps the stored items (``update_mode: merge``);
+    without ``fast``, every item goes through the generic code (for the tests that hold
+    both to the same rows).
     """
     if not layouts:
         return None
-    parts = [_part(layout, own, event_type, keep_absent) for layout in layouts]
+    parts = [_part(layout, own, event_type, keep_absent, fast) for layout in layouts]
 
     def build(event: dict[str, Any], row: tuple[Any, ...], key: bytes | None,
               headers: Sequence[Header], topic: str, timestamp_ms: int) -> ChildRows:
@@ -45,8 +50,8 @@ def compile_children(layouts: Sequence[ChildLayout], own: Sequence[str], event_t
     return build
 
 
-def _part(layout: ChildLayout, own: Sequence[str], event_type: str, keep_absent: bool
-          ) -> _Part:
+def _part(layout: ChildLayout, own: Sequence[str], event_type: str, keep_absent: bool,
+          fast: bool) -> _Part:
     settings = layout.settings
     positions = layout.head_positions(own)
     walk = compile_walk(parse_path(settings.path))
@@ -69,6 +74,10 @@ def _part(layout: ChildLayout, own: Sequence[str], event_type: str, keep_absent:
             raise EventRejected("too_many_items", "transform",
                                 f"{where}: {len(found)} items, over max_items ({limit})")
         head = tuple(row[p] for p in positions)
+        # Any doubt (the fast code raised anything): each item as the generic code says.
+        if fast_items is not None:
+            with contextlib.suppress(Exception):
+                return fast_items(found, head)
         out = []
         for i, item in enumerate(found):
             try:
@@ -77,7 +86,31 @@ def _part(layout: ChildLayout, own: Sequence[str], event_type: str, keep_absent:
             except (ValueError, TypeError, OverflowError) as exc:  # Unfit, mostly
                 raise _unfit(f"{where}, item {i}: {why_unfit(exc)}") from None
         return out
+    fast_items = compile_items(layout, event_type, columns) if fast else None
     return rows
+
+
+def compile_items(layout: ChildLayout, event_type: str, columns: Sequence[Mapped]
+                   ) -> Callable[[list[Any], tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The usual array's staged rows in one call, as straight-line code per item (the row
+    builder's, :func:`~processor.decode.rows.mapped_lines`). One-sided like it: the rows
+    the generic loop gives, or raise anything, and the generic loop decides."""
+    space = namespace()
+    body: list[str] = []
+    for j, column in enumerate(layout.settings.columns):
+        inline = mapped_lines(f"v{j}", j, column, "item", space, event_type)
+        if inline is None:  # a path through an array, a zoned time: its own function
+            space[f"m{j}"] = columns[j]
+            inline = [f"    v{j} = m{j}(item, None, (), '', 0)"]
+        body += inline
+    values = "".join(f", v{j}" for j in range(len(layout.settings.columns)))
+    objects = any(column.steps for column in layout.settings.columns)
+    lines = ["def items(found, head):", "    out = []", "    for i, item in enumerate(found):",
+             *(["        if type(item) is not dict:\n            unusual()"] if objects else []),
+             *(textwrap.indent(line, "    ") for line in body),
+             f"        out.append((*head, i{values}))", "    return out"]
+    return cast("Callable[[list[Any], tuple[Any, ...]], list[tuple[Any, ...]]]",
+                compile_source("\n".join(lines) + "\n", "items", space))
 
 
 def _unfit(message: str) -> EventRejected:

@@ -83,8 +83,8 @@ def _plan(event_type: str, contract: Contract, transform: Chain | None, limits: 
                   and (transform is not None or not _schema_string(contract, c.name)))
     converters = tuple((i, converter_for(c.pg_type)) for i, c in enumerate(columns)
                        if c.pg_type != "text" and c.mapping is None)
-    mapped = tuple((i, compile_mapped(c.mapping, event_type)) for i, c in enumerate(columns)
-                   if c.mapping is not None)
+    settings = {i: c.mapping for i, c in enumerate(columns) if c.mapping is not None}
+    mapped = tuple((i, compile_mapped(column, event_type)) for i, column in settings.items())
     time_index = next((i for i, c in enumerate(columns) if c.name == contract.time_field),
                       None)
     required = tuple(_required(columns, time_index, upsert_key))
@@ -94,7 +94,8 @@ def _plan(event_type: str, contract: Contract, transform: Chain | None, limits: 
         fast.exact if fast else None, _fast_bytes(fast, limits), transform, names, texts,
         converters, mapped, time_index, required,
         compile_row_builder(names, [c.pg_type for c in columns], texts, dict(converters),
-                            time_index, dict(mapped), [i for i, _ in required]),
+                            time_index, {i: (settings[i], m) for i, m in mapped},
+                            [i for i, _ in required], event_type),
         compile_children(contract.children, names, event_type, keep_absent=merge),
     )
 

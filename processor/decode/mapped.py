@@ -37,15 +37,15 @@ from processor.decode.converters import (
 Mapped = Callable[[dict[str, Any], "bytes | None", "Sequence[Header]", str, int], Any]
 
 # Microseconds per unit, and units per microsecond, of each epoch unit.
-_PER_UNIT = {"seconds": (1_000_000, 1), "milliseconds": (1_000, 1),
-             "microseconds": (1, 1), "nanoseconds": (1, 1_000)}
+EPOCH_UNITS = {"seconds": (1_000_000, 1), "milliseconds": (1_000, 1),
+               "microseconds": (1, 1), "nanoseconds": (1, 1_000)}
 _PG_EPOCH_US = PG_EPOCH_MS * 1000
 
 
 def epoch_converter(unit: str) -> Converter:
     """An epoch count in ``unit`` since 1970 (an integer; a finite float for seconds and
     milliseconds) as PostgreSQL's timestamptz integer; sub-microsecond parts floored."""
-    multiply, divide = _PER_UNIT[unit]
+    multiply, divide = EPOCH_UNITS[unit]
 
     def convert(value: Any) -> int:
         if type(value) is int:
@@ -103,13 +103,7 @@ def compile_mapped(column: MappedColumnSettings, event_type: str) -> Mapped:
     Raises :class:`ConfigError` at once if the column's default does not fit its column.
     """
     convert = value_converter(column)
-    default = None
-    if column.default is not None:
-        try:
-            default = convert(column.default)
-        except (Unfit, InvalidOperation) as exc:
-            raise ConfigError([f"event_types.{event_type}.columns ({column.name}): its default "
-                               f"does not fit a {column.type} column: {exc}"]) from None
+    default = converted_default(column, event_type)
     find = _finder(column)
 
     def mapped(event: dict[str, Any], key: bytes | None, headers: Sequence[Header],
@@ -122,6 +116,18 @@ def compile_mapped(column: MappedColumnSettings, event_type: str) -> Mapped:
         except Unfit as exc:
             raise Unfit(f"{_where(column)}: {exc}") from None
     return mapped
+
+
+def converted_default(column: MappedColumnSettings, event_type: str) -> Any:
+    """The column's default as its column holds it (None: NULL); raises
+    :class:`ConfigError` if it does not fit."""
+    if column.default is None:
+        return None
+    try:
+        return value_converter(column)(column.default)
+    except (Unfit, InvalidOperation) as exc:
+        raise ConfigError([f"event_types.{event_type}.columns ({column.name}): its default "
+                           f"does not fit a {column.type} column: {exc}"]) from None
 
 
 def _where(column: MappedColumnSettings) -> str:

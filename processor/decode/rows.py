@@ -27,8 +27,10 @@ from asyncpg.pgproto.pgproto import UUID
 
 from processor.core.pgtime import FIRST_US, LAST_US, PG_EPOCH, PG_EPOCH_MS, UTC_MILLIS
 from processor.core.row_layout import tail_source
+from processor.core.settings import MappedColumnSettings
 from processor.core.text import SURROGATE
 from processor.decode.converters import BACKSLASH, INT32, INT64, Converter, has_nul_escape
+from processor.decode.mapped import EPOCH_UNITS, converted_default, value_converter
 
 # (event, topic, partition, offset, timestamp_ms, raw[, key, headers]) -> the row
 RowBuilder = Callable[..., tuple[Any, ...]]
@@ -80,15 +82,88 @@ _TEXTS = """\
         unusual()"""
 
 
+def convert_lines(v: str, pg_type: str, c: str) -> list[str]:
+    """The lines that convert the value in variable ``v`` (None stays None) to ``pg_type``:
+    its usual value inline, any other by the converter named ``c``."""
+    if pg_type == "timestamptz":
+        return [_TIMESTAMPTZ.format(v=v, c=c)]
+    if pg_type == "jsonb":
+        return [_JSONB.format(v=v)]
+    if pg_type in _INLINE:
+        test, value = _INLINE[pg_type]
+        return [f"    if {test.format(v=v)}:",
+                f"        {v} = {value.format(v=v)}" if value else "        pass",
+                f"    elif {v} is not None:\n        {v} = {c}({v})"]
+    return [f"    if {v} is not None:\n        {v} = {c}({v})"]
+
+
+_TEXT = """\
+    if {v} is not None and (type({v}) is not str or "\\x00" in {v}
+                            or not {v}.isascii() and SURROGATE.search({v})):
+        unusual()"""
+_EPOCH = """\
+    if type({v}) is int:
+        {v} = {v} * {multiply} // {divide} - {pg_epoch_us}
+        if not FIRST_US <= {v} <= LAST_US:
+            unusual()
+    elif {v} is not None:
+        {v} = {c}({v})"""
+
+
+def mapped_lines(v: str, i: int, column: MappedColumnSettings, root: str,
+                 namespace: dict[str, Any], event_type: str) -> list[str] | None:
+    """The lines that find and convert a mapped column of the event (or of a child table's
+    item, ``root``) as straight-line code, its converter and default put in ``namespace``
+    as ``c<i>`` and ``d<i>``; None for one left to its compiled function (a key, a header, a
+    path through an array, a zoned time)."""
+    steps = column.steps
+    if column.source != "event" or column.time_zone is not None or not all(
+            isinstance(step, str) for step in steps):
+        return None
+    lines = [f"    {v} = {root}.get({steps[0]!r})" if steps else f"    {v} = {root}"]
+    for step in steps[1:]:
+        lines += [f"    if type({v}) is dict:\n        {v} = {v}.get({step!r})",
+                  f"    elif {v} is not None:\n        unusual()"]
+    namespace[f"c{i}"] = value_converter(column)
+    if column.time_unit is not None and column.type == "timestamptz":
+        multiply, divide = EPOCH_UNITS[column.time_unit]
+        lines.append(_EPOCH.format(v=v, c=f"c{i}", multiply=multiply, divide=divide,
+                                   pg_epoch_us=PG_EPOCH_MS * 1000))
+    elif column.type == "text":
+        lines.append(_TEXT.format(v=v))
+    elif column.time_unit is None:
+        lines += convert_lines(v, column.type, f"c{i}")
+    else:
+        lines.append(f"    if {v} is not None:\n        {v} = c{i}({v})")
+    default = converted_default(column, event_type)
+    if default is not None:
+        namespace[f"d{i}"] = default
+        lines.append(f"    if {v} is None:\n        {v} = d{i}")
+    return lines
+
+
+def namespace() -> dict[str, Any]:
+    """What generated builders' code refers to."""
+    return {
+        "UUID": UUID, "Decimal": Decimal, "UTC": UTC,
+        "fromisoformat": datetime.fromisoformat, "PG_EPOCH": PG_EPOCH,
+        "FIRST_US": FIRST_US, "LAST_US": LAST_US, "dumps": orjson.dumps,
+        "BACKSLASH": BACKSLASH, "has_nul_escape": has_nul_escape, "SURROGATE": SURROGATE,
+        "unusual": _unusual,
+    }
+
+
 def compile_row_builder(
     names: Sequence[str], pg_types: Sequence[str], texts: Sequence[int],
     converters: dict[int, Converter], time_index: int | None,
-    mapped: dict[int, Callable[..., Any]] | None = None, required: Sequence[int] = (),
+    mapped: dict[int, tuple[MappedColumnSettings, Callable[..., Any]]] | None = None,
+    required: Sequence[int] = (), event_type: str = "",
 ) -> RowBuilder:
     """The builder of one event type's rows: ``names`` and ``pg_types`` per column, the
     ``texts`` to check, each other column's converter, the event time's column if any,
-    the mapped columns' functions (a value from a path, converted), and those of them that
-    may not be null (the generic builder then says why)."""
+    the mapped columns (their settings and compiled functions: a value from a path,
+    converted), and those of them that may not be null (the generic builder then says
+    why)."""
     v = [f"v{i}" for i in range(len(names))]
     lines = ["def build(event, topic, partition, offset, timestamp_ms, raw, key=None, "
              "headers=()):"]
@@ -98,31 +173,16 @@ def compile_row_builder(
         lines.append(_TEXTS.format(
             types=" and ".join(f"(type({v[i]}) is str or {v[i]} is None)" for i in texts),
             joined=", ".join(f"{v[i]} or ''" for i in texts)))
-    namespace: dict[str, Any] = {
-        "NAMES": tuple(names), "UUID": UUID, "Decimal": Decimal, "UTC": UTC,
-        "fromisoformat": datetime.fromisoformat, "PG_EPOCH": PG_EPOCH,
-        "FIRST_US": FIRST_US, "LAST_US": LAST_US, "dumps": orjson.dumps,
-        "BACKSLASH": BACKSLASH, "has_nul_escape": has_nul_escape, "SURROGATE": SURROGATE,
-        "unusual": _unusual,
-    }
+    space = namespace() | {"NAMES": tuple(names)}
     for i, convert in converters.items():
-        c = f"c{i}"
-        namespace[c] = convert
-        pg_type = pg_types[i]
-        if pg_type == "timestamptz":
-            lines.append(_TIMESTAMPTZ.format(v=v[i], c=c))
-        elif pg_type == "jsonb":
-            lines.append(_JSONB.format(v=v[i]))
-        elif pg_type in _INLINE:
-            test, value = _INLINE[pg_type]
-            lines.append(f"    if {test.format(v=v[i])}:")
-            lines.append(f"        {v[i]} = {value.format(v=v[i])}" if value else "        pass")
-            lines.append(f"    elif {v[i]} is not None:\n        {v[i]} = {c}({v[i]})")
-        else:
-            lines.append(f"    if {v[i]} is not None:\n        {v[i]} = {c}({v[i]})")
-    for i, value_of in (mapped or {}).items():
-        namespace[f"m{i}"] = value_of
-        lines.append(f"    {v[i]} = m{i}(event, key, headers, topic, timestamp_ms)")
+        space[f"c{i}"] = convert
+        lines += convert_lines(v[i], pg_types[i], f"c{i}")
+    for i, (column, value_of) in (mapped or {}).items():
+        inline = mapped_lines(v[i], i, column, "event", space, event_type)
+        if inline is None:
+            space[f"m{i}"] = value_of
+            inline = [f"    {v[i]} = m{i}(event, key, headers, topic, timestamp_ms)"]
+        lines += inline
     lines += [f"    if {v[i]} is None:\n        unusual()" for i in required]
     first_ms, last_ms = UTC_MILLIS
     event_time = "kafka_ts" if time_index is None else v[time_index]
@@ -134,7 +194,11 @@ def compile_row_builder(
             "event_time": event_time, "kafka_topic": "topic", "kafka_partition": "partition",
             "kafka_offset": "offset", "kafka_timestamp": "kafka_ts", "raw": "raw"}) + ")",
     ]
-    source = "\n".join(lines) + "\n"
-    exec(compile(source, "<row builder>", "exec"), namespace)  # noqa: S102 - our own code
-    build: RowBuilder = namespace["build"]
+    build: RowBuilder = compile_source("\n".join(lines) + "\n", "build", space)
     return build
+
+
+def compile_source(source: str, name: str, space: dict[str, Any]) -> Any:
+    """The function ``name`` that ``source`` (our own generated code) defines."""
+    exec(compile(source, f"<{name}>", "exec"), space)  # noqa: S102 - our own code
+    return space[name]

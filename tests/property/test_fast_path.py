@@ -23,8 +23,11 @@ from hypothesis import strategies as st
 from processor.commands.produce.sample import SampleEvents
 from processor.contracts import load_contracts
 from processor.core.errors import EventRejected
+from processor.core.records import Header
 from processor.core.settings import load_settings
+from processor.decode.children import compile_children, compile_items
 from processor.decode.decoder import Decoder
+from processor.decode.mapped import compile_mapped
 from processor.registry.parse import schema_book
 from processor.transform.loader import load_chains
 
@@ -32,6 +35,7 @@ CONFIG = Path(__file__).resolve().parents[2] / "config" / "example.yaml"
 SCHEMAS = CONFIG.parent.parent / "schemas"
 TOPICS = {"order": "weir.orders", "page_view": "weir.page_views"}
 NOW_MS = 1_764_064_800_000
+Headers = list[Header] | tuple[()]
 
 
 def _no_row(*_: Any) -> tuple[Any, ...]:
@@ -39,9 +43,11 @@ def _no_row(*_: Any) -> tuple[Any, ...]:
 
 
 def full_path(decoder: Decoder) -> Decoder:
-    """The same decoder with both fast paths off."""
-    plans = {name: dataclasses.replace(plan, quick_check=None, exact_check=None,
-                                       fast_bytes=-1, build=_no_row)
+    """The same decoder with the fast paths off (the child rows' too)."""
+    plans = {name: dataclasses.replace(
+        plan, quick_check=None, exact_check=None, fast_bytes=-1, build=_no_row,
+        children=compile_children(plan.contract.children, plan.names, name,
+                                  keep_absent=False, fast=False))
              for name, plan in decoder._plans.items()}
     decoder._plans = plans
     decoder._topic_plan = {topic: plans[name] for topic, name in decoder._topic_type.items()
@@ -59,6 +65,9 @@ def _decoders(config: Path) -> tuple[Decoder, Decoder]:
 
 
 FAST, FULL = _decoders(CONFIG)
+[_LINES] = FAST._plans["order"].contract.children
+_LINE_COLUMNS = [compile_mapped(c, "order") for c in _LINES.settings.columns]
+ITEMS = compile_items(_LINES, "order", _LINE_COLUMNS)
 
 
 def exact(value: Any) -> Any:
@@ -66,20 +75,24 @@ def exact(value: Any) -> Any:
     return type(value), repr(value)
 
 
-def outcome(decoder: Decoder, value: bytes, topic: str, timestamp_ms: int = NOW_MS) -> Any:
+def outcome(decoder: Decoder, value: bytes, topic: str, timestamp_ms: int = NOW_MS,
+            key: bytes | None = None, headers: Headers = ()) -> Any:
     try:
-        result = decoder.decode(topic, 5, 77, timestamp_ms, value)
+        result = decoder.decode(topic, 5, 77, timestamp_ms, value, headers, key)
     except EventRejected as exc:
         return "rejected", exc.reason, exc.stage, str(exc)
     if result is None:
         return "dropped"
-    return result[0], [exact(v) for v in result[1]]
+    children = [None if rows is None else [[exact(v) for v in r] for r in rows]
+                for rows in (result[2] if len(result) == 3 else ())]
+    return result[0], [exact(v) for v in result[1]], children
 
 
 def agree(value: bytes, topic: str, timestamp_ms: int = NOW_MS,
-          decoders: tuple[Decoder, Decoder] = (FAST, FULL)) -> Any:
-    fast = outcome(decoders[0], value, topic, timestamp_ms)
-    assert fast == outcome(decoders[1], value, topic, timestamp_ms)
+          decoders: tuple[Decoder, Decoder] = (FAST, FULL), key: bytes | None = None,
+          headers: Headers = ()) -> Any:
+    fast = outcome(decoders[0], value, topic, timestamp_ms, key, headers)
+    assert fast == outcome(decoders[1], value, topic, timestamp_ms, key, headers)
     return fast
 
 
@@ -111,6 +124,10 @@ def field(*strategies: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 items = st.lists(st.fixed_dictionaries(
     {}, optional={"sku": field(texts), "qty": field(ints, st.just(1.0)),
                   "price": field(floats, ints), "extra": json_values}), max_size=3)
+addresses = st.fixed_dictionaries({}, optional={
+    "address": field(st.fixed_dictionaries({}, optional={"country": field(texts),
+                                                         "city": field(texts)})),
+    "method": field(texts)})
 ORDER = {
     "event_id": field(ids), "customer_id": field(texts), "seq": field(ints, st.just(3.0)),
     "occurred_at": field(times), "order_id": field(texts),
@@ -118,6 +135,9 @@ ORDER = {
     "amount": field(floats, ints, st.sampled_from([0.0, -0.0, 19.99, 1e300, 1.2e21])),
     "currency": field(texts), "items": field(items), "channel": field(
         st.sampled_from(["web", "app", "store", None, "fax"])),
+    # What the example maps (rich orders): a nested address, tags, an epoch time.
+    "shipping": field(addresses, st.none()), "tags": field(st.lists(texts, max_size=3)),
+    "placed_ms": field(ints, st.sampled_from([0, 1_764_064_800_123, 253_402_300_800_000])),
 }
 PAGE_VIEW = {
     "event_id": field(ids), "user_id": field(texts), "seq": field(ints),
@@ -138,15 +158,34 @@ def events(fields: dict[str, st.SearchStrategy[Any]]) -> st.SearchStrategy[dict[
 
 
 def valid(event_type: str, seed: int) -> dict[str, Any]:
-    return SampleEvents(seed=seed).make(event_type)[1]
+    # Orders as the example maps them (rich: a shipping address, tags, an epoch time).
+    return SampleEvents(seed=seed, rich=seed % 4 != 0).make(event_type)[1]
+
+
+keys = st.none() | st.binary(max_size=8) | texts.map(lambda t: t.encode("utf-8", "replace"))
+header_lists = st.lists(st.tuples(st.sampled_from(["tenant", "other"]),
+                                  st.none() | st.binary(max_size=6) | st.just(b"acme")),
+                        max_size=2)
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(["order", "page_view"]).flatmap(
-    lambda t: st.tuples(st.just(t), events(ORDER if t == "order" else PAGE_VIEW))))
-def test_almost_valid_events_agree(case: tuple[str, dict[str, Any]]) -> None:
+    lambda t: st.tuples(st.just(t), events(ORDER if t == "order" else PAGE_VIEW))),
+    keys, header_lists)
+def test_almost_valid_events_agree(case: tuple[str, dict[str, Any]], key: bytes | None,
+                                   headers: Headers) -> None:
     event_type, event = case
-    agree(orjson.dumps(event), TOPICS[event_type])
+    agree(orjson.dumps(event), TOPICS[event_type], key=key, headers=headers)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 10_000), keys, header_lists)
+def test_rich_orders_agree(seed: int, key: bytes | None, headers: Headers) -> None:
+    """The orders the example maps, with their mapped columns and child rows."""
+    sample = SampleEvents(seed=seed, rich=True)
+    sku, event = sample.make("order")
+    agree(orjson.dumps(event), "weir.orders", key=key or sku.encode(),
+          headers=headers or sample.headers("order", sku))
 
 
 @settings(max_examples=300, deadline=None)
@@ -199,6 +238,26 @@ def test_sample_events_take_both_fast_paths() -> None:
             assert plan.build(event, topic, 0, 1, NOW_MS, raw) == FULL._row(
                 FULL._plans[event_type], event, topic, 0, 1, NOW_MS, raw)
             agree(raw, topic)
+
+
+def test_rich_orders_take_the_fast_paths_too() -> None:
+    """A rich order's mapped columns and line items come from the generated code."""
+    sample = SampleEvents(seed=12, rich=True)
+    plan = FAST._plans["order"]
+    for _ in range(200):
+        key, event = sample.make("order")
+        raw = orjson.dumps(event)
+        assert plan.exact_check is not None
+        assert plan.exact_check(event)
+        headers = sample.headers("order", key)
+        row = plan.build(event, "weir.orders", 0, 1, NOW_MS, raw, key.encode(), headers)
+        assert row == FULL._row(FULL._plans["order"], event, "weir.orders", 0, 1, NOW_MS, raw,
+                                key.encode(), headers)
+        # The generated items code answers the usual array itself (it raises on any doubt).
+        head = FAST.decode("weir.orders", 0, 1, NOW_MS, raw, headers, key.encode())
+        assert len(head) == 3
+        width = len(_LINES.head) + len(_LINES.origin)  # the parent's part of each item row
+        assert ITEMS(event["items"], head[2][0][0][:width]) == head[2][0]
 
 
 def test_a_tight_limit_is_not_skipped(tmp_path: Path) -> None:
