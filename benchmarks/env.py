@@ -55,17 +55,20 @@ class Names:
 
 def write_config(names: Names, partitions: int, overrides: dict[str, Any] | None = None,
                  topics: dict[str, str] | None = None, fmt: str = "json",
-                 mapped: bool = False) -> Path:
+                 mapped: bool = False, children: bool = True) -> Path:
     """A copy of the example pipeline's config pointed at ``names`` (or other ``topics``).
 
     ``fmt`` other than ``json`` is every topic's ``format``, read through :data:`REGISTRY`.
     Without ``mapped``, the orders' mapped columns, child rows and the indexes for them are
     left out: the example as it was before them, the workload every other
-    phase (and the peers) measures; with it, the example as it ships.
+    phase (and the peers) measures; with it, the example as it ships (without its child
+    tables unless ``children``).
     """
     config = yaml.safe_load((ROOT / "config" / "example.yaml").read_text())
     if not mapped:
         unmapped(config["event_types"]["order"])
+    elif not children:
+        config["event_types"]["order"].pop("children", None)
     config["kafka"] |= {"group_id": names.group, "topic_partitions": partitions}
     config["postgres"] |= {"dsn": DSN, "schema_name": names.schema}
     config["metrics"] = {"enabled": False}

@@ -36,12 +36,13 @@ def test_bench_runs_end_to_end_on_a_tiny_data_set(tmp_path: Path) -> None:
     assert {w["rows"] for w in by_workers.values()} == {f["weir_rows"]}
     assert f["weir_events_per_s"] == by_workers[str(f["weir_workers"])]["events_per_s"]
     assert "connect_events_per_s" not in f
-    # The mapped row: as many rich events (other draws, so other bots dropped), their items
-    # as child rows, its ratio.
-    assert f["weir_mapped_exit_code"] == 0
-    assert f["weir_mapped_rows"] > 2000
-    assert f["weir_mapped_child_rows"] > f["weir_mapped_rows"] // 2
+    # The mapped rows: as many rich events (other draws, so other bots dropped), with their
+    # mapped columns, then with their items as child rows too; their ratios.
+    assert f["weir_mapped_exit_code"] == f["weir_children_exit_code"] == 0
+    assert f["weir_mapped_rows"] == f["weir_children_rows"] > 2000
+    assert f["weir_children_child_rows"] > f["weir_children_rows"] // 2
     assert results["ratios"]["mapped_cpu_vs_example"] > 0
+    assert results["ratios"]["children_cpu_vs_example"] > 0
     assert "**Weir, mapped**" in path.with_suffix(".md").read_text()
     for key in ("latency_half_load", "latency_100_per_s"):
         assert f[key]["rows"] == f[key]["rows_timed"] > 0, f[key]
