@@ -77,7 +77,7 @@ def _bytea(value: Any) -> bytes:
 
 # Column types whose value a key's or header's text gives as it is; the others read the
 # text as JSON (``42``, ``true``, ``{"a": 1}``), as a tombstone's key is read.
-_AS_TEXT = frozenset({"text", "uuid", "timestamptz", "date"})
+AS_TEXT = frozenset({"text", "uuid", "timestamptz", "date"})
 
 
 def value_converter(column: MappedColumnSettings) -> Converter:
@@ -162,7 +162,7 @@ def _finder(column: MappedColumnSettings) -> Finder:
     if column.source == "timestamp":
         return lambda event, key, headers, topic, ts: ts * 1000 - _PG_EPOCH_US
     as_bytes = column.type == "bytea"
-    as_text = column.type in _AS_TEXT and walk is None and column.time_unit is None
+    as_text = column.type in AS_TEXT and walk is None and column.time_unit is None
 
     def text_of(data: bytes | None, what: str) -> Any:
         if data is None or as_bytes:

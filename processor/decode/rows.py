@@ -30,7 +30,7 @@ from processor.core.row_layout import tail_source
 from processor.core.settings import MappedColumnSettings
 from processor.core.text import SURROGATE
 from processor.decode.converters import BACKSLASH, INT32, INT64, Converter, has_nul_escape
-from processor.decode.mapped import EPOCH_UNITS, converted_default, value_converter
+from processor.decode.mapped import AS_TEXT, EPOCH_UNITS, converted_default, value_converter
 
 # (event, topic, partition, offset, timestamp_ms, raw[, key, headers]) -> the row
 RowBuilder = Callable[..., tuple[Any, ...]]
@@ -116,14 +116,9 @@ def mapped_lines(v: str, i: int, column: MappedColumnSettings, root: str,
     item, ``root``) as straight-line code, its converter and default put in ``namespace``
     as ``c<i>`` and ``d<i>``; None for one left to its compiled function (a key, a header, a
     path through an array, a zoned time)."""
-    steps = column.steps
-    if column.source != "event" or column.time_zone is not None or not all(
-            isinstance(step, str) for step in steps):
+    lines = _found(v, column, root)
+    if lines is None or column.time_zone is not None:
         return None
-    lines = [f"    {v} = {root}.get({steps[0]!r})" if steps else f"    {v} = {root}"]
-    for step in steps[1:]:
-        lines += [f"    if type({v}) is dict:\n        {v} = {v}.get({step!r})",
-                  f"    elif {v} is not None:\n        unusual()"]
     namespace[f"c{i}"] = value_converter(column)
     if column.time_unit is not None and column.type == "timestamptz":
         multiply, divide = EPOCH_UNITS[column.time_unit]
@@ -139,6 +134,30 @@ def mapped_lines(v: str, i: int, column: MappedColumnSettings, root: str,
     if default is not None:
         namespace[f"d{i}"] = default
         lines.append(f"    if {v} is None:\n        {v} = d{i}")
+    return lines
+
+
+def _found(v: str, column: MappedColumnSettings, root: str) -> list[str] | None:
+    """The lines that put a mapped column's raw value in ``v`` (None when absent): a path of
+    keys into ``root``, or the Kafka key's or a header's text or bytes; None for any other
+    (a path through an array, a key or header read as JSON)."""
+    steps = column.steps
+    if column.source == "event" and all(isinstance(step, str) for step in steps):
+        lines = [f"    {v} = {root}.get({steps[0]!r})" if steps else f"    {v} = {root}"]
+        for step in steps[1:]:
+            lines += [f"    if type({v}) is dict:\n        {v} = {v}.get({step!r})",
+                      f"    elif {v} is not None:\n        unusual()"]
+        return lines
+    if column.source not in ("key", "header") or column.path is not None or (
+            column.type not in AS_TEXT and column.type != "bytea") or column.time_unit:
+        return None
+    if column.source == "key":
+        lines = [f"    {v} = key"]
+    else:  # the last header of that name, as Kafka's lastHeader
+        lines = [f"    {v} = None", "    for name, value in headers:",
+                 f"        if name == {column.header!r}:\n            {v} = value"]
+    if column.type != "bytea":  # not UTF-8: the generic code's dead letter says so
+        lines.append(f"    if {v} is not None:\n        {v} = {v}.decode()")
     return lines
 
 

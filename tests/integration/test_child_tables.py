@@ -18,6 +18,7 @@ Against the real Kafka and PostgreSQL:
 from __future__ import annotations
 
 import asyncio
+import random
 import signal
 import threading
 import time
@@ -418,5 +419,33 @@ def test_a_child_table_and_its_new_columns_migrate_additively(tmp_path: Path) ->
         assert h.weir("run", "--until-caught-up", timeout=240).returncode == 0
         assert h.scalar("SELECT count(*) FROM order_items WHERE price IS NULL") == before
         assert h.scalar("SELECT count(*) FROM order_items WHERE price IS NOT NULL") > 300
+    finally:
+        h.cleanup()
+
+
+def test_an_item_the_child_table_refuses_is_its_events_dead_letter(tmp_path: Path) -> None:
+    """What only PostgreSQL refuses (an item's sku too large for the child's b-tree index
+    row) isolates that one event, its order and items together, as a rejected_by_table
+    dead letter; every other order and its items land."""
+    h = Harness(tmp_path, partitions=2)
+    try:
+        h.rewrite(lambda c: c["event_types"]["order"].update(children=[ITEMS]))
+        h.migrate()
+        sample = SampleEvents(seed=5)
+        events = [sample.make("order")[1] for _ in range(60)]
+        # Random text does not compress: its index row is past PostgreSQL's ~2.7 kB limit.
+        huge = "".join(random.Random(1).choices("abcdefghijklmnopqrstuvwxyz0123456789", k=9000))
+        events[30]["items"][0]["sku"] = huge
+        asyncio.run(publish(h, h.topics["order"], [orjson.dumps(e) for e in events],
+                            [e["customer_id"].encode() for e in events]))
+        done = h.weir("run", "--until-caught-up", timeout=240)
+        assert done.returncode == 0, done.stderr[-3000:]
+        [letter] = h.sql("SELECT reason, error, value FROM weir_dead_letters")
+        assert letter["reason"] == "rejected_by_table"
+        assert "order_items" in letter["error"] or "index row" in letter["error"]
+        assert orjson.loads(letter["value"])["event_id"] == events[30]["event_id"]
+        assert h.scalar("SELECT count(*) FROM orders") == 59
+        assert h.scalar("SELECT count(*) FROM order_items") == sum(
+            len(e["items"]) for i, e in enumerate(events) if i != 30)
     finally:
         h.cleanup()
