@@ -140,6 +140,9 @@ def measure(run: Run) -> None:
     topics = list(names.topics.values())
     with run.phase("produce"):
         run.figures["produce"] = weir_phase.produce(config, a.events, None)
+    # The rich events too, now: every Weir phase then starts after the same quiet phases,
+    # none right after a producer (whose load would fall on it alone).
+    rich = None if a.no_mapped else rich_data(run)
     avro = None if a.no_avro else avro_data(run, names)
     with run.phase("consume_ceiling"):
         rate, kept = asyncio.run(ceilings.consume(settings, topics, a.events, a.write_sample))
@@ -160,10 +163,10 @@ def measure(run: Run) -> None:
         if a.max_load is not None:
             wait_for_quiet(a.max_load)
         measure_weir_avro(run, *avro)
-    if not a.no_mapped:
+    if rich is not None:
         if a.max_load is not None:
             wait_for_quiet(a.max_load)
-        measure_weir_mapped(run)
+        measure_weir_mapped(run, *rich)
     if not a.no_peer:
         peer(run, names)
         if avro is not None:
@@ -266,16 +269,22 @@ def measure_weir_avro(run: Run, names: Names, config: Path) -> None:
                          f"{run.figures['weir_rows']} from JSON")
 
 
-def measure_weir_mapped(run: Run) -> None:
-    """Weir on the example as it ships, with the JSON run's best worker count: as many rich
-    orders and page views on topics of their own, read twice into empty tables, once with
-    the orders' mapped columns only (the mapped row: its CPU per event against the plain
-    example's is the mapped ratio, target <= 1.3) and once with their line items as child
-    rows too (about two more rows per order, reported beside it; docs/analysts.md)."""
-    a = run.args
+def rich_data(run: Run) -> tuple[Names, Path]:
+    """As many rich sample events (orders with what the example maps) on topics of their
+    own, and the config of the example's mapped columns on them (without child tables)."""
     names, config, _ = run.config("m", mapped=True, children=False)
     with run.phase("produce_rich"):
-        run.figures["produce_rich"] = weir_phase.produce(config, a.events, None, rich=True)
+        run.figures["produce_rich"] = weir_phase.produce(config, run.args.events, None,
+                                                         rich=True)
+    return names, config
+
+
+def measure_weir_mapped(run: Run, names: Names, config: Path) -> None:
+    """Weir on the example as it ships, with the JSON run's best worker count, on the rich
+    events: read twice into empty tables, once with the orders' mapped columns only (the
+    mapped row: its CPU per event against the plain example's is the mapped ratio, target
+    <= 1.3) and once with their line items as child rows too (about two more rows per
+    order, reported beside it; docs/analysts.md)."""
     workers = run.figures["weir_workers"]
     figures = weir_once(run, names, config, workers, "weir_mapped")
     run.figures |= {f"weir_mapped_{k}": v for k, v in figures.items()}
