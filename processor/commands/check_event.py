@@ -31,7 +31,7 @@ from processor.contracts import Contract
 from processor.core.child_layout import ChildLayout
 from processor.core.errors import EventRejected, describe
 from processor.core.pgtime import INFINITY, NEG_INFINITY, ONE_US, PG_EPOCH
-from processor.core.records import Header
+from processor.core.records import Delete, Header
 from processor.core.row_layout import META_NAMES, META_TYPES
 from processor.core.settings import Settings
 from processor.decode.decoder import Decoded, Decoder
@@ -255,12 +255,13 @@ async def check_event(
         return EventVerdict("filtered", event_type, table)
     event_type, values = decoded[0], decoded[1]
     contract = contracts[event_type]
-    children = () if len(decoded) != 3 else tuple(  # a tombstone has none
+    extra = decoded[2] if len(decoded) == 3 else ()  # child rows; a tombstone has none
+    deletes = value is None or isinstance(extra, Delete)  # a tombstone, a Debezium delete
+    children = () if isinstance(extra, Delete) else tuple(
         (layout.table, None if rows is None else tuple(_child_columns(layout, r) for r in rows))
-        for layout, rows in zip(contract.children, decoded[2], strict=True))
+        for layout, rows in zip(contract.children, extra, strict=True))
     return EventVerdict("row", event_type, settings.event_types[event_type].table,
-                        _columns(settings, contract, values, value is None),
-                        children=children)
+                        _columns(settings, contract, values, deletes), children=children)
 
 
 def _child_columns(layout: ChildLayout, row: Sequence[Any]) -> tuple[Column, ...]:

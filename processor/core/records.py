@@ -9,6 +9,14 @@ TopicPartitionKey = tuple[str, int]
 # Per child table of an event type, the staged rows of its items (processor.core.child_layout);
 # None: an absent array that keeps the stored items (update_mode merge).
 ChildRows = tuple["list[tuple[Any, ...]] | None", ...]
+
+
+class Delete:
+    """The mark of a decoded record that deletes its key's row (a Debezium delete): its
+    values are the key's, with the metadata columns, as a tombstone's."""
+
+
+DELETE = Delete()
 Header = tuple[str, bytes | None]  # Kafka allows a header without a value: aiokafka's None
 
 

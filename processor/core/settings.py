@@ -490,6 +490,8 @@ class EventTypeSettings(_Section):
     columns: list[MappedColumnSettings] = Field(default_factory=list)
     # Arrays of the event as child tables (line items), written with the event's row.
     children: list[ChildTableSettings] = Field(default_factory=list)
+    # The events are Debezium change events: each an upsert or a delete of its row (cdc.md).
+    envelope: Literal["none", "debezium"] = "none"
 
     @property
     def keyed_by_kafka_key(self) -> bool:
@@ -503,9 +505,12 @@ class EventTypeSettings(_Section):
 
     @property
     def tombstone_mode(self) -> str:
-        """What a tombstone does: the setting, or its default for this table."""
+        """What a tombstone does: the setting, or its default for this table (a Debezium
+        table's: ignored, for its deletes are change events of their own)."""
         if self.tombstones is not None:
             return self.tombstones
+        if self.envelope == "debezium":
+            return "ignore"
         keyed = self.write_mode == "upsert" and self.version_field is None
         return "delete" if keyed else "dead_letter"
 
@@ -568,6 +573,21 @@ class EventTypeSettings(_Section):
                 "on several partitions, whose offsets do not order them, and an older one "
                 "could overwrite a newer row; name the field that orders them (an event "
                 "time or a version number)")
+        return self
+
+    @model_validator(mode="after")
+    def _debezium_mirrors(self) -> EventTypeSettings:
+        if self.envelope != "debezium":
+            return self
+        if self.write_mode != "upsert" or not self.keyed_by_kafka_key or self.version_field:
+            raise ValueError(
+                "envelope debezium mirrors a table: write_mode upsert, upsert_key its primary "
+                "key, keyed by the Kafka key as Debezium keys each change ([key_field] for one "
+                "column, no key_field for several), no version_field (the offset orders the "
+                "changes of a key)")
+        if self.tombstones not in (None, "ignore"):
+            raise ValueError("envelope debezium ignores tombstones: a delete is a change "
+                             "event of its own (op d)")
         return self
 
     _table = field_validator("table")(check_identifier)
@@ -698,6 +718,14 @@ class Settings(BaseSettings):
             f"topics: topic {t.name!r} is {t.format}: its event type comes from the topic "
             "(event_type), not from a field of the event (type_field)"
             for t in self.topics if t.format in FRAMED_FORMATS and t.type_field is not None]
+        problems += [
+            f"topics: topic {t.name!r} carries Debezium change events: its event type is "
+            "named by the topic (event_type), in JSON (format json)"
+            for t in self.topics if t.format != "json" and t.event_type in self.debezium_types]
+        problems += [
+            f"topics: topic {t.name!r} routes by a field (type_field), and no Debezium change "
+            "event names its type: give it an event_type"
+            for t in self.topics if t.type_field is not None and self.debezium_types]
         if self.postgres.pool_size < self.pipeline.lanes:
             problems.append(
                 f"postgres.pool_size: {self.postgres.pool_size} is less than pipeline.lanes "
@@ -735,6 +763,11 @@ class Settings(BaseSettings):
                     if tables.count(table) > 1:
                         problems.append(f"{where}: {table!r} is used twice")
         return problems
+
+    @property
+    def debezium_types(self) -> frozenset[str]:
+        """The event types whose events are Debezium change events."""
+        return frozenset(n for n, et in self.event_types.items() if et.envelope == "debezium")
 
     @property
     def lane_capacity_rows(self) -> int:

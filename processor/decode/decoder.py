@@ -22,7 +22,7 @@ import orjson
 from processor.contracts import Column, Contract
 from processor.core.errors import EventRejected
 from processor.core.pgtime import UTC_MILLIS, kafka_micros
-from processor.core.records import ChildRows, Header
+from processor.core.records import DELETE, ChildRows, Delete, Header
 from processor.core.row_layout import tail
 from processor.core.settings import FRAMED_FORMATS, Settings
 from processor.core.stalls import Stalls
@@ -34,6 +34,7 @@ from processor.decode.converters import (
     converter_for,
     why_unfit,
 )
+from processor.decode.debezium import DebeziumEnvelope
 from processor.decode.fastcheck import Check, FastCheck, compile_fast_check
 from processor.decode.framed import SCHEMA_TYPES, FramedTopic, render
 from processor.decode.limits import Limits
@@ -47,8 +48,9 @@ from processor.registry.schemas import SchemaBook
 if TYPE_CHECKING:  # the transform stage's runtime is handed in, loaded once at start
     from processor.transform.chain import Chain
 
-# (event_type, row values), and the child rows when the event type has child tables.
-Decoded = tuple[str, tuple[Any, ...]] | tuple[str, tuple[Any, ...], ChildRows]
+# (event_type, row values), and the child rows when the event type has child tables, or
+# DELETE when the values are the key of a row to delete (a Debezium delete).
+Decoded = tuple[str, tuple[Any, ...]] | tuple[str, tuple[Any, ...], ChildRows | Delete]
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +161,9 @@ class Decoder:
         self._topic_field = {t.name: t.type_field for t in settings.topics}
         self._tombstones = {name: TombstoneKey(contract, settings.event_types[name])
                             for name, contract in contracts.items()}
+        self._envelopes = {t.name: (t.event_type, DebeziumEnvelope(
+            contracts[t.event_type], settings.event_types[t.event_type].upsert_key))
+            for t in settings.topics if t.event_type in settings.debezium_types}
         self._book = book
         # Without a book (no registry configured: a tool that reads JSON topics only), the
         # framed topics cannot be read; weir run always has one when a topic is framed.
@@ -221,7 +226,29 @@ class Decoder:
             raise EventRejected(
                 "not_an_object", "decode", f"expected a JSON object, got {type(event).__name__}"
             )
+        if topic in self._envelopes:
+            return self._change(topic, partition, offset, timestamp_ms, event, key, headers)
         return self._event(topic, partition, offset, timestamp_ms, value, event, key, headers)
+
+    def _change(self, topic: str, partition: int, offset: int, timestamp_ms: int,
+                event: dict[str, Any], key: bytes | None, headers: Sequence[Header]
+                ) -> Decoded | None:
+        """A Debezium change event: its row (``after``) as any event's, the delete of its
+        key's row, or None (a truncate, a message: no row changes)."""
+        event_type, envelope = self._envelopes[topic]
+        what, record = envelope.change(event)
+        if what == "skip" or record is None:
+            return None
+        if what == "upsert":
+            # raw is the row as the source has it, not the envelope (schema and all)
+            return self._event(topic, partition, offset, timestamp_ms, render(record),
+                               record, key, headers)
+        if not UTC_MILLIS[0] <= timestamp_ms <= UTC_MILLIS[1]:
+            raise _timestamp_refused(timestamp_ms)
+        kafka_ts = kafka_micros(timestamp_ms)
+        return event_type, (*envelope.key_values(record), *tail(
+            event_time=kafka_ts, kafka_topic=topic, kafka_partition=partition,
+            kafka_offset=offset, kafka_timestamp=kafka_ts, raw=None)), DELETE
 
     def decode_framed(
         self, topic: str, partition: int, offset: int, timestamp_ms: int, value: bytes | None,

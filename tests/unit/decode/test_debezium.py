@@ -1,0 +1,115 @@
+"""Debezium's change envelope: the config's checks and what the decoder makes of each op."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from processor.commands.check_event import check_event
+from processor.contracts import load_contracts
+from processor.core.errors import ConfigError, EventRejected
+from processor.core.records import DELETE
+from processor.core.settings import load_settings
+from processor.decode.decoder import Decoder
+from processor.transform.loader import load_chains
+from tests.unit.decode.test_mapped import config
+
+SCHEMA = {"type": "object", "required": ["id"],
+          "properties": {"id": {"type": "integer"}, "name": {"type": "string"}}}
+TOPIC = "weir.shipments"
+KAFKA_MS = 1_764_064_800_000
+
+
+def debezium_config(tmp_path: Path, **changes: Any) -> Path:
+    path = config(tmp_path, [], **{
+        "envelope": "debezium", "write_mode": "upsert", "upsert_key": ["id"],
+        "key_field": "id", "time_field": None, "partitioning": {"interval": "none"},
+        **changes})
+    (tmp_path / "shipment.json").write_text(orjson.dumps(SCHEMA).decode())
+    return path
+
+
+def decoder(path: Path) -> Decoder:
+    settings = load_settings(path)
+    return Decoder(settings, load_contracts(settings), load_chains(settings))
+
+
+def decode(path: Path, event: Any) -> Any:
+    return decoder(path).decode(TOPIC, 1, 9, KAFKA_MS, orjson.dumps(event), (), b'{"id":7}')
+
+
+def envelope(op: str, before: Any = None, after: Any = None, schema: bool = False) -> Any:
+    payload = {"op": op, "before": before, "after": after, "source": {"lsn": 1}}
+    return {"schema": {"type": "struct"}, "payload": payload} if schema else payload
+
+
+@pytest.mark.parametrize("op", ["c", "r", "u"])
+@pytest.mark.parametrize("schema", [False, True])
+def test_a_create_read_or_update_is_its_after_row(tmp_path: Path, op: str,
+                                                  schema: bool) -> None:
+    event_type, row = decode(debezium_config(tmp_path),
+                             envelope(op, None, {"id": 7, "name": "a"}, schema))
+    assert event_type == "shipment"
+    assert row[:2] == (7, "a")
+    assert orjson.loads(row[-1]) == {"id": 7, "name": "a"}  # raw: the row, not the envelope
+
+
+def test_a_delete_is_its_keys_row_to_delete(tmp_path: Path) -> None:
+    event_type, row, mark = decode(debezium_config(tmp_path),
+                                   envelope("d", {"id": 7, "name": None}, None, True))
+    assert (event_type, mark) == ("shipment", DELETE)
+    assert row[0] == 7
+    assert row[-1] is None  # no raw: as a tombstone's
+    # Its tombstone, and a truncate, change nothing.
+    d = decoder(debezium_config(tmp_path))
+    assert d.tombstone(TOPIC, 1, 10, KAFKA_MS, b'{"id":7}') is None
+    assert decode(debezium_config(tmp_path), envelope("t")) is None
+
+
+@pytest.mark.parametrize(("event", "message"), [
+    ({"payload": [1]}, "its payload is [1], not an object"),
+    (envelope("c", None, None), "op 'c' with 'after' None, not an object"),
+    (envelope("d", None, None), "op 'd' with 'before' None, not an object"),
+    (envelope("d", {"name": "a"}, None), "op 'd' with no 'id' in 'before'"),
+    (envelope("d", {"id": "seven"}, None), "op 'd', 'before' field 'id': 'seven' is"),
+    ({"op": "x"}, "'op' is 'x', not one of c, r, u, d, t, m"),
+    ({"id": 7, "name": "a"}, "'op' is None"),  # a plain event on a Debezium topic
+])
+def test_what_is_not_a_change_event_is_a_dead_letter(tmp_path: Path, event: Any,
+                                                     message: str) -> None:
+    with pytest.raises(EventRejected) as caught:
+        decode(debezium_config(tmp_path), event)
+    assert caught.value.reason == "envelope_error"
+    assert message in str(caught.value)
+
+
+def test_the_after_row_is_checked_against_the_contract(tmp_path: Path) -> None:
+    with pytest.raises(EventRejected) as caught:
+        decode(debezium_config(tmp_path), envelope("u", None, {"id": "x"}))
+    assert caught.value.reason == "schema_violation"
+
+
+@pytest.mark.parametrize(("changes", "fragment"), [
+    ({"write_mode": "insert", "upsert_key": [], "key_field": None},
+     "envelope debezium mirrors a table"),
+    ({"key_field": "name", "version_field": "id"}, "envelope debezium mirrors a table"),
+    ({"tombstones": "delete"}, "envelope debezium ignores tombstones"),
+])
+def test_the_config_refuses_a_mirror_that_cannot_work(tmp_path: Path, changes: Any,
+                                                      fragment: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(debezium_config(tmp_path, **changes))
+    assert fragment in str(caught.value)
+
+
+def test_check_event_shows_a_delete_as_its_key(tmp_path: Path) -> None:
+    settings = load_settings(debezium_config(tmp_path))
+    verdict = asyncio.run(check_event(
+        settings, load_contracts(settings), load_chains(settings), TOPIC,
+        orjson.dumps(envelope("d", {"id": 7}, None)), timestamp_ms=KAFKA_MS))
+    assert verdict.as_dict()["columns"]["id"] == 7
+    assert verdict.as_dict()["columns"]["raw"] is None
