@@ -6,12 +6,16 @@ updates, deletes with their tombstones, a primary-key change (a delete of the ol
 create of the new one), a truncate and a malformed envelope. Afterwards the mirror equals a
 model of the source table computed here from the same changes, every column; a replay of
 every change from the earliest offsets keeps it equal; the malformed one is a dead letter.
+Then 30,000 changes while one of two processes is SIGKILLed: the mirror is exact.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import signal
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -61,14 +65,15 @@ def change(op: str, before: dict[str, Any] | None, after: dict[str, Any] | None,
     return orjson.dumps({"schema": SCHEMA, "payload": payload} if embedded else payload)
 
 
-def workload(rand: random.Random) -> tuple[list[bytes | None], list[bytes], dict[int, Any]]:
+def workload(rand: random.Random, changes: int = 400, keys: int = 60
+             ) -> tuple[list[bytes | None], list[bytes], dict[int, Any]]:
     """Changes of a customers table as Debezium writes them, and the table they leave."""
     table: dict[int, dict[str, Any]] = {}
     values: list[bytes | None] = []
-    keys: list[bytes] = []
+    record_keys: list[bytes] = []
 
     def emit(key: int, value: bytes | None) -> None:
-        keys.append(orjson.dumps({"id": key}))
+        record_keys.append(orjson.dumps({"id": key}))
         values.append(value)
 
     def row(key: int, version: int) -> dict[str, Any]:
@@ -76,11 +81,11 @@ def workload(rand: random.Random) -> tuple[list[bytes | None], list[bytes], dict
                 "email": None if version % 3 == 0 else f"c{key}@example.com",
                 "updated_us": EPOCH_US + version * 1_000_123}
 
-    for key in range(1, 41):  # the snapshot
+    for key in range(1, keys * 2 // 3 + 1):  # the snapshot
         table[key] = row(key, 0)
         emit(key, change("r", None, table[key], rand.random() < 0.5))
-    for version in range(1, 400):
-        key = rand.randrange(1, 61)
+    for version in range(1, changes):
+        key = rand.randrange(1, keys + 1)
         embedded = rand.random() < 0.5
         if key in table and rand.random() < 0.15:  # a delete, and its tombstone
             emit(key, change("d", table.pop(key), None, embedded))
@@ -98,7 +103,7 @@ def workload(rand: random.Random) -> tuple[list[bytes | None], list[bytes], dict
             table[key] = row(key, version)
             emit(key, change(op, before, table[key], embedded))
     emit(0, change("t", None, None, False))  # a truncate: no row changes
-    return values, keys, table
+    return values, record_keys, table
 
 
 def mirror(h: Harness) -> dict[int, Any]:
@@ -133,5 +138,37 @@ def test_change_events_keep_a_mirror_equal_to_its_source(tmp_path: Path) -> None
         assert again.returncode == 0, again.stderr[-3000:]
         assert mirror(h) == table
         assert h.scalar("SELECT count(*) FROM weir_dead_letters") == 1
+    finally:
+        h.cleanup()
+
+
+def test_the_mirror_is_exact_through_a_sigkill(tmp_path: Path) -> None:
+    """30,000 changes while one of two processes is SIGKILLed mid-run: the mirror equals
+    its source's model, every column."""
+    h = harness(tmp_path)
+    try:
+        h.migrate()
+        values, keys, table = workload(random.Random(8), changes=30_000, keys=2_000)
+        sent = threading.Thread(target=lambda: asyncio.run(publish(
+            h, h.topics["customer"], values, keys)))  # type: ignore[arg-type]
+        sent.start()
+        a, b = h.start("a"), h.start("b")
+        h.wait_for("SELECT count(*) > 800 FROM customers", True, timeout=180, alive=[a, b])
+        b.send_signal(signal.SIGKILL)
+        assert b.wait(10) == -signal.SIGKILL
+        b2 = h.start("b2")
+        sent.join(timeout=240)
+        assert not sent.is_alive()
+        deadline = time.monotonic() + 240
+        while mirror(h) != table:
+            assert time.monotonic() < deadline, "the mirror did not settle on its source"
+            for proc in (a, b2):
+                assert proc.poll() is None, h.why_exited(proc)
+            time.sleep(1)
+        for proc in (a, b2):
+            proc.send_signal(signal.SIGTERM)
+        assert (a.wait(60), b2.wait(60)) == (0, 0)
+        assert mirror(h) == table
+        assert h.scalar("SELECT count(*) FROM weir_dead_letters") == 0
     finally:
         h.cleanup()
