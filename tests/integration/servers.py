@@ -45,7 +45,9 @@ def _pg_bin() -> Path:
 class PrivatePostgres:
     """A throwaway PostgreSQL cluster on a free port, superuser ``weir``, trust auth."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: str = "") -> None:
+        """``settings``: more server options (``-c wal_level=logical``)."""
+        self.settings = settings
         # Under /tmp rather than pytest's tmp_path: the postgres account must be able to
         # reach it when the tests run as root, and pytest's folders are private to root.
         self.dir = Path(tempfile.mkdtemp(prefix="weir-pg-"))
@@ -73,7 +75,7 @@ class PrivatePostgres:
     def _server_args(self) -> list[str]:
         # -l: the server must not inherit (and hold open) the pipes of the test process.
         opts = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
-                "-c fsync=off -c max_connections=100")
+                f"-c fsync=off -c max_connections=100 {self.settings}").strip()
         return ["-o", opts, "-l", str(self.dir / "log")]
 
     def restart(self) -> None:

@@ -1,0 +1,129 @@
+"""A real CDC source for the tests: a PostgreSQL cluster of its own with logical decoding,
+captured by Debezium's PostgreSQL connector in a Kafka Connect worker (standalone mode).
+
+The jars come from ``deploy/cdc/pom.xml`` (``scripts/cdc-jars.sh``, run by ``make test``);
+the source is a throwaway cluster (:class:`~tests.integration.servers.PrivatePostgres`,
+``wal_level = logical``), so the shared stack's own cluster needs no logical decoding and
+each test's source, slot and topics are its own.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import asyncpg
+
+from tests.integration.conftest import KAFKA, ROOT
+from tests.integration.servers import PrivatePostgres
+
+STACK = Path(os.environ.get("WEIR_STACK_DIR", ROOT / ".stack")).resolve()
+LIBS = STACK / "cdc" / "libs"
+MAIN = "org.apache.kafka.connect.cli.ConnectStandalone"
+
+
+def jars_missing() -> str | None:
+    """Why the source cannot run here (None: it can)."""
+    if not (LIBS / ".installed").exists():
+        return f"no CDC source jars in {LIBS}: run scripts/cdc-jars.sh"
+    return None
+
+
+class DebeziumSource:
+    """One source database and the Connect worker that captures it into ``prefix``."""
+
+    def __init__(self, tmp: Path, suffix: str) -> None:
+        self.tmp = tmp
+        self.prefix = f"cdc_{suffix}"
+        self.pg = PrivatePostgres("-c wal_level=logical -c max_replication_slots=4 "
+                                  "-c max_wal_senders=4").start()
+        self.dsn = self.pg.dsn.rsplit("/", 1)[0] + "/source"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = tmp / "connect.log"
+
+    def topic(self, table: str) -> str:
+        """The topic Debezium writes a table of the ``public`` schema to."""
+        return f"{self.prefix}.public.{table}"
+
+    async def create(self, ddl: list[str]) -> None:
+        """The source database and its tables."""
+        admin = await asyncpg.connect(self.pg.dsn)
+        try:
+            await admin.execute("CREATE DATABASE source")
+        finally:
+            await admin.close()
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            for sql in ddl:
+                await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    def start(self) -> None:
+        """Start the worker with the connector; it snapshots, then streams every change."""
+        worker = self.tmp / "worker.properties"
+        worker.write_text("\n".join([
+            f"bootstrap.servers={KAFKA}",
+            # The record keys are the primary key as JSON ({"id":1}), the values the change
+            # events with their embedded schema, as the JSON converter writes them by default.
+            "key.converter=org.apache.kafka.connect.json.JsonConverter",
+            "key.converter.schemas.enable=false",
+            "value.converter=org.apache.kafka.connect.json.JsonConverter",
+            "value.converter.schemas.enable=true",
+            f"offset.storage.file.filename={self.tmp / 'offsets'}",
+            "offset.flush.interval.ms=1000",
+            "listeners=http://127.0.0.1:0",
+            "plugin.discovery=service_load",
+        ]) + "\n")
+        connector = self.tmp / "connector.properties"
+        connector.write_text("\n".join([
+            "name=source",
+            "connector.class=io.debezium.connector.postgresql.PostgresConnector",
+            "tasks.max=1",
+            "database.hostname=127.0.0.1", f"database.port={self.pg.port}",
+            "database.user=weir", "database.password=weir",  # trust: any password
+            "database.dbname=source",
+            f"topic.prefix={self.prefix}",
+            "plugin.name=pgoutput",
+            "slot.name=weir", "publication.name=weir",
+            "publication.autocreate.mode=filtered",
+            "table.include.list=public\\..*",
+            # Numbers as JSON numbers (not Kafka Connect's base64 decimal bytes).
+            "decimal.handling.mode=double",
+            "tombstones.on.delete=true",
+        ]) + "\n")
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                ["java", "-Xmx512m", "-Djava.awt.headless=true",
+                 f"-Dlog4j2.configurationFile={ROOT / 'deploy/cdc/log4j2.properties'}",
+                 "-cp", f"{LIBS}/*", MAIN, str(worker), str(connector)],
+                stdout=log, stderr=subprocess.STDOUT)
+
+    def streaming(self, timeout: float = 120) -> None:
+        """Wait until the connector streams changes (after its snapshot)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            assert self.proc.poll() is None, self.tail()
+            if "Starting streaming" in self.log.read_text(errors="replace"):
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"the connector did not start streaming:\n{self.tail()}")
+
+    def tail(self, lines: int = 40) -> str:
+        """The end of the worker's log."""
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def drop(self) -> None:
+        """Stop the worker and delete the source cluster."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.pg.stop()
