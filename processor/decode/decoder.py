@@ -185,12 +185,8 @@ class Decoder:
         if mapping.mode != "delete":
             raise EventRejected("empty_value", "decode", "the record has no value (a "
                                 "tombstone)")
-        if not UTC_MILLIS[0] <= timestamp_ms <= UTC_MILLIS[1]:
-            raise _timestamp_refused(timestamp_ms)
-        kafka_ts = kafka_micros(timestamp_ms)
-        return event_type, (*mapping.key_values(key), *tail(
-            event_time=kafka_ts, kafka_topic=topic, kafka_partition=partition,
-            kafka_offset=offset, kafka_timestamp=kafka_ts, raw=None))
+        return event_type, _key_row(mapping.key_values(key), topic, partition, offset,
+                                    timestamp_ms)
 
     def event_type_of(self, topic: str, event: dict[str, Any]) -> str:
         """The event type of a decoded event: fixed per topic, or named by a field."""
@@ -243,12 +239,8 @@ class Decoder:
             # raw is the row as the source has it, not the envelope (schema and all)
             return self._event(topic, partition, offset, timestamp_ms, render(record),
                                record, key, headers)
-        if not UTC_MILLIS[0] <= timestamp_ms <= UTC_MILLIS[1]:
-            raise _timestamp_refused(timestamp_ms)
-        kafka_ts = kafka_micros(timestamp_ms)
-        return event_type, (*envelope.key_values(record), *tail(
-            event_time=kafka_ts, kafka_topic=topic, kafka_partition=partition,
-            kafka_offset=offset, kafka_timestamp=kafka_ts, raw=None)), DELETE
+        return event_type, _key_row(envelope.key_values(record), topic, partition, offset,
+                                    timestamp_ms), DELETE
 
     def decode_framed(
         self, topic: str, partition: int, offset: int, timestamp_ms: int, value: bytes | None,
@@ -372,6 +364,17 @@ class Decoder:
 def _reader(fmt: str, contract: Contract) -> Any:
     """The contract's reader schema, when it is a registry subject of the topic's format."""
     return contract.reader if contract.registry_type == SCHEMA_TYPES[fmt] else None
+
+
+def _key_row(key: tuple[Any, ...], topic: str, partition: int, offset: int,
+             timestamp_ms: int) -> tuple[Any, ...]:
+    """The row of a record that deletes its key's row: the key's values and the metadata
+    columns (the Kafka timestamp as the event time, no raw)."""
+    if not UTC_MILLIS[0] <= timestamp_ms <= UTC_MILLIS[1]:
+        raise _timestamp_refused(timestamp_ms)
+    kafka_ts = kafka_micros(timestamp_ms)
+    return (*key, *tail(event_time=kafka_ts, kafka_topic=topic, kafka_partition=partition,
+                        kafka_offset=offset, kafka_timestamp=kafka_ts, raw=None))
 
 
 def _too_large(size: int, limit: int) -> EventRejected:
