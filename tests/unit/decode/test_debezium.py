@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
+import yaml
 
 from processor.commands.check_event import check_event
 from processor.contracts import load_contracts
@@ -113,3 +114,13 @@ def test_check_event_shows_a_delete_as_its_key(tmp_path: Path) -> None:
         orjson.dumps(envelope("d", {"id": 7}, None)), timestamp_ms=KAFKA_MS))
     assert verdict.as_dict()["columns"]["id"] == 7
     assert verdict.as_dict()["columns"]["raw"] is None
+
+
+def test_a_debezium_topic_is_json_and_names_its_event_type(tmp_path: Path) -> None:
+    path = debezium_config(tmp_path)
+    settings = yaml.safe_load(path.read_text())
+    settings["topics"] = [t | ({"format": "avro"} if t["name"] == TOPIC else {})
+                          for t in settings["topics"]]
+    path.write_text(yaml.safe_dump(settings))
+    with pytest.raises(ConfigError, match="carries Debezium change events"):
+        load_settings(path)
