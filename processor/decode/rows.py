@@ -114,8 +114,8 @@ def mapped_lines(v: str, i: int, column: MappedColumnSettings, root: str,
                  namespace: dict[str, Any], event_type: str) -> list[str] | None:
     """The lines that find and convert a mapped column of the event (or of a child table's
     item, ``root``) as straight-line code, its converter and default put in ``namespace``
-    as ``c<i>`` and ``d<i>``; None for one left to its compiled function (a key, a header, a
-    path through an array, a zoned time)."""
+    as ``c<i>`` and ``d<i>``; None for one left to its compiled function (a path through an
+    array, a key or header read as JSON, a zoned time, the record's topic or timestamp)."""
     lines = _found(v, column, root)
     if lines is None or column.time_zone is not None:
         return None
