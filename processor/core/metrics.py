@@ -24,6 +24,11 @@ EVENTS_CONSUMED = Counter(
 EVENTS_WRITTEN = Counter(
     "weir_events_written_total", "Events committed to their target table.", ["event_type"]
 )
+DELETES_WRITTEN = Counter(
+    "weir_deletes_written_total",
+    "Records committed that delete their key's row: tombstones, Debezium deletes.",
+    ["event_type"],
+)
 EVENTS_DEAD_LETTERED = Counter(
     "weir_events_dead_lettered_total",
     "Events dead-lettered and committed past, wherever the dead letter is kept.",
@@ -137,6 +142,8 @@ def observe_batch(items: Sequence[Item]) -> None:
                 EVENTS_DEAD_LETTERED.labels(item.topic, item.reason).inc()
     for event_type, count in CountOf(row.event_type for row in rows).items():
         EVENTS_WRITTEN.labels(event_type).inc(count)
+    for event_type, count in CountOf(row.event_type for row in rows if row.tombstone).items():
+        DELETES_WRITTEN.labels(event_type).inc(count)
     now_ms = time.time() * 1000
     observe_many(END_TO_END_SECONDS, [max(0.0, (now_ms - row.timestamp_ms) / 1000)
                                       for row in rows])

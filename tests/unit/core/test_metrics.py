@@ -29,3 +29,19 @@ def test_observe_many_equals_observe_one_by_one() -> None:
         assert got.keys() == want.keys()
         for key, value in want.items():
             assert abs(got[key] - value) < 1e-6, key
+
+
+def test_a_committed_batch_counts_its_deletes_apart() -> None:
+    from processor.core import metrics
+    from processor.core.records import Chunk, Row
+
+    chunk = Chunk(("t", 0), 0, 3)
+
+    def row(tombstone: bool) -> Row:
+        return Row("mirror", (1,), chunk, 1, None, [], 0, tombstone)
+
+    written = metrics.EVENTS_WRITTEN.labels("mirror")._value.get()
+    deleted = metrics.DELETES_WRITTEN.labels("mirror")._value.get()
+    metrics.observe_batch([row(False), row(True), row(True)])
+    assert metrics.EVENTS_WRITTEN.labels("mirror")._value.get() == written + 3
+    assert metrics.DELETES_WRITTEN.labels("mirror")._value.get() == deleted + 2
