@@ -35,7 +35,7 @@ from aiokafka import AIOKafkaProducer
 from processor.commands.produce.producer import ensure_topics
 from processor.commands.produce.sample import SampleEvents
 from processor.core.settings import load_settings
-from tests.integration.conftest import KAFKA, ROOT, Harness
+from tests.integration.conftest import KAFKA, ROOT, Harness, as_role, two_roles
 from tests.integration.test_mapped_columns import publish
 
 pytestmark = pytest.mark.integration
@@ -449,3 +449,22 @@ def test_an_item_the_child_table_refuses_is_its_events_dead_letter(tmp_path: Pat
             len(e["items"]) for i, e in enumerate(events) if i != 30)
     finally:
         h.cleanup()
+
+
+def test_the_runtime_role_replaces_and_deletes_child_rows(tmp_path: Path) -> None:
+    """Under the least-privilege roles (scripts/pg-roles.sh): the runtime role's deletes —
+    an upsert's replaced items, a tombstone's row and items — are granted, so nothing
+    stalls."""
+    h = cart_harness(tmp_path)
+    with two_roles(h) as (migrator, runtime, suffix):
+        as_role(h, migrator, "m-" + suffix)
+        h.migrate()
+        asyncio.run(publish(h, h.topics["cart"], [
+            cart("a", "open", [line("a1", 1), line("a2", 2)]), cart("b", "open", [line("b1", 1)]),
+            cart("a", "paid", [line("a3", 3)])], [b"a", b"b", b"a"]))
+        asyncio.run(publish(h, h.topics["cart"], [None], [b"b"]))  # type: ignore[list-item]
+        as_role(h, runtime, "r-" + suffix)
+        done = h.weir("run", "--until-caught-up", timeout=120)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert lines_of(h, "carts_lines") == {"a": [(0, "a3", 3, None)]}
+        assert h.scalar("SELECT count(*) FROM carts") == 1
