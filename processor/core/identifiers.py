@@ -28,3 +28,9 @@ def name_literal(name: str) -> str:
 def qualified(schema: str, name: str) -> str:
     """``"schema"."name"``, both parts checked."""
     return f"{quote_ident(schema)}.{quote_ident(name)}"
+
+
+def stage_table(table: str) -> str:
+    """The per-connection temporary staging table a target (or child) table's COPY writes
+    into, before one statement moves the rows on."""
+    return f"weir_stage_{table}"

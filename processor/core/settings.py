@@ -337,6 +337,16 @@ class MappedColumnSettings(_Section):
         return parse_path(self.path) if self.path is not None else ()
 
 
+def declared_once(columns: list[MappedColumnSettings], what: str
+                  ) -> list[MappedColumnSettings]:
+    """``columns``, if none of their names is declared twice; else raise naming those."""
+    names = [c.name for c in columns]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"{what} {twice} are declared more than once")
+    return columns
+
+
 class ChildTableSettings(_Section):
     """An array of the event exploded into a table of its own, one row per item
     (``docs/analysts.md``): the parent's key, the item's position and the item's columns."""
@@ -364,10 +374,7 @@ class ChildTableSettings(_Section):
     @field_validator("columns")
     @classmethod
     def _from_the_item(cls, value: list[MappedColumnSettings]) -> list[MappedColumnSettings]:
-        names = [c.name for c in value]
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice:
-            raise ValueError(f"columns {twice} are declared more than once")
+        declared_once(value, "columns")
         for column in value:
             if column.source != "event":
                 raise ValueError(f"column {column.name}: a child table's columns come from "
@@ -595,11 +602,7 @@ class EventTypeSettings(_Section):
     @field_validator("columns")
     @classmethod
     def _mapped_once(cls, value: list[MappedColumnSettings]) -> list[MappedColumnSettings]:
-        names = [c.name for c in value]
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice:
-            raise ValueError(f"mapped columns {twice} are declared more than once")
-        return value
+        return declared_once(value, "mapped columns")
 
     @field_validator("transforms")
     @classmethod

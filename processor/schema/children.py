@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from processor.core.child_layout import ORIGIN, ChildLayout
-from processor.core.identifiers import qualified, quote_ident
+from processor.core.identifiers import qualified, quote_ident, stage_table
 from processor.schema.rollups import RollupSpec, with_rollups
 
 if TYPE_CHECKING:  # tables.py imports this module
@@ -55,7 +55,7 @@ class ChildSpec:
     @property
     def stage(self) -> str:
         """The per-connection temporary staging table its COPY writes into."""
-        return f"weir_stage_{self.name}"
+        return stage_table(self.name)
 
     @property
     def stage_columns(self) -> tuple[str, ...]:

@@ -109,13 +109,7 @@ async def plan(conn: asyncpg.Connection, settings: Settings,
         else:
             out.statements += target_ddl(contracts[name], spec)
         out.statements += partition_function_ddl(spec)
-        for rollup in spec.rollups:
-            if rollup.table in existing:
-                check_rollup(existing[rollup.table], rollup, out)
-                continue
-            out.statements.append(rollup.ddl())
-            if spec.name in existing:
-                out.statements += _backfill(spec.qualified, rollup)
+        _plan_rollups(spec.name, spec.qualified, spec.rollups, existing, out)
         for child in spec.children:
             _plan_child(spec, child, existing, out)
     if out.problems:
@@ -131,13 +125,20 @@ def _plan_child(spec: TableSpec, child: ChildSpec, existing: dict[str, ExistingT
         out.statements += child_index_ddl(child)  # after any new column it may cover
     else:
         out.statements += child_ddl(spec, child)
-    for rollup in child.rollups:
+    _plan_rollups(child.name, child.qualified, child.rollups, existing, out)
+
+
+def _plan_rollups(table: str, qualified_table: str, rollups: tuple[RollupSpec, ...],
+                  existing: dict[str, ExistingTable], out: Evolution) -> None:
+    """A table's rollups: checked if they exist, else created, and filled from the table's
+    rows if it has any."""
+    for rollup in rollups:
         if rollup.table in existing:
             check_rollup(existing[rollup.table], rollup, out)
             continue
         out.statements.append(rollup.ddl())
-        if child.name in existing:
-            out.statements += _backfill(child.qualified, rollup)
+        if table in existing:
+            out.statements += _backfill(qualified_table, rollup)
 
 
 def _backfill(table: str, rollup: RollupSpec) -> list[str]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from processor.contracts import Contract
 from processor.core.child_layout import table_key
-from processor.core.identifiers import qualified, quote_ident
+from processor.core.identifiers import qualified, quote_ident, stage_table
 from processor.core.row_layout import META, POSITION
 from processor.core.row_layout import columns as row_columns
 from processor.core.settings import Settings
@@ -60,7 +60,7 @@ class TableSpec:
     @property
     def stage(self) -> str:
         """The per-connection temporary staging table COPY writes into."""
-        return f"weir_stage_{self.name}"
+        return stage_table(self.name)
 
     def create_stage_sql(self) -> str:
         """A temporary staging table shaped like the target, emptied at every commit."""
