@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 CONFIG ?= config/example.yaml
 
 .DEFAULT_GOAL := help
-.PHONY: help venv up down status demo test unit lint soak bench image clean
+.PHONY: help venv up down status demo test unit lint soak bench bench-cdc image clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 10
@@ -53,6 +53,10 @@ EVENTS ?= 1000000
 CONNECT := benchmarks/connect
 bench: venv up benchmarks/.venv/.installed $(CONNECT)/libs/.installed  ## Weir vs the machine's limits, Quix Streams and Kafka Connect (EVENTS=200000 for a quick run)
 	$(BIN)/python -m benchmarks.run --events $(EVENTS) $(BENCH_ARGS)
+
+CHANGES ?= 200000
+bench-cdc: venv up $(CONNECT)/libs/.installed  ## Debezium change events: Weir vs the Debezium JDBC sink on the same topics (CHANGES=20000 for a quick run)
+	$(BIN)/python -m benchmarks.cdc.run --changes $(CHANGES) $(BENCH_ARGS)
 
 # The peers live apart from Weir and are never its dependencies. Quix Streams: its own
 # virtualenv.

@@ -78,7 +78,7 @@ async def copy(source: dict[str, str], target: dict[str, str],
 
     Returns the record count and the value bytes read and written.
     """
-    await _create(list(target.values()), partitions)
+    await create_topics(list(target.values()), partitions)
     wrappers = {source[et]: (target[et], Wrapper(et)) for et in source}
     consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False)
     producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", linger_ms=5,
@@ -117,7 +117,8 @@ async def copy(source: dict[str, str], target: dict[str, str],
     return totals
 
 
-async def _create(topics: list[str], partitions: int) -> None:
+async def create_topics(topics: list[str], partitions: int) -> None:
+    """Create ``topics`` with ``partitions`` partitions each (one replica: the local broker)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
     await admin.start()
     try:

@@ -86,18 +86,28 @@ def render(template: Path, target: Path, values: dict[str, str]) -> Path:
     return target
 
 
-def properties(names: Names, settings: Settings, folder: Path) -> tuple[Path, Path]:
-    """The worker's and the connector's properties for one run, written into ``folder``."""
+def postgres_values() -> dict[str, str]:
+    """The stack's PostgreSQL as a connector template's placeholders name its parts."""
     user, rest = DSN.removeprefix("postgresql://").split(":", 1)
     password, rest = rest.split("@", 1)
     host_port, database = rest.split("/", 1)
-    worker = render(HERE / "worker.properties.in", folder / "worker.properties", {
+    return {"PG_HOST_PORT": host_port, "PG_DATABASE": database, "PG_USER": user,
+            "PG_PASSWORD": password}
+
+
+def worker_properties(folder: Path, max_poll_records: int) -> Path:
+    """The standalone worker's properties, with its offsets file, written into ``folder``."""
+    return render(HERE / "worker.properties.in", folder / "worker.properties", {
         "BOOTSTRAP": BOOTSTRAP, "OFFSETS": str(folder / "connect.offsets"),
-        "MAX_POLL_RECORDS": str(settings.max_poll_records)})
+        "MAX_POLL_RECORDS": str(max_poll_records)})
+
+
+def properties(names: Names, settings: Settings, folder: Path) -> tuple[Path, Path]:
+    """The worker's and the connector's properties for one run, written into ``folder``."""
+    worker = worker_properties(folder, settings.max_poll_records)
     connector = render(HERE / "connector.properties.in", folder / "connector.properties", {
         "NAME": names.group, "TASKS": str(settings.tasks),
-        "TOPICS": ",".join(names.topics.values()), "PG_HOST_PORT": host_port,
-        "PG_DATABASE": database, "PG_USER": user, "PG_PASSWORD": password,
+        "TOPICS": ",".join(names.topics.values()), **postgres_values(),
         "BATCH_SIZE": str(settings.batch_size), "SCHEMA": names.schema})
     return worker, connector
 
