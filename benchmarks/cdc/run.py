@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -363,9 +364,10 @@ def measure(run: Run) -> dict[str, Any]:
     jdbc_missing = None if a.no_connect else connect_phase.missing()
     if jdbc_missing is not None:
         run.notes.append(f"the JDBC sink skipped: {jdbc_missing}")
-    side = None
+    side, folder = None, None
     if a.weir_ref is not None:
-        side = Side("weir", a.weir_ref, Path(tempfile.mkdtemp(prefix="weir-bench-cdc-")))
+        folder = Path(tempfile.mkdtemp(prefix="weir-bench-cdc-"))
+        side = Side("weir", a.weir_ref, folder)
     out: dict[str, Any] = {"data": data, "weir": {}, "jdbc": {},
                            "weir_sha": side.sha if side is not None else git_sha()}
     try:
@@ -375,8 +377,9 @@ def measure(run: Run) -> dict[str, Any]:
             if not a.no_connect and jdbc_missing is None:
                 out["jdbc"][str(n)] = measure_jdbc(run, n)
     finally:
-        if side is not None:
+        if side is not None and folder is not None:
             side.remove()
+            shutil.rmtree(folder, ignore_errors=True)
     return out
 
 
