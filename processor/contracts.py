@@ -19,7 +19,7 @@ import structlog
 from processor.core.child_layout import ORIGIN, ChildLayout, table_key
 from processor.core.errors import WeirError
 from processor.core.retry import Backoff
-from processor.core.row_layout import META_TYPES
+from processor.core.row_layout import DELETED_AT, META_TYPES, SOURCE_POSITION
 from processor.core.settings import (
     IDENTIFIER,
     EventTypeSettings,
@@ -167,7 +167,7 @@ def load_contract(name: str, path: Path | None, settings: Settings,
             raise ContractError(f"event_types.{name}.{label}: {field!r} is not a schema property")
         if field is not None and label != "key_field" and field not in required:
             raise ContractError(f"event_types.{name}.{label}: {field!r} must be required")
-    columns = (*columns, *mapped.values())
+    columns = (*columns, *mapped.values(), *_mirror_columns(name, et, names | set(mapped)))
     names |= set(mapped)
     for field in et.upsert_key:
         if field not in mapped and (field not in names or field not in required):
@@ -198,6 +198,20 @@ def load_contract(name: str, path: Path | None, settings: Settings,
         reader=registered.reader if registered else None,
         children=children,
     )
+
+
+def _mirror_columns(name: str, et: EventTypeSettings, taken: set[str]) -> tuple[Column, ...]:
+    """A mirror's columns that Weir fills from the change's envelope, last of its own
+    (:mod:`processor.core.row_layout` places them)."""
+    if et.envelope != "debezium":
+        return ()
+    wanted = (*((DELETED_AT,) if et.deletes == "soft" else ()), SOURCE_POSITION)
+    for meta in wanted:
+        if meta.name in taken:
+            raise ContractError(f"event_types.{name}: {meta.name!r} is a column Weir adds to a "
+                                "mirror itself; the schema or a mapped column takes it")
+    return tuple(Column(m.name, m.ddl.removesuffix(" NOT NULL"), not m.ddl.endswith("NOT NULL"))
+                 for m in wanted)
 
 
 def _mapped_columns(name: str, et: EventTypeSettings, own: set[str]) -> dict[str, Column]:

@@ -31,8 +31,8 @@ from processor.contracts import Contract
 from processor.core.child_layout import ChildLayout
 from processor.core.errors import EventRejected, describe
 from processor.core.pgtime import INFINITY, NEG_INFINITY, ONE_US, PG_EPOCH
-from processor.core.records import Delete, Header
-from processor.core.row_layout import META_NAMES, META_TYPES
+from processor.core.records import Delete, Header, Truncate
+from processor.core.row_layout import META_NAMES, META_TYPES, SOURCE_POSITION
 from processor.core.settings import Settings
 from processor.decode.decoder import Decoded, Decoder
 from processor.decode.framed import SchemaPending
@@ -179,12 +179,17 @@ def text_value(pg_type: str, value: Any) -> str:
 
 
 def _columns(settings: Settings, contract: Contract, values: Sequence[Any],
-             tombstone: bool) -> tuple[Column, ...]:
-    """The row's values under their column names (a tombstone's: its upsert key's)."""
+             tombstone: bool, truncate: bool = False) -> tuple[Column, ...]:
+    """The row's values under their column names (a tombstone's: its upsert key's; a
+    mirror's truncate: its source position)."""
     types = {c.name: c.pg_type for c in contract.columns} | dict(META_TYPES)
-    if tombstone:
-        names: tuple[str, ...] = (*settings.event_types[contract.event_type].upsert_key,
-                                  *META_NAMES)
+    et = settings.event_types[contract.event_type]
+    # A mirror's delete and truncate carry its source position (row_layout lays them out).
+    position = (SOURCE_POSITION.name,) if et.envelope == "debezium" else ()
+    if truncate:
+        names: tuple[str, ...] = (*position, *META_NAMES)
+    elif tombstone:
+        names = (*et.upsert_key, *position, *META_NAMES)
     else:
         names = table_spec(contract, settings).columns
     if len(names) != len(values):  # the layout is row_layout's: a mismatch is our bug
@@ -257,11 +262,13 @@ async def check_event(
     contract = contracts[event_type]
     extra = decoded[2] if len(decoded) == 3 else ()  # child rows; a tombstone has none
     deletes = value is None or isinstance(extra, Delete)  # a tombstone, a Debezium delete
-    children = () if isinstance(extra, Delete) else tuple(
+    truncates = isinstance(extra, Truncate)
+    children = () if isinstance(extra, Delete | Truncate) else tuple(
         (layout.table, None if rows is None else tuple(_child_columns(layout, r) for r in rows))
         for layout, rows in zip(contract.children, extra, strict=True))
     return EventVerdict("row", event_type, settings.event_types[event_type].table,
-                        _columns(settings, contract, values, deletes), children=children)
+                        _columns(settings, contract, values, deletes, truncates),
+                        children=children)
 
 
 def _child_columns(layout: ChildLayout, row: Sequence[Any]) -> tuple[Column, ...]:

@@ -88,6 +88,12 @@ class SinkUnavailable(TransientError):
     """PostgreSQL cannot be reached or asked us to back off."""
 
 
+class TruncateHeld(WeirError):
+    """A mirror's source table was truncated and its ``truncates`` is ``stall``: the batch
+    (and its lane) waits, uncommitted, until an operator chooses ``truncate`` or
+    ``ignore`` and restarts. A stall: said on ``/readyz``, retried, never a dead letter."""
+
+
 class InstanceTaken(PermanentError):
     """Another live Weir process holds this process's ``kafka.group_instance_id``."""
 

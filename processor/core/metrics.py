@@ -29,6 +29,12 @@ DELETES_WRITTEN = Counter(
     "Records committed that delete their key's row: tombstones, Debezium deletes.",
     ["event_type"],
 )
+MIRROR_LAG = Gauge(
+    "weir_mirror_lag_seconds",
+    "A mirror's lag behind its source: at its latest commit, the age of the latest change "
+    "it wrote, from the change's commit time at the source (Debezium's source.ts_ms).",
+    ["event_type"],
+)
 EVENTS_DEAD_LETTERED = Counter(
     "weir_events_dead_lettered_total",
     "Events dead-lettered and committed past, wherever the dead letter is kept.",
@@ -109,6 +115,13 @@ def total(metric: Counter) -> float:
     """The sum of a counter over all its labels (for the status page)."""
     return sum(sample.value for family in metric.collect() for sample in family.samples
                if sample.name.endswith("_total"))
+
+
+def by_label(metric: Gauge | Counter, label: str) -> dict[str, float]:
+    """A metric's values by one label's value (for the status page); a counter's totals."""
+    return {sample.labels[label]: sample.value for family in metric.collect()
+            for sample in family.samples
+            if label in sample.labels and not sample.name.endswith("_created")}
 
 
 def observe_many(histogram: Histogram, amounts: list[float]) -> None:

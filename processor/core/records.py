@@ -17,6 +17,14 @@ class Delete:
 
 
 DELETE = Delete()
+
+
+class Truncate:
+    """The mark of a decoded record that empties its mirror up to its source position (a
+    Debezium truncate): its values are that position, with the metadata columns."""
+
+
+TRUNCATE = Truncate()
 Header = tuple[str, bytes | None]  # Kafka allows a header without a value: aiokafka's None
 
 
@@ -58,6 +66,8 @@ class Row:
     value: bytes | None = None
     # The event's child rows (its arrays exploded), None when its type has no child table.
     children: ChildRows | None = None
+    # A mirror's truncate; ``values`` is then its source position and the metadata columns.
+    truncate: bool = False
 
 
 @dataclass(slots=True)

@@ -10,10 +10,14 @@ that turns a refused row into a dead letter, the tombstone merge, the partition 
      kafka_offset, kafka_timestamp, raw)
 
 A tombstone carries its upsert key's columns in place of the event type's own columns, and
-the same metadata tail. The tail is declared once, in :data:`META`; its positions (counted
-from the end, so they hold for rows and tombstones alike), the table's column names, the
-DDL, the generated builder's return expression and the readers' accessors are all derived
-from that declaration. Adding a metadata column is one line here, and a builder or reader
+the same metadata tail. A mirror's own columns end with ``source_position`` (after
+``deleted_at`` with soft deletes), and its delete carries its key's columns and
+``source_position``; a mirror's truncate carries ``source_position`` alone.
+
+The tail is declared once, in :data:`META`; its positions (counted from the end, so they
+hold for rows and tombstones alike), the table's column names, the DDL, the generated
+builder's return expression and the readers' accessors are all derived from that
+declaration. Adding a metadata column is one line here, and a builder or reader
 that was not told about it fails at start (:func:`tail_source` names the missing value),
 never by reading the wrong field.
 """
@@ -61,6 +65,22 @@ KAFKA_TIMESTAMP = POSITION["kafka_timestamp"]
 RAW = POSITION["raw"]
 
 
+# A mirror's (``envelope: debezium``) own columns end with these, which Weir fills from the
+# change event's envelope rather than from the row: ``deleted_at`` only with soft deletes.
+SOURCE_POSITION = MetaColumn(
+    "source_position", "bigint NOT NULL",
+    "a mirror's: the change's position in its source's log, which orders a row's versions")
+DELETED_AT = MetaColumn(
+    "deleted_at", "timestamptz",
+    "a mirror's with soft deletes: when the source deleted the row, null while it exists")
+
+
+def mirrored(values: Values, position: int, event_time: int) -> Values:
+    """A mirror's row with its change's source position (the last own column) and its
+    event time (the source's commit time) in place."""
+    return (*values[:EVENT_TIME - 1], position, event_time, *values[EVENT_TIME + 1:])
+
+
 def columns(own: Sequence[str]) -> tuple[str, ...]:
     """A table's columns in COPY order: the event type's own, then the metadata tail."""
     return (*own, *META_NAMES)
@@ -103,6 +123,12 @@ def offset_of(values: Values) -> int:
     """The Kafka offset a row (or tombstone) came from."""
     offset: int = values[OFFSET]
     return offset
+
+
+def position_of(values: Values) -> int:
+    """A mirror's row's (or delete's) source position: its last own column."""
+    position: int = values[EVENT_TIME - 1]
+    return position
 
 
 def event_time_of(values: Values) -> Any:

@@ -499,6 +499,10 @@ class EventTypeSettings(_Section):
     children: list[ChildTableSettings] = Field(default_factory=list)
     # The events are Debezium change events: each an upsert or a delete of its row (cdc.md).
     envelope: Literal["none", "debezium"] = "none"
+    # A mirror's: what a delete does (delete the row, or keep it with deleted_at set), and
+    # what a truncate of the source table does (nothing, empty the mirror, or stall it).
+    deletes: Literal["delete", "soft"] = "delete"
+    truncates: Literal["ignore", "truncate", "stall"] = "stall"
 
     @property
     def keyed_by_kafka_key(self) -> bool:
@@ -585,7 +589,17 @@ class EventTypeSettings(_Section):
     @model_validator(mode="after")
     def _debezium_mirrors(self) -> EventTypeSettings:
         if self.envelope != "debezium":
+            mirror_only = {"deletes", "truncates"} & self.model_fields_set
+            if mirror_only:
+                raise ValueError(f"{' and '.join(sorted(mirror_only))}: only for envelope "
+                                 "debezium (a mirror's deletes and truncates)")
             return self
+        if self.time_field is not None:
+            raise ValueError("envelope debezium: no time_field; a mirror's event_time is the "
+                             "change's commit time at the source (source.ts_ms)")
+        if self.truncates == "truncate" and self.children:
+            raise ValueError("truncates: truncate does not empty child tables yet; use stall "
+                             "or ignore for a mirror with children")
         if self.write_mode != "upsert" or not self.keyed_by_kafka_key or self.version_field:
             raise ValueError(
                 "envelope debezium mirrors a table: write_mode upsert, upsert_key its primary "

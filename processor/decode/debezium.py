@@ -1,4 +1,4 @@
-"""Debezium's change envelope: a change event as an upsert of its row, or a delete of it.
+"""Debezium's change envelope: a change event as an upsert of its row, a delete, or a truncate.
 
 An event type with ``envelope: debezium`` reads the change events Debezium's source
 connectors write, JSON with or without the embedded schema (``{"schema": …, "payload":
@@ -6,43 +6,63 @@ connectors write, JSON with or without the embedded schema (``{"schema": …, "p
 
 - ``c`` (create), ``r`` (a snapshot read) and ``u`` (update): the row is ``after``, checked
   against the contract (which describes the captured table's row) and upserted as any event;
-- ``d`` (delete): the row of the primary key in ``before`` is deleted, as a tombstone
-  deletes the row of its key;
-- ``t`` (truncate) and ``m`` (a logical decoding message) change no row: skipped.
+- ``d`` (delete): the row of the primary key in ``before`` is deleted (or, with ``deletes:
+  soft``, kept with ``deleted_at`` set);
+- ``t`` (truncate): by ``truncates``: nothing, the mirror emptied up to the truncate's
+  position, or the mirror stalled until an operator chooses;
+- ``m`` (a logical decoding message) changes no row: skipped.
 
 The tombstone Debezium writes after a delete (a null value, for log compaction) changes
 nothing either: the table's tombstones are ignored. A primary-key change arrives as a
 delete of the old key and a create of the new one, and ends with exactly the new row.
 
-Debezium keys every change by the captured row's primary key, so all changes of one row are
-on one partition, in the source's commit order: the table is keyed by the Kafka key and the
-offset orders versions, as for any upsert table keyed so; a replayed, older change never
-overwrites a newer row.
+Every change carries its *source position*, its place in the source database's log, which
+orders the versions of a row whatever Kafka did to them (a topic recreated, a change
+replayed): PostgreSQL's ``source.lsn``; MySQL's binlog file and position; else the
+source's commit time, ``source.ts_ms``. A mirror's row keeps it (``source_position``), and a
+change older than the row changes nothing. The commit time is the row's ``event_time``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from processor.contracts import Contract
 from processor.core.errors import EventRejected
+from processor.core.settings import EventTypeSettings
 from processor.decode.converters import check_text, converter_for, show, why_unfit
 
 UPSERTS = frozenset({"c", "r", "u"})
-SKIPPED = frozenset({"t", "m"})
+MAX_POSITION = 2**63 - 1  # a bigint
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What one change event does: ``upsert`` (``record`` is ``after``), ``delete``
+    (``record`` is ``before``), ``truncate`` or ``skip``; with its source position and its
+    commit time at the source (ms since 1970; None if it gives none)."""
+
+    what: str
+    record: dict[str, Any] | None = None
+    position: int = 0
+    ts_ms: int | None = None
+
+
+SKIP = Change("skip")
 
 
 class DebeziumEnvelope:
-    """How one event type's change events become upserts and deletes."""
+    """How one event type's change events become upserts, deletes and truncates."""
 
-    def __init__(self, contract: Contract, upsert_key: Sequence[str]) -> None:
+    def __init__(self, contract: Contract, settings: EventTypeSettings) -> None:
         types = {c.name: c.pg_type for c in contract.columns}
-        self._key = tuple((name, types[name]) for name in upsert_key)
+        self._key = tuple((name, types[name]) for name in settings.upsert_key)
+        self._truncates = settings.truncates
 
-    def change(self, event: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
-        """``("upsert", after)``, ``("delete", before)`` or ``("skip", None)``; raises a
-        dead letter for an envelope that is not one."""
+    def change(self, event: dict[str, Any]) -> Change:
+        """What the change event does; raises a dead letter for an envelope that is not
+        one."""
         # With the embedded schema the change is under "payload"; without, it is the event.
         payload = event.get("payload") if "op" not in event and "payload" in event else event
         if not isinstance(payload, dict):
@@ -52,14 +72,17 @@ class DebeziumEnvelope:
             after = payload.get("after")
             if not isinstance(after, dict):
                 raise _refused(f"op {op!r} with 'after' {show(after)}, not an object")
-            return "upsert", after
+            return Change("upsert", after, *_source(payload))
         if op == "d":
             before = payload.get("before")
             if not isinstance(before, dict):
                 raise _refused(f"op 'd' with 'before' {show(before)}, not an object")
-            return "delete", before
-        if op in SKIPPED:
-            return "skip", None
+            return Change("delete", before, *_source(payload))
+        if op == "t":
+            return SKIP if self._truncates == "ignore" else Change("truncate", None,
+                                                                   *_source(payload))
+        if op == "m":
+            return SKIP
         raise _refused(f"'op' is {show(op)}, not one of c, r, u, d, t, m")
 
     def key_values(self, before: dict[str, Any]) -> tuple[Any, ...]:
@@ -75,6 +98,35 @@ class DebeziumEnvelope:
             except (ValueError, TypeError, OverflowError) as exc:
                 raise _refused(f"op 'd', 'before' field {name!r}: {why_unfit(exc)}") from None
         return tuple(values)
+
+
+def _source(payload: dict[str, Any]) -> tuple[int, int | None]:
+    """The change's source position and commit time (see the module's docstring)."""
+    source = payload.get("source")
+    if not isinstance(source, dict):
+        raise _refused(f"'source' is {show(source)}, not an object: the change has no place "
+                       "in its source's log to order it by")
+    ts_ms = source.get("ts_ms")
+    ts_ms = ts_ms if type(ts_ms) is int else None
+    lsn = source.get("lsn")
+    if lsn is not None:
+        position, where = lsn, "'source.lsn'"
+    elif "file" in source and "pos" in source:
+        position, where = _binlog(source.get("file"), source.get("pos")), "the binlog position"
+    else:
+        position, where = ts_ms, "'source.ts_ms' (it has no lsn, nor binlog file and pos)"
+    if type(position) is not int or not 0 <= position <= MAX_POSITION:
+        raise _refused(f"{where} is {show(position)}, not a position from 0 to {MAX_POSITION}")
+    return position, ts_ms
+
+
+def _binlog(file: Any, pos: Any) -> int | None:
+    """A MySQL binlog file's sequence number (``mysql-bin.000003``) and a position in it as
+    one number; None if they are not that."""
+    seq = file.rpartition(".")[2] if isinstance(file, str) else ""
+    if not seq.isdigit() or not seq.isascii() or type(pos) is not int or not 0 <= pos < 2**32:
+        return None
+    return (int(seq) << 32) | pos
 
 
 def _refused(why: str) -> EventRejected:

@@ -22,8 +22,8 @@ import orjson
 from processor.contracts import Column, Contract
 from processor.core.errors import EventRejected
 from processor.core.pgtime import UTC_MILLIS, kafka_micros
-from processor.core.records import DELETE, ChildRows, Delete, Header
-from processor.core.row_layout import tail
+from processor.core.records import DELETE, TRUNCATE, ChildRows, Delete, Header, Truncate
+from processor.core.row_layout import mirrored, tail
 from processor.core.settings import FRAMED_FORMATS, Settings
 from processor.core.stalls import Stalls
 from processor.decode.children import ChildBuilder, compile_children
@@ -49,8 +49,10 @@ if TYPE_CHECKING:  # the transform stage's runtime is handed in, loaded once at 
     from processor.transform.chain import Chain
 
 # (event_type, row values), and the child rows when the event type has child tables, or
-# DELETE when the values are the key of a row to delete (a Debezium delete).
-Decoded = tuple[str, tuple[Any, ...]] | tuple[str, tuple[Any, ...], ChildRows | Delete]
+# DELETE when the values are the key of a row to delete (a Debezium delete), or TRUNCATE
+# when they are a mirror's truncate (processor.core.row_layout lays out both).
+Decoded = tuple[str, tuple[Any, ...]] | tuple[
+    str, tuple[Any, ...], ChildRows | Delete | Truncate]
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +164,7 @@ class Decoder:
         self._tombstones = {name: TombstoneKey(contract, settings.event_types[name])
                             for name, contract in contracts.items()}
         self._envelopes = {t.name: (t.event_type, DebeziumEnvelope(
-            contracts[t.event_type], settings.event_types[t.event_type].upsert_key))
+            contracts[t.event_type], settings.event_types[t.event_type]))
             for t in settings.topics if t.event_type in settings.debezium_types}
         self._book = book
         # Without a book (no registry configured: a tool that reads JSON topics only), the
@@ -229,18 +231,30 @@ class Decoder:
     def _change(self, topic: str, partition: int, offset: int, timestamp_ms: int,
                 event: dict[str, Any], key: bytes | None, headers: Sequence[Header]
                 ) -> Decoded | None:
-        """A Debezium change event: its row (``after``) as any event's, the delete of its
-        key's row, or None (a truncate, a message: no row changes)."""
+        """A Debezium change event: its row (``after``) as any event's, with its source
+        position and commit time; the delete of its key's row; a truncate; or None (a
+        message, an ignored truncate: no row changes)."""
         event_type, envelope = self._envelopes[topic]
-        what, record = envelope.change(event)
-        if what == "skip" or record is None:
+        change = envelope.change(event)
+        if change.what == "skip":
             return None
-        if what == "upsert":
+        # The source's commit time is the row's event time; the Kafka timestamp if it has
+        # none (or one PostgreSQL cannot hold).
+        source_ms = change.ts_ms if change.ts_ms is not None and (
+            UTC_MILLIS[0] <= change.ts_ms <= UTC_MILLIS[1]) else timestamp_ms
+        if change.what == "upsert":
+            assert change.record is not None
             # raw is the row as the source has it, not the envelope (schema and all)
-            return self._event(topic, partition, offset, timestamp_ms, render(record),
-                               record, key, headers)
-        return event_type, _key_row(envelope.key_values(record), topic, partition, offset,
-                                    timestamp_ms), DELETE
+            decoded = self._event(topic, partition, offset, timestamp_ms,
+                                  render(change.record), change.record, key, headers)
+            if decoded is None:
+                return None
+            row = mirrored(decoded[1], change.position, kafka_micros(source_ms))
+            return (decoded[0], row) if len(decoded) == 2 else (decoded[0], row, decoded[2])
+        head = (change.position,) if change.record is None else (
+            *envelope.key_values(change.record), change.position)
+        row = _key_row(head, topic, partition, offset, timestamp_ms, source_ms)
+        return event_type, row, DELETE if change.what == "delete" else TRUNCATE
 
     def decode_framed(
         self, topic: str, partition: int, offset: int, timestamp_ms: int, value: bytes | None,
@@ -367,13 +381,15 @@ def _reader(fmt: str, contract: Contract) -> Any:
 
 
 def _key_row(key: tuple[Any, ...], topic: str, partition: int, offset: int,
-             timestamp_ms: int) -> tuple[Any, ...]:
-    """The row of a record that deletes its key's row: the key's values and the metadata
-    columns (the Kafka timestamp as the event time, no raw)."""
+             timestamp_ms: int, event_ms: int | None = None) -> tuple[Any, ...]:
+    """The row of a record that deletes its key's row (or a mirror's truncate): ``key``
+    (the key's values, and a mirror's source position) and the metadata columns (the
+    Kafka timestamp as the event time unless ``event_ms`` is given, no raw)."""
     if not UTC_MILLIS[0] <= timestamp_ms <= UTC_MILLIS[1]:
         raise _timestamp_refused(timestamp_ms)
     kafka_ts = kafka_micros(timestamp_ms)
-    return (*key, *tail(event_time=kafka_ts, kafka_topic=topic, kafka_partition=partition,
+    event_time = kafka_ts if event_ms is None else kafka_micros(event_ms)
+    return (*key, *tail(event_time=event_time, kafka_topic=topic, kafka_partition=partition,
                         kafka_offset=offset, kafka_timestamp=kafka_ts, raw=None))
 
 

@@ -12,7 +12,15 @@ import structlog
 from processor.core import metrics
 from processor.core.errors import EventRejected, describe
 from processor.core.progress import PartitionProgress
-from processor.core.records import Chunk, DeadLetter, Delete, Item, Row, TopicPartitionKey
+from processor.core.records import (
+    Chunk,
+    DeadLetter,
+    Delete,
+    Item,
+    Row,
+    TopicPartitionKey,
+    Truncate,
+)
 from processor.core.row_layout import RAW
 from processor.core.stalls import Stalls
 from processor.decode.decoder import Decoder
@@ -157,11 +165,14 @@ class DecodeStage:
                 # The row holds the framed bytes and their JSON (raw): the lanes' byte
                 # bounds must count both, or memory grows with a compact format.
                 nbytes += len(decoded[1][RAW])
-            extra = decoded[2] if len(decoded) == 3 else None  # child rows, or a delete
-            deletes = isinstance(extra, Delete)
-            items.append(Row(decoded[0], decoded[1], chunk, nbytes, rec.key, list(rec.headers),
-                             rec.timestamp, value is None or deletes, value,
-                             None if isinstance(extra, Delete) else extra))
+            extra = decoded[2] if len(decoded) == 3 else None  # child rows, a delete, …
+            if extra is None or type(extra) is tuple:
+                items.append(Row(decoded[0], decoded[1], chunk, nbytes, rec.key,
+                                 list(rec.headers), rec.timestamp, value is None, value, extra))
+            else:  # a mirror's delete or truncate
+                items.append(Row(decoded[0], decoded[1], chunk, nbytes, rec.key,
+                                 list(rec.headers), rec.timestamp, isinstance(extra, Delete),
+                                 value, truncate=isinstance(extra, Truncate)))
         if filtered:
             metrics.EVENTS_FILTERED.labels(chunk.tp[0]).inc(filtered)
             segment.progress.mark_done(chunk, filtered)

@@ -138,7 +138,21 @@ def merge_status(statuses: Mapping[int, dict[str, Any] | None],
         parts, lag=summed("lag"),
         max_lag_seconds=max((t.get("max_lag_seconds", 0.0) for t in totals), default=0.0),
         written_per_s=summed("written_per_s"), dead_letters=summed("dead_letters"),
-        owned=summed("partitions"), paused=summed("paused"), workers=workers)
+        owned=summed("partitions"), paused=summed("paused"),
+        mirrors=_merged_mirrors([m for s in answered.values() for m in s.get("mirrors", [])]),
+        workers=workers)
+
+
+def _merged_mirrors(mirrors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each mirror once: the workers' changes summed, the largest lag (each worker's is of
+    its own latest commit)."""
+    merged: dict[str, dict[str, Any]] = {}
+    for m in mirrors:
+        seen = merged.setdefault(m["event_type"], {**m, "changes": 0, "deletes": 0})
+        seen["lag_seconds"] = max(seen["lag_seconds"], m["lag_seconds"])
+        seen["changes"] += m["changes"]
+        seen["deletes"] += m["deletes"]
+    return [merged[name] for name in sorted(merged)]
 
 
 def failing_checks(answer: Mapping[str, Any]) -> str:

@@ -86,7 +86,7 @@ class Observability:
             max_lag_seconds=max((s for _, (_, s) in latest), default=0.0),
             written_per_s=self.poller.written_per_s,
             dead_letters=int(metrics.total(metrics.EVENTS_DEAD_LETTERED)),
-            owned=len(self._book.owned()), paused=len(paused))
+            owned=len(self._book.owned()), paused=len(paused), mirrors=mirrors())
 
     def _paused(self) -> set[tuple[str, int]]:
         return {(tp.topic, tp.partition) for tp in self._source.consumer.paused()}
@@ -141,3 +141,14 @@ class Observability:
         finally:
             conn.terminate()
         return Check(True, {"probe": "SELECT 1"})
+
+
+def mirrors() -> list[dict[str, Any]]:
+    """The status page's mirrors: each that has written, its lag behind its source and the
+    changes (and, of those, deletes) it wrote."""
+    lag = metrics.by_label(metrics.MIRROR_LAG, "event_type")
+    written = metrics.by_label(metrics.EVENTS_WRITTEN, "event_type")
+    deletes = metrics.by_label(metrics.DELETES_WRITTEN, "event_type")
+    return [{"event_type": name, "lag_seconds": round(seconds, 3),
+             "changes": written.get(name, 0), "deletes": deletes.get(name, 0)}
+            for name, seconds in sorted(lag.items())]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from processor.contracts import Contract
 from processor.core.child_layout import table_key
 from processor.core.identifiers import qualified, quote_ident, stage_table
-from processor.core.row_layout import META, POSITION
+from processor.core.row_layout import META, POSITION, SOURCE_POSITION
 from processor.core.row_layout import columns as row_columns
 from processor.core.settings import Settings
 from processor.schema.children import ChildSpec
@@ -20,6 +20,8 @@ from processor.schema.partitions import default_partition_ddl, function_ddl, int
 from processor.schema.rollups import RollupSpec, with_rollups
 
 MAX_IDENTIFIER = 63  # PostgreSQL's NAMEDATALEN - 1
+# A timestamptz from the decoder's integer form (microseconds since 2000-01-01 UTC).
+_FROM_MICROS = "(timestamptz '2000-01-01 00:00:00+00' + {} * interval '1 microsecond')"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,8 @@ class TableSpec:
     key_types: tuple[str, ...] = ()  # upsert: the PostgreSQL types of the key's columns
     merge: bool = False  # upsert: a null or absent field keeps the stored value
     children: tuple[ChildSpec, ...] = ()  # arrays of its events as tables of their own
+    # A mirror's (envelope debezium): a delete keeps the row with deleted_at set.
+    soft_delete: bool = False
 
     @property
     def partitioned(self) -> bool:
@@ -149,22 +153,56 @@ class TableSpec:
                 f"{x}.kafka_offset >= {s}.kafka_offset")
 
     def delete_sql(self) -> str:
-        """Delete the rows of the keys whose last event in a batch is a tombstone.
+        """Delete the rows of the keys whose last event in a batch is a tombstone (or a
+        mirror's delete).
 
-        ``$1 … $n`` are the key columns as arrays, then the tombstones' partitions and
-        offsets. The same rule as an upsert's: a row written from another partition (the
-        topic was repartitioned), or at an earlier offset, goes; a newer row stays, so a
-        tombstone replayed after a later update deletes nothing.
+        ``$1 … $n`` are the key columns as arrays, then (a mirror's) the deletes' source
+        positions, then the partitions and offsets, then (soft deletes) the event times. The
+        same rule as an upsert's: a row written from another partition (the topic was
+        repartitioned), or at an earlier offset (a mirror's: an earlier source position),
+        goes; a newer row stays, so a delete replayed after a later update deletes nothing.
+        A soft delete keeps the row, with ``deleted_at`` and the delete's position, so a
+        replayed older change cannot bring it back either.
         """
         n = len(self.key)
         names = [quote_ident(c) for c in self.key]
         arrays = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(self.key_types))
         match = " AND ".join(f"t.{c} = d.{c}" for c in names)
+        if self.version is None:
+            return (
+                f"DELETE FROM {self.qualified} AS t USING unnest({arrays}, ${n + 1}::int[], "
+                f"${n + 2}::bigint[]) AS d({', '.join(names)}, p, o) WHERE {match} "
+                "AND (t.kafka_partition <> d.p OR t.kafka_offset < d.o)"
+            )
+        v = quote_ident(self.version)
+        newer = f"(t.{v}, t.kafka_offset) < (d.v, d.o)"
+        rest = f"${n + 1}::bigint[], ${n + 2}::int[], ${n + 3}::bigint[]"
+        if not self.soft_delete:
+            return (f"DELETE FROM {self.qualified} AS t USING unnest({arrays}, {rest}) "
+                    f"AS d({', '.join(names)}, v, p, o) WHERE {match} AND {newer}")
         return (
-            f"DELETE FROM {self.qualified} AS t USING unnest({arrays}, ${n + 1}::int[], "
-            f"${n + 2}::bigint[]) AS d({', '.join(names)}, p, o) WHERE {match} "
-            "AND (t.kafka_partition <> d.p OR t.kafka_offset < d.o)"
+            f"UPDATE {self.qualified} AS t SET deleted_at = {_FROM_MICROS.format('d.e')}, "
+            f"event_time = {_FROM_MICROS.format('d.e')}, {v} = d.v, kafka_partition = d.p, "
+            "kafka_offset = d.o, ingested_at = now() "
+            f"FROM unnest({arrays}, {rest}, ${n + 4}::bigint[]) "
+            f"AS d({', '.join(names)}, v, p, o, e) WHERE {match} AND {newer}"
         )
+
+    def truncate_sql(self) -> str:
+        """A mirror's truncate: ``$1`` its source position; with soft deletes also ``$2``
+        and ``$3`` its partition and offset, ``$4`` its event time.
+
+        Every row of an earlier source position goes (or, with soft deletes, is marked
+        deleted, taking the truncate's position so that no older change brings it back);
+        the changes after the truncate, in the same batch or later, stay.
+        """
+        assert self.version is not None
+        v = quote_ident(self.version)
+        if not self.soft_delete:
+            return f"DELETE FROM {self.qualified} AS t WHERE t.{v} < $1"
+        return (f"UPDATE {self.qualified} AS t SET deleted_at = coalesce(t.deleted_at, "
+                f"{_FROM_MICROS.format('$4::bigint')}), {v} = $1, kafka_partition = $2, "
+                f"kafka_offset = $3, ingested_at = now() WHERE t.{v} < $1")
 
     def _version_order(self) -> tuple[str, str]:
         """How the staged events of one key are ranked, and when one replaces the row.
@@ -197,7 +235,9 @@ def table_spec(contract: Contract, settings: Settings) -> TableSpec:
     key = table_key(et, contract.id_field)
     if et.write_mode == "upsert":
         return TableSpec(contract.event_type, schema, et.table, columns, key, upsert=True,
-                         indexes=indexes, version=et.version_field,
+                         indexes=indexes,
+                         version=SOURCE_POSITION.name if et.envelope == "debezium"
+                         else et.version_field, soft_delete=et.deletes == "soft",
                          merge=et.update_mode == "merge",
                          key_types=tuple(next(c.pg_type for c in contract.columns
                                               if c.name == k) for k in et.upsert_key),

@@ -26,10 +26,19 @@ from typing import Any
 
 import asyncpg
 
-from processor.core.errors import SinkUnavailable, describe, encoding_rows
+from processor.core import metrics
+from processor.core.errors import SinkUnavailable, TruncateHeld, describe, encoding_rows
 from processor.core.offsets import OffsetStore
+from processor.core.pgtime import kafka_micros
 from processor.core.records import DeadLetter, Item, Row, TopicPartitionKey
-from processor.core.row_layout import offset_of, partition_of, topic_of
+from processor.core.row_layout import (
+    SOURCE_POSITION,
+    event_time_of,
+    offset_of,
+    partition_of,
+    position_of,
+    topic_of,
+)
 from processor.core.settings import Settings
 from processor.core.verdict import stale_connection
 from processor.deadletter.table import DeadLetterTable
@@ -60,6 +69,10 @@ class BatchWriter:
         self._offsets = offsets
         self._insert = {name: spec.insert_sql() for name, spec in specs.items()}
         self._delete = {name: spec.delete_sql() for name, spec in specs.items() if spec.upsert}
+        self._mirrors = {name for name, spec in specs.items()
+                         if spec.version == SOURCE_POSITION.name}
+        self._truncates = {name: specs[name].truncate_sql() for name in self._mirrors
+                           if settings.event_types[name].truncates == "truncate"}
         self._rolled_up = {name for name, spec in specs.items() if spec.rollups}
         self._children = {name: spec.children for name, spec in specs.items() if spec.children}
         self._child_sql = {c.name: _ChildSql.of(spec, c) for spec in specs.values()
@@ -74,10 +87,13 @@ class BatchWriter:
         """Write ``items`` and the watermarks ``marks`` atomically."""
         rows: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
         stones: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+        truncates: dict[str, tuple[Any, ...]] = {}
         items_of: dict[str, Staged] = defaultdict(Staged)
         dead: list[DeadLetter] = []
         for item in items:
-            if isinstance(item, Row):
+            if isinstance(item, Row) and item.truncate:
+                truncates[item.event_type] = self._truncate(item, truncates)
+            elif isinstance(item, Row):
                 (stones if item.tombstone else rows)[item.event_type].append(item.values)
                 if item.children is not None:
                     _stage_children(items_of, self._children[item.event_type], item)
@@ -95,6 +111,11 @@ class BatchWriter:
                 async with conn.transaction():
                     await self._statements(conn, rows, deletes, dead, writer, marks,
                                            items_of)
+                    for event_type, values in truncates.items():
+                        args = (position_of(values), partition_of(values),
+                                offset_of(values), event_time_of(values))
+                        await conn.execute(self._truncates[event_type], *args[
+                            :4 if self._specs[event_type].soft_delete else 1])
             except Exception as exc:
                 if stale_connection(exc):
                     # A failover: every pooled connection may point at the old primary, now
@@ -108,6 +129,35 @@ class BatchWriter:
                         f"connection lost during the batch: {describe(exc)}") from exc
                 raise
         self.last_commit = time.monotonic()
+        self._mirror_lag(rows, stones, truncates)
+
+    def _truncate(self, row: Row, seen: Mapping[str, tuple[Any, ...]]) -> tuple[Any, ...]:
+        """A mirror's truncate, or the batch's latest one of its table (the latest empties
+        what the earlier ones would); raises while its ``truncates`` is ``stall``."""
+        if row.event_type not in self._truncates:
+            raise TruncateHeld(
+                f"table {self._specs[row.event_type].name}: its source table was truncated "
+                f"(topic {topic_of(row.values)}, partition {partition_of(row.values)}, offset "
+                f"{offset_of(row.values)}); with event_types.{row.event_type}.truncates: stall "
+                "the mirror waits: set truncates to truncate (empty the mirror) or ignore, "
+                "and restart")
+        earlier = seen.get(row.event_type)
+        return row.values if earlier is None or position_of(earlier) < position_of(
+            row.values) else earlier
+
+    def _mirror_lag(self, rows: Mapping[str, Sequence[tuple[Any, ...]]],
+                    stones: Mapping[str, Sequence[tuple[Any, ...]]],
+                    truncates: Mapping[str, tuple[Any, ...]]) -> None:
+        """Each mirror's lag behind its source: now, less the commit time at the source of
+        the latest change this batch wrote (a mirror's event time)."""
+        now_us = kafka_micros(int(time.time() * 1000))
+        for event_type in self._mirrors:
+            times = [event_time_of(v) for v in (*rows.get(event_type, ()),
+                                                *stones.get(event_type, ()))]
+            if event_type in truncates:
+                times.append(event_time_of(truncates[event_type]))
+            if times:
+                metrics.MIRROR_LAG.labels(event_type).set(max(0, now_us - max(times)) / 1e6)
 
     async def _statements(
         self, conn: Any, rows: Mapping[str, list[tuple[Any, ...]]],

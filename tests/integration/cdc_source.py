@@ -93,6 +93,8 @@ class DebeziumSource:
             # Numbers as JSON numbers (not Kafka Connect's base64 decimal bytes).
             "decimal.handling.mode=double",
             "tombstones.on.delete=true",
+            # Truncates too (skipped by default): the mirrors choose what each one does.
+            "skipped.operations=none",
         ]) + "\n")
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(

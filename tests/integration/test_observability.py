@@ -169,6 +169,9 @@ def test_prometheus_evaluates_every_query_and_the_lag_alert_fires_and_resolves(
             # Rates need two samples in their window: give them a few scrapes.
             time.sleep(6)
             for expr in dashboard_queries():
+                if "weir_mirror_" in expr or "weir_deletes_" in expr:
+                    prom.query(expr)  # this Weir has no mirror, no deletes: evaluates, empty
+                    continue
                 assert eventually(lambda e=expr: prom.query(e), 30, expr)
             for rule in alert_rules():
                 prom.query(rule["expr"])  # every alert expression evaluates

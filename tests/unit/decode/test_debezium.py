@@ -11,9 +11,11 @@ import pytest
 import yaml
 
 from processor.commands.check_event import check_event
-from processor.contracts import load_contracts
+from processor.contracts import ContractError, load_contracts
 from processor.core.errors import ConfigError, EventRejected
-from processor.core.records import DELETE
+from processor.core.pgtime import kafka_micros
+from processor.core.records import DELETE, TRUNCATE
+from processor.core.row_layout import META_NAMES, event_time_of, position_of
 from processor.core.settings import load_settings
 from processor.decode.decoder import Decoder
 from processor.transform.loader import load_chains
@@ -43,8 +45,13 @@ def decode(path: Path, event: Any) -> Any:
     return decoder(path).decode(TOPIC, 1, 9, KAFKA_MS, orjson.dumps(event), (), b'{"id":7}')
 
 
-def envelope(op: str, before: Any = None, after: Any = None, schema: bool = False) -> Any:
-    payload = {"op": op, "before": before, "after": after, "source": {"lsn": 1}}
+SOURCE_MS = 1_764_000_000_000  # the change's commit time at the source
+
+
+def envelope(op: str, before: Any = None, after: Any = None, schema: bool = False,
+             source: Any = None) -> Any:
+    payload = {"op": op, "before": before, "after": after,
+               "source": {"lsn": 1, "ts_ms": SOURCE_MS} if source is None else source}
     return {"schema": {"type": "struct"}, "payload": payload} if schema else payload
 
 
@@ -55,20 +62,61 @@ def test_a_create_read_or_update_is_its_after_row(tmp_path: Path, op: str,
     event_type, row = decode(debezium_config(tmp_path),
                              envelope(op, None, {"id": 7, "name": "a"}, schema))
     assert event_type == "shipment"
-    assert row[:2] == (7, "a")
+    assert row[:3] == (7, "a", 1)  # its columns, then its source position
+    assert row[3] == kafka_micros(SOURCE_MS)  # event_time: the commit at the source
+    assert row[-2] == kafka_micros(KAFKA_MS)
     assert orjson.loads(row[-1]) == {"id": 7, "name": "a"}  # raw: the row, not the envelope
+
+
+@pytest.mark.parametrize(("source", "position"), [
+    ({"lsn": 33_816_000, "ts_ms": SOURCE_MS}, 33_816_000),  # PostgreSQL
+    ({"file": "mysql-bin.000003", "pos": 154, "row": 0, "ts_ms": SOURCE_MS},
+     (3 << 32) | 154),  # MySQL: the binlog file's number, then the position in it
+    ({"ts_ms": SOURCE_MS}, SOURCE_MS),  # any other: the commit time
+])
+def test_a_change_is_ordered_by_its_place_in_the_source_log(tmp_path: Path, source: Any,
+                                                            position: int) -> None:
+    _, row = decode(debezium_config(tmp_path), envelope("u", None, {"id": 7}, source=source))
+    assert row[2] == position == position_of(row)
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    (None, "'source' is None, not an object"),
+    ({"lsn": -1}, "'source.lsn' is -1, not a position"),
+    ({"lsn": "0/16B3748"}, "'source.lsn' is '0/16B3748', not a position"),
+    ({"file": "binlog", "pos": 4}, "the binlog position is None"),
+    ({"db": "src"}, "'source.ts_ms' (it has no lsn, nor binlog file and pos) is None"),
+])
+def test_a_change_without_a_source_position_is_a_dead_letter(tmp_path: Path, source: Any,
+                                                             message: str) -> None:
+    event = envelope("u", None, {"id": 7})
+    event["source"] = source
+    with pytest.raises(EventRejected) as caught:
+        decode(debezium_config(tmp_path), event)
+    assert caught.value.reason == "envelope_error"
+    assert message in str(caught.value)
 
 
 def test_a_delete_is_its_keys_row_to_delete(tmp_path: Path) -> None:
     event_type, row, mark = decode(debezium_config(tmp_path),
                                    envelope("d", {"id": 7, "name": None}, None, True))
     assert (event_type, mark) == ("shipment", DELETE)
-    assert row[0] == 7
+    assert row[:2] == (7, 1)  # its key, its source position
+    assert event_time_of(row) == kafka_micros(SOURCE_MS)
     assert row[-1] is None  # no raw: as a tombstone's
-    # Its tombstone, and a truncate, change nothing.
+    # Its tombstone changes nothing.
     d = decoder(debezium_config(tmp_path))
     assert d.tombstone(TOPIC, 1, 10, KAFKA_MS, b'{"id":7}') is None
-    assert decode(debezium_config(tmp_path), envelope("t")) is None
+
+
+@pytest.mark.parametrize("truncates", ["truncate", "stall"])
+def test_a_truncate_is_its_source_position(tmp_path: Path, truncates: str) -> None:
+    event_type, row, mark = decode(debezium_config(tmp_path, truncates=truncates),
+                                   envelope("t", source={"lsn": 90, "ts_ms": SOURCE_MS}))
+    assert (event_type, mark, row[0], len(row)) == ("shipment", TRUNCATE, 90, 7)
+    # ignored, or a logical decoding message: nothing
+    assert decode(debezium_config(tmp_path, truncates="ignore"), envelope("t")) is None
+    assert decode(debezium_config(tmp_path), envelope("m")) is None
 
 
 @pytest.mark.parametrize(("event", "message"), [
@@ -99,6 +147,9 @@ def test_the_after_row_is_checked_against_the_contract(tmp_path: Path) -> None:
      "envelope debezium mirrors a table"),
     ({"key_field": "name", "version_field": "id"}, "envelope debezium mirrors a table"),
     ({"tombstones": "delete"}, "envelope debezium ignores tombstones"),
+    ({"time_field": "id"}, "envelope debezium: no time_field"),
+    ({"envelope": "none", "deletes": "soft"}, "deletes: only for envelope debezium"),
+    ({"envelope": "none", "truncates": "ignore"}, "truncates: only for envelope debezium"),
 ])
 def test_the_config_refuses_a_mirror_that_cannot_work(tmp_path: Path, changes: Any,
                                                       fragment: str) -> None:
@@ -107,13 +158,27 @@ def test_the_config_refuses_a_mirror_that_cannot_work(tmp_path: Path, changes: A
     assert fragment in str(caught.value)
 
 
+def test_a_mirror_refuses_a_column_named_as_weirs_own(tmp_path: Path) -> None:
+    path = debezium_config(tmp_path, deletes="soft")
+    (tmp_path / "shipment.json").write_text(orjson.dumps(
+        {**SCHEMA, "properties": {**SCHEMA["properties"], "deleted_at": {"type": "string"}}}
+    ).decode())
+    with pytest.raises(ContractError, match="'deleted_at' is a column Weir adds to a mirror"):
+        load_contracts(load_settings(path))
+
+
 def test_check_event_shows_a_delete_as_its_key(tmp_path: Path) -> None:
-    settings = load_settings(debezium_config(tmp_path))
+    settings = load_settings(debezium_config(tmp_path, deletes="soft"))
     verdict = asyncio.run(check_event(
         settings, load_contracts(settings), load_chains(settings), TOPIC,
         orjson.dumps(envelope("d", {"id": 7}, None)), timestamp_ms=KAFKA_MS))
     assert verdict.as_dict()["columns"]["id"] == 7
+    assert verdict.as_dict()["columns"]["source_position"] == 1
     assert verdict.as_dict()["columns"]["raw"] is None
+    truncate = asyncio.run(check_event(
+        settings, load_contracts(settings), load_chains(settings), TOPIC,
+        orjson.dumps(envelope("t")), timestamp_ms=KAFKA_MS))
+    assert set(truncate.as_dict()["columns"]) == {"source_position", *META_NAMES}
 
 
 def test_a_debezium_topic_is_json_and_names_its_event_type(tmp_path: Path) -> None:
