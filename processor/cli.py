@@ -358,6 +358,37 @@ def lag(
         return
 
 
+@app.command("cdc-contract")
+def cdc_contract(
+    config: ConfigOption,
+    topic: Annotated[str, typer.Option(help="A Debezium change topic (prefix.schema.table).")],
+    out: Annotated[Path | None, typer.Option(
+        help="Write the contract to this file (default: standard output).")] = None,
+) -> None:
+    """Write a mirror's contract (JSON Schema) from the schema the newest change event on
+    TOPIC carries (the JSON converter with schemas on), with Debezium's types mapped as
+    docs/cdc.md shows. Run it again, then `weir migrate`, after a column is added at the
+    source. Exit 1 if the topic has no such event."""
+    try:
+        settings = load_settings(config)
+    except ConfigError as exc:
+        _fail(str(exc))
+    from processor.commands.cdc_contract import NoSchema, contract_for, newest_schema
+    try:
+        contract = contract_for(_run(newest_schema(settings, topic)), topic)
+    except NoSchema as exc:
+        _fail(str(exc), code=1)
+    text = orjson.dumps(contract, option=orjson.OPT_INDENT_2).decode() + "\n"
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        out.write_text(text)
+    except OSError as exc:
+        _fail(f"--out {str(out)!r}: {exc.strerror or exc}")
+    typer.echo(f"{out}: {len(contract['properties'])} columns from {topic}", err=True)
+
+
 dlq_app = typer.Typer(help="Look at the dead letters and replay them.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
 

@@ -153,7 +153,10 @@ def observe_batch(items: Sequence[Item]) -> None:
         for item in items:
             if not isinstance(item, Row):
                 EVENTS_DEAD_LETTERED.labels(item.topic, item.reason).inc()
-    for event_type, count in CountOf(row.event_type for row in rows).items():
+    # A mirror's truncate is written by every lane (processor.partition.router): not an
+    # event of its table's.
+    for event_type, count in CountOf(row.event_type for row in rows
+                                     if not row.truncate).items():
         EVENTS_WRITTEN.labels(event_type).inc(count)
     for event_type, count in CountOf(row.event_type for row in rows if row.tombstone).items():
         DELETES_WRITTEN.labels(event_type).inc(count)

@@ -16,6 +16,11 @@ The tombstone Debezium writes after a delete (a null value, for log compaction) 
 nothing either: the table's tombstones are ignored. A primary-key change arrives as a
 delete of the old key and a create of the new one, and ends with exactly the new row.
 
+With the embedded schema, the logical-typed values of the row (Debezium's days,
+microseconds, decimals as bytes with a scale, JSON as text) are read as their columns take
+them (:mod:`processor.decode.debezium_types`, which also derives a mirror's contract from
+that schema).
+
 Every change carries its *source position*, its place in the source database's log, which
 orders the versions of a row whatever Kafka did to them (a topic recreated, a change
 replayed): PostgreSQL's ``source.lsn``; MySQL's binlog file and position; else the
@@ -32,6 +37,7 @@ from processor.contracts import Contract
 from processor.core.errors import EventRejected
 from processor.core.settings import EventTypeSettings
 from processor.decode.converters import check_text, converter_for, show, why_unfit
+from processor.decode.debezium_types import normalize, record_struct
 
 UPSERTS = frozenset({"c", "r", "u"})
 MAX_POSITION = 2**63 - 1  # a bigint
@@ -64,7 +70,8 @@ class DebeziumEnvelope:
         """What the change event does; raises a dead letter for an envelope that is not
         one."""
         # With the embedded schema the change is under "payload"; without, it is the event.
-        payload = event.get("payload") if "op" not in event and "payload" in event else event
+        embedded = "op" not in event and "payload" in event
+        payload = event.get("payload") if embedded else event
         if not isinstance(payload, dict):
             raise _refused(f"its payload is {show(payload)}, not an object")
         op = payload.get("op")
@@ -72,11 +79,15 @@ class DebeziumEnvelope:
             after = payload.get("after")
             if not isinstance(after, dict):
                 raise _refused(f"op {op!r} with 'after' {show(after)}, not an object")
+            if embedded:
+                _typed(after, event.get("schema"), "after")
             return Change("upsert", after, *_source(payload))
         if op == "d":
             before = payload.get("before")
             if not isinstance(before, dict):
                 raise _refused(f"op 'd' with 'before' {show(before)}, not an object")
+            if embedded:
+                _typed(before, event.get("schema"), "before")
             return Change("delete", before, *_source(payload))
         if op == "t":
             return SKIP if self._truncates == "ignore" else Change("truncate", None,
@@ -98,6 +109,14 @@ class DebeziumEnvelope:
             except (ValueError, TypeError, OverflowError) as exc:
                 raise _refused(f"op 'd', 'before' field {name!r}: {why_unfit(exc)}") from None
         return tuple(values)
+
+
+def _typed(record: dict[str, Any], schema: Any, which: str) -> None:
+    """The record's logical-typed values as its contract reads them, by the embedded schema
+    (:mod:`processor.decode.debezium_types`)."""
+    struct = record_struct(schema, which)
+    if struct is not None:
+        normalize(record, struct)
 
 
 def _source(payload: dict[str, Any]) -> tuple[int, int | None]:

@@ -1,17 +1,24 @@
 """The partition stage: each event to a writer lane by its key, so every event of one key is
 written by one lane, in order.
 
+A mirror's truncate concerns every key, so it goes to every lane, in each lane's order: a
+lane empties the mirror up to the truncate's source position when it reaches it, after the
+older changes of its own keys, and the partition's watermark passes it only once every lane
+has. Rows older than the truncate that one lane writes after another lane's truncate are
+thus removed again by its own copy.
+
 crc32 rather than ``hash()``: Python salts ``hash`` of bytes per process, and a lane choice
 that is stable across processes and restarts makes logs and metrics comparable.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Protocol
 from zlib import crc32
 
-from processor.core.records import Item
+from processor.core.records import Item, Row
 
 
 class LaneInput(Protocol):
@@ -43,6 +50,12 @@ class Router:
         per_lane: list[list[Item]] = [[] for _ in range(count)]
         per_lane_bytes = [0] * count
         for item in items:
+            if isinstance(item, Row) and item.truncate and count > 1:
+                item.chunk.pending += count - 1  # each lane's copy is written, and counted
+                for lane in range(count):
+                    per_lane[lane].append(item if lane == 0 else copy.copy(item))
+                    per_lane_bytes[lane] += item.nbytes
+                continue
             lane = lane_for(item.key, item.chunk.tp[1], count)
             per_lane[lane].append(item)
             per_lane_bytes[lane] += item.nbytes

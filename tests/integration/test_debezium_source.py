@@ -3,14 +3,17 @@ PostgreSQL connector 3.6.1.Final in Kafka Connect (4.3.2: see deploy/cdc/pom.xml
 Weir while it is SIGKILLed every few seconds.
 
 The source is a PostgreSQL cluster of the test's own with logical decoding
-(``tests/integration/cdc_source.py``). A random workload of inserts, updates, deletes and
-primary-key changes on five tables of varied column types (integer, bigint, text, numeric,
-double, boolean, uuid, timestamptz, a timestamp sent as epoch microseconds, a composite
-key), a column added to one table mid-run and another table truncated (its mirror set to
-``truncates: truncate``); one mirror keeps its deleted rows (``deletes: soft``).
-Afterwards every mirror equals its source table (every row, every mirrored column, by value;
-the soft-deleting mirror's live rows), and a replay of every change from the earliest
-offsets keeps them equal.
+(``tests/integration/cdc_source.py``). Each mirror's contract is written by ``weir
+cdc-contract`` from its change events' schema. A random workload of 100,000 inserts,
+updates, deletes and primary-key changes on five tables of varied column types (integer,
+bigint, text, numeric, double, boolean, uuid, timestamptz, a timestamp sent as epoch
+microseconds, a composite key), a column added to one table mid-run and another table
+truncated (its mirror set to ``truncates: truncate``); one mirror keeps its deleted rows
+(``deletes: soft``). Afterwards every mirror equals its source table (every row, every
+mirrored column, by value; the soft-deleting mirror's live rows). Then the added column's
+contract again, ``weir migrate`` and the documented backfill from ``raw``: the mirror equals
+its source with the new column; and a replay of every change from the earliest offsets
+keeps every mirror equal.
 """
 
 from __future__ import annotations
@@ -47,37 +50,22 @@ DDL = [
     "CREATE TABLE devices (id uuid PRIMARY KEY, label text, seen bigint)",
     "CREATE TABLE memberships (team integer, member integer, role text, "
     "PRIMARY KEY (team, member))",
+    # A row each before the capture starts: its snapshot carries each table's schema, from
+    # which `weir cdc-contract` writes the mirror's contract.
+    "INSERT INTO customers VALUES (1, 'first', NULL, 1.50, now())",
+    "INSERT INTO products VALUES ('sku-000', 'first', 2.5, true)",
+    "INSERT INTO orders VALUES (1, 1, '2026-12-01 10:00:00.123456', 10.00, NULL)",
+    "INSERT INTO devices VALUES ('00000000-0000-0000-0000-000000000001', 'first', 1)",
+    "INSERT INTO memberships VALUES (1, 1, 'lead')",
 ]
-OPTIONAL = {"integer": {"type": ["integer", "null"]}, "text": {"type": ["string", "null"]},
-            "number": {"type": ["number", "null"]}, "boolean": {"type": ["boolean", "null"]},
-            "time": {"type": ["string", "null"], "format": "date-time"}}
-# Per table: its key, its columns as the after record has them (JSON Schema), and mapped ones.
-TABLES: dict[str, dict[str, Any]] = {
-    "customers": {"key": ["id"], "props": {
-        "id": {"type": "integer"}, "name": {"type": "string"}, "email": OPTIONAL["text"],
-        "balance": OPTIONAL["number"], "updated_at": OPTIONAL["time"]}},
-    "products": {"key": ["sku"], "props": {
-        "sku": {"type": "string"}, "title": OPTIONAL["text"], "price": OPTIONAL["number"],
-        "active": {"type": "boolean"}}},
-    "orders": {"key": ["id"], "props": {
-        "id": {"type": "integer"}, "customer_id": OPTIONAL["integer"],
-        "total": OPTIONAL["number"], "note": OPTIONAL["text"]},
-        # Debezium sends a timestamp without a zone as epoch microseconds (MicroTimestamp),
-        # under the column's own name: mapped to a timestamptz of another name.
-        "columns": [{"name": "placed", "path": "placed_at", "type": "timestamptz",
-                     "time_unit": "microseconds"}]},
-    "devices": {"key": ["id"], "props": {
-        "id": {"type": "string", "format": "uuid"}, "label": OPTIONAL["text"],
-        "seen": OPTIONAL["integer"]}},
-    "memberships": {"key": ["team", "member"], "props": {
-        "team": {"type": "integer"}, "member": {"type": "integer"},
-        "role": OPTIONAL["text"]}},
-}
+KEYS = {"customers": ["id"], "products": ["sku"], "orders": ["id"], "devices": ["id"],
+        "memberships": ["team", "member"]}
 # What each mirror is compared on, per table: the source's columns and the mirror's.
 COMPARED = {
     "customers": ("id, name, email, balance, updated_at", "id, name, email, balance, updated_at"),
     "products": ("sku, title, price, active", "sku, title, price, active"),
-    "orders": ("id, customer_id, placed_at, total, note", "id, customer_id, placed, total, note"),
+    "orders": ("id, customer_id, placed_at, total, note", "id, customer_id, placed_at, total, "
+               "note"),
     "devices": ("id, label, seen", "id, label, seen"),
     # Its mirror keeps deleted rows, marked: the live ones are the source's.
     "memberships": ("team, member, role", "team, member, role FROM memberships "
@@ -87,28 +75,33 @@ COMPARED = {
 MIRRORED = {"products": {"truncates": "truncate"}, "memberships": {"deletes": "soft"}}
 
 
-def contract(table: str) -> dict[str, Any]:
-    spec = TABLES[table]
-    return {"type": "object", "required": spec["key"], "properties": spec["props"]}
-
-
 def harness(tmp_path: Path, source: DebeziumSource) -> Harness:
+    """Five mirrors, their contracts still to write (``derive_contracts``)."""
     h = Harness(tmp_path, partitions=3)
 
     def add(config: dict[str, Any]) -> None:
         config["event_types"] = {}  # only the mirrors
         config["topics"] = []
-        for table, spec in TABLES.items():
-            schema = tmp_path / f"{table}.json"
-            schema.write_text(orjson.dumps(contract(table)).decode())
+        for table, key in KEYS.items():
             config["event_types"][table] = {
-                "schema_file": str(schema), "table": table, "envelope": "debezium",
-                "write_mode": "upsert", "upsert_key": spec["key"],
-                "key_field": spec["key"][0] if len(spec["key"]) == 1 else None,
-                "columns": spec.get("columns", []), **MIRRORED.get(table, {})}
+                "schema_file": str(tmp_path / f"{table}.json"), "table": table,
+                "envelope": "debezium", "write_mode": "upsert", "upsert_key": key,
+                "key_field": key[0] if len(key) == 1 else None, **MIRRORED.get(table, {})}
             config["topics"].append({"name": source.topic(table), "event_type": table})
     h.rewrite(add)
     return h
+
+
+def derive_contract(h: Harness, source: DebeziumSource, table: str) -> dict[str, Any]:
+    """``weir cdc-contract`` for one table's change topic, once its events are there."""
+    path = h.tmp / f"{table}.json"
+    deadline = time.monotonic() + 60
+    while (done := h.weir("cdc-contract", "--topic", source.topic(table), "--out",
+                          str(path))).returncode != 0:
+        assert time.monotonic() < deadline, done.stderr[-2000:]
+        time.sleep(1)
+    contract: dict[str, Any] = orjson.loads(path.read_bytes())
+    return contract
 
 
 class Workload:
@@ -119,6 +112,7 @@ class Workload:
         self.rand = random.Random(seed)
         self.done = 0
         self.skus = "sku"
+        self.tiers = False  # customers have a tier column
 
     async def run(self, changes: int, alter_at: int, truncate_at: int) -> None:
         conn = await asyncpg.connect(self.dsn)
@@ -126,6 +120,7 @@ class Workload:
             for i in range(changes):
                 if i == alter_at:  # a column added at the source, mid-run
                     await conn.execute("ALTER TABLE customers ADD COLUMN tier text")
+                    self.tiers = True
                 if i == truncate_at:
                     await conn.execute("TRUNCATE products")
                     self.skus = "new"  # none of the earlier skus again
@@ -136,7 +131,7 @@ class Workload:
 
     async def one(self, conn: asyncpg.Connection, i: int) -> None:
         r = self.rand
-        table = r.choice(list(TABLES))
+        table = r.choice(list(KEYS))
         kind = r.random()
         when = datetime(2026, 12, 1, tzinfo=UTC) + timedelta(microseconds=r.randrange(10**12))
         if table == "customers":
@@ -148,12 +143,14 @@ class Workload:
                                    "NOT EXISTS (SELECT 1 FROM customers WHERE id = $1 + 1000)",
                                    key)
             else:
+                tier = (", tier", ", $6", ", tier = $6") if self.tiers else ("", "", "")
                 await conn.execute(
-                    "INSERT INTO customers (id, name, email, balance, updated_at) VALUES "
-                    "($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET name = $2, "
-                    "email = $3, balance = $4, updated_at = $5", key, f"n{i}",
-                    None if kind > 0.9 else f"c{key}@example.com",
-                    Decimal(r.randrange(-10**8, 10**8)) / 100, when)
+                    f"INSERT INTO customers (id, name, email, balance, updated_at{tier[0]}) "
+                    f"VALUES ($1, $2, $3, $4, $5{tier[1]}) ON CONFLICT (id) DO UPDATE SET "
+                    f"name = $2, email = $3, balance = $4, updated_at = $5{tier[2]}", key,
+                    f"n{i}", None if kind > 0.9 else f"c{key}@example.com",
+                    Decimal(r.randrange(-10**8, 10**8)) / 100, when,
+                    *((r.choice(["gold", "silver", None]),) if self.tiers else ()))
         elif table == "products":
             sku = f"{self.skus}-{r.randrange(200):03d}"
             if kind < 0.1:
@@ -203,13 +200,15 @@ def normal(value: Any) -> Any:
     return value
 
 
-async def differences(source: DebeziumSource, h: Harness) -> dict[str, int]:
-    """Per table, how many rows differ between the source and its mirror."""
+async def differences(source: DebeziumSource, h: Harness,
+                      compared: dict[str, tuple[str, str]] = COMPARED) -> dict[str, int]:
+    """Per table, how many rows differ between the source and its mirror (on ``compared``:
+    the source's columns and the mirror's)."""
     src = await asyncpg.connect(source.dsn)
     dst = await asyncpg.connect(h.dsn, server_settings={"search_path": h.schema})
     out = {}
     try:
-        for table, (theirs, ours) in COMPARED.items():
+        for table, (theirs, ours) in compared.items():
             a = {tuple(map(normal, r)) for r in await src.fetch(f"SELECT {theirs} FROM {table}")}
             mirrored = ours if " FROM " in ours else f"{ours} FROM {table}"
             b = {tuple(map(normal, r)) for r in await dst.fetch(f"SELECT {mirrored}")}
@@ -229,7 +228,7 @@ def test_mirrors_of_a_real_debezium_source_stay_equal_through_sigkills(
     source = DebeziumSource(tmp_path, uuid.uuid4().hex[:10])
     asyncio.run(source.create(DDL))
     h = harness(tmp_path, source)
-    h.topics.update({f"cdc {t}": source.topic(t) for t in TABLES})  # deleted at cleanup
+    h.topics.update({f"cdc {t}": source.topic(t) for t in KEYS})  # deleted at cleanup
     try:
         settings = load_settings(h.config)
         # A truncate has no key, so Debezium's producer may put it on any partition: its
@@ -237,9 +236,14 @@ def test_mirrors_of_a_real_debezium_source_stay_equal_through_sigkills(
         asyncio.run(ensure_topics(settings.model_copy(update={"topics": [
             t for t in settings.topics if t.event_type == "products"]}), 1))
         asyncio.run(ensure_topics(settings, 3))
-        h.migrate()
         source.start()
         source.streaming()
+        # Every mirror's shape from its change events' schema, Debezium's types mapped.
+        contracts = {t: derive_contract(h, source, t) for t in KEYS}
+        assert contracts["orders"]["properties"]["placed_at"]["format"] == "date-time"
+        assert contracts["devices"]["properties"]["id"]["format"] == "uuid"
+        assert contracts["products"]["required"] == ["sku", "active"]
+        h.migrate()
         work = Workload(source.dsn, seed=4)
         changes = 100_000
         writer = threading.Thread(target=lambda: asyncio.run(
@@ -265,21 +269,32 @@ def test_mirrors_of_a_real_debezium_source_stay_equal_through_sigkills(
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
         assert h.scalar("SELECT count(*) FROM weir_dead_letters") == 0
-        rows = {t: h.scalar(f"SELECT count(*) FROM {t}") for t in TABLES}
+        rows = {t: h.scalar(f"SELECT count(*) FROM {t}") for t in KEYS}
         assert all(n > 50 for n in rows.values()), rows
-        # The column added at the source is in each later row's raw.
-        assert h.scalar("SELECT count(*) FROM customers WHERE raw ? 'tier'") > 0
         # The soft-deleting mirror kept deleted rows; the products' truncate emptied its
         # mirror (the skus before it are not written again after it).
         assert h.scalar("SELECT count(*) FROM memberships WHERE deleted_at IS NOT NULL") > 0
         assert h.scalar("SELECT count(*) FROM products WHERE sku LIKE 'sku-%'") == 0
         assert h.scalar("SELECT count(*) FROM products WHERE sku LIKE 'new-%'") > 50
 
+        # The column added at the source: in each later row's raw; then the contract again
+        # and weir migrate add it, the documented UPDATE fills it from raw for the rows
+        # written before (docs/cdc.md, Types), and the mirrors are equal with it.
+        assert h.scalar("SELECT count(*) FROM customers WHERE raw ? 'tier'") > 0
+        tier = derive_contract(h, source, "customers")["properties"]["tier"]
+        assert tier == {"type": ["string", "null"]}
+        h.migrate()
+        h.sql("UPDATE customers SET tier = raw->>'tier' WHERE raw ? 'tier'")
+        with_tier = {**COMPARED, "customers": ("id, name, email, balance, updated_at, tier",
+                                               "id, name, email, balance, updated_at, tier")}
+        assert asyncio.run(differences(source, h, with_tier)) == dict.fromkeys(COMPARED, 0)
+        assert h.scalar("SELECT count(*) FROM customers WHERE tier IS NOT NULL") > 0
+
         # Every change again from the earliest offsets: the mirrors stay equal.
         assert h.weir("offsets", "rewind", "--to-earliest", "--execute").returncode == 0
         again = h.weir("run", "--until-caught-up", timeout=300)
         assert again.returncode == 0, again.stderr[-3000:]
-        assert asyncio.run(differences(source, h)) == dict.fromkeys(COMPARED, 0)
+        assert asyncio.run(differences(source, h, with_tier)) == dict.fromkeys(COMPARED, 0)
     finally:
         h.cleanup()
         source.drop()

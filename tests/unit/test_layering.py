@@ -24,8 +24,10 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "processor"
 STAGES = ("source", "decode", "transform", "partition", "batch", "sink")
 # The stages' modules a command may import: check-event runs the decoder as the decode
-# stage does, and waits for a schema as it does.
-STAGE_ENTRY_POINTS = frozenset({"processor.decode.decoder", "processor.decode.framed"})
+# stage does, and waits for a schema as it does; cdc-contract types a mirror's columns with
+# the mapping the decoder reads Debezium's values by.
+STAGE_ENTRY_POINTS = frozenset({"processor.decode.decoder", "processor.decode.framed",
+                                "processor.decode.debezium_types"})
 
 
 def _module(path: Path) -> str:

@@ -37,3 +37,23 @@ async def test_the_router_gives_each_lane_its_share_in_order() -> None:
         assert [r.values for r in items] == sorted(r.values for r in items)  # kept in order
     assert sum(len(items) for items in got) == 30
     assert [b.nbytes for b in buffers] == [0, 0, 0]  # taken, byte counts included
+
+
+async def test_a_mirrors_truncate_goes_to_every_lane_in_its_order() -> None:
+    from processor.batch.buffer import LaneBuffer
+    from processor.core.records import Chunk, Row
+    from processor.partition.router import Router
+
+    buffers = [LaneBuffer(100, 10_000) for _ in range(3)]
+    chunk = Chunk(("src.public.products", 0), 0, 21, pending=21)
+    rows = [Row("product", (i,), chunk, 10, f"k{i % 7}".encode(), [], 0) for i in range(20)]
+    rows.insert(10, Row("product", (9.5,), chunk, 10, None, [], 0, truncate=True))
+    await Router(buffers).put(rows)
+    got = [await b.take(100, 10_000, 0) for b in buffers]
+    for items in got:
+        [where] = [i for i, r in enumerate(items) if r.truncate]
+        # after the lane's older rows, before its newer ones
+        assert all(r.values[0] < 9.5 for r in items[:where])
+        assert all(r.values[0] > 9.5 for r in items[where + 1:])
+    # The watermark passes the chunk once every lane wrote its copy.
+    assert chunk.pending == 23
