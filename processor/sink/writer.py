@@ -12,6 +12,8 @@ to the same current bucket, so each lane holds that row from its rollup upsert t
 commit while the others wait for it: merged last, that is one round trip and the commit,
 not the rest of the batch.
 (The offsets rows are the lane's own, ``writer`` in their key: no other lane waits for them.)
+A mirror's truncate runs last, after the batch's own changes of its table: it removes what is
+older than it, and every lane runs it in its own order (:mod:`processor.partition.router`).
 Either all of it is visible after COMMIT, or none of it: a crash at any point leaves the
 stored watermark at or below what is written, and the next owner resumes from there.
 """
