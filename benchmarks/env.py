@@ -154,6 +154,18 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+async def execute(sql: str) -> None:
+    """Run ``sql`` (one statement, or several without parameters) on the stack's database,
+    on a connection of its own."""
+    import asyncpg
+
+    conn = await asyncpg.connect(DSN)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
 async def drop(names: list[Names]) -> None:
     """Delete what ``names`` made (the run's own, never anyone else's).
 

@@ -38,7 +38,18 @@ import asyncpg
 import yaml
 
 from benchmarks import weir_phase
-from benchmarks.env import DSN, ROOT, Names, drop, git_sha, loadavg, weir, weir_env, write_config
+from benchmarks.env import (
+    DSN,
+    ROOT,
+    Names,
+    drop,
+    execute,
+    git_sha,
+    loadavg,
+    weir,
+    weir_env,
+    write_config,
+)
 
 TABLES = ["orders", "page_views"]
 PG_SETTINGS = """
@@ -342,11 +353,7 @@ def checkout(code: str) -> str:
 
 
 async def drop_schema(schema: str) -> None:
-    conn = await asyncpg.connect(DSN)
-    try:
-        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-    finally:
-        await conn.close()
+    await execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 def main() -> int:

@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 import psutil
 
-from benchmarks.env import DSN, WORK, weir, weir_env
+from benchmarks.env import DSN, WORK, execute, weir, weir_env
 
 
 @dataclass(frozen=True)
@@ -184,11 +184,7 @@ CREATE CONSTRAINT TRIGGER bench_commit_clock AFTER INSERT OR UPDATE ON {s}.weir_
 
 async def install_commit_clock(schema: str) -> None:
     """Record each batch transaction's commit time (see ``COMMIT_CLOCK``)."""
-    conn = await asyncpg.connect(DSN)
-    try:
-        await conn.execute(COMMIT_CLOCK.format(s=schema))
-    finally:
-        await conn.close()
+    await execute(COMMIT_CLOCK.format(s=schema))
 
 
 async def latencies(schema: str, tables: list[str], since_ms: int) -> dict[str, Any]:

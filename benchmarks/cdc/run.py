@@ -50,6 +50,7 @@ from benchmarks.env import (
     WORK,
     Names,
     drop,
+    execute,
     git_sha,
     loadavg,
     machine,
@@ -140,7 +141,8 @@ class Run:
         server before it, so that no phase inherits another's dirty buffers."""
         if self.args.max_load is not None and name.startswith(("weir", "jdbc")):
             wait_for_quiet(self.args.max_load)
-        asyncio.run(_checkpoint())
+        # Every phase starts with the WAL and shared buffers written out alike.
+        asyncio.run(execute("CHECKPOINT"))
         print(f"[bench-cdc] {name} (load {loadavg()})", flush=True)
         self.load[name] = {"before": loadavg()}
         started = time.perf_counter()
@@ -150,15 +152,6 @@ class Run:
             seconds = round(time.perf_counter() - started, 1)
             self.load[name] |= {"after": loadavg(), "seconds": seconds}
             print(f"[bench-cdc] {name} took {seconds}s", flush=True)
-
-
-async def _checkpoint() -> None:
-    """CHECKPOINT: every phase starts with the WAL and shared buffers written out alike."""
-    conn = await asyncpg.connect(DSN)
-    try:
-        await conn.execute("CHECKPOINT")
-    finally:
-        await conn.close()
 
 
 def weir_config(names: Names, topic: str, partitions: int) -> Path:
@@ -266,7 +259,7 @@ def measure_jdbc(run: Run, tasks: int) -> dict[str, Any]:
     figures once its table equals the model (or it stalls, or exits)."""
     names = CdcNames.fresh("cj")
     run.names.append(names)
-    asyncio.run(_jdbc_table(names.schema))
+    asyncio.run(execute(JDBC_TABLE.format(s=names.schema)))
     log = weir_phase.work_file(f"{names.suffix}.connect.log")
     # The worker's properties and its offsets file live and die with the phase.
     with tempfile.TemporaryDirectory(prefix="weir-bench-cdc-") as tmp:
@@ -290,14 +283,6 @@ def measure_jdbc(run: Run, tasks: int) -> dict[str, Any]:
         run.notes.append(f"the JDBC sink (tasks.max={tasks}) did not reach the model: exit "
                          f"code {cost.exit_code} (see benchmarks/results/tmp/{log.name})")
     return figures(names, cost, result, run, stopped)
-
-
-async def _jdbc_table(schema: str) -> None:
-    conn = await asyncpg.connect(DSN)
-    try:
-        await conn.execute(JDBC_TABLE.format(s=schema))
-    finally:
-        await conn.close()
 
 
 def ratios(weir_f: dict[str, Any], jdbc_f: dict[str, Any]) -> dict[str, float | None]:

@@ -27,7 +27,7 @@ from typing import Any
 import asyncpg
 
 from benchmarks.connect import envelope
-from benchmarks.env import BOOTSTRAP, DSN, ROOT, Names
+from benchmarks.env import BOOTSTRAP, DSN, ROOT, Names, execute
 from benchmarks.weir_phase import Measured, ProcessCost, steady_rate, work_file
 
 HERE = ROOT / "benchmarks" / "connect"
@@ -120,11 +120,7 @@ def command(worker: Path, connector: Path) -> list[str]:
 
 async def make_tables(schema: str) -> None:
     """``tables.sql`` into ``schema``."""
-    conn = await asyncpg.connect(DSN)
-    try:
-        await conn.execute((HERE / "tables.sql").read_text().replace("@SCHEMA@", schema))
-    finally:
-        await conn.close()
+    await execute((HERE / "tables.sql").read_text().replace("@SCHEMA@", schema))
 
 
 async def wait_for_rows(schema: str, expected: int, measured: Measured,
