@@ -210,8 +210,7 @@ def _mirror_columns(name: str, et: EventTypeSettings, taken: set[str]) -> tuple[
         if meta.name in taken:
             raise ContractError(f"event_types.{name}: {meta.name!r} is a column Weir adds to a "
                                 "mirror itself; the schema or a mapped column takes it")
-    return tuple(Column(m.name, m.ddl.removesuffix(" NOT NULL"), not m.ddl.endswith("NOT NULL"))
-                 for m in wanted)
+    return tuple(Column(m.name, m.pg_type, m.nullable) for m in wanted)
 
 
 def _mapped_columns(name: str, et: EventTypeSettings, own: set[str]) -> dict[str, Column]:

@@ -39,6 +39,16 @@ class MetaColumn:
     ddl: str  # the column's type and constraint in ``CREATE TABLE``
     doc: str
 
+    @property
+    def pg_type(self) -> str:
+        """The column's PostgreSQL type, from its DDL (``timestamptz NOT NULL``)."""
+        return self.ddl.removesuffix(" NOT NULL")
+
+    @property
+    def nullable(self) -> bool:
+        """May the column hold NULL?"""
+        return not self.ddl.endswith(" NOT NULL")
+
 
 META: tuple[MetaColumn, ...] = (
     MetaColumn("event_time", "timestamptz NOT NULL",
@@ -50,8 +60,8 @@ META: tuple[MetaColumn, ...] = (
     MetaColumn("raw", "jsonb NOT NULL", "the whole event as JSON (as decoded, any format)"),
 )
 META_NAMES: tuple[str, ...] = tuple(m.name for m in META)
-# Each metadata column's PostgreSQL type, from its DDL (``timestamptz NOT NULL``).
-META_TYPES: Mapping[str, str] = {m.name: m.ddl.removesuffix(" NOT NULL") for m in META}
+# Each metadata column's PostgreSQL type.
+META_TYPES: Mapping[str, str] = {m.name: m.pg_type for m in META}
 # The Kafka coordinates that identify a record: the key of a table without an id field.
 COORDINATES = ("kafka_topic", "kafka_partition", "kafka_offset")
 
