@@ -220,12 +220,19 @@ def run(
     from processor.runtime.startup import StartupRefused
 
     async def go() -> int:
-        pipeline = Pipeline(settings, contracts, transforms)
-        gc_tuning.tune()
-        if worker_id is None:
-            return await pipeline.run(until_caught_up=until_caught_up)
+        from processor.runtime.mirrors import Mirrors
         from processor.workers.child import run_worker
-        return await run_worker(pipeline, until_caught_up)
+        mirrors = Mirrors(settings, contracts) if settings.cdc.mirrors else None
+        while True:
+            found = await mirrors.prepare() if mirrors is not None else None
+            pipeline = Pipeline(found.settings if found else settings,
+                                found.contracts if found else contracts, transforms, mirrors)
+            gc_tuning.tune()
+            code = await (pipeline.run(until_caught_up=until_caught_up) if worker_id is None
+                          else run_worker(pipeline, until_caught_up))
+            if pipeline.reloading is None:
+                return code
+            log.info("starting again", reason=pipeline.reloading)
 
     try:
         code = _run(go())
@@ -387,6 +394,43 @@ def cdc_contract(
     except OSError as exc:
         _fail(f"--out {str(out)!r}: {exc.strerror or exc}")
     typer.echo(f"{out}: {len(contract['properties'])} columns from {topic}", err=True)
+
+
+@app.command("cdc-mirrors")
+def cdc_mirrors(
+    config: ConfigOption,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List the change topics the patterns of cdc.mirrors match: each mirror's table, key
+    and columns, or why a topic is not mirrored (yet). Changes nothing; `weir run` creates
+    and evolves the tables."""
+    settings, contracts, _ = _load(config)
+    if not settings.cdc.mirrors:
+        _fail("cdc.mirrors names no pattern")
+    from processor.runtime.mirrors import Mirrors, Plan
+
+    async def find() -> Plan:
+        mirrors = Mirrors(settings, contracts)
+        return await mirrors.settle(await mirrors.find(), apply=False)
+    found = _run(find())
+    rows: list[dict[str, Any]] = [
+        {"topic": topic, "state": "mirrored", "table": name,
+         "key": found.settings.event_types[name].upsert_key,
+         "columns": {c.name: c.pg_type for c in found.contracts[name].columns}}
+        for topic, name in sorted(found.mirrored.items())]
+    rows += [{"topic": topic, "state": kind, "why": why}
+             for topic, (kind, why) in sorted(found.unmirrored.items())]
+    if as_json:
+        typer.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        return
+    for row in rows:
+        if row["state"] == "mirrored":
+            typer.echo(f"{row['topic']} -> {row['table']} (key {', '.join(row['key'])}; "
+                       f"{len(row['columns'])} columns)")
+        else:
+            typer.echo(f"{row['topic']}: {row['state']}: {row['why']}")
+    if not rows:
+        typer.echo("no topic matches")
 
 
 dlq_app = typer.Typer(help="Look at the dead letters and replay them.", no_args_is_help=True)
@@ -555,6 +599,16 @@ OffsetPartition = Annotated[int | None, typer.Option(
     "--partition", min=0, help="Only this partition (with --topic).")]
 
 
+def _mirrored(loaded: Loaded) -> Settings:
+    """The settings with the mirrors ``cdc.mirrors`` finds now (their topics too), for the
+    commands that act on every topic read."""
+    settings, contracts, _ = loaded
+    if not settings.cdc.mirrors:
+        return settings
+    from processor.runtime.mirrors import Mirrors
+    return _run(Mirrors(settings, contracts).find()).settings
+
+
 @offsets_app.command("show")
 def offsets_show(
     config: ConfigOption, topic: OffsetTopic = None, partition: OffsetPartition = None,
@@ -562,7 +616,7 @@ def offsets_show(
 ) -> None:
     """Per partition: the stored next offset (PostgreSQL, the truth), Kafka's committed
     offset, the log start and end, and when the stored position was written."""
-    settings, _, _ = _load(config)
+    settings = _mirrored(_load(config))
     from processor.commands.rewind import positions, render_positions
     rows = _run(positions(settings, topic, partition))
     if as_json:
@@ -587,7 +641,7 @@ def offsets_rewind(
 ) -> None:
     """Move the group's stored offsets (PostgreSQL and Kafka) to a time or an offset; a dry
     run unless --execute, refused while the group has live members."""
-    settings, _, _ = _load(config)
+    settings = _mirrored(_load(config))
     from processor.commands.rewind import GroupIsLive, Target, apply, plan, render_plan
     chosen = [to_time is not None, to_offset is not None, to_earliest, to_latest]
     if chosen.count(True) != 1:

@@ -146,6 +146,8 @@ def load_contract(name: str, path: Path | None, settings: Settings,
     et = settings.event_types[name]
     if registered is not None:
         schema, where = registered.schema, registered.where
+    elif et.contract is not None:
+        schema, where = et.contract, f"event_types.{name}.contract"
     else:
         assert path is not None
         schema, where = _schema_file(name, path)
@@ -344,7 +346,8 @@ def load_contracts(settings: Settings, wait_for_registry: bool = False
                     name, None, settings, registered_contract(name, settings,
                                                               wait_for_registry))
             else:
-                contracts[name] = load_contract(name, settings.schema_path(name), settings)
+                path = None if et.contract is not None else settings.schema_path(name)
+                contracts[name] = load_contract(name, path, settings)
         except ContractError as exc:
             problems.append(str(exc))
     if problems:

@@ -13,15 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-
-from processor.core.connections import kafka_client
 from processor.core.settings import Settings
+from processor.decode.change_topics import NEWEST, newest_changes
 from processor.decode.debezium_types import contract_of, record_struct
-
-NEWEST = 200  # records read back per partition, past tombstones and schemaless records
 
 
 class NoSchema(Exception):
@@ -30,43 +24,13 @@ class NoSchema(Exception):
 
 async def newest_schema(settings: Settings, topic: str) -> dict[str, Any]:
     """The envelope schema of the newest change event on ``topic`` that has one."""
-    admin = AIOKafkaAdminClient(**kafka_client(settings.kafka))
-    await admin.start()
-    try:
-        [described] = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    if described["error_code"] != 0 or not described["partitions"]:
-        raise NoSchema(f"topic {topic!r} does not exist (or has no partitions)")
-    tps = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
-    consumer = AIOKafkaConsumer(**kafka_client(settings.kafka), enable_auto_commit=False,
-                                group_id=None)
-    await consumer.start()
-    try:
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        starts = await consumer.beginning_offsets(tps)
-        best: tuple[int, dict[str, Any]] | None = None
-        for tp in tps:
-            first = max(starts[tp], ends[tp] - NEWEST)
-            if first >= ends[tp]:
-                continue
-            consumer.seek(tp, first)
-            while (position := await consumer.position(tp)) < ends[tp]:
-                batch = await consumer.getmany(tp, timeout_ms=5000)
-                for record in batch.get(tp, []):
-                    schema = _schema(record.value)
-                    if schema is not None and (best is None or record.timestamp >= best[0]):
-                        best = (record.timestamp, schema)
-                if not batch and await consumer.position(tp) == position:
-                    break  # nothing more within the wait: take what was read
-    finally:
-        await consumer.stop()
-    if best is None:
+    found = (await newest_changes(settings, [topic])).get(topic)
+    if found is None:
         raise NoSchema(
             f"no change event with an embedded schema among the newest {NEWEST} records of "
-            f"each partition of {topic!r}: is the value converter's schemas.enable on?")
-    return best[1]
+            f"each partition of {topic!r} (or no such topic): is the value converter's "
+            "schemas.enable on?")
+    return found.schema
 
 
 def contract_for(schema: dict[str, Any], topic: str) -> dict[str, Any]:
@@ -77,13 +41,3 @@ def contract_for(schema: dict[str, Any], topic: str) -> dict[str, Any]:
                        "Debezium change event")
     return contract_of(after, title=f"{topic} (from its change events' schema)")
 
-
-def _schema(value: bytes | None) -> dict[str, Any] | None:
-    if not value:
-        return None
-    try:
-        event = orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return None
-    schema = event.get("schema") if isinstance(event, dict) else None
-    return schema if isinstance(schema, dict) and record_struct(schema, "after") else None

@@ -35,6 +35,13 @@ MIRROR_LAG = Gauge(
     "it wrote, from the change's commit time at the source (Debezium's source.ts_ms).",
     ["event_type"],
 )
+MIRROR_TOPICS = Gauge(
+    "weir_mirror_topics",
+    "Change topics a cdc.mirrors pattern matches, by state: mirrored; waiting (no change "
+    "with a schema yet, or no primary key); skipped (a table name that cannot be); refused "
+    "(a column change the mirror cannot take in place).",
+    ["state"],
+)
 EVENTS_DEAD_LETTERED = Counter(
     "weir_events_dead_lettered_total",
     "Events dead-lettered and committed past, wherever the dead letter is kept.",

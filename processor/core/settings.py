@@ -468,8 +468,10 @@ FRAMED_FORMATS = frozenset({"avro", "protobuf", "jsonschema"})
 class EventTypeSettings(_Section):
     """One event type: its contract, its table and its transforms."""
 
-    # The contract: a JSON Schema file, or a subject of the schema registry.
+    # The contract: a JSON Schema file, a subject of the schema registry, or the JSON
+    # Schema itself (a mirror's, as ``cdc.mirrors`` derives it).
     schema_file: Path | None = None
+    contract: dict[str, Any] | None = None
     registry_subject: str | None = None
     registry_version: Annotated[int, Field(gt=0)] | Literal["latest"] = "latest"
     # Protobuf: the message of the subject's file that is the event (default: the first).
@@ -534,9 +536,11 @@ class EventTypeSettings(_Section):
 
     @model_validator(mode="after")
     def _one_contract(self) -> EventTypeSettings:
-        if (self.schema_file is None) == (self.registry_subject is None):
-            raise ValueError("set exactly one of schema_file (a JSON Schema file) or "
-                             "registry_subject (a subject of the schema registry)")
+        given = [self.schema_file, self.registry_subject, self.contract]
+        if sum(x is not None for x in given) != 1:
+            raise ValueError("set exactly one of schema_file (a JSON Schema file), "
+                             "registry_subject (a subject of the schema registry) or contract "
+                             "(the JSON Schema itself)")
         return self
 
     @model_validator(mode="after")
@@ -654,6 +658,61 @@ class TopicSettings(_Section):
         return self
 
 
+# What a mirror's table name may take from its change topic's name (Debezium's
+# ``prefix.schema.table``, MySQL's ``prefix.database.table``).
+TOPIC_PARTS = ("topic", "prefix", "schema", "table")
+
+
+class MirrorSettings(_Section):
+    """Change topics matched by a pattern, each mirrored into a table of its own
+    (``docs/cdc.md``, Many tables)."""
+
+    # A regular expression a whole topic name must match (Python's re.fullmatch).
+    topics: str
+    # The mirror's table name, from the topic's name: {topic}, {prefix}, {schema}, {table}.
+    table: str = "{table}"
+    deletes: Literal["delete", "soft"] = "delete"
+    truncates: Literal["ignore", "truncate", "stall"] = "stall"
+
+    @field_validator("topics")
+    @classmethod
+    def _a_pattern(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"{value!r} is not a regular expression: {exc}") from None
+        return value
+
+    @field_validator("table")
+    @classmethod
+    def _a_template(cls, value: str) -> str:
+        try:
+            value.format(**dict.fromkeys(TOPIC_PARTS, "t"))
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"{value!r}: only {{topic}}, {{prefix}}, {{schema}} and "
+                             f"{{table}} may be substituted ({exc})") from None
+        return value
+
+    def matches(self, topic: str) -> bool:
+        """Does ``topic`` match the pattern, as a whole?"""
+        return re.fullmatch(self.topics, topic) is not None
+
+    def table_for(self, topic: str) -> str:
+        """The mirror's table name for ``topic``, in lower case (as PostgreSQL folds an
+        unquoted name); not checked as an identifier here."""
+        prefix, _, rest = topic.rpartition(".")
+        prefix, _, schema = prefix.rpartition(".")
+        return self.table.format(topic=topic, prefix=prefix, schema=schema,
+                                 table=rest).lower().replace(".", "_").replace("-", "_")
+
+
+class CdcSettings(_Section):
+    """Mirrors of change topics found by pattern, and how often new ones are looked for."""
+
+    mirrors: list[MirrorSettings] = Field(default_factory=list)
+    refresh_s: Annotated[float, Field(gt=0)] = 30.0
+
+
 class MetricsSettings(_Section):
     """The Prometheus endpoint."""
 
@@ -697,8 +756,9 @@ class Settings(BaseSettings):
     workers: WorkersSettings = WorkersSettings()
     logging: LoggingSettings = LoggingSettings()
     schema_registry: SchemaRegistrySettings = SchemaRegistrySettings()
-    event_types: dict[str, EventTypeSettings]
-    topics: list[TopicSettings]
+    cdc: CdcSettings = CdcSettings()
+    event_types: dict[str, EventTypeSettings] = Field(default_factory=dict)
+    topics: list[TopicSettings] = Field(default_factory=list)
     config_dir: Path = Path()
 
     @classmethod
@@ -716,8 +776,9 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
         problems: list[str] = []
-        if not self.topics:
-            problems.append("topics: at least one source topic is required")
+        if not self.topics and not self.cdc.mirrors:
+            problems.append("topics: at least one source topic (or a pattern under "
+                            "cdc.mirrors) is required")
         problems += [
             f"topics: topic {topic.name!r} names event_type {topic.event_type!r}, "
             f"which is not under event_types (known: {sorted(self.event_types)})"
@@ -812,7 +873,8 @@ class Settings(BaseSettings):
         """The event type's schema file, relative paths taken from the config file's folder."""
         path = self.event_types[event_type].schema_file
         if path is None:
-            raise ValueError(f"event type {event_type!r} takes its contract from the registry")
+            raise ValueError(f"event type {event_type!r} has no schema file: its contract "
+                             "comes from the registry, or is given inline")
         return path if path.is_absolute() else self.config_dir / path
 
 

@@ -30,6 +30,7 @@ change older than the row changes nothing. The commit time is the row's ``event_
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,13 +59,31 @@ class Change:
 SKIP = Change("skip")
 
 
-class DebeziumEnvelope:
-    """How one event type's change events become upserts, deletes and truncates."""
+class ColumnsPending(Exception):
+    """A change of a mirror that evolves by itself (``cdc.mirrors``) has fields its table
+    has not: its partition waits, uncommitted, while Weir adds the columns (a row written
+    now would lose those values, as the source holds them)."""
 
-    def __init__(self, contract: Contract, settings: EventTypeSettings) -> None:
+    def __init__(self, event_type: str, fields: dict[str, Mapping[str, Any]]) -> None:
+        super().__init__(f"{event_type}: new fields {sorted(fields)}")
+        self.event_type = event_type
+        self.fields = fields  # name -> its Connect field schema, from the event
+
+
+class DebeziumEnvelope:
+    """How one event type's change events become upserts, deletes and truncates.
+
+    ``evolving``: a change with a field the contract has not raises
+    :class:`ColumnsPending` instead of being written without it."""
+
+    def __init__(self, contract: Contract, settings: EventTypeSettings,
+                 evolving: bool = False) -> None:
         types = {c.name: c.pg_type for c in contract.columns}
         self._key = tuple((name, types[name]) for name in settings.upsert_key)
         self._truncates = settings.truncates
+        self._event_type = contract.event_type
+        self._evolving = evolving
+        self._known = frozenset(contract.schema.get("properties", {}))
 
     def change(self, event: dict[str, Any]) -> Change:
         """What the change event does; raises a dead letter for an envelope that is not
@@ -80,7 +99,9 @@ class DebeziumEnvelope:
             if not isinstance(after, dict):
                 raise _refused(f"op {op!r} with 'after' {show(after)}, not an object")
             if embedded:
-                _typed(after, event.get("schema"), "after")
+                struct = _typed(after, event.get("schema"), "after")
+                if self._evolving and not after.keys() <= self._known:
+                    self._pending(struct)
             return Change("upsert", after, *_source(payload))
         if op == "d":
             before = payload.get("before")
@@ -95,6 +116,16 @@ class DebeziumEnvelope:
         if op == "m":
             return SKIP
         raise _refused(f"'op' is {show(op)}, not one of c, r, u, d, t, m")
+
+    def _pending(self, struct: Mapping[str, Any] | None) -> None:
+        """Raise :class:`ColumnsPending` for the fields of ``struct`` the contract has not
+        (a field its schema does not describe cannot be typed: it stays in ``raw``)."""
+        fields = struct.get("fields") if struct is not None else None
+        new: dict[str, Mapping[str, Any]] = {f["field"]: f for f in fields if isinstance(f, dict)
+               and isinstance(f.get("field"), str) and f["field"] not in self._known
+               } if isinstance(fields, list) else {}
+        if new:
+            raise ColumnsPending(self._event_type, new)
 
     def key_values(self, before: dict[str, Any]) -> tuple[Any, ...]:
         """A deleted row's primary key, from ``before``, as its columns hold it."""
@@ -111,12 +142,13 @@ class DebeziumEnvelope:
         return tuple(values)
 
 
-def _typed(record: dict[str, Any], schema: Any, which: str) -> None:
+def _typed(record: dict[str, Any], schema: Any, which: str) -> Mapping[str, Any] | None:
     """The record's logical-typed values as its contract reads them, by the embedded schema
-    (:mod:`processor.decode.debezium_types`)."""
+    (:mod:`processor.decode.debezium_types`); that schema's struct of the record."""
     struct = record_struct(schema, which)
     if struct is not None:
         normalize(record, struct)
+    return struct
 
 
 def _source(payload: dict[str, Any]) -> tuple[int, int | None]:

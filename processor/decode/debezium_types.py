@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -81,10 +81,13 @@ TYPE_MAPPING: dict[str, tuple[dict[str, Any], str]] = {
 }
 
 
-def contract_of(after: Mapping[str, Any], title: str = "") -> dict[str, Any]:
+def contract_of(after: Mapping[str, Any], title: str = "",
+                keys: Collection[str] | None = None) -> dict[str, Any]:
     """The JSON Schema contract of a mirror whose rows are ``after`` (a Connect struct
     schema): one property per field, typed by :data:`TYPE_MAPPING`, required unless the
-    field is optional."""
+    field is optional; with ``keys``, only those fields are required (a mirror that evolves
+    by itself takes every other column as nullable, so that rows from before a column was
+    added, or after one was dropped, still fit)."""
     properties: dict[str, Any] = {}
     required = []
     for field in _fields(after):
@@ -92,7 +95,7 @@ def contract_of(after: Mapping[str, Any], title: str = "") -> dict[str, Any]:
         prop = dict(value_schema)
         if pg_type != "text":
             prop["x-weir-column-type"] = pg_type  # what the JSON type alone does not say
-        if not field.get("optional", False):
+        if field["field"] in keys if keys is not None else not field.get("optional", False):
             required.append(field["field"])
         elif "type" in prop:
             prop["type"] = [prop["type"], "null"]

@@ -149,8 +149,10 @@ class Decoder:
     """Turns one Kafka record's value into ``(event_type, row values)``."""
 
     def __init__(self, settings: Settings, contracts: dict[str, Contract],
-                 transforms: Mapping[str, Chain | None], book: SchemaBook | None = None
-                 ) -> None:
+                 transforms: Mapping[str, Chain | None], book: SchemaBook | None = None,
+                 evolving: frozenset[str] = frozenset()) -> None:
+        """``evolving``: the mirrors whose tables Weir evolves itself (``cdc.mirrors``): a
+        change with a new field waits for its column (:class:`ColumnsPending`)."""
         self._max_bytes = settings.pipeline.max_message_bytes
         self._limits = Limits.from_settings(settings.pipeline)
         self._plans = {name: _plan(name, contract, transforms.get(name), self._limits,
@@ -164,7 +166,8 @@ class Decoder:
         self._tombstones = {name: TombstoneKey(contract, settings.event_types[name])
                             for name, contract in contracts.items()}
         self._envelopes = {t.name: (t.event_type, DebeziumEnvelope(
-            contracts[t.event_type], settings.event_types[t.event_type]))
+            contracts[t.event_type], settings.event_types[t.event_type],
+            t.event_type in evolving))
             for t in settings.topics if t.event_type in settings.debezium_types}
         self._book = book
         # Without a book (no registry configured: a tool that reads JSON topics only), the

@@ -23,11 +23,17 @@ from processor.core.records import (
 )
 from processor.core.row_layout import RAW
 from processor.core.stalls import Stalls
+from processor.decode.debezium import ColumnsPending
 from processor.decode.decoder import Decoder
 from processor.decode.framed import SchemaPending
 from processor.decode.held import HeldPartitions, Segment
 
 log = structlog.get_logger(__name__)
+
+# What a partition held for a mirror's new columns waits for, in place of a schema id: not
+# the registry, but the pipeline's restart with the columns added (processor.runtime.mirrors).
+NEW_COLUMNS = -1
+NewColumns = Callable[[str, dict[str, Any]], None]
 
 
 Fetch = list[tuple[PartitionProgress, list[Any]]]
@@ -47,13 +53,17 @@ class DecodeStage:
     """Decodes one fetch at a time and hands its items on, in order.
 
     A framed record whose schema the registry has not given yet holds its partition
-    (:mod:`processor.decode.held`) until the registry answers; the rest flows on.
+    (:mod:`processor.decode.held`) until the registry answers; the rest flows on. So does a
+    change with fields its evolving mirror has not: ``new_columns`` is told, and the
+    partition waits for the restart that adds them.
     """
 
     def __init__(self, decoder: Decoder, output: Output, stalls: Stalls | None = None,
-                 held: HeldPartitions | None = None) -> None:
+                 held: HeldPartitions | None = None, new_columns: NewColumns | None = None
+                 ) -> None:
         self._decoder = decoder
         self._output = output
+        self._new_columns = new_columns
         self._stalls = stalls  # where a wait for the schema registry is reported
         self._held = held or HeldPartitions()
         self._wake = asyncio.Event()  # a partition was held
@@ -118,6 +128,9 @@ class DecodeStage:
             while (pending := self._decode(segment, items)) is not None:
                 # The same id pending again right after it was fetched would spin here
                 # without yielding: hold it, and let the held partitions' task ask again.
+                if pending == NEW_COLUMNS:
+                    self._held.hold(tp, pending, segment)  # until the restart
+                    break
                 if pending == asked or not await self._decoder.attempt_schema(
                         pending, self._stalls):
                     self._held.hold(tp, pending, segment)
@@ -149,8 +162,8 @@ class DecodeStage:
                     decoded = self._decoder.tombstone(rec.topic, rec.partition, rec.offset,
                                                       rec.timestamp, rec.key)
                     nbytes = len(rec.key or b"")
-            except SchemaPending as wait:
-                segment.start, pending = i, wait.schema_id
+            except (SchemaPending, ColumnsPending) as wait:
+                segment.start, pending = i, self._wait_for(wait)
                 break
             except EventRejected as exc:
                 items.append(self._dead_letter(rec, chunk, exc))
@@ -178,6 +191,16 @@ class DecodeStage:
             segment.progress.mark_done(chunk, filtered)
         return pending
 
+    def _wait_for(self, wait: SchemaPending | ColumnsPending) -> int:
+        """What a record waits for: its schema's id, or (told to ``new_columns``) a mirror's
+        new columns."""
+        if isinstance(wait, SchemaPending):
+            return wait.schema_id
+        if self._new_columns is None:
+            raise wait  # only a pipeline whose mirrors evolve raises it
+        self._new_columns(wait.event_type, wait.fields)
+        return NEW_COLUMNS
+
     async def _unhold(self) -> None:
         """Wait (stalled) for the registry to give each held partition's schema, then decode
         what it holds, in order, and let it be fetched again."""
@@ -185,9 +208,11 @@ class DecodeStage:
             await self._wake.wait()
             await asyncio.sleep(0)  # however it goes below, never a loop that does not yield
             for tp, schema_id in self._held.waiting():
+                if schema_id == NEW_COLUMNS:
+                    continue  # waits for the restart, not for the registry
                 await self._decoder.fetch_schema(schema_id, self._stalls)
                 await self._drain(tp)
-            if not self._held.partitions:
+            if all(h.schema_id == NEW_COLUMNS for h in self._held.partitions.values()):
                 self._wake.clear()
 
     async def _drain(self, tp: TopicPartitionKey) -> None:

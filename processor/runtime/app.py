@@ -49,6 +49,7 @@ from processor.registry.parse import schema_book
 from processor.registry.schemas import REGISTRY_PART
 from processor.runtime.checkpoint import Checkpointer
 from processor.runtime.instance_claim import InstanceClaim
+from processor.runtime.mirrors import Mirrors
 from processor.runtime.rebalance import RebalanceDrain
 from processor.runtime.startup import StartupState, check_tables, wait_for_kafka, wait_for_postgres
 from processor.schema.tables import table_spec
@@ -76,8 +77,13 @@ class Pipeline:
     """One Weir process: a consumer, a decode stage and K writer lanes."""
 
     def __init__(self, settings: Settings, contracts: dict[str, Contract],
-                 transforms: Mapping[str, Chain | None]) -> None:
+                 transforms: Mapping[str, Chain | None], mirrors: Mirrors | None = None
+                 ) -> None:
+        """``mirrors``: the mirrors ``cdc.mirrors`` found, already in ``settings``; the
+        pipeline watches for more and stops to be started again (:attr:`reloading`)."""
         self.settings = settings
+        self.mirrors = mirrors
+        self.reloading: str | None = None  # why it stopped to be started again
         self.contracts = contracts
         self.transforms = transforms
         self.specs = {name: table_spec(c, settings) for name, c in contracts.items()}
@@ -103,8 +109,21 @@ class Pipeline:
         self._observe: Observability | None = None
         self._claim: InstanceClaim | None = None
 
+    def request_reload(self, reason: str) -> None:
+        """Stop gracefully to be started again, with the mirrors found anew."""
+        if not self.stopping.is_set():
+            log.info("stopping to start again", reason=reason)
+            self.reloading = reason
+            self.stopping.set()
+
+    def _new_columns(self, event_type: str, fields: dict[str, Any]) -> None:
+        assert self.mirrors is not None
+        self.request_reload(self.mirrors.notice(event_type, fields))
+
     def request_stop(self, reason: str) -> None:
-        """Begin a graceful shutdown (signal handler, caught-up check)."""
+        """Begin a graceful shutdown (signal handler, caught-up check); it wins over a
+        restart asked for before."""
+        self.reloading = None
         if not self.stopping.is_set():
             log.info("stopping", reason=reason)
             self.stopping.set()
@@ -176,8 +195,12 @@ class Pipeline:
         backpressure = self._backpressure
         held = HeldPartitions(lambda tp: backpressure.hold(tp, REGISTRY_PART),
                               lambda tp: backpressure.release(tp, REGISTRY_PART))
-        decode = DecodeStage(Decoder(s, self.contracts, self.transforms, schema_book(s)),
-                             Router(self._buffers), self.stalls, held)
+        mirrors = self.mirrors
+        decode = DecodeStage(
+            Decoder(s, self.contracts, self.transforms, schema_book(s),
+                    mirrors.evolving if mirrors else frozenset()),
+            Router(self._buffers), self.stalls, held,
+            self._new_columns if mirrors else None)
         observe = Observability(s, source, writer, pool, self.book, self._buffers, self.breaker,
                                 self.stalls, self._heartbeat)
         try:
@@ -233,6 +256,9 @@ class Pipeline:
             background += [tasks.create_task(coro) for coro in observe.background()]
             if self._claim is not None:
                 background.append(tasks.create_task(self._claim.keep(), name="instance-claim"))
+            if self.mirrors is not None:
+                background.append(tasks.create_task(self.mirrors.watch(self.request_reload),
+                                                    name="mirrors-watch"))
             await self.stopping.wait()
             # The fetch loop is inside the deadline too: its final put can wait behind a
             # decode stage that waits behind lanes that wait on an unanswering database.

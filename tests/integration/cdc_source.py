@@ -61,8 +61,12 @@ class DebeziumSource:
         finally:
             await conn.close()
 
-    def start(self) -> None:
-        """Start the worker with the connector; it snapshots, then streams every change."""
+    def start(self, publication: str = "filtered", partitions: int = 1) -> None:
+        """Start the worker with the connector; it snapshots, then streams every change.
+
+        ``publication``: Debezium's ``publication.autocreate.mode``; ``all_tables`` captures
+        tables created after the start too. A change topic that does not exist yet is
+        created by Connect with ``partitions`` (the stack's broker creates none itself)."""
         worker = self.tmp / "worker.properties"
         worker.write_text("\n".join([
             f"bootstrap.servers={KAFKA}",
@@ -88,13 +92,15 @@ class DebeziumSource:
             f"topic.prefix={self.prefix}",
             "plugin.name=pgoutput",
             "slot.name=weir", "publication.name=weir",
-            "publication.autocreate.mode=filtered",
+            f"publication.autocreate.mode={publication}",
             "table.include.list=public\\..*",
             # Numbers as JSON numbers (not Kafka Connect's base64 decimal bytes).
             "decimal.handling.mode=double",
             "tombstones.on.delete=true",
             # Truncates too (skipped by default): the mirrors choose what each one does.
             "skipped.operations=none",
+            "topic.creation.default.replication.factor=1",
+            f"topic.creation.default.partitions={partitions}",
         ]) + "\n")
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(

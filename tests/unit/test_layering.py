@@ -25,9 +25,10 @@ PACKAGE = Path(__file__).resolve().parents[2] / "processor"
 STAGES = ("source", "decode", "transform", "partition", "batch", "sink")
 # The stages' modules a command may import: check-event runs the decoder as the decode
 # stage does, and waits for a schema as it does; cdc-contract types a mirror's columns with
-# the mapping the decoder reads Debezium's values by.
+# the mapping the decoder reads Debezium's values by, from the change events it reads back.
 STAGE_ENTRY_POINTS = frozenset({"processor.decode.decoder", "processor.decode.framed",
-                                "processor.decode.debezium_types"})
+                                "processor.decode.debezium_types",
+                                "processor.decode.change_topics"})
 
 
 def _module(path: Path) -> str:

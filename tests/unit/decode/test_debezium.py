@@ -17,6 +17,7 @@ from processor.core.pgtime import kafka_micros
 from processor.core.records import DELETE, TRUNCATE
 from processor.core.row_layout import META_NAMES, event_time_of, position_of
 from processor.core.settings import load_settings
+from processor.decode.debezium import ColumnsPending
 from processor.decode.decoder import Decoder
 from processor.transform.loader import load_chains
 from tests.unit.decode.test_mapped import config
@@ -189,3 +190,25 @@ def test_a_debezium_topic_is_json_and_names_its_event_type(tmp_path: Path) -> No
     path.write_text(yaml.safe_dump(settings))
     with pytest.raises(ConfigError, match="carries Debezium change events"):
         load_settings(path)
+
+
+def test_an_evolving_mirror_holds_a_change_with_a_field_it_has_not(tmp_path: Path) -> None:
+    """A mirror of cdc.mirrors: a change whose schema has a field the contract lacks raises
+    ColumnsPending with that field's Connect schema (never written without it); a mirror
+    by hand writes it, the field in raw only."""
+    settings = load_settings(debezium_config(tmp_path))
+    contracts = load_contracts(settings)
+    tier = {"field": "tier", "type": "string", "optional": True}
+    event = {"schema": {"type": "struct", "fields": [
+        {"field": "after", "type": "struct", "fields": [
+            {"field": "id", "type": "int32"}, {"field": "name", "type": "string"}, tier]}]},
+        "payload": envelope("c", after={"id": 7, "name": "a", "tier": "gold"})}
+    evolving = Decoder(settings, contracts, load_chains(settings), evolving=frozenset(
+        {"shipment"}))
+    with pytest.raises(ColumnsPending) as held:
+        evolving.decode(TOPIC, 1, 9, KAFKA_MS, orjson.dumps(event), (), b'{"id":7}')
+    assert (held.value.event_type, held.value.fields) == ("shipment", {"tier": tier})
+    # Without the new field it is written as any change.
+    known = {**event, "payload": envelope("c", after={"id": 7, "name": "a"})}
+    assert evolving.decode(TOPIC, 1, 9, KAFKA_MS, orjson.dumps(known), (), b'{"id":7}')
+    assert decode(debezium_config(tmp_path), event) is not None
