@@ -47,6 +47,7 @@ from processor.core.settings import (
     TopicSettings,
 )
 from processor.core.verdict import Verdict, verdict
+from processor.deadletter.topic import ensure_dead_letter_topics
 from processor.decode.change_topics import NewestChange, list_topics, newest_changes
 from processor.decode.debezium_types import contract_of, record_struct
 from processor.runtime.startup import wait_for_kafka, wait_for_postgres
@@ -238,6 +239,10 @@ class Mirrors:
             await conn.close()
         for topic in [t for t in found.mirrored if t in self._refused]:
             found = _without(found, topic, self._refused[topic])
+        if apply and self._base.dead_letters.topic_enabled:
+            # As `weir migrate` makes them for the topics configured by hand.
+            await wait_for_kafka(self._base, lambda: ensure_dead_letter_topics(found.settings),
+                                 "Kafka (the mirrors' dead-letter topics)")
         return found
 
     def _report(self, found: Plan) -> None:
