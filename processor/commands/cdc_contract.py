@@ -3,7 +3,7 @@
 Debezium's change events, through Kafka Connect's JSON converter with its schemas on, carry
 the Connect schema of the captured table's row. This reads the newest change event on a
 topic that has one and writes the JSON Schema contract
-:func:`processor.decode.debezium_types.contract_of` derives from it: the contract the
+:func:`processor.core.debezium_types.contract_of` derives from it: the contract the
 mirror's ``schema_file`` names. A column added at the source appears in the events that
 follow; running this again and then ``weir migrate`` adds it to the mirror (a new optional
 field is an additive change).
@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from processor.core.debezium_types import contract_of, record_struct
 from processor.core.settings import Settings
 from processor.decode.change_topics import NEWEST, newest_changes
-from processor.decode.debezium_types import contract_of, record_struct
 
 
 class NoSchema(Exception):

@@ -798,8 +798,11 @@ class Settings(BaseSettings):
             for t in self.topics if t.format in FRAMED_FORMATS and t.type_field is not None]
         problems += [
             f"topics: topic {t.name!r} carries Debezium change events: its event type is "
-            "named by the topic (event_type), in JSON (format json)"
-            for t in self.topics if t.format != "json" and t.event_type in self.debezium_types]
+            "named by the topic (event_type), in JSON (format json) or in Avro (format avro, "
+            "the event type's contract its registry_subject)"
+            for t in self.topics if t.event_type in self.debezium_types and not (
+                t.format == "json" or (t.format == "avro"
+                and self.event_types[t.event_type].registry_subject is not None))]
         problems += [
             f"topics: topic {t.name!r} routes by a field (type_field), and no Debezium change "
             "event names its type: give it an event_type"

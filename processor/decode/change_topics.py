@@ -19,8 +19,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from processor.core.connections import kafka_client
+from processor.core.debezium_types import record_struct
 from processor.core.settings import Settings
-from processor.decode.debezium_types import record_struct
 
 NEWEST = 200  # records read back per partition, past tombstones and schemaless records
 READ_S = 30.0  # at most this long reading them back, however many topics

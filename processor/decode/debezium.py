@@ -18,7 +18,7 @@ delete of the old key and a create of the new one, and ends with exactly the new
 
 With the embedded schema, the logical-typed values of the row (Debezium's days,
 microseconds, decimals as bytes with a scale, JSON as text) are read as their columns take
-them (:mod:`processor.decode.debezium_types`, which also derives a mirror's contract from
+them (:mod:`processor.core.debezium_types`, which also derives a mirror's contract from
 that schema).
 
 Every change carries its *source position*, its place in the source database's log, which
@@ -35,10 +35,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from processor.contracts import Contract
+from processor.core.debezium_types import connect_schema_of_avro, normalize, record_struct
 from processor.core.errors import EventRejected
 from processor.core.settings import EventTypeSettings
 from processor.decode.converters import check_text, converter_for, show, why_unfit
-from processor.decode.debezium_types import normalize, record_struct
 
 UPSERTS = frozenset({"c", "r", "u"})
 MAX_POSITION = 2**63 - 1  # a bigint
@@ -84,6 +84,10 @@ class DebeziumEnvelope:
         self._event_type = contract.event_type
         self._evolving = evolving
         self._known = frozenset(contract.schema.get("properties", {}))
+        # Avro through the registry: every record resolves to the contract's envelope, whose
+        # Connect schema types the row (before and after are the same record).
+        self._struct = record_struct(connect_schema_of_avro(contract.reader), "after") \
+            if contract.registry_type == "AVRO" else None
 
     def change(self, event: dict[str, Any]) -> Change:
         """What the change event does; raises a dead letter for an envelope that is not
@@ -102,6 +106,8 @@ class DebeziumEnvelope:
                 struct = _typed(after, event.get("schema"), "after")
                 if self._evolving and not after.keys() <= self._known:
                     self._pending(struct)
+            elif self._struct is not None:
+                normalize(after, self._struct)
             return Change("upsert", after, *_source(payload))
         if op == "d":
             before = payload.get("before")
@@ -109,6 +115,8 @@ class DebeziumEnvelope:
                 raise _refused(f"op 'd' with 'before' {show(before)}, not an object")
             if embedded:
                 _typed(before, event.get("schema"), "before")
+            elif self._struct is not None:
+                normalize(before, self._struct)
             return Change("delete", before, *_source(payload))
         if op == "t":
             return SKIP if self._truncates == "ignore" else Change("truncate", None,
@@ -144,7 +152,7 @@ class DebeziumEnvelope:
 
 def _typed(record: dict[str, Any], schema: Any, which: str) -> Mapping[str, Any] | None:
     """The record's logical-typed values as its contract reads them, by the embedded schema
-    (:mod:`processor.decode.debezium_types`); that schema's struct of the record."""
+    (:mod:`processor.core.debezium_types`); that schema's struct of the record."""
     struct = record_struct(schema, which)
     if struct is not None:
         normalize(record, struct)

@@ -275,6 +275,8 @@ class Decoder:
         if event is None:  # JSON through the registry: the payload is the event's JSON
             return self.decode(topic, partition, offset, timestamp_ms, value[body:], headers,
                                key)
+        if topic in self._envelopes:  # a Debezium change event in Avro
+            return self._change(topic, partition, offset, timestamp_ms, event, key, headers)
         return self._event(topic, partition, offset, timestamp_ms, render(event), event, key,
                            headers)
 

@@ -174,10 +174,11 @@ class DecodeStage:
             if decoded is None:
                 filtered += 1
                 continue
-            if framed and value is not None:
+            if framed and value is not None and (raw := decoded[1][RAW]) is not None:
                 # The row holds the framed bytes and their JSON (raw): the lanes' byte
-                # bounds must count both, or memory grows with a compact format.
-                nbytes += len(decoded[1][RAW])
+                # bounds must count both, or memory grows with a compact format. (A
+                # mirror's delete or truncate keeps no raw.)
+                nbytes += len(raw)
             extra = decoded[2] if len(decoded) == 3 else None  # child rows, a delete, …
             if extra is None or type(extra) is tuple:
                 items.append(Row(decoded[0], decoded[1], chunk, nbytes, rec.key,

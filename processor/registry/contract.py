@@ -13,13 +13,18 @@ from typing import Any
 
 import orjson
 
+from processor.core.debezium_types import connect_schema_of_avro, contract_of, record_struct
 from processor.registry.avro_contract import json_schema_from_avro
 from processor.registry.client import RegisteredSchema
 
 
-def derive(schema: RegisteredSchema, version: int, message: str | None = None
-           ) -> tuple[dict[str, Any], Any]:
-    """(the contract's JSON Schema, the reader schema) of one registered version."""
+def derive(schema: RegisteredSchema, version: int, message: str | None = None,
+           envelope: str = "none") -> tuple[dict[str, Any], Any]:
+    """(the contract's JSON Schema, the reader schema) of one registered version. For
+    ``envelope`` debezium, the version is a change event's envelope (Avro only) and the
+    contract is its ``after`` row's, typed as the JSON converter's schema would be."""
+    if envelope == "debezium":
+        return _change_event(schema, version)
     if schema.schema_type == "AVRO":
         document = orjson.loads(schema.text)
         return json_schema_from_avro(document, version=version), document
@@ -38,3 +43,17 @@ def derive(schema: RegisteredSchema, version: int, message: str | None = None
             raise ValueError("the registered JSON Schema is not an object")
         return {**document, "version": version}, None
     raise ValueError(f"schema type {schema.schema_type!r} is not AVRO, PROTOBUF or JSON")
+
+
+def _change_event(schema: RegisteredSchema, version: int) -> tuple[dict[str, Any], Any]:
+    """A Debezium envelope's version: the ``after`` record's contract, and the envelope as
+    the reader schema (events of other versions resolve to it whole)."""
+    if schema.schema_type != "AVRO":
+        raise ValueError(f"a Debezium change event's schema of type {schema.schema_type} is "
+                         "not read: Avro, or JSON with the embedded schema (docs/cdc.md)")
+    document = orjson.loads(schema.text)
+    after = record_struct(connect_schema_of_avro(document), "after")
+    if after is None:
+        raise ValueError("not a Debezium change event's envelope: it has no 'after' record")
+    contract = contract_of(after, title="the 'after' row of a Debezium change event")
+    return {**contract, "version": version}, document

@@ -6,7 +6,7 @@ of its own, as if it had been configured by hand with ``envelope: debezium``:
 
 - its table is named from the topic (``table: "{table}"`` by default), in lower case;
 - its contract is derived from the newest change event's embedded schema
-  (:func:`processor.decode.debezium_types.contract_of`), its upsert key from that event's
+  (:func:`processor.core.debezium_types.contract_of`), its upsert key from that event's
   record key (the row's primary key); every column but the key's is nullable, so rows from
   before a column was added, or after one was dropped, still fit;
 - its table is created, or evolved additively, by Weir itself before the pipeline starts.
@@ -38,6 +38,7 @@ from pydantic import ValidationError
 from processor.contracts import Contract, ContractError, load_contract
 from processor.core import metrics
 from processor.core.connections import connect
+from processor.core.debezium_types import contract_of, record_struct
 from processor.core.errors import describe
 from processor.core.settings import (
     IDENTIFIER,
@@ -49,7 +50,6 @@ from processor.core.settings import (
 from processor.core.verdict import Verdict, verdict
 from processor.deadletter.topic import ensure_dead_letter_topics
 from processor.decode.change_topics import NewestChange, list_topics, newest_changes
-from processor.decode.debezium_types import contract_of, record_struct
 from processor.runtime.startup import wait_for_kafka, wait_for_postgres
 from processor.schema.evolution import SchemaIncompatible
 from processor.schema.migrate import configured_tables, migrate

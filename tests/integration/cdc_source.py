@@ -16,12 +16,26 @@ from pathlib import Path
 
 import asyncpg
 
-from tests.integration.conftest import KAFKA, ROOT
+from tests.integration.conftest import KAFKA, REGISTRY_ADDRESS, ROOT
 from tests.integration.servers import PrivatePostgres
 
 STACK = Path(os.environ.get("WEIR_STACK_DIR", ROOT / ".stack")).resolve()
 LIBS = STACK / "cdc" / "libs"
 MAIN = "org.apache.kafka.connect.cli.ConnectStandalone"
+JSON_VALUES = ["value.converter=org.apache.kafka.connect.json.JsonConverter",
+               "value.converter.schemas.enable=true"]
+# Apicurio's converter, as Confluent's serializers frame a value: magic byte, the 4-byte
+# id the registry's Confluent-compatible API knows (the content id), the Avro body.
+AVRO_VALUES = ["value.converter=io.apicurio.registry.utils.converter.AvroConverter",
+               f"value.converter.apicurio.registry.url=http://{REGISTRY_ADDRESS}/apis/registry/v2",
+               "value.converter.apicurio.registry.auto-register=true",
+               "value.converter.apicurio.registry.find-latest=true",
+               "value.converter.apicurio.registry.as-confluent=true",
+               "value.converter.apicurio.registry.use-id=contentId",
+               "value.converter.apicurio.registry.headers.enabled=false",
+               # One schema per envelope: by default the converter registers Debezium's
+               # Source record apart and refers to it, and Weir reads no references yet.
+               "value.converter.apicurio.registry.dereference-schema=true"]
 
 
 def jars_missing() -> str | None:
@@ -61,12 +75,15 @@ class DebeziumSource:
         finally:
             await conn.close()
 
-    def start(self, publication: str = "filtered", partitions: int = 1) -> None:
+    def start(self, publication: str = "filtered", partitions: int = 1,
+              avro: bool = False) -> None:
         """Start the worker with the connector; it snapshots, then streams every change.
 
         ``publication``: Debezium's ``publication.autocreate.mode``; ``all_tables`` captures
         tables created after the start too. A change topic that does not exist yet is
-        created by Connect with ``partitions`` (the stack's broker creates none itself)."""
+        created by Connect with ``partitions`` (the stack's broker creates none itself).
+        ``avro``: the values in Avro through the stack's registry (Apicurio's converter in
+        Confluent's framing, each schema under ``<topic>-value``), decimals exact."""
         worker = self.tmp / "worker.properties"
         worker.write_text("\n".join([
             f"bootstrap.servers={KAFKA}",
@@ -74,8 +91,7 @@ class DebeziumSource:
             # events with their embedded schema, as the JSON converter writes them by default.
             "key.converter=org.apache.kafka.connect.json.JsonConverter",
             "key.converter.schemas.enable=false",
-            "value.converter=org.apache.kafka.connect.json.JsonConverter",
-            "value.converter.schemas.enable=true",
+            *(AVRO_VALUES if avro else JSON_VALUES),
             f"offset.storage.file.filename={self.tmp / 'offsets'}",
             "offset.flush.interval.ms=1000",
             "listeners=http://127.0.0.1:0",
@@ -94,8 +110,9 @@ class DebeziumSource:
             "slot.name=weir", "publication.name=weir",
             f"publication.autocreate.mode={publication}",
             "table.include.list=public\\..*",
-            # Numbers as JSON numbers (not Kafka Connect's base64 decimal bytes).
-            "decimal.handling.mode=double",
+            # JSON: numbers as JSON numbers (not Kafka Connect's base64 decimal bytes); Avro:
+            # Avro's decimal.
+            f"decimal.handling.mode={'precise' if avro else 'double'}",
             "tombstones.on.delete=true",
             # Truncates too (skipped by default): the mirrors choose what each one does.
             "skipped.operations=none",

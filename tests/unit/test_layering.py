@@ -24,10 +24,9 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "processor"
 STAGES = ("source", "decode", "transform", "partition", "batch", "sink")
 # The stages' modules a command may import: check-event runs the decoder as the decode
-# stage does, and waits for a schema as it does; cdc-contract types a mirror's columns with
-# the mapping the decoder reads Debezium's values by, from the change events it reads back.
+# stage does, and waits for a schema as it does; cdc-contract reads back the newest change
+# events of a topic as the mirrors of cdc.mirrors do.
 STAGE_ENTRY_POINTS = frozenset({"processor.decode.decoder", "processor.decode.framed",
-                                "processor.decode.debezium_types",
                                 "processor.decode.change_topics"})
 
 

@@ -16,6 +16,11 @@ a logical type its *name* (``io.debezium.time.MicroTimestamp``) and parameters (
   checked. Only with the embedded schema: without it a value is not told apart from a
   plain number, and the contract and mapped columns read it as the wire form.
 
+Change events in Avro (a Kafka Connect Avro converter, through the schema registry) carry
+the same Connect schema inside their Avro schema (``connect.name``, ``connect.parameters``
+on each field): :func:`connect_schema_of_avro` reads it back into the JSON converter's form,
+so both jobs serve them unchanged.
+
 A value a column cannot hold (a time past the year 9999, a decimal that is not one) is a
 ``conversion_error`` dead letter naming the field.
 """
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -136,7 +142,7 @@ def normalize(record: dict[str, Any], struct: Mapping[str, Any]) -> None:
     for field in _fields(struct):
         name = field.get("name")
         convert = _NORMALIZERS.get(name) if isinstance(name, str) else None
-        if convert is None:
+        if convert is None or field.get("converted"):
             continue
         key = field["field"]
         value = record.get(key)
@@ -185,7 +191,12 @@ def _days(value: Any, _: Mapping[str, Any]) -> str:
 
 def _decimal(value: Any, parameters: Mapping[str, Any]) -> str:
     """Connect's Decimal: the unscaled value as big-endian two's complement bytes (base64 in
-    JSON), and its scale as a parameter."""
+    JSON), and its scale as a parameter; in Avro, the number the Avro reader made of them
+    (a float when exactly one, up to 15 digits: its repr is the decimal)."""
+    if isinstance(value, Decimal) or type(value) is float:
+        if not math.isfinite(value):
+            raise ValueError("not a finite number")
+        return str(value) if isinstance(value, Decimal) else repr(value)
     if type(value) is not str:
         raise TypeError("not base64 text")
     scale = int(parameters.get("scale", 0))
@@ -218,3 +229,78 @@ _NORMALIZERS: dict[str, Callable[[Any, Mapping[str, Any]], Any]] = {
     "io.debezium.data.VariableScaleDecimal": _variable_decimal,
     "io.debezium.data.Json": _json,
 }
+
+
+# Avro's logical types whose values the Avro reader already gives as their JSON text (a
+# date, a time): normalize() leaves them (processor.decode.formats.avro_values).
+_READ_AS_TEXT = frozenset({"date", "time-millis", "time-micros", "timestamp-millis",
+                           "timestamp-micros", "local-timestamp-millis",
+                           "local-timestamp-micros"})
+# Avro's types as Kafka Connect's Avro converters write a Connect schema, back to Connect's
+# type names (the JSON converter's), so that one table types both.
+_AVRO_CONNECT = {"int": "int32", "long": "int64", "float": "float", "double": "double",
+                 "boolean": "boolean", "string": "string", "bytes": "bytes", "fixed": "bytes",
+                 "enum": "string", "record": "struct", "array": "array", "map": "map"}
+
+
+def connect_schema_of_avro(schema: Any) -> dict[str, Any]:
+    """The Connect schema, as the JSON converter embeds it, of an Avro schema that a Kafka
+    Connect Avro converter (Confluent's, Apicurio's) wrote: each Avro type as its Connect
+    type, ``connect.name`` as the logical name, ``connect.parameters`` as the parameters, a
+    union with null as optional, named types resolved. A Debezium envelope's then reads as
+    the JSON converter's does (:func:`record_struct`, :func:`contract_of`,
+    :func:`normalize`)."""
+    named: dict[str, Any] = {}
+
+    def collect(node: Any, space: str) -> None:
+        if isinstance(node, list):
+            for branch in node:
+                collect(branch, space)
+        elif isinstance(node, dict):
+            kind = node.get("type")
+            if kind in ("record", "enum", "fixed") and isinstance(node.get("name"), str):
+                name = node["name"]
+                if "." in name:
+                    space = name.rpartition(".")[0]
+                elif isinstance(node.get("namespace"), str):
+                    space = node["namespace"]
+                named[name if "." in name else f"{space}.{name}" if space else name] = node
+                named.setdefault(name.rpartition(".")[2], node)
+            collect(kind, space)
+            for field in node.get("fields", ()) if kind == "record" else ():
+                if isinstance(field, dict):
+                    collect(field.get("type"), space)
+            collect(node.get("items"), space)
+            collect(node.get("values"), space)
+
+    def convert(node: Any, optional: bool, seen: frozenset[str]) -> dict[str, Any]:
+        if isinstance(node, str) and node in named and node not in seen:
+            return convert(named[node], optional, seen | {node})
+        if isinstance(node, str):
+            return {"type": _AVRO_CONNECT.get(node, node), "optional": optional}
+        if isinstance(node, list):
+            branches = [b for b in node if b != "null"]
+            if len(branches) == 1:
+                return convert(branches[0], optional or len(branches) < len(node), seen)
+            return {"type": "union", "optional": optional or len(branches) < len(node)}
+        if not isinstance(node, dict):
+            return {"type": "unknown", "optional": optional}
+        kind = node.get("type")
+        if not isinstance(kind, str) or (kind in named and kind not in _AVRO_CONNECT):
+            out = convert(kind, optional, seen)
+        else:
+            out = {"type": _AVRO_CONNECT.get(kind, kind), "optional": optional}
+            if kind == "record":
+                out["fields"] = [{**convert(f.get("type"), False, seen), "field": f["name"]}
+                                 for f in node.get("fields", ())
+                                 if isinstance(f, dict) and isinstance(f.get("name"), str)]
+        if isinstance(node.get("connect.name"), str):
+            out["name"] = node["connect.name"]
+        if node.get("logicalType") in _READ_AS_TEXT:
+            out["converted"] = True  # the Avro reader made it text already
+        if isinstance(node.get("connect.parameters"), dict):
+            out["parameters"] = node["connect.parameters"]
+        return out
+
+    collect(schema, "")
+    return convert(schema, False, frozenset())

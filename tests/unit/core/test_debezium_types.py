@@ -8,11 +8,19 @@ from decimal import Decimal
 from typing import Any
 
 import fastjsonschema
+import orjson
 import pytest
 
 from processor.contracts import derive_columns
+from processor.core.debezium_types import (
+    connect_schema_of_avro,
+    contract_of,
+    normalize,
+    record_struct,
+)
 from processor.core.errors import EventRejected
-from processor.decode.debezium_types import contract_of, normalize, record_struct
+from processor.registry.client import RegisteredSchema
+from processor.registry.contract import derive
 
 
 def field(name: str, kind: str, logical: str | None = None, optional: bool = True,
@@ -106,3 +114,76 @@ def test_a_value_its_type_cannot_be_is_a_dead_letter(name: str, value: Any,
         normalize({"id": 1, name: value}, AFTER)
     assert caught.value.reason == "conversion_error"
     assert message in str(caught.value)
+
+
+# A Debezium envelope as a Kafka Connect Avro converter registers it: the row record named
+# once (in before) and referred to by name (in after), Connect's names and parameters kept.
+AVRO_ENVELOPE = {"type": "record", "name": "Envelope", "namespace": "src.public.things",
+                 "fields": [
+    {"name": "before", "default": None, "type": ["null", {
+        "type": "record", "name": "Value", "connect.name": "src.public.things.Value",
+        "fields": [
+            {"name": "id", "type": "long"},
+            {"name": "name", "type": ["null", "string"], "default": None},
+            {"name": "born", "type": ["null", {"type": "int", "connect.version": 1,
+                                               "connect.name": "io.debezium.time.Date"}]},
+            {"name": "day", "type": ["null", {"type": "int", "logicalType": "date",
+                                              "connect.name":
+                                                  "org.apache.kafka.connect.data.Date"}]},
+            {"name": "price", "type": ["null", {
+                "type": "bytes", "scale": 2, "precision": 12, "logicalType": "decimal",
+                "connect.parameters": {"scale": "2", "connect.decimal.precision": "12"},
+                "connect.name": "org.apache.kafka.connect.data.Decimal"}]},
+            {"name": "tag", "type": ["null", {"type": "string",
+                                              "connect.name": "io.debezium.data.Uuid"}]},
+            {"name": "tags", "type": ["null", {"type": "array", "items": "string"}]},
+        ]}]},
+    {"name": "after", "type": ["null", "Value"], "default": None},
+    {"name": "source", "type": {"type": "record", "name": "Source", "namespace":
+                                "io.debezium.connector.postgresql",
+                                "fields": [{"name": "lsn", "type": ["null", "long"]}]}},
+    {"name": "op", "type": "string"},
+]}
+
+
+def test_an_avro_envelope_reads_as_the_json_converters_schema() -> None:
+    """Connect's Avro converters keep Connect's schema inside Avro's: read back, the mirror's
+    contract and the value reading are the JSON converter's."""
+    connect = connect_schema_of_avro(AVRO_ENVELOPE)
+    after = record_struct(connect, "after")
+    assert after is not None
+    fields = {f["field"]: f for f in after["fields"]}
+    assert fields["id"] == {"type": "int64", "optional": False, "field": "id"}
+    assert fields["born"]["name"] == "io.debezium.time.Date"
+    assert fields["price"]["parameters"]["scale"] == "2"
+    assert fields["day"]["converted"]  # Avro's reader made the date text already
+    contract = contract_of(after)
+    assert {n: p.get("x-weir-column-type", "text") for n, p in
+            contract["properties"].items()} == {
+        "id": "bigint", "name": "text", "born": "date", "day": "date", "price": "numeric",
+        "tag": "uuid", "tags": "jsonb"}
+    assert contract["required"] == ["id"]
+    # As the Avro reader gives a row: days as a number (Debezium's own Date), a Connect Date
+    # as text (Avro's date), a decimal as a float or a Decimal.
+    row: dict[str, Any] = {"id": 1, "name": None, "born": 7, "day": "1970-01-08",
+                           "price": 12.5, "tag": None, "tags": ["a"]}
+    normalize(row, after)
+    assert (row["born"], row["day"], row["price"]) == ("1970-01-08", "1970-01-08", "12.5")
+    wide: dict[str, Any] = {"id": 2, "price": Decimal("12345678901234567.25")}
+    normalize(wide, after)
+    assert wide["price"] == "12345678901234567.25"
+
+
+def test_a_registry_subject_of_change_events_is_its_after_rows_contract() -> None:
+    """``registry_subject`` with ``envelope: debezium``: the contract is the row's, the
+    reader the whole envelope; only Avro's envelopes are read."""
+    envelope = RegisteredSchema(5, "AVRO", orjson.dumps(AVRO_ENVELOPE).decode())
+    contract, reader = derive(envelope, 3, None, "debezium")
+    assert list(contract["properties"]) == ["id", "name", "born", "day", "price", "tag", "tags"]
+    assert contract["version"] == 3
+    assert reader == AVRO_ENVELOPE
+    with pytest.raises(ValueError, match="no 'after' record"):
+        derive(RegisteredSchema(6, "AVRO", orjson.dumps(
+            {"type": "record", "name": "R", "fields": []}).decode()), 1, None, "debezium")
+    with pytest.raises(ValueError, match="PROTOBUF is not read"):
+        derive(RegisteredSchema(7, "PROTOBUF", 'syntax = "proto3";'), 1, None, "debezium")
