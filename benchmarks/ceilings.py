@@ -2,12 +2,16 @@
 
 Both use the same settings Weir runs with (fetch sizes, isolation level, batch size, lanes),
 so the ratios compare Weir with the cost of its two unavoidable halves, not with a tuned
-stand-in.
+stand-in. Each is measured at the parallelism of the Weir row it bounds: ``weir run
+--workers N`` reads with N consumers (processes) in one group and writes on N x lanes
+connections, so the consume ceiling runs N consumer processes in a group
+(:func:`consume_parallel`) and the write ceiling N x lanes connections.
 """
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import time
 from typing import Any
 
@@ -50,6 +54,65 @@ async def consume(settings: Settings, topics: list[str], events: int,
         await consumer.stop()
 
 
+def consume_parallel(settings: Settings, topics: list[str], group: str,
+                     processes: int) -> float:
+    """Events/s of ``processes`` bare consumers in one group reading ``topics`` to their
+    ends, each in its own process (as ``weir run --workers N``): from the first record any
+    of them read to the last, so the group's join is not counted."""
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(processes) as pool:
+        spans = pool.starmap(_consume_share, [(settings.model_dump(mode="json"), topics,
+                                               group, processes)] * processes)
+    read = [s for s in spans if s[0]]
+    if not read:
+        return 0.0
+    first, last = min(s[1] for s in read), max(s[2] for s in read)
+    return sum(s[0] for s in read) / max(last - first, 1e-3)
+
+
+def _consume_share(settings: dict[str, Any], topics: list[str], group: str,
+                   members: int) -> tuple[int, float, float]:
+    """One consumer of the group: (records read, first and last read time)."""
+    k = settings["kafka"]
+
+    async def go() -> tuple[int, float, float]:
+        consumer = AIOKafkaConsumer(
+            *topics, bootstrap_servers=BOOTSTRAP, group_id=group, enable_auto_commit=False,
+            auto_offset_reset="earliest", isolation_level=k["isolation_level"],
+            max_partition_fetch_bytes=k["max_partition_fetch_bytes"],
+            fetch_max_bytes=k["fetch_max_bytes"])
+        await consumer.start()
+        try:
+            # Every member in before the clock: the group settles on one assignment.
+            while len(consumer.assignment()) == 0 or await _rebalancing(consumer, members):
+                await consumer.getmany(timeout_ms=100, max_records=1)
+                consumer.seek_to_beginning()
+            mine = list(consumer.assignment())
+            ends = await consumer.end_offsets(mine)
+            seen, first, last = 0, 0.0, 0.0
+            while [tp for tp in mine if await consumer.position(tp) < ends[tp]]:
+                batch = await consumer.getmany(timeout_ms=k["fetch_timeout_ms"],
+                                               max_records=k["fetch_max_records"])
+                now = time.time()
+                for records in batch.values():
+                    if records and not seen:
+                        first = now
+                    seen += len(records)
+                    last = now
+            return seen, first, last
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(go())
+
+
+async def _rebalancing(consumer: AIOKafkaConsumer, members: int) -> bool:
+    """Until the group has all its members, each holds more than its share."""
+    await asyncio.sleep(0.5)
+    total = sum(len(consumer.partitions_for_topic(t) or ()) for t in consumer.subscription())
+    return len(consumer.assignment()) > -(-total // members)
+
+
 def build_rows(settings: Settings, records: list[Any]) -> dict[str, list[tuple[Any, ...]]]:
     """Weir's own rows for ``records`` (decoded, validated, transformed), built up front."""
     decoder = Decoder(settings, load_contracts(settings), load_chains(settings))
@@ -61,11 +124,13 @@ def build_rows(settings: Settings, records: list[Any]) -> dict[str, list[tuple[A
     return rows
 
 
-async def write(settings: Settings, rows: dict[str, list[tuple[Any, ...]]]) -> float:
+async def write(settings: Settings, rows: dict[str, list[tuple[Any, ...]]],
+                workers: int = 1) -> float:
     """Rows/s of COPY into staging + INSERT … ON CONFLICT, one transaction per batch.
 
-    ``settings.pipeline.lanes`` connections write batches of ``settings.batch.max_rows``
-    concurrently, as Weir's lanes do; the schema must be migrated and empty.
+    ``settings.pipeline.lanes`` connections per worker write batches of
+    ``settings.batch.max_rows`` concurrently, as Weir's lanes do; the schema must be
+    migrated and empty.
     """
     specs = {s.event_type: s for s in (table_spec(c, settings)
                                        for c in load_contracts(settings).values())}
@@ -74,7 +139,7 @@ async def write(settings: Settings, rows: dict[str, list[tuple[Any, ...]]]) -> f
     for event_type, rs in rows.items():
         for i in range(0, len(rs), size):
             batches.put_nowait((specs[event_type], rs[i:i + size]))
-    conns = [await _connect(specs.values()) for _ in range(settings.pipeline.lanes)]
+    conns = [await _connect(specs.values()) for _ in range(settings.pipeline.lanes * workers)]
     inserts = {s.event_type: s.insert_sql() for s in specs.values()}
 
     async def lane(conn: asyncpg.Connection) -> None:

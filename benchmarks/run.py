@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -45,6 +46,7 @@ from benchmarks.env import (
     ROOT,
     Names,
     drop,
+    execute,
     git_sha,
     loadavg,
     machine,
@@ -137,28 +139,14 @@ def wait_for_quiet(threshold: float, patience_s: float = 600) -> None:
 def measure(run: Run) -> None:
     a = run.args
     names, config, settings = run.config("t")
-    topics = list(names.topics.values())
     with run.phase("produce"):
         run.figures["produce"] = weir_phase.produce(config, a.events, None)
     # The rich events too, now: every Weir phase then starts after the same quiet phases,
     # none right after a producer (whose load would fall on it alone).
     rich = None if a.no_mapped else rich_data(run)
     avro = None if a.no_avro else avro_data(run, names)
-    with run.phase("consume_ceiling"):
-        rate, kept = asyncio.run(ceilings.consume(settings, topics, a.events, a.write_sample))
-        run.figures["consume_ceiling_events_per_s"] = round(rate)
-    _, _, ceiling_settings = run.config("c")
-    rows = ceilings.build_rows(settings, kept)
-    row_count = sum(map(len, rows.values()))
-    with run.phase("write_ceiling"):
-        rows_per_s = asyncio.run(ceilings.write(ceiling_settings, rows))
-    run.figures["write_ceiling_rows_per_s"] = round(rows_per_s)
-    run.figures["write_ceiling_events_per_s"] = round(rows_per_s * len(kept) / row_count)
-    run.figures["write_ceiling_sample_events"] = len(kept)
-    del rows, kept
-    if a.max_load is not None:
-        wait_for_quiet(a.max_load)
-    measure_weir(run, names, config)
+    measure_ceilings(run, names, settings)
+    rounds(run, names, config, settings)
     if avro is not None:
         if a.max_load is not None:
             wait_for_quiet(a.max_load)
@@ -167,12 +155,9 @@ def measure(run: Run) -> None:
         if a.max_load is not None:
             wait_for_quiet(a.max_load)
         measure_weir_mapped(run, *rich)
-    if not a.no_peer:
-        peer(run, names)
-        if avro is not None:
-            peer(run, avro[0], "avro")
-    if not a.no_connect:
-        connect(run, names, settings.batch.max_rows)
+    if not a.no_peer and avro is not None:
+        settle(run)
+        peer(run, avro[0], "avro", run.figures.get("weir_avro_workers", 1))
     if not a.no_latency:
         latency(run)
 
@@ -182,25 +167,111 @@ def worker_counts(args: argparse.Namespace) -> list[int]:
     return sorted(set(args.workers or [1, os.cpu_count() or 1]))
 
 
-def measure_weir(run: Run, source: Names, config: Path) -> None:
-    """One ``weir run --until-caught-up --workers N`` per count; the best is Weir's figure.
+def measure_ceilings(run: Run, names: Names, settings: Settings) -> None:
+    """The consume and write ceilings at each worker count's parallelism: N consumer
+    processes in a group, N x lanes writing connections (:mod:`benchmarks.ceilings`)."""
+    a = run.args
+    topics = list(names.topics.values())
+    by_workers: dict[str, dict[str, int]] = {}
+    with run.phase("consume_ceiling"):
+        rate, kept = asyncio.run(ceilings.consume(settings, topics, a.events, a.write_sample))
+    by_workers["1"] = {"consume_events_per_s": round(rate)}
+    for n in worker_counts(a):
+        if n > 1:
+            with run.phase(f"consume_ceiling_{n}"):
+                rate = ceilings.consume_parallel(settings, topics, f"{names.group}-c{n}", n)
+            by_workers[str(n)] = {"consume_events_per_s": round(rate)}
+    rows = ceilings.build_rows(settings, kept)
+    row_count = sum(map(len, rows.values()))
+    for n in worker_counts(a):
+        _, _, ceiling_settings = run.config("c")  # an empty schema each
+        with run.phase(f"write_ceiling_{n}"):
+            rows_per_s = asyncio.run(ceilings.write(ceiling_settings, rows, n))
+        by_workers.setdefault(str(n), {}).update({
+            "write_rows_per_s": round(rows_per_s),
+            "write_events_per_s": round(rows_per_s * len(kept) / row_count),
+            "write_connections": ceiling_settings.pipeline.lanes * n})
+    run.figures["ceilings_by_workers"] = by_workers
+    run.figures["write_ceiling_sample_events"] = len(kept)
 
-    The first count writes into the schema that ``config`` made; each other count gets a
-    fresh schema and group on the same topics.
+
+SYSTEMS = ("weir", "quix", "connect")
+
+
+def rounds(run: Run, source: Names, config: Path, settings: Settings) -> None:
+    """Weir, Quix Streams and Kafka Connect at each parallelism N of ``--workers``: Weir
+    with N workers, Quix with N instances in one group, Connect with ``tasks.max`` N. The
+    order alternates from round to round (Weir first, then last), and each phase starts
+    from a checkpointed server (:func:`settle`), so that none inherits another's debt.
+
+    Weir's best count is its headline figure; every ratio is at equal parallelism
+    (``matched``), and a system that wrote other rows than Weir at the same N is marked
+    partial and not judged.
     """
     a = run.args
     by_workers: dict[str, dict[str, Any]] = {}
-    for i, workers in enumerate(worker_counts(a)):
-        names, path = (source, config) if i == 0 else run.config("w", source.topics)[:2]
-        by_workers[str(workers)] = weir_once(run, names, path, workers,
-                                             f"weir_workers_{workers}")
+    matched: dict[str, dict[str, Any]] = {}
+    envelopes: tuple[Names, dict[str, int]] | None = None
+    for i, n in enumerate(worker_counts(a)):
+        here = matched.setdefault(str(n), {})
+        for system in SYSTEMS if i % 2 == 0 else SYSTEMS[::-1]:
+            if (system == "quix" and a.no_peer) or (system == "connect" and a.no_connect):
+                continue
+            settle(run)
+            if system == "weir":
+                names, path = (source, config) if i == 0 else \
+                    run.config("w", source.topics)[:2]
+                by_workers[str(n)] = here["weir"] = weir_once(run, names, path, n,
+                                                              f"weir_workers_{n}")
+            elif system == "quix":
+                here["quix"] = peer(run, source, "json", n)
+            else:
+                here["connect"], envelopes = connect(run, source, settings.batch.max_rows, n,
+                                                     envelopes)
+        mark_partial(run, n, here)
     best = max(by_workers, key=lambda n: by_workers[n]["events_per_s"])
     run.figures |= {f"weir_{k}": v for k, v in by_workers[best].items()}
     run.figures |= {"weir_workers": int(best), "weir_by_workers": by_workers,
-                    "weir_profiled": bool(a.profile)}
+                    "weir_profiled": bool(a.profile), "matched": matched,
+                    "rounds_order": [list(SYSTEMS if i % 2 == 0 else SYSTEMS[::-1])
+                                     for i in range(len(worker_counts(a)))]}
+    # The headline rows compare with Weir's best at its own parallelism.
+    ceiling = run.figures["ceilings_by_workers"][best]
+    run.figures["consume_ceiling_events_per_s"] = ceiling.get("consume_events_per_s")
+    run.figures["write_ceiling_events_per_s"] = ceiling.get("write_events_per_s")
+    run.figures["write_ceiling_rows_per_s"] = ceiling.get("write_rows_per_s")
+    for system, prefix in (("quix", "peer"), ("connect", "connect")):
+        if system in matched[best]:
+            run.figures |= {f"{prefix}_{k}": v for k, v in matched[best][system].items()}
     rows = {n: f["rows"] for n, f in by_workers.items()}
     if len(set(rows.values())) > 1:
         run.notes.append(f"Weir's rows differ by worker count: {rows}")
+
+
+def mark_partial(run: Run, n: int, here: dict[str, Any]) -> None:
+    """A peer that wrote other rows than Weir at the same parallelism is partial (Kafka
+    Connect, which keeps every event, against the events it was given)."""
+    weir_rows = (here.get("weir") or {}).get("rows")
+    quix = here.get("quix")
+    if quix is not None:
+        quix["partial"] = weir_rows is None or quix["rows"] != weir_rows
+        if quix["partial"]:
+            run.notes.append(f"Quix Streams x{n} wrote {quix['rows']:,} rows, Weir "
+                             f"{weir_rows}: partial, not judged")
+    connect_ = here.get("connect")
+    if connect_ is not None:
+        connect_["partial"] = connect_["rows"] != connect_["expected_rows"]
+        if connect_["partial"]:
+            run.notes.append(f"Kafka Connect x{n} wrote {connect_['rows']:,} of "
+                             f"{connect_['expected_rows']:,} rows: partial, not judged")
+
+
+def settle(run: Run) -> None:
+    """Before a measured phase: the server's dirty pages written out (a checkpoint), so no
+    phase pays for the one before it; and, with ``--max-load``, a quiet machine."""
+    asyncio.run(execute("CHECKPOINT"))
+    if run.args.max_load is not None:
+        wait_for_quiet(run.args.max_load)
 
 
 def weir_once(run: Run, names: Names, path: Path, workers: int, key: str) -> dict[str, Any]:
@@ -305,64 +376,76 @@ async def _count(schema: str, table: str) -> int:
         await conn.close()
 
 
-def peer(run: Run, source: Names, fmt: str = "json") -> None:
-    """Quix Streams on ``source``'s topics in ``fmt``: ``peer_*`` (JSON), ``peer_avro_*``.
-
-    Its rows are checked against Weir's from the same format; a run that wrote fewer (or
-    more) is marked ``partial`` and its ratio is not judged.
+def peer(run: Run, source: Names, fmt: str = "json", instances: int = 1
+         ) -> dict[str, Any] | None:
+    """Quix Streams on ``source``'s topics in ``fmt``, as ``instances`` processes in one
+    consumer group (its way to use N cores); its figures. The Avro run's go to
+    ``peer_avro_*`` and are checked against Weir's Avro rows (``partial`` if not the same);
+    the JSON rounds' are checked by :func:`mark_partial`.
     """
     if not QUIX_PYTHON.exists():
         run.notes.append("peer skipped: benchmarks/.venv is missing (make bench creates it)")
-        return
-    prefix, weir_rows = ("peer", "weir_rows") if fmt == "json" else \
-        (f"peer_{fmt}", f"weir_{fmt}_rows")
+        return None
+    prefix = f"peer_{fmt}" if fmt != "json" else f"peer_{instances}"
     names = Names.fresh("q")
     run.names.append(names)
     asyncio.run(_quix_tables(names.schema))
     version = subprocess.run(
         [str(QUIX_PYTHON), "-c", "import quixstreams; print(quixstreams.__version__)"],
         capture_output=True, text=True, check=True).stdout.strip()
-    cmd = [str(QUIX_PYTHON), str(ROOT / "benchmarks" / "peer_quix.py"), "--group",
-           names.group, "--schema", names.schema, "--format", fmt, "--registry", REGISTRY,
-           *[f"--topic={et}={t}" for et, t in source.topics.items()]]
+    one = shlex.join([str(QUIX_PYTHON), str(ROOT / "benchmarks" / "peer_quix.py"), "--group",
+                      names.group, "--schema", names.schema, "--format", fmt, "--registry",
+                      REGISTRY, *[f"--topic={et}={t}" for et, t in source.topics.items()]])
+    # N instances under one shell, which waits for them: wait4 then counts all their CPU.
+    cmd = ["sh", "-c", " & ".join([one] * instances) + " & wait"]
     with run.phase(prefix):
         cost = weir_phase.run_measured(cmd, weir_phase.work_file(f"{names.suffix}.quix.log"))
     steady = asyncio.run(weir_phase.steady_rate(names.schema, TABLES, run.args.events))
-    expected = run.figures.get(weir_rows)
-    partial = expected is not None and steady["rows"] != expected
-    run.figures |= {
-        prefix: "quixstreams PostgreSQLSink" + ("" if fmt == "json" else
+    figures = {
+        "name": "quixstreams PostgreSQLSink" + ("" if fmt == "json" else
                                                 f", {fmt} via its Schema Registry client"),
-        f"{prefix}_version": version,
-        f"{prefix}_events_per_s": round(steady["events_per_s"]), f"{prefix}_rows": steady["rows"],
-        f"{prefix}_cpu_s_per_million": round(cost.cpu_s / run.args.events * 1e6, 1),
-        f"{prefix}_peak_rss_mb": round(cost.max_rss_mb, 1), f"{prefix}_exit_code": cost.exit_code,
-        f"{prefix}_partial": partial,
+        "version": version, "instances": instances,
+        "events_per_s": round(steady["events_per_s"]), "rows": steady["rows"],
+        "cpu_s_per_million": round(cost.cpu_s / run.args.events * 1e6, 1),
+        "peak_rss_mb": round(cost.max_rss_mb, 1), "exit_code": cost.exit_code,
     }
-    if partial or cost.exit_code != 0:
-        run.notes.append(f"Quix Streams ({fmt}) wrote {steady['rows']} rows, Weir {expected}"
-                         f"{' (partial: not judged)' if partial else ''}; exit code "
-                         f"{cost.exit_code} (see benchmarks/results/tmp/{names.suffix}.quix.log)")
+    if cost.exit_code != 0:
+        run.notes.append(f"Quix Streams ({fmt}, x{instances}) exited {cost.exit_code} (see "
+                         f"benchmarks/results/tmp/{names.suffix}.quix.log)")
+    if fmt != "json":
+        expected = run.figures.get(f"weir_{fmt}_rows")
+        figures["partial"] = expected is not None and steady["rows"] != expected
+        if figures["partial"]:
+            run.notes.append(f"Quix Streams ({fmt}) wrote {steady['rows']} rows, Weir "
+                             f"{expected} (partial: not judged)")
+        run.figures |= {prefix: figures["name"]} | {
+            f"{prefix}_{k}": v for k, v in figures.items() if k != "name"}
+    return figures
 
 
-def connect(run: Run, source: Names, batch_size: int) -> None:
-    """Kafka Connect + the Debezium JDBC sink (benchmarks/connect), tuned as a user would."""
+def connect(run: Run, source: Names, batch_size: int, tasks: int,
+            envelopes: tuple[Names, dict[str, int]] | None
+            ) -> tuple[dict[str, Any] | None, tuple[Names, dict[str, int]] | None]:
+    """Kafka Connect + the Debezium JDBC sink (benchmarks/connect), tuned as a user would,
+    with ``tasks.max`` ``tasks``; its figures, and the envelope topics (copied from
+    ``source`` before the clock, once: every round reads the same)."""
     if (why := connect_phase.missing()) is not None:
         run.notes.append(f"Kafka Connect skipped: {why}")
-        return
+        return None, envelopes
     names = Names.fresh("k")
     run.names.append(names)
-    with run.phase("connect_envelopes"):
-        copied = connect_phase.prepare(source, names, run.args.partitions)
-    with run.phase("connect"):
-        figures = connect_phase.measure(names, run.args.events, copied, batch_size)
-    run.figures |= figures
-    if figures["connect_rows"] != figures["connect_expected_rows"]:
-        run.notes.append(f"Kafka Connect wrote {figures['connect_rows']} of "
-                         f"{figures['connect_expected_rows']} rows")
-    if figures["connect_exit_code"] not in (0, connect_phase.STOPPED):
-        run.notes.append(f"Kafka Connect exited {figures['connect_exit_code']} (see "
+    if envelopes is None:
+        with run.phase("connect_envelopes"):
+            envelopes = (names, connect_phase.prepare(source, names, run.args.partitions))
+    else:
+        asyncio.run(connect_phase.make_tables(names.schema))
+    with run.phase(f"connect_{tasks}"):
+        figures = connect_phase.measure(names, run.args.events, envelopes[1], batch_size,
+                                        tasks, envelopes[0].topics)
+    if figures["exit_code"] not in (0, connect_phase.STOPPED):
+        run.notes.append(f"Kafka Connect exited {figures['exit_code']} (see "
                          f"benchmarks/results/tmp/{names.suffix}.connect.log)")
+    return figures, envelopes
 
 
 async def _quix_tables(schema: str) -> None:

@@ -47,13 +47,13 @@ JVM = ["-Xms256M", "-Xmx2G", "-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20
 class Settings:
     """How the connector is tuned: what a user would set on this machine."""
 
-    tasks: int          # tasks.max: one per core
+    tasks: int          # tasks.max: one per core, or the bench round's parallelism
     batch_size: int     # batch.size: Weir's batch.max_rows
     max_poll_records: int  # consumer.max.poll.records: a batch for each of the two tables
 
     @classmethod
-    def for_machine(cls, batch_size: int) -> Settings:
-        return cls(tasks=os.cpu_count() or 1, batch_size=batch_size,
+    def for_machine(cls, batch_size: int, tasks: int | None = None) -> Settings:
+        return cls(tasks=tasks or os.cpu_count() or 1, batch_size=batch_size,
                    max_poll_records=batch_size * len(TABLES))
 
 
@@ -102,12 +102,14 @@ def worker_properties(folder: Path, max_poll_records: int) -> Path:
         "MAX_POLL_RECORDS": str(max_poll_records)})
 
 
-def properties(names: Names, settings: Settings, folder: Path) -> tuple[Path, Path]:
-    """The worker's and the connector's properties for one run, written into ``folder``."""
+def properties(names: Names, settings: Settings, folder: Path,
+               topics: dict[str, str] | None = None) -> tuple[Path, Path]:
+    """The worker's and the connector's properties for one run, written into ``folder``
+    (reading ``topics``, default ``names``' own)."""
     worker = worker_properties(folder, settings.max_poll_records)
     connector = render(HERE / "connector.properties.in", folder / "connector.properties", {
         "NAME": names.group, "TASKS": str(settings.tasks),
-        "TOPICS": ",".join(names.topics.values()), **postgres_values(),
+        "TOPICS": ",".join((topics or names.topics).values()), **postgres_values(),
         "BATCH_SIZE": str(settings.batch_size), "SCHEMA": names.schema})
     return worker, connector
 
@@ -172,13 +174,15 @@ def prepare(source: Names, names: Names, partitions: int) -> dict[str, int]:
     return copied
 
 
-def measure(names: Names, events: int, copied: dict[str, int],
-            batch_size: int) -> dict[str, Any]:
-    """The worker from start to the last row and its stop; the phase's figures."""
-    settings = Settings.for_machine(batch_size)
+def measure(names: Names, events: int, copied: dict[str, int], batch_size: int,
+            tasks: int | None = None, topics: dict[str, str] | None = None
+            ) -> dict[str, Any]:
+    """The worker from start to the last row and its stop; the phase's figures (into
+    ``names``' schema, from ``topics``, by default ``names``' own)."""
+    settings = Settings.for_machine(batch_size, tasks)
     # The worker's properties and its offsets file live and die with the phase.
     with tempfile.TemporaryDirectory(prefix="weir-bench-connect-") as tmp:
-        worker, connector = properties(names, settings, Path(tmp))
+        worker, connector = properties(names, settings, Path(tmp), topics)
         measured = Measured(command(worker, connector),
                             work_file(f"{names.suffix}.connect.log"))
         try:
@@ -188,17 +192,17 @@ def measure(names: Names, events: int, copied: dict[str, int],
     steady = asyncio.run(steady_rate(names.schema, TABLES, events))
     v = versions()
     return {
-        "connect": f"Kafka Connect {v['connect']} + Debezium JDBC sink {v['debezium']}",
-        "connect_version": v, "connect_tasks": settings.tasks,
-        "connect_batch_size": settings.batch_size,
-        "connect_max_poll_records": settings.max_poll_records,
-        "connect_events_per_s": round(steady["events_per_s"]), "connect_rows": rows,
-        "connect_expected_rows": copied["records"],
-        "connect_wall_s": round(cost.wall_s, 2),
-        "connect_cpu_s": round(cost.cpu_s, 2),
-        "connect_cpu_s_per_million": round(cost.cpu_s / events * 1e6, 1),
-        "connect_peak_rss_mb": round(cost.max_rss_mb, 1),
-        "connect_exit_code": cost.exit_code,  # STOPPED when all went as planned
-        "connect_source_bytes_per_event": round(copied["source_bytes"] / max(events, 1)),
-        "connect_envelope_bytes_per_event": round(copied["envelope_bytes"] / max(events, 1)),
+        "name": f"Kafka Connect {v['connect']} + Debezium JDBC sink {v['debezium']}",
+        "version": v, "tasks": settings.tasks,
+        "batch_size": settings.batch_size,
+        "max_poll_records": settings.max_poll_records,
+        "events_per_s": round(steady["events_per_s"]), "rows": rows,
+        "expected_rows": copied["records"],
+        "wall_s": round(cost.wall_s, 2),
+        "cpu_s": round(cost.cpu_s, 2),
+        "cpu_s_per_million": round(cost.cpu_s / events * 1e6, 1),
+        "peak_rss_mb": round(cost.max_rss_mb, 1),
+        "exit_code": cost.exit_code,  # STOPPED when all went as planned
+        "source_bytes_per_event": round(copied["source_bytes"] / max(events, 1)),
+        "envelope_bytes_per_event": round(copied["envelope_bytes"] / max(events, 1)),
     }

@@ -36,6 +36,15 @@ def test_bench_runs_end_to_end_on_a_tiny_data_set(tmp_path: Path) -> None:
     assert {w["rows"] for w in by_workers.values()} == {f["weir_rows"]}
     assert f["weir_events_per_s"] == by_workers[str(f["weir_workers"])]["events_per_s"]
     assert "connect_events_per_s" not in f
+    # The ceilings at each worker count's parallelism, and the rounds in alternate order.
+    for n in ("1", "2"):
+        ceiling = f["ceilings_by_workers"][n]
+        assert ceiling["consume_events_per_s"] > 0, ceiling
+        assert ceiling["write_events_per_s"] > 0, ceiling
+        assert f["matched"][n]["weir"] == by_workers[n]
+    assert f["ceilings_by_workers"]["2"]["write_connections"] == 2 * f["ceilings_by_workers"][
+        "1"]["write_connections"]
+    assert f["rounds_order"] == [["weir", "quix", "connect"], ["connect", "quix", "weir"]]
     # The mapped rows: as many rich events (other draws, so other bots dropped), with their
     # mapped columns, then with their items as child rows too; their ratios.
     assert f["weir_mapped_exit_code"] == f["weir_children_exit_code"] == 0
