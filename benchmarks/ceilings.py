@@ -55,19 +55,20 @@ async def consume(settings: Settings, topics: list[str], events: int,
 
 
 def consume_parallel(settings: Settings, topics: list[str], group: str,
-                     processes: int) -> float:
+                     processes: int) -> tuple[float, int]:
     """Events/s of ``processes`` bare consumers in one group reading ``topics`` to their
     ends, each in its own process (as ``weir run --workers N``): from the first record any
-    of them read to the last, so the group's join is not counted."""
+    of them read to the last, so the group's join is not counted; and the records read."""
     context = multiprocessing.get_context("spawn")
     with context.Pool(processes) as pool:
         spans = pool.starmap(_consume_share, [(settings.model_dump(mode="json"), topics,
                                                group, processes)] * processes)
     read = [s for s in spans if s[0]]
     if not read:
-        return 0.0
+        return 0.0, 0
     first, last = min(s[1] for s in read), max(s[2] for s in read)
-    return sum(s[0] for s in read) / max(last - first, 1e-3)
+    seen = sum(s[0] for s in read)
+    return seen / max(last - first, 1e-3), seen
 
 
 def _consume_share(settings: dict[str, Any], topics: list[str], group: str,
@@ -86,7 +87,7 @@ def _consume_share(settings: dict[str, Any], topics: list[str], group: str,
             # Every member in before the clock: the group settles on one assignment.
             while len(consumer.assignment()) == 0 or await _rebalancing(consumer, members):
                 await consumer.getmany(timeout_ms=100, max_records=1)
-                consumer.seek_to_beginning()
+                await consumer.seek_to_beginning()
             mine = list(consumer.assignment())
             ends = await consumer.end_offsets(mine)
             seen, first, last = 0, 0.0, 0.0

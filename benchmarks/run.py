@@ -179,8 +179,12 @@ def measure_ceilings(run: Run, names: Names, settings: Settings) -> None:
     for n in worker_counts(a):
         if n > 1:
             with run.phase(f"consume_ceiling_{n}"):
-                rate = ceilings.consume_parallel(settings, topics, f"{names.group}-c{n}", n)
-            by_workers[str(n)] = {"consume_events_per_s": round(rate)}
+                rate, seen = ceilings.consume_parallel(settings, topics,
+                                                       f"{names.group}-c{n}", n)
+            by_workers[str(n)] = {"consume_events_per_s": round(rate), "consume_records": seen}
+            if seen != a.events:  # a rebalance mid-read: the figure is not the ceiling's
+                run.notes.append(f"the consume ceiling with {n} consumers read {seen:,} of "
+                                 f"{a.events:,} records")
     rows = ceilings.build_rows(settings, kept)
     row_count = sum(map(len, rows.values()))
     for n in worker_counts(a):

@@ -44,6 +44,7 @@ def test_bench_runs_end_to_end_on_a_tiny_data_set(tmp_path: Path) -> None:
         assert f["matched"][n]["weir"] == by_workers[n]
     assert f["ceilings_by_workers"]["2"]["write_connections"] == 2 * f["ceilings_by_workers"][
         "1"]["write_connections"]
+    assert f["ceilings_by_workers"]["2"]["consume_records"] == 3000  # each record once
     assert f["rounds_order"] == [["weir", "quix", "connect"], ["connect", "quix", "weir"]]
     # The mapped rows: as many rich events (other draws, so other bots dropped), with their
     # mapped columns, then with their items as child rows too; their ratios.
