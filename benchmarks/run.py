@@ -535,11 +535,13 @@ def main() -> int:
                        stdout=subprocess.DEVNULL)
     run = Run(args)
     start_load = loadavg()
+    # The code measured is the code at the start: a commit made while the run goes on
+    # must not name its results.
+    name = report.result_name(datetime.now(UTC).strftime("%Y-%m-%d"), git_sha())
     try:
         measure(run)
     finally:
         asyncio.run(drop(run.names))
-    name = report.result_name(datetime.now(UTC).strftime("%Y-%m-%d"), git_sha())
     example = load_settings(ROOT / "config" / "example.yaml")
     results: dict[str, Any] = {
         "name": name, "events": args.events, "machine": machine(),
