@@ -319,8 +319,8 @@ def registered_contract(name: str, settings: Settings, wait: bool = False) -> Re
     while True:
         try:
             found = client.version(et.registry_subject, et.registry_version)
-            schema, reader = derive(found.schema, found.version, et.registry_message,
-                                    et.envelope)
+            schema, reader = derive(client.resolve(found.schema), found.version,
+                                    et.registry_message, et.envelope)
             break
         except (WeirError, ValueError) as exc:
             if not wait or verdict(exc) is not Verdict.STALL:

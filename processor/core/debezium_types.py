@@ -101,7 +101,9 @@ def contract_of(after: Mapping[str, Any], title: str = "",
         prop = dict(value_schema)
         if pg_type != "text":
             prop["x-weir-column-type"] = pg_type  # what the JSON type alone does not say
-        if field["field"] in keys if keys is not None else not field.get("optional", False):
+        needed = (field["field"] in keys) if keys is not None else \
+            not field.get("optional", False)
+        if needed:
             required.append(field["field"])
         elif "type" in prop:
             prop["type"] = [prop["type"], "null"]

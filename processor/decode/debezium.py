@@ -129,9 +129,12 @@ class DebeziumEnvelope:
         """Raise :class:`ColumnsPending` for the fields of ``struct`` the contract has not
         (a field its schema does not describe cannot be typed: it stays in ``raw``)."""
         fields = struct.get("fields") if struct is not None else None
-        new: dict[str, Mapping[str, Any]] = {f["field"]: f for f in fields if isinstance(f, dict)
-               and isinstance(f.get("field"), str) and f["field"] not in self._known
-               } if isinstance(fields, list) else {}
+        if not isinstance(fields, list):
+            return
+        new: dict[str, Mapping[str, Any]] = {
+            f["field"]: f for f in fields
+            if isinstance(f, dict) and isinstance(f.get("field"), str)
+            and f["field"] not in self._known}
         if new:
             raise ColumnsPending(self._event_type, new)
 

@@ -29,6 +29,7 @@ from processor.core.errors import PermanentError, WeirError, describe
 from processor.core.settings import SchemaRegistrySettings
 from processor.core.text import printable
 from processor.core.verdict import Verdict
+from processor.registry.avro_references import inline
 
 _SCHEMA_NOT_FOUND = 40403
 _CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
@@ -56,6 +57,10 @@ class RegistryRefused(RegistryError):
 
 class SchemaNotFound(PermanentError):
     """The registry has no schema of this id: the event that names it is a dead letter."""
+
+
+# How deep references may refer to references before it is taken for a cycle.
+MAX_REFERENCE_DEPTH = 16
 
 
 class SubjectNotFound(PermanentError):
@@ -109,6 +114,36 @@ class RegistryClient:
         """The schema of ``schema_id``; :class:`SchemaNotFound` if the registry has none."""
         answer = self._call("GET", f"/schemas/ids/{schema_id}", missing=SchemaNotFound)
         return _registered(schema_id, answer)
+
+    def resolve(self, schema: RegisteredSchema) -> RegisteredSchema:
+        """``schema`` self-contained: an Avro schema's references (named types registered
+        under subjects of their own, each with its own references) fetched and inlined
+        (:mod:`processor.registry.avro_references`); any other schema as it is.
+        :class:`SubjectNotFound` if a referenced version is not in the registry."""
+        if not schema.references or schema.schema_type != "AVRO":
+            return schema
+        return self._inlined(schema, MAX_REFERENCE_DEPTH)
+
+    def _inlined(self, schema: RegisteredSchema, depth: int) -> RegisteredSchema:
+        if not schema.references:
+            return schema
+        if depth == 0:
+            raise SubjectNotFound(f"schema id {schema.schema_id}: references nested more "
+                                  f"than {MAX_REFERENCE_DEPTH} deep (a cycle?)")
+        referenced: dict[str, Any] = {}
+        for ref in schema.references:
+            found = self.version(str(ref.get("subject")), ref.get("version", "latest"))
+            inner = self._inlined(found.schema, depth - 1)
+            try:
+                referenced[str(ref.get("name"))] = orjson.loads(inner.text)
+            except orjson.JSONDecodeError:
+                return schema  # not JSON: its parser says so
+        try:
+            document = orjson.loads(schema.text)
+        except orjson.JSONDecodeError:
+            return schema
+        return RegisteredSchema(schema.schema_id, schema.schema_type,
+                                orjson.dumps(inline(document, referenced)).decode())
 
     def subjects_of(self, schema_id: int) -> list[str]:
         """The subjects under which ``schema_id`` is registered."""

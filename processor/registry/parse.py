@@ -21,9 +21,9 @@ from processor.registry.schemas import SchemaBook, SchemaUnusable
 
 def parse_registered(schema: RegisteredSchema) -> Any:
     """The parsed form of ``schema`` for its type; raises :class:`SchemaUnusable`."""
-    if schema.references:
-        raise SchemaUnusable("it references other registered schemas, which Weir does not "
-                             "resolve yet")
+    if schema.references:  # an Avro schema's are inlined when it is fetched
+        raise SchemaUnusable(f"it references other registered schemas, which Weir resolves "
+                             f"for Avro only, not yet for {schema.schema_type}")
     if schema.schema_type == "PROTOBUF":
         from processor.registry.protobuf_schema import ProtoSchemaError, parse_proto
         try:

@@ -28,7 +28,12 @@ from typing import Any
 from processor.core.retry import retry_transient
 from processor.core.stalls import Stalls
 from processor.core.verdict import Verdict, verdict
-from processor.registry.client import RegisteredSchema, RegistryClient, SchemaNotFound
+from processor.registry.client import (
+    RegisteredSchema,
+    RegistryClient,
+    SchemaNotFound,
+    SubjectNotFound,
+)
 
 REGISTRY_PART = "schema registry"
 MISSING_TTL_S = 30.0  # how long "the registry has no such id" is believed without asking
@@ -109,6 +114,12 @@ class SchemaBook:
             subjects = tuple(self._client.subjects_of(schema_id))
         except SchemaNotFound as exc:
             return Known(schema_id, None, problem=str(exc), fetched_at=now)
+        try:
+            schema = self._client.resolve(schema)
+        except SubjectNotFound as exc:
+            return Known(schema_id, schema, subjects, None,
+                         f"schema id {schema_id} ({schema.schema_type}) cannot be read: a "
+                         f"schema it references is missing: {exc}", now)
         try:
             parsed = self._parse(schema)
         except SchemaUnusable as exc:

@@ -9,14 +9,21 @@ each test's source, slot and topics are its own.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import subprocess
+import threading
 import time
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
-from tests.integration.conftest import KAFKA, REGISTRY_ADDRESS, ROOT
+from tests.integration.conftest import KAFKA, REGISTRY_ADDRESS, ROOT, Harness
 from tests.integration.servers import PrivatePostgres
 
 STACK = Path(os.environ.get("WEIR_STACK_DIR", ROOT / ".stack")).resolve()
@@ -32,10 +39,9 @@ AVRO_VALUES = ["value.converter=io.apicurio.registry.utils.converter.AvroConvert
                "value.converter.apicurio.registry.find-latest=true",
                "value.converter.apicurio.registry.as-confluent=true",
                "value.converter.apicurio.registry.use-id=contentId",
-               "value.converter.apicurio.registry.headers.enabled=false",
-               # One schema per envelope: by default the converter registers Debezium's
-               # Source record apart and refers to it, and Weir reads no references yet.
-               "value.converter.apicurio.registry.dereference-schema=true"]
+               # The converter's default: Debezium's Source record registered apart, each
+               # envelope referring to it (Weir inlines the reference).
+               "value.converter.apicurio.registry.headers.enabled=false"]
 
 
 def jars_missing() -> str | None:
@@ -152,3 +158,63 @@ class DebeziumSource:
                 self.proc.kill()
                 self.proc.wait(10)
         self.pg.stop()
+
+
+def normal(value: Any) -> Any:
+    """A value as both sides compare: numbers by value, times in UTC, uuids as text."""
+    if isinstance(value, Decimal | float) and not isinstance(value, bool):
+        return Decimal(repr(value)) if isinstance(value, float) else value.normalize()
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value
+
+
+async def differences(source: DebeziumSource, h: Harness,
+                      compared: dict[str, tuple[str, str]]) -> dict[str, int] | str:
+    """Per table, how many rows differ between the source and its mirror (on ``compared``:
+    the source's columns and the mirror's); or what the mirror still lacks (a table, a
+    column)."""
+    src = await asyncpg.connect(source.dsn)
+    dst = await asyncpg.connect(h.dsn, server_settings={"search_path": h.schema})
+    out = {}
+    try:
+        for table, (theirs, ours) in compared.items():
+            a = {tuple(map(normal, r)) for r in await src.fetch(f"SELECT {theirs} FROM {table}")}
+            mirrored = ours if " FROM " in ours else f"{ours} FROM {table}"
+            b = {tuple(map(normal, r)) for r in await dst.fetch(f"SELECT {mirrored}")}
+            out[table] = len(a ^ b)
+    except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError) as exc:
+        return str(exc)
+    finally:
+        await src.close()
+        await dst.close()
+    return out
+
+
+def converge(source: DebeziumSource, h: Harness, proc: subprocess.Popen[bytes],
+             compared: dict[str, tuple[str, str]], timeout: float = 240) -> None:
+    """Wait until every mirror of ``compared`` equals its source, ``proc`` (Weir) alive."""
+    deadline = time.monotonic() + timeout
+    while (diff := asyncio.run(differences(source, h, compared))) != dict.fromkeys(
+            compared, 0):
+        assert time.monotonic() < deadline, (diff, source.tail())
+        assert proc.poll() is None, h.why_exited(proc)
+        time.sleep(1)
+
+
+def sigkilled_while(h: Harness, busy: threading.Thread, every_s: float = 3.0
+                    ) -> tuple[subprocess.Popen[bytes], int]:
+    """Weir started, and SIGKILLed and started again every ``every_s`` while ``busy`` (the
+    source's workload) runs; the last Weir process, and how many were killed."""
+    kills = 0
+    proc = h.start("w0")
+    while busy.is_alive():
+        time.sleep(every_s)
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(10) == -signal.SIGKILL
+        kills += 1
+        proc = h.start(f"w{kills}")
+    busy.join()
+    return proc, kills

@@ -2,7 +2,9 @@
 
 Debezium's PostgreSQL connector writes its change events with Apicurio's Avro converter in
 Confluent's framing against the stack's registry (each envelope schema under
-``<topic>-value``), decimals exact (``decimal.handling.mode=precise``: Avro's decimal).
+``<topic>-value``, referring to Debezium's ``Source`` record registered apart, as the
+converter does by default), decimals exact (``decimal.handling.mode=precise``: Avro's
+decimal).
 Each mirror's contract is its subject, read as a Debezium envelope: the ``after`` record's
 fields, typed by the same table as the JSON converter's schemas. A random workload on two
 tables while Weir is SIGKILLed every few seconds; afterwards each mirror equals its source,
@@ -25,10 +27,14 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.integration.cdc_source import DebeziumSource, jars_missing
+from tests.integration.cdc_source import (
+    DebeziumSource,
+    converge,
+    differences,
+    jars_missing,
+    sigkilled_while,
+)
 from tests.integration.conftest import REGISTRY, Harness
-from tests.integration.test_debezium_mirrors import differences_yet
-from tests.integration.test_debezium_source import differences
 from tests.integration.test_observability import get
 
 pytestmark = pytest.mark.integration
@@ -113,6 +119,10 @@ def test_avro_change_events_through_the_registry_mirror_their_tables(tmp_path: P
         while not all(registered(f"{source.topic(t)}-value") for t in KEYS):
             assert time.monotonic() < deadline, source.tail()
             time.sleep(1)
+        # The envelopes refer to the Source record registered apart: Weir inlines it.
+        [reference] = get(f"{REGISTRY}/subjects/{source.topic('customers')}-value/versions/"
+                          "latest")[1]["references"]
+        assert reference["name"] == "io.debezium.connector.postgresql.Source", reference
         h.migrate()
         # The mirror's columns from the envelope's after record, Debezium's types mapped.
         types = {r["column_name"]: r["data_type"] for r in h.sql(
@@ -125,23 +135,10 @@ def test_avro_change_events_through_the_registry_mirror_their_tables(tmp_path: P
         writer = threading.Thread(target=lambda: done.append(asyncio.run(
             workload(source.dsn, 30_000, seed=11))))
         writer.start()
-        kills = 0
-        proc = h.start("w0")
-        while writer.is_alive():
-            time.sleep(3)
-            proc.send_signal(signal.SIGKILL)
-            assert proc.wait(10) == -signal.SIGKILL
-            kills += 1
-            proc = h.start(f"w{kills}")
-        writer.join()
+        proc, kills = sigkilled_while(h, writer)
         assert done == [30_000]
         assert kills >= 3
-        deadline = time.monotonic() + 240
-        while (diff := asyncio.run(differences_yet(source, h, COMPARED))) != dict.fromkeys(
-                COMPARED, 0):
-            assert time.monotonic() < deadline, (diff, source.tail())
-            assert proc.poll() is None, h.why_exited(proc)
-            time.sleep(2)
+        converge(source, h, proc, COMPARED)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
         assert h.scalar("SELECT count(*) FROM weir_dead_letters") == 0

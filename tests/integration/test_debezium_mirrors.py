@@ -26,10 +26,15 @@ import asyncpg
 import orjson
 import pytest
 
-from tests.integration.cdc_source import DebeziumSource, jars_missing
+from tests.integration.cdc_source import (
+    DebeziumSource,
+    converge,
+    differences,
+    jars_missing,
+    sigkilled_while,
+)
 from tests.integration.conftest import Harness
 from tests.integration.servers import free_port
-from tests.integration.test_debezium_source import differences
 from tests.integration.test_observability import eventually, get
 
 pytestmark = pytest.mark.integration
@@ -142,23 +147,10 @@ def test_one_pattern_mirrors_every_table_and_follows_new_tables_and_columns(
         writer = threading.Thread(target=lambda: asyncio.run(
             work.run(changes, changes // 3, changes * 2 // 3)))
         writer.start()
-        kills = 0
-        proc = h.start("w0")
-        while writer.is_alive():
-            time.sleep(3)
-            proc.send_signal(signal.SIGKILL)
-            assert proc.wait(10) == -signal.SIGKILL
-            kills += 1
-            proc = h.start(f"w{kills}")
-        writer.join()
+        proc, kills = sigkilled_while(h, writer)
         assert work.done == changes
         assert kills >= 3
-        deadline = time.monotonic() + 240
-        while (diff := asyncio.run(differences_yet(source, h, COMPARED))) != dict.fromkeys(
-                COMPARED, 0):
-            assert time.monotonic() < deadline, (diff, source.tail())
-            assert proc.poll() is None, h.why_exited(proc)
-            time.sleep(2)
+        converge(source, h, proc, COMPARED)
         # The same process, with no kill now: a table created and a column added are
         # followed by the running Weir itself (its watch, and a held change).
         compared = {**COMPARED, "returns": ("id, reason", "id, reason")}
@@ -167,12 +159,7 @@ def test_one_pattern_mirrors_every_table_and_follows_new_tables_and_columns(
             if "vip" in step[-1]:
                 compared["customers"] = (COMPARED["customers"][0] + ", vip",
                                          COMPARED["customers"][1] + ", vip")
-            deadline = time.monotonic() + 120
-            while (diff := asyncio.run(differences_yet(source, h, compared))) != (
-                    dict.fromkeys(compared, 0)):
-                assert time.monotonic() < deadline, (diff, source.tail())
-                assert proc.poll() is None, h.why_exited(proc)
-                time.sleep(1)
+            converge(source, h, proc, compared, timeout=120)
         restarts = [line["reason"] for line in h.log_lines(f"w{kills}")
                     if line.get("event") == "stopping to start again"]
         assert f"new change topics to mirror: {source.topic('returns')}" in restarts, restarts
@@ -210,15 +197,6 @@ def test_one_pattern_mirrors_every_table_and_follows_new_tables_and_columns(
     finally:
         h.cleanup()
         source.drop()
-
-
-async def differences_yet(source: DebeziumSource, h: Harness,
-                          compared: dict[str, tuple[str, str]]) -> dict[str, int] | str:
-    """:func:`differences`, or what the mirror lacks still (a table, a column)."""
-    try:
-        return await differences(source, h, compared)
-    except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError) as exc:
-        return str(exc)
 
 
 # After the kills, one at a time: a table created, then a column added and set.

@@ -35,7 +35,13 @@ import pytest
 
 from processor.commands.produce.producer import ensure_topics
 from processor.core.settings import load_settings
-from tests.integration.cdc_source import DebeziumSource, jars_missing
+from tests.integration.cdc_source import (
+    DebeziumSource,
+    converge,
+    differences,
+    jars_missing,
+    sigkilled_while,
+)
 from tests.integration.conftest import Harness
 
 pytestmark = pytest.mark.integration
@@ -189,36 +195,6 @@ class Workload:
                     "DO UPDATE SET role = $3", team, member, r.choice(["lead", "dev", None]))
 
 
-def normal(value: Any) -> Any:
-    """A value as both sides compare: numbers by value, times in UTC, uuids as text."""
-    if isinstance(value, Decimal | float) and not isinstance(value, bool):
-        return Decimal(repr(value)) if isinstance(value, float) else value.normalize()
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    return value
-
-
-async def differences(source: DebeziumSource, h: Harness,
-                      compared: dict[str, tuple[str, str]] = COMPARED) -> dict[str, int]:
-    """Per table, how many rows differ between the source and its mirror (on ``compared``:
-    the source's columns and the mirror's)."""
-    src = await asyncpg.connect(source.dsn)
-    dst = await asyncpg.connect(h.dsn, server_settings={"search_path": h.schema})
-    out = {}
-    try:
-        for table, (theirs, ours) in compared.items():
-            a = {tuple(map(normal, r)) for r in await src.fetch(f"SELECT {theirs} FROM {table}")}
-            mirrored = ours if " FROM " in ours else f"{ours} FROM {table}"
-            b = {tuple(map(normal, r)) for r in await dst.fetch(f"SELECT {mirrored}")}
-            out[table] = len(a ^ b)
-    finally:
-        await src.close()
-        await dst.close()
-    return out
-
-
 def test_mirrors_of_a_real_debezium_source_stay_equal_through_sigkills(
         tmp_path: Path) -> None:
     # make test fetches the jars (scripts/test-deps.sh): missing, this fails, never skips.
@@ -250,22 +226,10 @@ def test_mirrors_of_a_real_debezium_source_stay_equal_through_sigkills(
             work.run(changes, changes // 2, changes * 3 // 4)))
         writer.start()
         # Weir SIGKILLed every few seconds while the source changes.
-        kills = 0
-        proc = h.start("w0")
-        while writer.is_alive():
-            time.sleep(3)
-            proc.send_signal(signal.SIGKILL)
-            assert proc.wait(10) == -signal.SIGKILL
-            kills += 1
-            proc = h.start(f"w{kills}")
-        writer.join()
+        proc, kills = sigkilled_while(h, writer)
         assert work.done == changes
         assert kills >= 4
-        deadline = time.monotonic() + 240
-        while (diff := asyncio.run(differences(source, h))) != dict.fromkeys(COMPARED, 0):
-            assert time.monotonic() < deadline, (diff, source.tail())
-            assert proc.poll() is None, h.why_exited(proc)
-            time.sleep(2)
+        converge(source, h, proc, COMPARED)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
         assert h.scalar("SELECT count(*) FROM weir_dead_letters") == 0

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import fastavro
 import orjson
 import pytest
 
@@ -155,3 +156,44 @@ def test_a_framed_topic_needs_a_registry(example_config: Path, tmp_path: Path) -
     config.write_text(text[:start] + text[end + 2:])
     with pytest.raises(ConfigError, match=r"schema_registry\.url is required"):
         load_settings(config)
+
+
+SOURCE = {"type": "record", "name": "Source", "namespace": "io.debezium",
+          "fields": [{"name": "lsn", "type": ["null", "long"]},
+                     {"name": "db", "type": "io.debezium.Db"}]}
+DB = {"type": "enum", "name": "Db", "namespace": "io.debezium", "symbols": ["PG", "MYSQL"]}
+ENVELOPE = {"type": "record", "name": "Envelope", "namespace": "shop.orders", "fields": [
+    {"name": "source", "type": "io.debezium.Source"},
+    {"name": "again", "type": ["null", "io.debezium.Source"]},
+    {"name": "op", "type": "string"}]}
+
+
+def test_an_avro_schemas_references_are_fetched_and_inlined(server: Any) -> None:
+    """Types registered apart (here two deep) are defined where first used, then named:
+    one self-contained schema, as fastavro and Weir's reader take it."""
+    base = "/apis/ccompat/v7/subjects"
+    server.answers[f"{base}/io.debezium.Db/versions/1"] = (
+        200, {"subject": "io.debezium.Db", "version": 1, "id": 3,
+              "schema": orjson.dumps(DB).decode()}, 0)
+    server.answers[f"{base}/io.debezium.Source/versions/2"] = (
+        200, {"subject": "io.debezium.Source", "version": 2, "id": 4,
+              "schema": orjson.dumps(SOURCE).decode(),
+              "references": [{"name": "io.debezium.Db", "subject": "io.debezium.Db",
+                              "version": 1}]}, 0)
+    server.answers["/apis/ccompat/v7/schemas/ids/5"] = (
+        200, {"schema": orjson.dumps(ENVELOPE).decode(),
+              "references": [{"name": "io.debezium.Source", "subject": "io.debezium.Source",
+                              "version": 2}]}, 0)
+    registry = client(server)
+    resolved = registry.resolve(registry.schema(5))
+    assert resolved.references == ()
+    document = orjson.loads(resolved.text)
+    fields = {f["name"]: f["type"] for f in document["fields"]}
+    assert fields["source"]["name"] == "Source"
+    assert fields["source"]["fields"][1]["type"]["symbols"] == ["PG", "MYSQL"]
+    assert fields["again"] == ["null", "io.debezium.Source"]  # defined once, then named
+    fastavro.parse_schema(document)
+    # A referenced version the registry does not have: the schema cannot be read.
+    del server.answers[f"{base}/io.debezium.Db/versions/1"]
+    with pytest.raises(SubjectNotFound):
+        registry.resolve(registry.schema(5))
