@@ -24,12 +24,13 @@ def inline(document: Any, referenced: Mapping[str, Any]) -> Any:
 
     def walk(node: Any, space: str) -> Any:
         if isinstance(node, str):
+            # Avro's rule: a name without a dot is in the enclosing namespace; so is a
+            # definition without one, placed here.
             full = node if "." in node or not space else f"{space}.{node}"
-            for name in (full, node):
-                if name in referenced and name not in defined:
-                    definition = referenced[name]
-                    defined.update(_names(definition, ""))
-                    return definition
+            if full in referenced and full not in defined:
+                definition = referenced[full]
+                defined.update(_names(definition, space))
+                return definition
             return node
         if isinstance(node, list):
             return [walk(branch, space) for branch in node]

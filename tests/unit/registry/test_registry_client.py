@@ -17,6 +17,7 @@ import pytest
 from processor.core.errors import ConfigError
 from processor.core.settings import SchemaRegistrySettings, load_settings
 from processor.core.verdict import Verdict, verdict
+from processor.registry.avro_references import inline
 from processor.registry.client import (
     RegistryClient,
     RegistryRefused,
@@ -197,3 +198,15 @@ def test_an_avro_schemas_references_are_fetched_and_inlined(server: Any) -> None
     del server.answers[f"{base}/io.debezium.Db/versions/1"]
     with pytest.raises(SubjectNotFound):
         registry.resolve(registry.schema(5))
+
+
+def test_a_short_reference_is_in_the_enclosing_namespace() -> None:
+    """Avro's rule: ``S`` inside namespace ``a.b`` is ``a.b.S``; its definition is placed
+    at the first use, and the second use names it."""
+    document = {"type": "record", "name": "E", "namespace": "a.b",
+                "fields": [{"name": "s", "type": "S"}, {"name": "t", "type": ["null", "S"]}]}
+    out = inline(document, {"a.b.S": {"type": "record", "name": "S",
+                                      "fields": [{"name": "x", "type": "int"}]}})
+    assert out["fields"][0]["type"]["name"] == "S"
+    assert out["fields"][1]["type"] == ["null", "S"]
+    fastavro.parse_schema(out)
