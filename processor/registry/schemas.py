@@ -115,7 +115,8 @@ class SchemaBook:
         except SchemaNotFound as exc:
             return Known(schema_id, None, problem=str(exc), fetched_at=now)
         try:
-            schema = self._client.resolve(schema)
+            if schema.references:
+                schema = self._client.resolve(schema)
         except SubjectNotFound as exc:
             return Known(schema_id, schema, subjects, None,
                          f"schema id {schema_id} ({schema.schema_type}) cannot be read: a "
