@@ -50,8 +50,10 @@ class Router:
         per_lane: list[list[Item]] = [[] for _ in range(count)]
         per_lane_bytes = [0] * count
         for item in items:
-            # A truncate has no key; the usual event pays one test, as lane_for's own.
-            if item.key is None and isinstance(item, Row) and item.truncate and count > 1:
+            # Every lane's copy, whatever its key: Debezium sends none, another producer may
+            # (a keyed truncate left on its key's lane let other lanes write older rows
+            # after it). The usual event pays one type test.
+            if type(item) is Row and item.truncate and count > 1:
                 item.chunk.pending += count - 1  # each lane's copy is written, and counted
                 for lane in range(count):
                     per_lane[lane].append(item if lane == 0 else copy.copy(item))

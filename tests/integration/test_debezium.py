@@ -272,8 +272,11 @@ def test_soft_deletes_keep_the_row_marked_and_no_older_change_revives_it(
 def test_a_truncate_empties_the_mirror_up_to_its_position(tmp_path: Path,
                                                            deletes: str) -> None:
     """Rows of earlier changes go (or are marked deleted), those after the truncate stay,
-    in one batch or over several, and a replay ends the same."""
-    h = harness(tmp_path, truncates="truncate", deletes=deletes)
+    in one batch or over several, and a replay ends the same. On one partition, as
+    Debezium's change topics are: on several, an older change of another partition read
+    after the truncate comes back (docs/cdc.md, Truncates; a clean-clone run met it)."""
+    h = harness(tmp_path, Harness(tmp_path, partitions=1), truncates="truncate",
+                deletes=deletes)
     try:
         h.migrate()
         send(h, [(k, change("c", None, customer(k, f"n{k}"), lsn=100 + k)) for k in (1, 2)])

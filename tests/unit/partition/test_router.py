@@ -1,5 +1,7 @@
 from collections import Counter
 
+import pytest
+
 from processor.partition.router import lane_for
 
 
@@ -39,7 +41,9 @@ async def test_the_router_gives_each_lane_its_share_in_order() -> None:
     assert [b.nbytes for b in buffers] == [0, 0, 0]  # taken, byte counts included
 
 
-async def test_a_mirrors_truncate_goes_to_every_lane_in_its_order() -> None:
+@pytest.mark.parametrize("key", [None, b'{"id":0}'])
+async def test_a_mirrors_truncate_goes_to_every_lane_in_its_order(key: bytes | None) -> None:
+    """Keyed or not (Debezium sends none, another producer may): every lane's copy."""
     from processor.batch.buffer import LaneBuffer
     from processor.core.records import Chunk, Row
     from processor.partition.router import Router
@@ -47,7 +51,7 @@ async def test_a_mirrors_truncate_goes_to_every_lane_in_its_order() -> None:
     buffers = [LaneBuffer(100, 10_000) for _ in range(3)]
     chunk = Chunk(("src.public.products", 0), 0, 21, pending=21)
     rows = [Row("product", (i,), chunk, 10, f"k{i % 7}".encode(), [], 0) for i in range(20)]
-    rows.insert(10, Row("product", (9.5,), chunk, 10, None, [], 0, truncate=True))
+    rows.insert(10, Row("product", (9.5,), chunk, 10, key, [], 0, truncate=True))
     await Router(buffers).put(rows)
     got = [await b.take(100, 10_000, 0) for b in buffers]
     for items in got:
