@@ -115,8 +115,7 @@ class SchemaBook:
         except SchemaNotFound as exc:
             return Known(schema_id, None, problem=str(exc), fetched_at=now)
         try:
-            if schema.references:
-                schema = self._client.resolve(schema)
+            schema = self._client.resolve(schema)
         except SubjectNotFound as exc:
             return Known(schema_id, schema, subjects, None,
                          f"schema id {schema_id} ({schema.schema_type}) cannot be read: a "

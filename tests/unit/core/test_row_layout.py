@@ -87,6 +87,9 @@ def _framed(settings: Settings, value: bytes) -> tuple[str, tuple[Any, ...], byt
         def subjects_of(self, schema_id: int) -> list[str]:
             return [f"{TOPIC}-value"]
 
+        def resolve(self, registered: RegisteredSchema) -> RegisteredSchema:
+            return registered  # no references here
+
     topics = [t.model_copy(update={"format": "avro"}) if t.name == TOPIC else t
               for t in settings.topics]
     framed = settings.model_copy(update={"topics": topics})
