@@ -147,7 +147,8 @@ class Pipeline:
                 if not pool.is_closing() and not await bounded(pool.close(), CLOSE_S):
                     pool.terminate()  # a connection whose server does not answer
         except Stopped:
-            return EXIT_OK  # stopped while start-up waited: nothing was consumed
+            log.info("stopped during start-up; nothing was consumed")
+            return EXIT_OK
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)

@@ -31,12 +31,22 @@ def written_total(metrics_text: str) -> float:
         r'^weir_events_written_total\{[^}]*\} (\S+)$', metrics_text, re.MULTILINE))
 
 
+def lifecycle(h: Harness) -> str:
+    """The supervisor's and the workers' start and stop lines, for an assertion message."""
+    kept = ("worker", "stopp", "start", "died", "exited", "error", "critical")
+    return "\n".join(str(x) for x in h.log_lines("weir")
+                     if any(k in str(x.get("event", "")) for k in kept)
+                     or x.get("level") in ("error", "critical"))
+
+
 def test_a_killed_worker_is_replaced_and_exactly_once_holds(tmp_path: Path) -> None:
     h, port = observed(tmp_path)
     h.migrate()
     base = f"http://127.0.0.1:{port}"
+    # Joined before the clean-up deletes its topic, whatever the outcome: a producer left
+    # running would fail into whichever test runs next.
+    producer = threading.Thread(target=h.produce, args=(20_000, "--rate", "2000"))
     try:
-        producer = threading.Thread(target=h.produce, args=(20_000, "--rate", "2000"))
         producer.start()
         parent = h.start("weir", "--workers", "2")
         workers = eventually(lambda: all_own_partitions(base, 2), 60, "both workers own partitions")
@@ -56,8 +66,9 @@ def test_a_killed_worker_is_replaced_and_exactly_once_holds(tmp_path: Path) -> N
         lines = h.log_lines("weir")
         died = [x for x in lines if x.get("event") == "worker died; starting it again"]
         assert [(x["worker"], x["pid"], x["exit_code"]) for x in died] == \
-            [(1, victim["pid"], -signal.SIGKILL)]
+            [(1, victim["pid"], -signal.SIGKILL)], lifecycle(h)
     finally:
+        producer.join(timeout=120)
         h.cleanup()
 
 
@@ -65,13 +76,13 @@ def test_sigterm_drains_every_worker_and_nothing_is_lost(tmp_path: Path) -> None
     h, port = observed(tmp_path)
     h.migrate()
     base = f"http://127.0.0.1:{port}"
+    # Events keep arriving while the workers are stopped. (At a steady rate: with a deep
+    # backlog one worker can still be draining when the other leaves the group, and a
+    # rebalance in the middle of a drain can hang that worker's last commit past its
+    # deadline, a pipeline issue that separate replicas have as well; the supervisor
+    # then kills it and exits 3.)
+    producer = threading.Thread(target=h.produce, args=(30_000, "--rate", "3000"))
     try:
-        # Events keep arriving while the workers are stopped. (At a steady rate: with a deep
-        # backlog one worker can still be draining when the other leaves the group, and a
-        # rebalance in the middle of a drain can hang that worker's last commit past its
-        # deadline, a pipeline issue that separate replicas have as well; the supervisor
-        # then kills it and exits 3.)
-        producer = threading.Thread(target=h.produce, args=(30_000, "--rate", "3000"))
         producer.start()
         parent = h.start("weir", "--workers", "2")
         # Both in the group, ready and writing: a worker stopped while it joins has nothing
@@ -83,7 +94,7 @@ def test_sigterm_drains_every_worker_and_nothing_is_lost(tmp_path: Path) -> None
         assert parent.wait(60) == 0, h.why_exited(parent)
         lines = h.log_lines("weir")
         clean = {x["worker"] for x in lines if x.get("event") == "stopped cleanly"}
-        assert clean == {0, 1}
+        assert clean == {0, 1}, lifecycle(h)
         budget = [x for x in lines
                   if str(x.get("event", "")).startswith("postgresql connection budget")]
         assert budget[0]["needed"] == 2 * (4 + 1)
@@ -94,6 +105,7 @@ def test_sigterm_drains_every_worker_and_nothing_is_lost(tmp_path: Path) -> None
         assert again.wait(90) == 0, h.why_exited(again)
         check_exactly_once(h)
     finally:
+        producer.join(timeout=120)
         h.cleanup()
 
 
