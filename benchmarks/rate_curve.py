@@ -12,6 +12,13 @@ both targets every sample, to see what that polling costs the run.
     .venv/bin/python -m benchmarks.rate_curve --events 300000 --label base
     .venv/bin/python -m benchmarks.rate_curve --events 300000 --set event_types.order.rollups=[]
 
+Each sample also takes Weir's resident memory (``VmRSS``), and the end of the run checks that
+nothing was lost or written twice: the stored watermarks against the events produced, the
+rows and dead letters against the events (with a configuration whose transforms drop none,
+``--set 'event_types.page_view.transforms=[...]'``, the two must be equal), and the rows'
+distinct Kafka coordinates against the rows. The 10,000,000-event backlog is
+``--events 10000000`` with those settings.
+
 Writes ``benchmarks/results/rate-curve-<date>-<sha>[-<label>].{json,md}``. Figures only:
 nothing here asserts on time.
 """
@@ -101,9 +108,10 @@ def with_overrides(path: Path, pairs: list[str]) -> None:
     path.write_text(yaml.safe_dump(config))
 
 
+STORED = """(SELECT coalesce(sum(m), 0) FROM (SELECT max(next_offset) AS m FROM {s}.weir_offsets
+        GROUP BY topic, partition) o)"""
 SAMPLE = """
-SELECT (SELECT coalesce(sum(m), 0) FROM (SELECT max(next_offset) AS m FROM {s}.weir_offsets
-        GROUP BY topic, partition) o) AS stored,
+SELECT """ + STORED + """ AS stored,
        (SELECT pg_current_wal_lsn() - '0/0'::pg_lsn) AS wal_bytes,
        (SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter) AS checkpoints,
        (SELECT buffers_backend FROM pg_stat_bgwriter) AS buffers_backend,
@@ -132,6 +140,17 @@ def cpu_s(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def rss_mb(pid: int) -> float:
+    """One process's resident memory now, in MiB (0 once it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return 0.0
 
 
 def postgres_cpu_s() -> float:
@@ -165,6 +184,7 @@ async def sample_loop(names: Names, args: argparse.Namespace, proc: asyncio.subp
                     f"(SELECT count(*) FROM {names.schema}.page_views)")
             samples.append({"t": round(time.monotonic() - t0, 2), "stored": int(row["stored"]),
                             "weir_cpu_s": cpu_s(proc.pid), "postgres_cpu_s": postgres_cpu_s(),
+                            "weir_rss_mb": rss_mb(proc.pid),
                             "wal_bytes": int(row["wal_bytes"]),
                             "checkpoints": row["checkpoints"], "waits": dict(waits),
                             **{k: int(row[k]) for k in ("buffers_backend", "buffers_alloc",
@@ -201,11 +221,29 @@ async def session(args: argparse.Namespace, names: Names, config: Path,
         rollup = await conn.fetchrow(
             f"SELECT count(*) AS buckets, coalesce(sum(orders), 0) AS orders FROM "
             f"{names.schema}.orders_per_minute") if not _no_rollup(args) else None
+        complete = await completeness(conn, names.schema, args.events)
     finally:
         await conn.close()
     return {"exit_code": proc.returncode, "wall_s": round(wall, 2), "steady": steady,
             "rows_per_second": [(r["s"], r["n"]) for r in per_second], "samples": samples,
-            "rollup": dict(rollup) if rollup else None}
+            "rollup": dict(rollup) if rollup else None, "complete": complete}
+
+
+async def completeness(conn: asyncpg.Connection, schema: str, events: int) -> dict[str, Any]:
+    """What the run stored, against the events produced: nothing lost, nothing twice."""
+    stored = await conn.fetchval("SELECT " + STORED.format(s=schema))
+    union = " UNION ALL ".join(f"SELECT kafka_topic, kafka_partition, kafka_offset FROM "
+                               f"{schema}.{t}" for t in TABLES)
+    counts = await conn.fetchrow(
+        "SELECT count(*) AS rows, count(DISTINCT (kafka_topic, kafka_partition, kafka_offset))"
+        f" AS distinct_coordinates FROM ({union}) r")
+    dead = await conn.fetchval(f"SELECT count(*) FROM {schema}.weir_dead_letters")
+    assert counts is not None  # an aggregate returns its one row
+    rows, distinct = counts["rows"], counts["distinct_coordinates"]
+    return {"events": events, "stored_watermarks": int(stored), "rows": rows,
+            "distinct_coordinates": distinct, "dead_letters": dead,
+            "nothing_lost": int(stored) == events and rows + dead == events,
+            "nothing_twice": distinct == rows}
 
 
 def _no_rollup(args: argparse.Namespace) -> bool:
@@ -300,8 +338,22 @@ def summarize(args: argparse.Namespace, run: dict[str, Any], load: list[float],
            for k in ("buffers_backend", "buffers_alloc", "wal_fpi", "wal_records")},
         "by_fifths": fifths(samples),
         "tables_at_end": active[-1]["tables"] if active else {},
-        "rollup": run["rollup"], "samples": samples,
+        "rollup": run["rollup"], "complete": run["complete"],
+        "rss_mb": rss_summary(active), "samples": samples,
     }
+
+
+def rss_summary(active: list[dict[str, Any]]) -> dict[str, Any]:
+    """Weir's resident memory over the run: at the end of each tenth of the events stored,
+    and the largest sample."""
+    if not active:
+        return {}
+    first, last = active[0]["stored"], active[-1]["stored"]
+    tenths = []
+    for k in range(1, 11):
+        mark = first + (last - first) * k / 10
+        tenths.append(next(s["weir_rss_mb"] for s in active if s["stored"] >= mark))
+    return {"by_tenths": tenths, "max": max(s["weir_rss_mb"] for s in active)}
 
 
 def markdown(r: dict[str, Any]) -> str:
@@ -322,7 +374,10 @@ def markdown(r: dict[str, Any]) -> str:
                f"{f['postgres_cpu_us_per_event']} |"
                for i, f in enumerate(r["by_fifths"])], "",
              f"- wait events of Weir's active backends, mean per sample: {r['waits_per_sample']}",
-             f"- at the end: {r['tables_at_end']}", f"- rollup: {r['rollup']}", "",
+             f"- at the end: {r['tables_at_end']}", f"- rollup: {r['rollup']}",
+             f"- Weir's RSS (MiB) at each tenth of the events stored: "
+             f"{r['rss_mb'].get('by_tenths')}, largest sample {r['rss_mb'].get('max')}",
+             f"- complete: {r['complete']}", "",
              "| t (s) | events/s (stored watermarks, 2 s windows) |", "|---:|---:|"]
     lines += [f"| {t} | {v} |" for t, v in r["curve_events_per_s"]]
     return "\n".join(lines) + "\n"
