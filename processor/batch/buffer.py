@@ -8,6 +8,8 @@ batch as soon as one bound is reached, or when the oldest waiting item has linge
 enough. The linger counts from that item's arrival, not from when the lane came back for
 more: items that arrived while the lane was writing have already waited, and waiting a full
 linger on top of a write would add the write time to every event's latency.
+
+Rows count events: a block of events decoded together counts as its rows, and is never cut.
 """
 
 from __future__ import annotations
@@ -32,14 +34,15 @@ class LaneBuffer:
         self._capacity_bytes = capacity_bytes
         self._items: deque[Item] = deque()
         self._bytes = 0
+        self._rows = 0  # events waiting: an item's rows (a Block's are many)
         self._changed = asyncio.Condition()
         self._closed = False
         self._flush_now = False
 
     @property
     def rows(self) -> int:
-        """Items waiting."""
-        return len(self._items)
+        """Events waiting."""
+        return self._rows
 
     @property
     def nbytes(self) -> int:
@@ -54,17 +57,21 @@ class LaneBuffer:
         # An empty buffer takes anything, so one oversized fetch cannot wedge the lane.
         if not self._items:
             return True
-        return (len(self._items) + rows <= self._capacity_rows
+        return (self._rows + rows <= self._capacity_rows
                 and self._bytes + nbytes <= self._capacity_bytes)
 
-    async def put(self, items: list[Item], nbytes: int) -> None:
-        """Append items, waiting while the buffer is over its bounds."""
+    async def put(self, items: list[Item], nbytes: int, rows: int | None = None) -> None:
+        """Append items (``nbytes``, and ``rows`` events: counted here if not given),
+        waiting while the buffer is over its bounds."""
+        if rows is None:
+            rows = sum(item.rows for item in items)
         async with self._changed:
-            await self._changed.wait_for(lambda: self._closed or self._fits(len(items), nbytes))
+            await self._changed.wait_for(lambda: self._closed or self._fits(rows, nbytes))
             if not self._items:
                 self._oldest = self._clock()
             self._items.extend(items)
             self._bytes += nbytes
+            self._rows += rows
             self._changed.notify_all()
 
     async def take(self, max_rows: int, max_bytes: int, linger_s: float) -> list[Item]:
@@ -83,20 +90,24 @@ class LaneBuffer:
             return batch
 
     def _full_predicate(self, max_rows: int, max_bytes: int) -> Callable[[], bool]:
-        return lambda: (self._closed or self._flush_now or len(self._items) >= max_rows
+        return lambda: (self._closed or self._flush_now or self._rows >= max_rows
                         or self._bytes >= max_bytes)
 
     def _cut(self, max_rows: int, max_bytes: int) -> list[Item]:
+        # A block is never split: a batch may pass max_rows by at most one block's rows.
         batch: list[Item] = []
-        taken = 0
+        taken = rows = 0
         items = self._items
-        while items and len(batch) < max_rows:
+        while items and rows < max_rows:
             size = items[0].nbytes
             if batch and taken + size > max_bytes:
                 break
-            batch.append(items.popleft())
+            item = items.popleft()
+            batch.append(item)
             taken += size
+            rows += item.rows
         self._bytes -= taken
+        self._rows -= rows
         if not items:
             self._flush_now = False
         return batch
@@ -111,9 +122,10 @@ class LaneBuffer:
         """Drop the waiting items of these partitions; they are replayed by the next owner."""
         async with self._changed:
             kept = [item for item in self._items if item.chunk.tp not in tps]
-            dropped = len(self._items) - len(kept)
             self._items = deque(kept)
             self._bytes = sum(item.nbytes for item in kept)
+            dropped = self._rows - sum(item.rows for item in kept)
+            self._rows -= dropped
             self._changed.notify_all()
             return dropped
 

@@ -30,6 +30,12 @@ def qualified(schema: str, name: str) -> str:
     return f"{quote_ident(schema)}.{quote_ident(name)}"
 
 
+def columnar_stage_table(table: str) -> str:
+    """The per-connection temporary staging table the columnar path's binary COPY writes a
+    target table's events into (its columns from ``raw`` left out)."""
+    return f"weir_cstage_{table}"
+
+
 def stage_table(table: str) -> str:
     """The per-connection temporary staging table a target (or child) table's COPY writes
     into, before one statement moves the rows on."""

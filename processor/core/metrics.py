@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 
-from processor.core.records import Item, Row
+from processor.core.records import Block, DeadLetter, Item, Row
 
 # `_created` series double every counter and histogram for a start time nobody graphs.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -55,6 +55,11 @@ DEAD_LETTERS_PLACED = Counter(
 )
 SPOOL_ENTRIES = Gauge(
     "weir_dead_letter_spool_entries", "Dead letters waiting in the local spool to be drained."
+)
+ROW_PATH = Counter(
+    "weir_columnar_row_path_total",
+    "Events of a columnar event type that took the row path instead, by why.",
+    ["event_type", "reason"],
 )
 EVENTS_FILTERED = Counter(
     "weir_events_filtered_total", "Events a transform dropped on purpose.", ["topic"]
@@ -153,12 +158,12 @@ def observe_many(histogram: Histogram, amounts: list[float]) -> None:
 
 def observe_batch(items: Sequence[Item]) -> None:
     """Count one committed batch by event type and dead-letter reason."""
-    BATCH_ROWS.observe(len(items))
+    BATCH_ROWS.observe(sum(item.rows for item in items))
     BATCH_BYTES.observe(sum(item.nbytes for item in items))
     rows = [item for item in items if isinstance(item, Row)]
     if len(rows) != len(items):
         for item in items:
-            if not isinstance(item, Row):
+            if isinstance(item, DeadLetter):
                 EVENTS_DEAD_LETTERED.labels(item.topic, item.reason).inc()
     # A mirror's truncate is written by every lane (processor.partition.router): not an
     # event of its table's.
@@ -168,6 +173,11 @@ def observe_batch(items: Sequence[Item]) -> None:
     for event_type, count in CountOf(row.event_type for row in rows if row.tombstone).items():
         DELETES_WRITTEN.labels(event_type).inc(count)
     now_ms = time.time() * 1000
-    observe_many(END_TO_END_SECONDS, [max(0.0, (now_ms - row.timestamp_ms) / 1000)
-                                      for row in rows])
+    latencies = [max(0.0, (now_ms - row.timestamp_ms) / 1000) for row in rows]
+    if len(rows) != len(items):
+        for item in items:
+            if isinstance(item, Block):
+                EVENTS_WRITTEN.labels(item.event_type).inc(item.rows)
+                latencies += [max(0.0, (now_ms - ms) / 1000) for ms in item.timestamps_ms]
+    observe_many(END_TO_END_SECONDS, latencies)
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 TopicPartitionKey = tuple[str, int]
 # Per child table of an event type, the staged rows of its items (processor.core.child_layout);
@@ -51,6 +52,8 @@ class Row:
     that module's accessors, never by position.
     """
 
+    rows: ClassVar[int] = 1  # the events it stands for (a Block stands for many)
+
     event_type: str
     values: tuple[Any, ...]
     chunk: Chunk
@@ -74,6 +77,7 @@ class Row:
 class DeadLetter:
     """An event that cannot be written to its table, with the original bytes and why."""
 
+    rows: ClassVar[int] = 1
     topic: str
     partition: int
     offset: int
@@ -93,4 +97,28 @@ class DeadLetter:
     place: str | None = None
 
 
-Item = Row | DeadLetter
+@dataclass(slots=True, eq=False)
+class Block:
+    """Events of one partition's fetch decoded together by the columnar path
+    (:mod:`processor.decode.columnar`): their rows as columns, laid out as the table's
+    columnar stage (:meth:`processor.schema.tables.TableSpec.columnar_columns`).
+
+    It stands for ``rows`` events wherever a :class:`Row` stands for one: in the lanes'
+    bounds, the partition's pending count, the metrics. A batch that must be bisected (a
+    row the table refused) first turns it back into rows by ``expand``, the row path over
+    the same records.
+    """
+
+    key: ClassVar[bytes | None] = None  # its lane is its partition's (processor.partition)
+
+    event_type: str
+    columns: Any  # a pyarrow.Table; the core does not import pyarrow
+    chunk: Chunk
+    rows: int
+    nbytes: int
+    timestamps_ms: list[int]  # each row's Kafka timestamp, for the end-to-end latency
+    event_times: tuple[int, int]  # the rows' least and greatest event time (timestamptz µs)
+    expand: Callable[[], list[Row | DeadLetter]]
+
+
+Item = Row | DeadLetter | Block

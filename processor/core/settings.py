@@ -207,6 +207,9 @@ class PipelineSettings(_Section):
     max_string_length: PositiveInt = 65_536
     max_array_length: PositiveInt = 10_000
     max_object_fields: PositiveInt = 1_000
+    # The columnar path (processor/decode/columnar.py) for the event types it can take;
+    # false: every event through the row path.
+    columnar: bool = True
     rebalance_drain_timeout_s: Annotated[float, Field(gt=0)] = 10.0
     shutdown_timeout_s: Annotated[float, Field(gt=0)] = 30.0
 

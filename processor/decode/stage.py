@@ -1,21 +1,31 @@
-"""The decode stage: fetched records in, rows and dead letters out to the partition stage."""
+"""The decode stage: fetched records in, rows and dead letters out to the partition stage.
+
+A partition's share of a fetch whose event type takes the columnar path
+(:mod:`processor.decode.columnar`) becomes one block of rows, and only the records that path
+is not sure of go through the decoder one by one.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import structlog
 
 from processor.core import metrics
 from processor.core.errors import EventRejected, describe
 from processor.core.progress import PartitionProgress
 from processor.core.records import (
+    Block,
     Chunk,
     DeadLetter,
     Delete,
+    Header,
     Item,
     Row,
     TopicPartitionKey,
@@ -23,6 +33,7 @@ from processor.core.records import (
 )
 from processor.core.row_layout import RAW
 from processor.core.stalls import Stalls
+from processor.decode.columnar import MIN_RECORDS, PG_EPOCH_US, ColumnarPlan
 from processor.decode.debezium import ColumnsPending
 from processor.decode.decoder import Decoder
 from processor.decode.framed import SchemaPending
@@ -37,6 +48,19 @@ NewColumns = Callable[[str, dict[str, Any]], None]
 
 
 Fetch = list[tuple[PartitionProgress, list[Any]]]
+
+
+class _Record(NamedTuple):
+    """A record of a block again, for the row path (what aiokafka's records carry)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes
+    headers: list[Header]
+
 
 
 class Output(Protocol):
@@ -59,9 +83,11 @@ class DecodeStage:
     """
 
     def __init__(self, decoder: Decoder, output: Output, stalls: Stalls | None = None,
-                 held: HeldPartitions | None = None, new_columns: NewColumns | None = None
-                 ) -> None:
+                 held: HeldPartitions | None = None, new_columns: NewColumns | None = None,
+                 columnar: Mapping[str, ColumnarPlan] | None = None) -> None:
+        """``columnar``: the plan of each topic whose events take the columnar path."""
         self._decoder = decoder
+        self._columnar = columnar or {}
         self._output = output
         self._new_columns = new_columns
         self._stalls = stalls  # where a wait for the schema registry is reported
@@ -150,6 +176,11 @@ class DecodeStage:
         decode = self._decoder.decode_framed if framed else self._decoder.decode
         pending = None
         first = segment.start
+        plan = self._columnar.get(chunk.tp[0])
+        if plan is not None and not first and len(records) >= MIN_RECORDS:
+            # A columnar topic is plain JSON of one insert table: none of what is left for
+            # the loop below can wait for a schema or new columns (segment.start stays 0).
+            records = self._columnar_decode(plan, segment, items)
         for i, rec in enumerate(records[first:] if first else records, first):
             # The common case inline (a row); this loop runs once per event.
             value = rec.value
@@ -191,6 +222,60 @@ class DecodeStage:
             metrics.EVENTS_FILTERED.labels(chunk.tp[0]).inc(filtered)
             segment.progress.mark_done(chunk, filtered)
         return pending
+
+    def _columnar_decode(self, plan: ColumnarPlan, segment: Segment, items: list[Item]
+                         ) -> list[Any]:
+        """One block of what the columnar path takes of ``segment`` (into ``items``), and
+        the records it leaves to the row path, in order."""
+        records = segment.records
+        chunk = segment.chunk
+        topic, partition = chunk.tp
+        values = [r.value for r in records]
+        try:
+            done = plan.decode(values, [r.offset for r in records],
+                               [r.timestamp for r in records], topic, partition)
+        except Exception as exc:
+            log.exception("the columnar path failed on a batch; it takes the row path",
+                      topic=topic, partition=partition, error=describe(exc))
+            return records
+        for reason, count in done.reasons.items():
+            if count:
+                metrics.ROW_PATH.labels(plan.event_type, reason).inc(count)
+        if done.filtered:
+            metrics.EVENTS_FILTERED.labels(topic).inc(done.filtered)
+            segment.progress.mark_done(chunk, done.filtered)
+        if done.columns is not None:
+            taken = [records[i] for i in done.taken]
+            micros = pc.min_max(done.columns.column("event_time").cast(pa.int64()))
+            keys = [r.key for r in taken]
+            headers = [list(r.headers) for r in taken]
+            columns, progress = done.columns, segment.progress
+            items.append(Block(
+                plan.event_type, columns, chunk, len(taken),
+                sum(len(r.value) for r in taken), [r.timestamp for r in taken],
+                (micros["min"].as_py() - PG_EPOCH_US, micros["max"].as_py() - PG_EPOCH_US),
+                lambda: self._expand(progress, chunk, columns, keys, headers)))
+        return [records[i] for i in done.fallback]
+
+    def _expand(self, progress: PartitionProgress, chunk: Chunk, columns: Any,
+                keys: list[bytes | None], headers: list[list[Header]]) -> list[Row | DeadLetter]:
+        """A block's records through the row path, one item each (for a batch that must
+        be bisected): its rows, or the dead letters the row path makes of them."""
+        topic, partition = chunk.tp
+        records = [_Record(topic, partition, offset, timestamp // 1000, key, raw.encode(), h)
+                   for offset, timestamp, raw, key, h in zip(
+                       columns.column("kafka_offset").to_pylist(),
+                       np.asarray(columns.column("kafka_timestamp").cast(pa.int64())).tolist(),
+                       columns.column("raw").to_pylist(), keys, headers, strict=True)]
+        items: list[Item] = []
+        self._decode(Segment(progress, chunk, records), items)  # counts what it drops
+        out: list[Row | DeadLetter] = [i for i in items if not isinstance(i, Block)]
+        if len(out) != len(records):
+            # The row path dropped what the columnar path kept: a disagreement, a bug of
+            # ours; the row path's verdict stands.
+            log.error("the row path dropped events the columnar path kept", topic=topic,
+                      partition=partition, events=len(records) - len(out))
+        return out
 
     def _wait_for(self, wait: SchemaPending | ColumnsPending) -> int:
         """What a record waits for: its schema's id, or (told to ``new_columns``) a mirror's

@@ -48,6 +48,7 @@ from processor.partition.router import Router
 from processor.registry.parse import schema_book
 from processor.registry.schemas import REGISTRY_PART
 from processor.runtime.checkpoint import Checkpointer
+from processor.runtime.columnar_plans import columnar_plans
 from processor.runtime.instance_claim import InstanceClaim
 from processor.runtime.mirrors import Mirrors
 from processor.runtime.rebalance import RebalanceDrain
@@ -197,11 +198,12 @@ class Pipeline:
         held = HeldPartitions(lambda tp: backpressure.hold(tp, REGISTRY_PART),
                               lambda tp: backpressure.release(tp, REGISTRY_PART))
         mirrors = self.mirrors
+        columnar = columnar_plans(s, self.contracts, self.specs)
         decode = DecodeStage(
             Decoder(s, self.contracts, self.transforms, schema_book(s),
                     mirrors.evolving if mirrors else frozenset()),
-            Router(self._buffers), self.stalls, held,
-            self._new_columns if mirrors else None)
+            Router(self._buffers, frozenset(columnar)), self.stalls, held,
+            self._new_columns if mirrors else None, columnar)
         observe = Observability(s, source, writer, pool, self.book, self._buffers, self.breaker,
                                 self.stalls, self._heartbeat)
         try:

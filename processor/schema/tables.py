@@ -11,7 +11,12 @@ from dataclasses import dataclass
 
 from processor.contracts import Contract
 from processor.core.child_layout import table_key
-from processor.core.identifiers import qualified, quote_ident, stage_table
+from processor.core.identifiers import (
+    columnar_stage_table,
+    qualified,
+    quote_ident,
+    stage_table,
+)
 from processor.core.row_layout import META, POSITION, SOURCE_POSITION
 from processor.core.row_layout import columns as row_columns
 from processor.core.settings import Settings
@@ -45,6 +50,12 @@ class TableSpec:
     children: tuple[ChildSpec, ...] = ()  # arrays of its events as tables of their own
     # A mirror's (envelope debezium): a delete keeps the row with deleted_at set.
     soft_delete: bool = False
+    # An insert table whose rows the columnar path may write (processor.decode.columnar):
+    # its own columns are its events' top-level fields, nothing mapped, no child table.
+    columnar: bool = False
+    # The columns that path leaves to PostgreSQL, each with its SQL over ``raw``: a numeric
+    # (from the literal the producer wrote) and a jsonb sub-document.
+    from_raw: tuple[tuple[str, str], ...] = ()
 
     @property
     def partitioned(self) -> bool:
@@ -73,7 +84,42 @@ class TableSpec:
             f"(LIKE {self.qualified} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         )
 
-    def insert_sql(self) -> str:
+    @property
+    def columnar_stage(self) -> str:
+        """The per-connection temporary staging table the columnar path's COPY writes into."""
+        return columnar_stage_table(self.name)
+
+    @property
+    def columnar_columns(self) -> tuple[str, ...]:
+        """The columnar stage's columns, in COPY order: the row's, but those from raw."""
+        derived = {name for name, _ in self.from_raw}
+        return tuple(c for c in self.columns if c not in derived)
+
+    def create_columnar_stage_sql(self) -> str:
+        """The columnar stage: the target's types for :attr:`columnar_columns`, emptied at
+        every commit."""
+        cols = ", ".join(quote_ident(c) for c in self.columnar_columns)
+        return (f"CREATE TEMP TABLE IF NOT EXISTS {quote_ident(self.columnar_stage)} "
+                f"ON COMMIT DELETE ROWS AS SELECT {cols} FROM {self.qualified} LIMIT 0")
+
+    def _source(self, rows: bool, blocks: bool) -> str:
+        """What an insert reads: the stage, the columnar stage (with the columns from raw
+        made there), or both in Kafka order (so that of two events with one id in a batch,
+        the earlier is the one kept, as from the stage alone)."""
+        stage = f"pg_temp.{quote_ident(self.stage)}"
+        if not blocks:
+            return stage
+        cols = ", ".join(quote_ident(c) for c in self.columns)
+        derived = dict(self.from_raw)
+        picked = ", ".join(f"{derived[c]} AS {quote_ident(c)}" if c in derived
+                           else quote_ident(c) for c in self.columns)
+        columnar = f"SELECT {picked} FROM pg_temp.{quote_ident(self.columnar_stage)}"
+        if not rows:
+            return f"({columnar}) AS s"
+        return (f"(SELECT {cols} FROM {stage} UNION ALL {columnar} "
+                "ORDER BY kafka_topic, kafka_partition, kafka_offset) AS s")
+
+    def insert_sql(self, rows: bool = True, blocks: bool = False) -> str:
         """Move the staged rows into the target; replays of written events change nothing.
 
         Upsert tables keep the latest event per business key, by Kafka offset. Keyed by the
@@ -87,8 +133,9 @@ class TableSpec:
         stage = f"pg_temp.{quote_ident(self.stage)}"
         if not self.upsert:
             return with_rollups(
-                f"INSERT INTO {self.qualified} ({cols}) SELECT {cols} FROM {stage} "
-                f"ON CONFLICT ({key}) DO NOTHING", self.rollups)
+                f"INSERT INTO {self.qualified} ({cols}) SELECT {cols} FROM "
+                f"{self._source(rows, blocks)} ON CONFLICT ({key}) DO NOTHING", self.rollups)
+        assert not blocks, "the columnar path writes insert tables only"
         if self.merge:
             return self._merge_sql()
         updates = ", ".join(f"{quote_ident(c)} = EXCLUDED.{quote_ident(c)}"
@@ -242,12 +289,25 @@ def table_spec(contract: Contract, settings: Settings) -> TableSpec:
                          key_types=tuple(next(c.pg_type for c in contract.columns
                                               if c.name == k) for k in et.upsert_key),
                          children=children)
+    columnar = not children and not et.columns and et.envelope == "none"
     return TableSpec(
         contract.event_type, schema, et.table, columns, key, interval=et.interval,
         premake=et.partitioning.premake, retention_days=et.partitioning.retention_days,
         rollups=tuple(RollupSpec.from_settings(schema, r) for r in et.rollups),
-        indexes=indexes, children=children,
+        indexes=indexes, children=children, columnar=columnar,
+        from_raw=tuple((c.name, from_raw_sql(c.name, c.pg_type)) for c in contract.columns
+                       if c.pg_type in ("numeric", "jsonb")) if columnar else (),
     )
+
+
+def from_raw_sql(name: str, pg_type: str) -> str:
+    """A top-level field's value as PostgreSQL reads it out of ``raw``: a numeric from the
+    literal's text (its digits, as the producer wrote them), a jsonb sub-document (a JSON
+    null, or no such field, is NULL)."""
+    text = name.replace("'", "''")
+    if pg_type == "numeric":
+        return f"(raw->>'{text}')::numeric"
+    return f"NULLIF(raw->'{text}', 'null'::jsonb)"
 
 
 def target_ddl(contract: Contract, spec: TableSpec) -> list[str]:

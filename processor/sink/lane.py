@@ -5,7 +5,9 @@ parallel. What a failure means is the verdict's (:mod:`processor.core.verdict`):
 is retried (the batch stays whole); one about the data is isolated by bisection, so good
 rows are written and only the offending events are dead-lettered, in offset order; one that
 refuses all work (a revoked privilege, a missing table) stalls the lane, which keeps the
-batch, pauses its partitions and retries until an operator fixes it.
+batch, pauses its partitions and retries until an operator fixes it. A block of events
+decoded together is turned back into its rows (the row path over its records) before a
+batch is bisected, so the offending event is found as in any batch.
 
 Dead letters are placed before the batch transaction, through the fallback chain of
 :mod:`processor.deadletter.places`: the topic first, the table inside the transaction, the
@@ -23,7 +25,7 @@ from processor.batch.buffer import LaneBuffer
 from processor.core import metrics
 from processor.core.errors import describe
 from processor.core.progress import ProgressBook
-from processor.core.records import Chunk, DeadLetter, Item, Row
+from processor.core.records import Block, Chunk, DeadLetter, Item, Row
 from processor.core.retry import retry_transient
 from processor.core.row_layout import offset_of, partition_of, topic_of
 from processor.core.settings import Settings
@@ -48,6 +50,17 @@ def rejected(row: Row, exc: BaseException, attempts: int = 1) -> DeadLetter:
         reason="rejected_by_table", error=describe(exc),
         event_type=row.event_type, chunk=row.chunk, nbytes=row.nbytes, attempts=attempts,
     )
+
+
+def expand(items: Sequence[Item]) -> list[Item]:
+    """``items`` with every block replaced by its rows (and any dead letters), in order."""
+    out: list[Item] = []
+    for item in items:
+        if type(item) is Block:
+            out += item.expand()
+        else:
+            out.append(item)
+    return out
 
 
 class Lane:
@@ -84,7 +97,9 @@ class Lane:
                 self.busy = False
 
     async def _commit(self, items: Sequence[Item], depth: int = 1) -> None:
-        done = Counter(item.chunk for item in items)
+        done: Counter[Chunk] = Counter()
+        for item in items:
+            done[item.chunk] += item.rows
         await self._places.to_topic(unplaced(items))
         in_table = unplaced(items)
         try:
@@ -116,11 +131,14 @@ class Lane:
             raise
 
     async def _isolate(self, items: Sequence[Item], exc: BaseException, depth: int) -> None:
+        if any(type(item) is Block for item in items):
+            items = expand(items)
         if len(items) == 1:
             item = items[0]
             if isinstance(item, DeadLetter):
                 await self._refused_dead_letter(item, exc)
                 return
+            assert isinstance(item, Row)  # blocks were expanded above
             log.warning("row rejected by table", topic=topic_of(item.values),
                         partition=partition_of(item.values), offset=offset_of(item.values),
                         error=describe(exc))

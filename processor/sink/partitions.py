@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 import structlog
 
+from processor.core.records import Block
 from processor.core.retry import unless_fatal
 from processor.core.tasks import pause
 from processor.schema.partitions import (
@@ -28,6 +29,7 @@ from processor.schema.partitions import (
     premake,
 )
 from processor.schema.tables import TableSpec
+from processor.sink.columnar_copy import block_days
 
 log = structlog.get_logger(__name__)
 
@@ -76,23 +78,32 @@ class PartitionGuard:
         self._specs = {name: spec for name, spec in specs.items() if spec.partitioned}
         self._known: dict[str, set[date]] = {name: set() for name in self._specs}
 
-    def missing(self, event_type: str, records: Sequence[tuple[Any, ...]]) -> set[date]:
-        """The partition ranges (first days) of ``records`` not known to be in place."""
+    def missing(self, event_type: str, records: Sequence[tuple[Any, ...]],
+                blocks: Sequence[Block] = ()) -> set[date]:
+        """The partition ranges (first days) of ``records`` and ``blocks`` not known to be
+        in place."""
         spec = self._specs.get(event_type)
-        if spec is None or not records:
+        if spec is None or not (records or blocks):
             return set()
         i, known = spec.time_index, self._known[event_type]
-        lo = bucket(min(r[i] for r in records), spec.interval)
-        hi = bucket(max(r[i] for r in records), spec.interval)
+        times = [t for b in blocks for t in b.event_times]
+        if records:
+            times += (min(r[i] for r in records), max(r[i] for r in records))
+        lo, hi = bucket(min(times), spec.interval), bucket(max(times), spec.interval)
         if lo == hi and lo in known:
             return set()
-        return {bucket(r[i], spec.interval) for r in records} - known
+        found = {bucket(r[i], spec.interval) for r in records}
+        for block in blocks:
+            found |= {bucket(t, spec.interval) for t in block_days(block)}
+        return found - known
 
-    async def ensure(self, pool: asyncpg.Pool,
-                     rows: Mapping[str, Sequence[tuple[Any, ...]]]) -> None:
-        """Make the partitions ``rows`` need; they are in place when this returns."""
-        wanted = {name: days for name, records in rows.items()
-                  if (days := self.missing(name, records))}
+    async def ensure(self, pool: asyncpg.Pool, rows: Mapping[str, Sequence[tuple[Any, ...]]],
+                     blocks: Mapping[str, Sequence[Block]] | None = None) -> None:
+        """Make the partitions ``rows`` and ``blocks`` need; they are in place when this
+        returns."""
+        blocks = blocks or {}
+        wanted = {name: days for name in {*rows, *blocks}
+                  if (days := self.missing(name, rows.get(name, ()), blocks.get(name, ())))}
         if not wanted:
             return
         async with pool.acquire() as conn:

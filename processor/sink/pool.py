@@ -15,7 +15,9 @@ async def create_pool(settings: Settings, specs: Iterable[TableSpec]) -> asyncpg
     """The writers' pool; each new connection gets the codec and its staging tables."""
     pg = settings.postgres
     stage_sql = [sql for spec in specs for sql in (
-        spec.create_stage_sql(), *(c.create_stage_sql() for c in spec.children))]
+        spec.create_stage_sql(), *(c.create_stage_sql() for c in spec.children),
+        *((spec.create_columnar_stage_sql(),) if spec.columnar and settings.pipeline.columnar
+          else ()))]
 
     async def init(conn: asyncpg.Connection) -> None:
         await register_codecs(conn)

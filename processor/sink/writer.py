@@ -14,6 +14,8 @@ not the rest of the batch.
 (The offsets rows are the lane's own, ``writer`` in their key: no other lane waits for them.)
 A mirror's truncate runs last, after the batch's own changes of its table: it removes what is
 older than it, and every lane runs it in its own order (:mod:`processor.partition.router`).
+A block of events decoded together (the columnar path) is copied into its table's
+columnar stage by pgpq, and its table's insert reads both stages.
 Either all of it is visible after COMMIT, or none of it: a crash at any point leaves the
 stored watermark at or below what is written, and the next owner resumes from there.
 """
@@ -32,7 +34,7 @@ from processor.core import metrics
 from processor.core.errors import SinkUnavailable, TruncateHeld, describe, encoding_rows
 from processor.core.offsets import OffsetStore
 from processor.core.pgtime import kafka_micros
-from processor.core.records import DeadLetter, Item, Row, TopicPartitionKey
+from processor.core.records import Block, DeadLetter, Item, Row, TopicPartitionKey
 from processor.core.row_layout import (
     SOURCE_POSITION,
     event_time_of,
@@ -46,6 +48,7 @@ from processor.core.verdict import stale_connection
 from processor.deadletter.table import DeadLetterTable
 from processor.schema.children import ChildSpec
 from processor.schema.tables import TableSpec
+from processor.sink.columnar_copy import copy_blocks
 from processor.sink.partitions import PartitionGuard
 from processor.sink.tombstones import last_per_key
 
@@ -70,6 +73,10 @@ class BatchWriter:
         self._specs = specs
         self._offsets = offsets
         self._insert = {name: spec.insert_sql() for name, spec in specs.items()}
+        # The columnar tables' inserts from the columnar stage alone, and from both.
+        self._insert_of = {(name, rows): spec.insert_sql(rows=rows, blocks=True)
+                           for name, spec in specs.items() if spec.columnar
+                           for rows in (False, True)}
         self._delete = {name: spec.delete_sql() for name, spec in specs.items() if spec.upsert}
         self._mirrors = {name for name, spec in specs.items()
                          if spec.version == SOURCE_POSITION.name}
@@ -91,6 +98,7 @@ class BatchWriter:
         stones: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
         truncates: dict[str, tuple[Any, ...]] = {}
         items_of: dict[str, Staged] = defaultdict(Staged)
+        blocks: dict[str, list[Block]] = defaultdict(list)
         dead: list[DeadLetter] = []
         for item in items:
             if isinstance(item, Row) and item.truncate:
@@ -99,20 +107,22 @@ class BatchWriter:
                 (stones if item.tombstone else rows)[item.event_type].append(item.values)
                 if item.children is not None:
                     _stage_children(items_of, self._children[item.event_type], item)
-            elif item.place is None:  # not yet kept in the topic or the spool
-                dead.append(item)
+            elif type(item) is Block:
+                blocks[item.event_type].append(item)
+            elif isinstance(item, DeadLetter) and item.place is None:
+                dead.append(item)  # not yet kept in the topic or the spool
         deletes = {}
         for event_type, gone in stones.items():
             rows[event_type], deletes[event_type] = last_per_key(
                 self._specs[event_type], rows.get(event_type, []), gone)
         # Before the transaction: making a partition must not hold the parent's lock until
         # this batch commits.
-        await self._partitions.ensure(self._pool, rows)
+        await self._partitions.ensure(self._pool, rows, blocks)
         async with self._pool.acquire() as conn:
             try:
                 async with conn.transaction():
                     await self._statements(conn, rows, deletes, dead, writer, marks,
-                                           items_of)
+                                           items_of, blocks)
                     for event_type, values in truncates.items():
                         args = (position_of(values), partition_of(values),
                                 offset_of(values), event_time_of(values))
@@ -165,17 +175,25 @@ class BatchWriter:
         self, conn: Any, rows: Mapping[str, list[tuple[Any, ...]]],
         deletes: Mapping[str, Sequence[Any]], dead: Sequence[DeadLetter], writer: int,
         marks: Mapping[TopicPartitionKey, int], items_of: Mapping[str, Staged] | None = None,
+        blocks: Mapping[str, Sequence[Block]] | None = None,
     ) -> None:
         """The batch transaction's statements, in the order the module's docstring gives."""
         items_of = items_of if items_of is not None else defaultdict(Staged)
-        staged = [event_type for event_type, records in rows.items() if records]
-        for event_type in staged:  # none when every event was superseded by a tombstone
+        blocks = blocks or {}
+        copied = [event_type for event_type, records in rows.items() if records]
+        for event_type in copied:  # none when every event was superseded by a tombstone
             await self._copy(conn, self._specs[event_type], rows[event_type], items_of)
+        for event_type, some in blocks.items():
+            await copy_blocks(conn, self._specs[event_type], some)
+        staged = [*copied, *(event_type for event_type in blocks if event_type not in copied)]
+        insert = {event_type: self._insert_of[event_type, event_type in copied]
+                  if event_type in blocks else self._insert[event_type]
+                  for event_type in staged}
         for event_type in staged:
             for child in self._children.get(event_type, ()):
                 await self._child_sql[child.name].replace(conn, items_of[child.name])
             if event_type not in self._rolled_up:
-                await conn.execute(self._insert[event_type])
+                await conn.execute(insert[event_type])
         for event_type, args in deletes.items():
             await conn.execute(self._delete[event_type], *args)
             for child in self._children.get(event_type, ()):
@@ -184,7 +202,7 @@ class BatchWriter:
         await self._offsets.save(conn, writer, marks)
         for event_type in staged:
             if event_type in self._rolled_up:
-                await conn.execute(self._insert[event_type])
+                await conn.execute(insert[event_type])
         for event_type in staged:
             for child in self._children.get(event_type, ()):
                 await self._child_sql[child.name].insert(conn, items_of[child.name])

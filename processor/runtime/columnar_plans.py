@@ -1,0 +1,35 @@
+"""Which topics take the columnar path, decided once at start (and said in the log)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import structlog
+
+from processor.contracts import Contract
+from processor.core.settings import Settings
+from processor.decode.columnar import ColumnarPlan, Unsupported, compile_plan
+from processor.schema.tables import TableSpec
+from processor.transform.columnar import arrow_form
+from processor.transform.loader import load_transform
+
+log = structlog.get_logger(__name__)
+
+
+def columnar_plans(settings: Settings, contracts: Mapping[str, Contract],
+                   specs: Mapping[str, TableSpec]) -> dict[str, ColumnarPlan]:
+    """Topic → its event type's columnar plan, for the plain JSON topics of one event type
+    whose type can take the path; every other event type's reason is logged once."""
+    plans: dict[str, ColumnarPlan] = {}
+    for name, contract in contracts.items():
+        transforms = [(ref, arrow_form(load_transform(ref)))
+                      for ref in settings.event_types[name].transforms]
+        try:
+            plans[name] = compile_plan(contract, specs[name], transforms, settings)
+        except Unsupported as why:
+            log.info("event type takes the row path", event_type=name, reason=str(why))
+    chosen = {t.name: plans[t.event_type] for t in settings.topics
+              if t.format == "json" and t.event_type in plans}
+    if chosen:
+        log.info("topics take the columnar path", topics=sorted(chosen))
+    return chosen
