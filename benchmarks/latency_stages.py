@@ -164,12 +164,13 @@ def _lanes(stamps: Stamps) -> None:
     put = LaneBuffer.put
     oldest_put: dict[int, float] = {}
 
-    async def put_w(self: LaneBuffer, items: list[Any], nbytes: int) -> None:
+    async def put_w(self: LaneBuffer, items: list[Any], nbytes: int,
+                    rows: int | None = None) -> None:
         if stamps.current_fetch is not None:
             f = stamps.fetches[stamps.current_fetch]
             f.decoded = f.decoded or now_ms()
         empty = not self.rows
-        await put(self, items, nbytes)
+        await put(self, items, nbytes, rows)
         if empty:
             oldest_put[id(self)] = now_ms()
 
@@ -202,11 +203,14 @@ def _lanes(stamps: Stamps) -> None:
         stamps.batches.append(b)
         for item in items:
             f = stamps.chunk_fetch.get(item.chunk)
-            if f is None or not hasattr(item, "timestamp_ms"):
+            if f is None or not hasattr(item, "timestamp_ms") and not hasattr(
+                    item, "timestamps_ms"):
                 continue
-            stamps.event_ts.append(item.timestamp_ms)
-            stamps.event_fetch.append(f)
-            stamps.event_batch.append(index)
+            # A block of the columnar path stands for many events, each with its time.
+            times = getattr(item, "timestamps_ms", None) or [item.timestamp_ms]
+            stamps.event_ts += times
+            stamps.event_fetch += [f] * len(times)
+            stamps.event_batch += [index] * len(times)
 
     LaneBuffer.put = put_w  # type: ignore[method-assign]
     LaneBuffer.take = take_w  # type: ignore[method-assign]

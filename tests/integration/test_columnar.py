@@ -182,7 +182,8 @@ def test_the_columnar_path_writes_what_the_row_path_writes(tmp_path: Path) -> No
             r"^weir_columnar_row_path_total\{[^}]*\} (\S+)$", text, re.MULTILINE))
         events = sum(len(v) for v in values.values())
         assert by_row_path < events / 3, f"{by_row_path} of {events} took the row path"
-        assert 'reason="odd bytes"' in text and 'reason="unreadable batch"' in text
+        assert 'reason="odd bytes"' in text
+        assert 'reason="unreadable batch"' in text
     finally:
         columnar.cleanup()
         rows.cleanup()
