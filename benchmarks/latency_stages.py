@@ -55,6 +55,7 @@ from processor.contracts import load_contracts
 from processor.core import logs
 from processor.core.offsets import OffsetStore
 from processor.core.progress import PartitionProgress
+from processor.core.records import Block, DeadLetter
 from processor.core.settings import load_settings
 from processor.decode.stage import DecodeStage
 from processor.runtime.app import Pipeline
@@ -203,14 +204,13 @@ def _lanes(stamps: Stamps) -> None:
         stamps.batches.append(b)
         for item in items:
             f = stamps.chunk_fetch.get(item.chunk)
-            if f is None or not hasattr(item, "timestamp_ms") and not hasattr(
-                    item, "timestamps_ms"):
+            if f is None or isinstance(item, DeadLetter):
                 continue
             # A block of the columnar path stands for many events, each with its time.
-            times = getattr(item, "timestamps_ms", None) or [item.timestamp_ms]
-            stamps.event_ts += times
-            stamps.event_fetch += [f] * len(times)
-            stamps.event_batch += [index] * len(times)
+            times = item.timestamps_ms if isinstance(item, Block) else [item.timestamp_ms]
+            stamps.event_ts.extend(times)
+            stamps.event_fetch.extend([f] * len(times))
+            stamps.event_batch.extend([index] * len(times))
 
     LaneBuffer.put = put_w  # type: ignore[method-assign]
     LaneBuffer.take = take_w  # type: ignore[method-assign]
