@@ -92,3 +92,18 @@ async def test_linger_counts_from_the_oldest_items_arrival() -> None:
         await asyncio.sleep(0)
     assert take.done()  # no second linger on top of the wait
     assert len(take.result()) == 3
+
+
+async def test_a_block_counts_as_its_rows_and_is_never_cut() -> None:
+    from processor.core.records import Block, Chunk
+
+    buffer = LaneBuffer(capacity_rows=1_000, capacity_bytes=1_000_000)
+    chunk = Chunk(("t", 0), 0, 300)
+    blocks = [Block("e", None, chunk, 150, 1_500, [0] * 150, (0, 0), list) for _ in range(2)]
+    await buffer.put(blocks, 3_000)
+    assert buffer.rows == 300
+    first = await buffer.take(max_rows=100, max_bytes=1_000_000, linger_s=0)
+    assert first == blocks[:1]  # more than max_rows, but a block is taken whole
+    assert buffer.rows == 150
+    assert await buffer.purge({("t", 0)}) == 150
+    assert buffer.rows == 0

@@ -61,3 +61,22 @@ async def test_a_mirrors_truncate_goes_to_every_lane_in_its_order(key: bytes | N
         assert all(r.values[0] > 9.5 for r in items[where + 1:])
     # The watermark passes the chunk once every lane wrote its copy.
     assert chunk.pending == 23
+
+
+async def test_a_block_and_the_rest_of_its_topic_go_to_their_partitions_lane() -> None:
+    from processor.batch.buffer import LaneBuffer
+    from processor.core.records import Block, Chunk, Row
+    from processor.partition.router import Router
+
+    buffers = [LaneBuffer(1_000, 100_000) for _ in range(3)]
+    chunk = Chunk(("orders", 4), 0, 120)
+    block = Block("order", None, chunk, 100, 1_000, [0] * 100, (0, 0), list)
+    rows = [Row("order", (i,), chunk, 10, f"k{i}".encode(), [], 0) for i in range(20)]
+    other = Chunk(("views", 4), 0, 20)
+    keyed = [Row("view", (i,), other, 10, f"k{i}".encode(), [], 0) for i in range(20)]
+    await Router(buffers, frozenset({"orders"})).put([block, *rows, *keyed])
+    lane = lane_for(None, 4, 3)
+    assert buffers[lane].rows >= 120  # the block counts as its rows, with its topic's rows
+    got = await buffers[lane].take(1_000, 100_000, 0)
+    assert got[:21] == [block, *rows]
+    assert {lane_for(r.key, 4, 3) for r in keyed} != {lane}  # another topic: by its keys

@@ -17,7 +17,7 @@ from structlog.testing import capture_logs
 from processor.batch.buffer import LaneBuffer
 from processor.core.errors import encoding_rows
 from processor.core.progress import ProgressBook
-from processor.core.records import DeadLetter, Item, Row
+from processor.core.records import Block, DeadLetter, Item, Row
 from processor.core.row_layout import tail
 from processor.core.settings import Settings, TopicSettings
 from processor.core.stalls import Stalls
@@ -285,3 +285,36 @@ async def test_a_value_the_copy_encoder_refuses_dead_letters_that_row_only(
     committed = [v for c in picky.committed for v in c]
     # Row 0 and the decode dead letters as before; row 2 as a dead letter, never as a row.
     assert sorted(map(str, committed)) == ["0", "dead:1", "dead:2", "dead:3"]
+
+
+async def test_a_block_in_a_batch_to_bisect_is_turned_into_its_rows_first(
+    tmp_path: Path,
+) -> None:
+    """The columnar path's block stands for rows 0 and 2: refused as a whole, it is
+    expanded (the row path over its records) and only the refused row is dead-lettered;
+    every event of the chunk is counted once."""
+    class Picky(FakeWriter):
+        async def write(self, writer: int, items: Sequence[Item],
+                        marks: Mapping[Any, int]) -> None:
+            if any(isinstance(i, Block) or (isinstance(i, Row) and i.values[0] == 2)
+                   for i in items):
+                with encoding_rows():
+                    raise OverflowError("value out of int64 range")
+            await super().write(writer, items, marks)
+
+    book = ProgressBook()
+    items = batch(book)
+    rows = [i for i in items if isinstance(i, Row)]
+    block = Block("order", None, rows[0].chunk, 2, 2, [0, 0], (0, 0), lambda: rows)
+    dead = [i for i in items if isinstance(i, DeadLetter)]
+    picky = Picky()
+    places = Places(None, picky, None, Spool(tmp_path, "g"), 1.0)  # type: ignore[arg-type]
+    buffer = LaneBuffer(100, 10_000)
+    lane = Lane(0, buffer, picky, book, settings(),  # type: ignore[arg-type]
+                CircuitBreaker("t-blocks", 100, 0.01), places, Stalls(False, 0.01))
+    await buffer.put([block, *dead], 4)
+    await buffer.close()
+    await lane.run()
+    committed = [v for c in picky.committed for v in c]
+    assert sorted(map(str, committed)) == ["0", "dead:1", "dead:2", "dead:3"]
+    assert book.get(TP).written_until == 4  # type: ignore[union-attr]

@@ -1,0 +1,232 @@
+"""The columnar path without servers: which event types it takes and why not, and, on
+generated events, that it is one-sided: every record it takes, the row path accepts, with
+the same values in every column it stages. (What PostgreSQL makes of both is held equal in
+``tests/integration/test_columnar.py``.)"""
+
+from __future__ import annotations
+
+import copy
+import string
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import orjson
+import pyarrow as pa
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from processor.contracts import load_contracts
+from processor.core.errors import EventRejected
+from processor.core.pgtime import PG_EPOCH_MS
+from processor.core.settings import Settings, load_settings
+from processor.decode.columnar import ColumnarPlan, Unsupported, compile_plan
+from processor.decode.decoder import Decoder
+from processor.schema.tables import table_spec
+from processor.transform.columnar import arrow_form
+from processor.transform.loader import load_chains, load_transform
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def config(tmp_path: Path, change: Any = None) -> Settings:
+    """The example's config without the orders' mapped columns and child tables."""
+    data = yaml.safe_load((ROOT / "config/example.yaml").read_text())
+    order = data["event_types"]["order"]
+    for key in ("columns", "children"):
+        order.pop(key, None)
+    order["indexes"] = []
+    for et in data["event_types"].values():
+        et["schema_file"] = str(ROOT / "schemas" / Path(et["schema_file"]).name)
+    data["topics"] = [{"name": "orders", "event_type": "order"},
+                      {"name": "views", "event_type": "page_view"}]
+    if change is not None:
+        change(data)
+    path = tmp_path / "weir.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return load_settings(path)
+
+
+def plan_of(s: Settings, event_type: str) -> ColumnarPlan:
+    contract = load_contracts(s)[event_type]
+    forms = [(ref, arrow_form(load_transform(ref)))
+             for ref in s.event_types[event_type].transforms]
+    return compile_plan(contract, table_spec(contract, s), forms, s)
+
+
+def test_the_example_event_types_take_the_columnar_path(tmp_path: Path) -> None:
+    s = config(tmp_path)
+    assert plan_of(s, "order").staged.names[:3] == ["event_id", "customer_id", "seq"]
+    assert "amount" not in plan_of(s, "order").staged.names  # read from raw by PostgreSQL
+    assert plan_of(s, "page_view").event_type == "page_view"
+
+
+def _schema_with(tmp_path: Path, **prop: Any) -> Any:
+    def change(data: dict[str, Any]) -> None:
+        schema = orjson.loads((ROOT / "schemas/page_view.v1.json").read_bytes())
+        schema["properties"].update(prop)
+        path = tmp_path / "view.json"
+        path.write_bytes(orjson.dumps(schema))
+        data["event_types"]["page_view"]["schema_file"] = str(path)
+    return change
+
+
+@pytest.mark.parametrize(("change", "why"), [
+    (lambda d: d["pipeline"].update(columnar=False), "pipeline.columnar is off"),
+    (lambda d: d["event_types"]["page_view"].update(
+        write_mode="upsert", upsert_key=["user_id"], partitioning={"interval": "none"}),
+     "not an insert table"),
+    (lambda d: d["event_types"]["page_view"].update(
+        columns=[{"name": "agent", "path": "user_agent", "type": "text"}]),
+     "not an insert table"),
+    (lambda d: d["event_types"]["page_view"]["transforms"].append(
+        "processor.transform.chain:chain"), "has no Arrow form"),
+])
+def test_what_keeps_an_event_type_on_the_row_path(tmp_path: Path, change: Any,
+                                                  why: str) -> None:
+    with pytest.raises(Unsupported, match=why):
+        plan_of(config(tmp_path, change), "page_view")
+
+
+@pytest.mark.parametrize(("prop", "why"), [
+    ({"x": {"oneOf": [{"type": "string"}, {"type": "integer"}]}}, "type None"),
+    ({"x": {"type": "string", "format": "email"}}, "format 'email'"),
+    ({"x": {"type": ["string", "integer"]}}, "type"),
+    ({"x": {"type": "object"}}, "without properties"),
+    ({"x": {"type": "object", "properties": {"a": {"type": "string"}},
+            "additionalProperties": False}}, "additionalProperties"),
+    ({"x": {"type": "string", "x-weir-column-type": "date"}}, "date of"),
+])
+def test_a_schema_it_does_not_compile_keeps_the_row_path(tmp_path: Path, prop: Any,
+                                                         why: str) -> None:
+    with pytest.raises(Unsupported, match=why):
+        plan_of(config(tmp_path, _schema_with(tmp_path, **prop)), "page_view")
+
+
+def test_a_required_field_that_may_be_null_keeps_the_row_path(tmp_path: Path) -> None:
+    def change(data: dict[str, Any]) -> None:
+        _schema_with(tmp_path, referrer={"type": ["string", "null"]})(data)
+        path = Path(data["event_types"]["page_view"]["schema_file"])
+        schema = orjson.loads(path.read_bytes())
+        schema["required"].append("referrer")
+        path.write_bytes(orjson.dumps(schema))
+    with pytest.raises(Unsupported, match="may be null"):
+        plan_of(config(tmp_path, change), "page_view")
+
+
+# Generated orders: the usual ones, and every field pushed where the checks must catch it.
+ASCII = st.text(string.printable, max_size=12)
+ODD_TEXT = st.text(max_size=6)  # any Unicode, controls and NUL among it
+NUMBERS = st.one_of(st.integers(-5, 2**63 - 1), st.floats(allow_nan=False, width=64),
+                    st.decimals(allow_nan=False, places=3, min_value=-10, max_value=1000))
+TIMES = st.one_of(
+    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
+                 timezones=st.just(UTC)).map(lambda d: d.isoformat()),
+    st.sampled_from(["2026-02-30T10:00:00Z", "2026-12-07t10:00:00Z", "2026-12-07T10:00:00",
+                     "2026-12-07T10:00:00.1234567+01:00", "0001-01-01T00:30:00+01:00",
+                     "2026-12-07T23:59:60Z", "9999-12-31T23:30:00-01:00", "2026-12-07"]))
+
+
+@st.composite
+def orders(draw: st.DrawFn) -> bytes:
+    event: dict[str, Any] = {
+        "event_id": str(draw(st.uuids())), "customer_id": "c-1", "seq": 1,
+        "occurred_at": "2026-12-07T10:00:00.120+00:00", "order_id": "o-1",
+        "status": "paid", "amount": 19.99, "currency": "eur",
+        "items": [{"sku": "s", "qty": 1, "price": 1.5}], "channel": "web",
+    }
+    for _ in range(draw(st.integers(0, 3))):
+        field = draw(st.sampled_from(sorted(event) + ["tags", "placed_ms", "shipping", "x"]))
+        event[field] = draw(st.one_of(
+            ASCII, ODD_TEXT, NUMBERS, TIMES, st.none(), st.booleans(),
+            st.lists(st.one_of(ASCII, NUMBERS, st.none()), max_size=3),
+            st.fixed_dictionaries({"address": st.fixed_dictionaries(
+                {"country": st.one_of(ASCII, NUMBERS)})}),
+            st.just(str(draw(st.uuids())).upper()), st.just("{" + str(draw(st.uuids())) + "}"),
+        ))
+    raw = orjson.dumps(event, option=orjson.OPT_PASSTHROUGH_SUBCLASS,
+                       default=str)
+    return draw(st.sampled_from([raw, raw, raw, raw.replace(b"19.99", b"19.990"),
+                                 raw.replace(b"19.99", b"2e1"), raw[:-1], b" " + raw,
+                                 raw.replace(b"19.99", b"12345678901234567890")]))
+
+
+def _staged_as_row(plan: ColumnarPlan, row: tuple[Any, ...], columns: list[str]
+                   ) -> dict[str, Any]:
+    """The row path's values of the columnar stage's columns, as the block holds them."""
+    names = [*plan.staged.names]
+    full = dict(zip(columns, row, strict=True))
+    out = {}
+    for name in names:
+        value = full[name]
+        if isinstance(value, UUID) or type(value).__name__ == "UUID":
+            value = UUID(str(value)).bytes
+        out[name] = value
+    return out
+
+
+def _block_values(plan: ColumnarPlan, table: pa.Table) -> list[dict[str, Any]]:
+    rows = table.to_pylist()
+    epoch = datetime(2000, 1, 1, tzinfo=UTC)
+    for r in rows:
+        for name, value in r.items():
+            if isinstance(value, datetime):
+                r[name] = (value - epoch) // timedelta(microseconds=1)
+            elif name == "raw":
+                r[name] = value.encode()
+    return rows
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(orders(), min_size=20, max_size=40))
+def test_every_record_it_takes_the_row_path_accepts_alike(values: list[bytes]) -> None:
+    s = _settings()
+    plan = plan_of(s, "order")
+    contracts = load_contracts(s)
+    decoder = Decoder(s, contracts, load_chains(s))
+    spec = table_spec(contracts["order"], s)
+    base = 1_765_000_000_000
+    done = plan.decode(values, list(range(len(values))), [base + i for i in range(len(values))],
+                       "orders", 0)
+    assert sorted(done.taken + done.fallback) == list(range(len(values)))  # each decided once
+    assert done.filtered == 0  # the order's transform drops nothing
+    if done.columns is None:
+        return
+    got = _block_values(plan, done.columns)
+    for i, block_row in zip(done.taken, got, strict=True):
+        try:
+            decoded = decoder.decode("orders", 0, i, base + i, values[i])
+        except EventRejected as exc:
+            raise AssertionError(f"taken, but the row path refuses {values[i]!r}: {exc}") \
+                from None
+        assert decoded is not None
+        assert block_row == _staged_as_row(plan, decoded[1], list(spec.columns)), values[i]
+        assert block_row["kafka_timestamp"] == (base + i - PG_EPOCH_MS) * 1000
+
+
+_CACHE: dict[str, Settings] = {}
+
+
+def _settings() -> Settings:
+    if "s" not in _CACHE:
+        import tempfile
+        _CACHE["s"] = config(Path(tempfile.mkdtemp()))
+    return _CACHE["s"]
+
+
+def test_copy_of_the_plan_is_not_needed_between_batches(tmp_path: Path) -> None:
+    """A plan holds no state from one batch to the next: the same values give the same
+    block twice."""
+    plan = plan_of(config(tmp_path), "page_view")
+    views = [orjson.dumps({"event_id": "0ed90475-9531-485d-9d9d-c9f81818e811",
+                           "user_id": "u", "seq": i + 1,
+                           "occurred_at": "2026-12-07T10:00:00Z", "session_id": "s",
+                           "url": f"https://a.example/p/{i}?q=1"}) for i in range(20)]
+    args = (views, list(range(20)), [1_765_000_000_000] * 20, "views", 0)
+    first, second = plan.decode(*args), plan.decode(*copy.deepcopy(args))
+    assert first.columns is not None and second.columns is not None
+    assert first.columns.equals(second.columns)
+    assert first.columns.column("url").to_pylist()[0] == "https://a.example/p/0"
