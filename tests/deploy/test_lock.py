@@ -53,7 +53,8 @@ def test_every_pin_is_exact_and_hashed() -> None:
     # pip --require-hashes refuses a line without hashes; catch it here, not in a build.
     blocks = re.split(r"\n(?=[A-Za-z0-9])", LOCK.read_text())
     packages = [b for b in blocks if PIN.match(b)]
-    assert len(packages) == len(pins()) > 10
+    # (A package may be pinned twice, each for its Python versions: numpy's wheels differ.)
+    assert len(packages) >= len(pins()) > 10
     for block in packages:
         assert "--hash=sha256:" in block, block.splitlines()[0]
 

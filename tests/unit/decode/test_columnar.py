@@ -139,7 +139,7 @@ def orders(draw: st.DrawFn) -> bytes:
         "items": [{"sku": "s", "qty": 1, "price": 1.5}], "channel": "web",
     }
     for _ in range(draw(st.integers(0, 3))):
-        field = draw(st.sampled_from(sorted(event) + ["tags", "placed_ms", "shipping", "x"]))
+        field = draw(st.sampled_from([*sorted(event), "tags", "placed_ms", "shipping", "x"]))
         event[field] = draw(st.one_of(
             ASCII, ODD_TEXT, NUMBERS, TIMES, st.none(), st.booleans(),
             st.lists(st.one_of(ASCII, NUMBERS, st.none()), max_size=3),
@@ -227,6 +227,7 @@ def test_copy_of_the_plan_is_not_needed_between_batches(tmp_path: Path) -> None:
                            "url": f"https://a.example/p/{i}?q=1"}) for i in range(20)]
     args = (views, list(range(20)), [1_765_000_000_000] * 20, "views", 0)
     first, second = plan.decode(*args), plan.decode(*copy.deepcopy(args))
-    assert first.columns is not None and second.columns is not None
+    assert first.columns is not None
+    assert second.columns is not None
     assert first.columns.equals(second.columns)
     assert first.columns.column("url").to_pylist()[0] == "https://a.example/p/0"
