@@ -166,9 +166,11 @@ class DecodeStage:
         if items:
             await self._output.put(items)
 
-    def _decode(self, segment: Segment, items: list[Item]) -> int | None:
+    def _decode(self, segment: Segment, items: list[Item], columnar: bool = True
+                ) -> int | None:
         """Decode ``segment`` from its start into ``items``: None when done, or the schema id
-        of the first record that must wait for the registry (``segment.start`` is it)."""
+        of the first record that must wait for the registry (``segment.start`` is it).
+        Without ``columnar``, every record by the row path."""
         chunk = segment.chunk
         records = segment.records
         filtered = 0
@@ -176,7 +178,7 @@ class DecodeStage:
         decode = self._decoder.decode_framed if framed else self._decoder.decode
         pending = None
         first = segment.start
-        plan = self._columnar.get(chunk.tp[0])
+        plan = self._columnar.get(chunk.tp[0]) if columnar else None
         if plan is not None and not first and len(records) >= MIN_RECORDS:
             # A columnar topic is plain JSON of one insert table: none of what is left for
             # the loop below can wait for a schema or new columns (segment.start stays 0).
@@ -268,8 +270,8 @@ class DecodeStage:
                        np.asarray(columns.column("kafka_timestamp").cast(pa.int64())).tolist(),
                        columns.column("raw").to_pylist(), keys, headers, strict=True)]
         items: list[Item] = []
-        self._decode(Segment(progress, chunk, records), items)  # counts what it drops
-        out: list[Row | DeadLetter] = [i for i in items if not isinstance(i, Block)]
+        self._decode(Segment(progress, chunk, records), items, columnar=False)  # counts drops
+        out = [i for i in items if not isinstance(i, Block)]
         if len(out) != len(records):
             # The row path dropped what the columnar path kept: a disagreement, a bug of
             # ours; the row path's verdict stands.

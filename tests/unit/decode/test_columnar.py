@@ -231,3 +231,54 @@ def test_copy_of_the_plan_is_not_needed_between_batches(tmp_path: Path) -> None:
     assert second.columns is not None
     assert first.columns.equals(second.columns)
     assert first.columns.column("url").to_pylist()[0] == "https://a.example/p/0"
+
+
+async def test_a_block_turned_back_into_rows_is_what_the_row_path_makes(
+        tmp_path: Path) -> None:
+    """Through the decode stage: a fetch of one partition becomes one block (and the
+    records it is not sure of, rows); ``expand`` gives, by the row path alone, one row per
+    record of the block, equal to what the row path makes of them."""
+    from dataclasses import dataclass, field
+
+    from processor.batch.buffer import LaneBuffer
+    from processor.core.progress import ProgressBook
+    from processor.core.records import Block, Row
+    from processor.decode.stage import DecodeStage
+    from processor.partition.router import Router
+
+    @dataclass
+    class Record:
+        offset: int
+        value: bytes
+        topic: str = "orders"
+        partition: int = 0
+        timestamp: int = 1_765_000_000_000
+        key: bytes | None = b"k"
+        headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+    s = config(tmp_path)
+    decoder = Decoder(s, load_contracts(s), load_chains(s))
+    buffer = LaneBuffer(10_000, 10**8)
+    stage = DecodeStage(decoder, Router([buffer], frozenset({"orders"})),
+                        columnar={"orders": plan_of(s, "order")})
+    event = {"event_id": "", "customer_id": "c-1", "seq": 1,
+             "occurred_at": "2026-12-07T10:00:00.120+00:00", "order_id": "o-1",
+             "status": "paid", "amount": 19.99, "currency": "eur",
+             "items": [{"sku": "s", "qty": 1, "price": 1.5}]}
+    records = [Record(i, orjson.dumps({**event, "event_id": f"{i:08d}-0000-4000-8000-"
+                                                            "000000000000"}))
+               for i in range(40)]
+    records[7].value = records[7].value.replace(b"19.99", b"19.90")  # the row path's
+    progress = ProgressBook().assign(("orders", 0), None)
+    await stage.dispatch([(progress, records)])
+    items = await buffer.take(10_000, 10**8, 0)
+    block = items[0]
+    assert isinstance(block, Block)
+    assert block.rows == 39
+    assert [type(i) for i in items[1:]] == [Row]  # the odd literal's record
+    expanded = block.expand()
+    assert len(expanded) == 39
+    assert all(isinstance(r, Row) for r in expanded)
+    again = [decoder.decode("orders", 0, r.offset, r.timestamp, r.value)
+             for r in records if r.offset != 7]
+    assert [r.values for r in expanded if isinstance(r, Row)] == [d[1] for d in again if d]
