@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import pyarrow as pa
 import structlog
 
 from processor.contracts import Contract
@@ -31,5 +32,9 @@ def columnar_plans(settings: Settings, contracts: Mapping[str, Contract],
     chosen = {t.name: plans[t.event_type] for t in settings.topics
               if t.format == "json" and t.event_type in plans}
     if chosen:
+        # Arrow's default pool (jemalloc) keeps freed pages for reuse: on 300,000 events
+        # the process peaked at 226 MB with it and 193 MB with the C library's, at the
+        # same CPU (benchmarks/results/2026-12-07-ab-1121c1e-e93684a.md, docs/performance.md).
+        pa.set_memory_pool(pa.system_memory_pool())
         log.info("topics take the columnar path", topics=sorted(chosen))
     return chosen
