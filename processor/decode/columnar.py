@@ -1,10 +1,11 @@
-"""The columnar path: one partition's share of a fetch decoded together, in C++ and Rust.
+"""The columnar path: a topic's share of a fetch decoded together, in C++ and Rust.
 
 The row path (:mod:`processor.decode.decoder`) spends most of an event's CPU in per-field
 Python. For an event type whose contract and table allow it, this path takes a fetch's
-records of one partition at once: their values joined, read by Arrow's JSON reader with
-the contract as an explicit schema, checked by Arrow kernels over whole columns, transformed
-by the transforms' Arrow forms, and laid out as the table's columnar stage
+records of one topic at once (of every partition in it): their values joined, read by
+Arrow's JSON reader with the contract as an explicit schema, checked by Arrow kernels over
+whole columns, transformed by the transforms' Arrow forms, and laid out as the table's
+columnar stage
 (:meth:`~processor.schema.tables.TableSpec.columnar_columns`), which pgpq writes in
 PostgreSQL's binary COPY format (:mod:`processor.sink.columnar_copy`). Numerics and jsonb
 sub-documents are read by PostgreSQL itself out of ``raw``.
@@ -58,8 +59,11 @@ if TYPE_CHECKING:  # the wiring resolves the transforms' forms: no stage imports
 
 PG_EPOCH_US = PG_EPOCH_MS * 1000
 UTC = pa.timestamp("us", tz="UTC")
-# Fewer records than this take the row path: reading a handful as a batch costs more.
-MIN_RECORDS = 16
+# A fetch with fewer records of a topic than this takes the row path: a call costs about
+# 2 ms whatever its size, a record a few µs (the row path about 8), so it pays from a few
+# hundred records on. Also the smallest part an unreadable batch is halved down to.
+MIN_RECORDS = 512
+BISECT_FLOOR = 16
 
 # The row path's own date-time check (fastjsonschema's regex, ``\Z`` being RE2's ``$``),
 # and the canonical form Arrow's cast and Python's fromisoformat read alike.
@@ -288,12 +292,12 @@ def _matching(values: Any, regex: re.Pattern[str]) -> Any:
 
 @dataclass(frozen=True)
 class Decoded:
-    """What the columnar path made of one partition's records."""
+    """What the columnar path made of a fetch's records of one topic."""
 
     columns: pa.Table | None  # the accepted records' rows, in the columnar stage's layout
     taken: list[int]  # the indices of those records (their order)
     fallback: list[int]  # the indices of the records for the row path, in order
-    filtered: int  # records a transform dropped
+    dropped: list[int]  # the indices of the records a transform dropped
     reasons: Counter[str]  # why records took the row path
 
 
@@ -314,8 +318,10 @@ class ColumnarPlan:
     max_bytes: int
 
     def decode(self, values: Sequence[bytes | None], offsets: Sequence[int],
-               timestamps: Sequence[int], topic: str, partition: int) -> Decoded:
-        """Decode ``values`` (one partition's, in offset order) as far as this path can."""
+               timestamps: Sequence[int], topic: str, partitions: Sequence[int]) -> Decoded:
+        """Decode ``values`` (each partition's in offset order, ``partitions`` each one's)
+        as far as this path can. Its cost is about 2 ms a call, then a few µs a record:
+        it pays from a few hundred records on (:data:`MIN_RECORDS`)."""
         reasons: Counter[str] = Counter()
         n = len(values)
         every = list(range(n))
@@ -336,20 +342,20 @@ class ColumnarPlan:
             good = [i for i in every if i not in odd]
             joined = b"\n".join([values[i] for i in good])  # type: ignore[misc]
         reasons["odd bytes"] += len(odd)
-        parts = self._read(values, good, joined, raw, offsets, timestamps, topic, partition,
+        parts = self._read(values, good, joined, raw, offsets, timestamps, topic, partitions,
                            reasons)
         tables = [part.columns for part in parts if part.columns is not None]
         return Decoded(
             pa.concat_tables(tables) if len(tables) > 1 else (tables[0] if tables else None),
             [i for part in parts for i in part.taken],
             sorted(odd.union(*(part.fallback for part in parts))),
-            sum(part.filtered for part in parts), reasons)
+            [i for part in parts for i in part.dropped], reasons)
 
     def _read(self, values: Sequence[bytes | None], good: list[int], joined: bytes,
               raw: pa.Array, offsets: Sequence[int], timestamps: Sequence[int], topic: str,
-              partition: int, reasons: Counter[str]) -> list[Decoded]:
+              partitions: Sequence[int], reasons: Counter[str]) -> list[Decoded]:
         """``good`` read and checked; a part Arrow cannot read is halved, down to
-        :data:`MIN_RECORDS`, so that one such record costs a few reads, not its batch."""
+        :data:`BISECT_FLOOR`, so that one such record costs a few reads, not its batch."""
         if not good:
             return []
         try:
@@ -360,23 +366,24 @@ class ColumnarPlan:
                                               unexpected_field_behavior="error"))
             if table.num_rows == len(good):  # else boundaries not as the guards promised
                 return [self._checked(table, good, raw, offsets, timestamps, topic,
-                                      partition, reasons)]
+                                      partitions, reasons)]
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             # A field the contract does not name, a value of another type, a duplicate
             # key, a cast refused: somewhere in this part.
             pass
-        if len(good) <= MIN_RECORDS:
+        if len(good) <= BISECT_FLOOR:
             reasons["unreadable batch"] += len(good)
-            return [Decoded(None, [], good, 0, Counter())]
+            return [Decoded(None, [], good, [], Counter())]
         half = len(good) // 2
         return [part for piece in (good[:half], good[half:])
                 for part in self._read(values, piece,
                                        b"\n".join([values[i] for i in piece]),  # type: ignore[misc]
-                                       raw, offsets, timestamps, topic, partition, reasons)]
+                                       raw, offsets, timestamps, topic, partitions,
+                                       reasons)]
 
     def _checked(self, table: pa.Table, good: list[int], raw: pa.Array,
                  offsets: Sequence[int], timestamps: Sequence[int], topic: str,
-                 partition: int, reasons: Counter[str]) -> Decoded:
+                 partitions: Sequence[int], reasons: Counter[str]) -> Decoded:
         """The read records checked, transformed and laid out as the columnar stage."""
         table = table.combine_chunks()
         events = pa.StructArray.from_arrays(
@@ -408,7 +415,7 @@ class ColumnarPlan:
             reasons["transform not sure"] += int(doubt.sum())
             sure = sure & ~doubt
         take = sure & kept
-        dropped = int((sure & ~kept).sum())
+        dropped = [good[i] for i in np.flatnonzero(sure & ~kept).tolist()]
         fallback = [good[i] for i in np.flatnonzero(~sure).tolist()]
         taken = [good[i] for i in np.flatnonzero(take).tolist()]
         if not taken:
@@ -420,7 +427,7 @@ class ColumnarPlan:
         meta = {
             "event_time": chosen[self.time_field] if self.time_field is not None else kafka,
             "kafka_topic": pa.array([topic] * len(taken), pa.string()),
-            "kafka_partition": pa.array(np.full(len(taken), partition, dtype=np.int32)),
+            "kafka_partition": pa.array([partitions[i] for i in taken], pa.int32()),
             "kafka_offset": pa.array([offsets[i] for i in taken], pa.int64()),
             "kafka_timestamp": kafka,
             "raw": raw.take(pa.array(taken)).cast(pa.string()),

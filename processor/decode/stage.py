@@ -1,14 +1,16 @@
 """The decode stage: fetched records in, rows and dead letters out to the partition stage.
 
-A partition's share of a fetch whose event type takes the columnar path
-(:mod:`processor.decode.columnar`) becomes one block of rows, and only the records that path
-is not sure of go through the decoder one by one.
+A fetch's records of a topic whose event type takes the columnar path
+(:mod:`processor.decode.columnar`), every partition's at once when there are enough of them,
+become one block of rows per partition, and only the records that path is not sure of go
+through the decoder one by one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
@@ -134,6 +136,7 @@ class DecodeStage:
     async def dispatch(self, fetched: Fetch) -> None:
         """Decode every record of one fetch and hand the items on (waits if a lane is full)."""
         items: list[Item] = []
+        columnar: dict[str, list[Segment]] = {}
         for progress, records in fetched:
             if progress.revoked:
                 continue  # the partition moved while this fetch waited; its next owner replays
@@ -150,6 +153,9 @@ class DecodeStage:
             if self._held.prune(tp):
                 self._held.append(tp, segment)  # behind the records it already holds
                 continue
+            if tp[0] in self._columnar:
+                columnar.setdefault(tp[0], []).append(segment)
+                continue
             asked = None
             while (pending := self._decode(segment, items)) is not None:
                 # The same id pending again right after it was fetched would spin here
@@ -163,14 +169,25 @@ class DecodeStage:
                     self._wake.set()
                     break
                 asked = pending
+        self._columnar_topics(columnar, items)
         if items:
             await self._output.put(items)
 
-    def _decode(self, segment: Segment, items: list[Item], columnar: bool = True
-                ) -> int | None:
-        """Decode ``segment`` from its start into ``items``: None when done, or the schema id
-        of the first record that must wait for the registry (``segment.start`` is it).
-        Without ``columnar``, every record by the row path."""
+    def _columnar_topics(self, columnar: dict[str, list[Segment]], items: list[Item]
+                         ) -> None:
+        """Each columnar topic's segments of one fetch: together by the columnar path when
+        there are enough records to pay for it, else by the row path."""
+        for topic, segments in columnar.items():
+            if sum(len(segment.records) for segment in segments) >= MIN_RECORDS:
+                self._columnar_decode(self._columnar[topic], segments, items)
+            else:
+                for segment in segments:
+                    self._decode(segment, items)  # plain JSON: no record waits for a schema
+
+    def _decode(self, segment: Segment, items: list[Item]) -> int | None:
+        """Decode ``segment`` from its start into ``items`` by the row path: None when
+        done, or the schema id of the first record that must wait for the registry
+        (``segment.start`` is it)."""
         chunk = segment.chunk
         records = segment.records
         filtered = 0
@@ -178,11 +195,6 @@ class DecodeStage:
         decode = self._decoder.decode_framed if framed else self._decoder.decode
         pending = None
         first = segment.start
-        plan = self._columnar.get(chunk.tp[0]) if columnar else None
-        if plan is not None and not first and len(records) >= MIN_RECORDS:
-            # A columnar topic is plain JSON of one insert table: none of what is left for
-            # the loop below can wait for a schema or new columns (segment.start stays 0).
-            records = self._columnar_decode(plan, segment, items)
         for i, rec in enumerate(records[first:] if first else records, first):
             # The common case inline (a row); this loop runs once per event.
             value = rec.value
@@ -225,39 +237,59 @@ class DecodeStage:
             segment.progress.mark_done(chunk, filtered)
         return pending
 
-    def _columnar_decode(self, plan: ColumnarPlan, segment: Segment, items: list[Item]
-                         ) -> list[Any]:
-        """One block of what the columnar path takes of ``segment`` (into ``items``), and
-        the records it leaves to the row path, in order."""
-        records = segment.records
-        chunk = segment.chunk
-        topic, partition = chunk.tp
-        values = [r.value for r in records]
+    def _columnar_decode(self, plan: ColumnarPlan, segments: list[Segment],
+                         items: list[Item]) -> None:
+        """A topic's segments of one fetch by the columnar path: into ``items``, for each
+        partition its block, then the records the path left to the row path, in order."""
+        records = [r for segment in segments for r in segment.records]
+        topic = segments[0].chunk.tp[0]
         try:
-            done = plan.decode(values, [r.offset for r in records],
-                               [r.timestamp for r in records], topic, partition)
-        except Exception as exc:
+            done = plan.decode([r.value for r in records], [r.offset for r in records],
+                               [r.timestamp for r in records], topic,
+                               [r.partition for r in records])
+        except Exception as exc:  # a bug of ours: the row path decides them all
             log.exception("the columnar path failed on a batch; it takes the row path",
-                      topic=topic, partition=partition, error=describe(exc))
-            return records
+                          topic=topic, error=describe(exc))
+            for segment in segments:
+                self._decode(segment, items)
+            return
         for reason, count in done.reasons.items():
             if count:
                 metrics.ROW_PATH.labels(plan.event_type, reason).inc(count)
-        if done.filtered:
-            metrics.EVENTS_FILTERED.labels(topic).inc(done.filtered)
-            segment.progress.mark_done(chunk, done.filtered)
-        if done.columns is not None:
-            taken = [records[i] for i in done.taken]
-            micros = pc.min_max(done.columns.column("event_time").cast(pa.int64()))
-            keys = [r.key for r in taken]
-            headers = [list(r.headers) for r in taken]
-            columns, progress = done.columns, segment.progress
-            items.append(Block(
-                plan.event_type, columns, chunk, len(taken),
-                sum(len(r.value) for r in taken), [r.timestamp for r in taken],
-                (micros["min"].as_py() - PG_EPOCH_US, micros["max"].as_py() - PG_EPOCH_US),
-                lambda: self._expand(progress, chunk, columns, keys, headers)))
-        return [records[i] for i in done.fallback]
+        if done.dropped:
+            metrics.EVENTS_FILTERED.labels(topic).inc(len(done.dropped))
+        # Each list is in record order, and each segment's records are one run of indices.
+        dropped = sorted(done.dropped)
+        end = 0
+        for segment in segments:
+            start, end = end, end + len(segment.records)
+            mine = done.taken[bisect_left(done.taken, start):bisect_left(done.taken, end)]
+            left = done.fallback[bisect_left(done.fallback, start):
+                                 bisect_left(done.fallback, end)]
+            gone = bisect_left(dropped, end) - bisect_left(dropped, start)
+            if gone:
+                segment.progress.mark_done(segment.chunk, gone)
+            if mine:
+                assert done.columns is not None
+                first = bisect_left(done.taken, start)  # the block's rows are in taken's order
+                self._block(plan, segment, done.columns.slice(first, len(mine)),
+                            [records[i] for i in mine], items)
+            if left:  # plain JSON: none of them waits for a schema
+                self._decode(Segment(segment.progress, segment.chunk,
+                                     [records[i] for i in left]), items)
+
+    def _block(self, plan: ColumnarPlan, segment: Segment, columns: Any,
+               taken: list[Any], items: list[Item]) -> None:
+        """One partition's block: ``taken``'s rows, as ``columns`` holds them."""
+        chunk, progress = segment.chunk, segment.progress
+        micros = pc.min_max(columns.column("event_time").cast(pa.int64()))
+        keys = [r.key for r in taken]
+        headers = [list(r.headers) for r in taken]
+        items.append(Block(
+            plan.event_type, columns, chunk, len(taken), sum(len(r.value) for r in taken),
+            [r.timestamp for r in taken],
+            (micros["min"].as_py() - PG_EPOCH_US, micros["max"].as_py() - PG_EPOCH_US),
+            lambda: self._expand(progress, chunk, columns, keys, headers)))
 
     def _expand(self, progress: PartitionProgress, chunk: Chunk, columns: Any,
                 keys: list[bytes | None], headers: list[list[Header]]) -> list[Row | DeadLetter]:
@@ -270,7 +302,7 @@ class DecodeStage:
                        np.asarray(columns.column("kafka_timestamp").cast(pa.int64())).tolist(),
                        columns.column("raw").to_pylist(), keys, headers, strict=True)]
         items: list[Item] = []
-        self._decode(Segment(progress, chunk, records), items, columnar=False)  # counts drops
+        self._decode(Segment(progress, chunk, records), items)  # counts what it drops
         out = [i for i in items if not isinstance(i, Block)]
         if len(out) != len(records):
             # The row path dropped what the columnar path kept: a disagreement, a bug of

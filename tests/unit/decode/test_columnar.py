@@ -190,9 +190,9 @@ def test_every_record_it_takes_the_row_path_accepts_alike(values: list[bytes]) -
     spec = table_spec(contracts["order"], s)
     base = 1_765_000_000_000
     done = plan.decode(values, list(range(len(values))), [base + i for i in range(len(values))],
-                       "orders", 0)
+                       "orders", [0] * len(values))
     assert sorted(done.taken + done.fallback) == list(range(len(values)))  # each decided once
-    assert done.filtered == 0  # the order's transform drops nothing
+    assert done.dropped == []  # the order's transform drops nothing
     if done.columns is None:
         return
     got = _block_values(plan, done.columns)
@@ -225,7 +225,7 @@ def test_copy_of_the_plan_is_not_needed_between_batches(tmp_path: Path) -> None:
                            "user_id": "u", "seq": i + 1,
                            "occurred_at": "2026-12-07T10:00:00Z", "session_id": "s",
                            "url": f"https://a.example/p/{i}?q=1"}) for i in range(20)]
-    args = (views, list(range(20)), [1_765_000_000_000] * 20, "views", 0)
+    args = (views, list(range(20)), [1_765_000_000_000] * 20, "views", [0] * 20)
     first, second = plan.decode(*args), plan.decode(*copy.deepcopy(args))
     assert first.columns is not None
     assert second.columns is not None
@@ -235,14 +235,16 @@ def test_copy_of_the_plan_is_not_needed_between_batches(tmp_path: Path) -> None:
 
 async def test_a_block_turned_back_into_rows_is_what_the_row_path_makes(
         tmp_path: Path) -> None:
-    """Through the decode stage: a fetch of one partition becomes one block (and the
-    records it is not sure of, rows); ``expand`` gives, by the row path alone, one row per
-    record of the block, equal to what the row path makes of them."""
+    """Through the decode stage: a fetch of two partitions becomes one block each (and the
+    records the path is not sure of, rows); ``expand`` gives, by the row path alone, one
+    row per record of the block, equal to what the row path makes of them; a fetch too
+    small to pay for the columnar path takes the row path."""
     from dataclasses import dataclass, field
 
     from processor.batch.buffer import LaneBuffer
     from processor.core.progress import ProgressBook
     from processor.core.records import Block, Row
+    from processor.decode.columnar import MIN_RECORDS
     from processor.decode.stage import DecodeStage
     from processor.partition.router import Router
 
@@ -250,8 +252,8 @@ async def test_a_block_turned_back_into_rows_is_what_the_row_path_makes(
     class Record:
         offset: int
         value: bytes
+        partition: int
         topic: str = "orders"
-        partition: int = 0
         timestamp: int = 1_765_000_000_000
         key: bytes | None = b"k"
         headers: list[tuple[str, bytes]] = field(default_factory=list)
@@ -261,24 +263,34 @@ async def test_a_block_turned_back_into_rows_is_what_the_row_path_makes(
     buffer = LaneBuffer(10_000, 10**8)
     stage = DecodeStage(decoder, Router([buffer], frozenset({"orders"})),
                         columnar={"orders": plan_of(s, "order")})
-    event = {"event_id": "", "customer_id": "c-1", "seq": 1,
-             "occurred_at": "2026-12-07T10:00:00.120+00:00", "order_id": "o-1",
-             "status": "paid", "amount": 19.99, "currency": "eur",
+    event = {"customer_id": "c-1", "seq": 1, "occurred_at": "2026-12-07T10:00:00.120+00:00",
+             "order_id": "o-1", "status": "paid", "amount": 19.99, "currency": "eur",
              "items": [{"sku": "s", "qty": 1, "price": 1.5}]}
-    records = [Record(i, orjson.dumps({**event, "event_id": f"{i:08d}-0000-4000-8000-"
-                                                            "000000000000"}))
-               for i in range(40)]
-    records[7].value = records[7].value.replace(b"19.99", b"19.90")  # the row path's
-    progress = ProgressBook().assign(("orders", 0), None)
-    await stage.dispatch([(progress, records)])
+
+    def records(partition: int, count: int) -> list[Record]:
+        return [Record(i, orjson.dumps({**event, "event_id": f"{i:08d}-0000-4000-8000-"
+                                                             f"{partition:012d}"}), partition)
+                for i in range(count)]
+
+    book = ProgressBook()
+    first, second = records(0, 300), records(1, MIN_RECORDS - 300)
+    first[7].value = first[7].value.replace(b"19.99", b"19.90")  # the row path's
+    await stage.dispatch([(book.assign(("orders", 0), None), first),
+                          (book.assign(("orders", 1), None), second)])
     items = await buffer.take(10_000, 10**8, 0)
-    block = items[0]
-    assert isinstance(block, Block)
-    assert block.rows == 39
-    assert [type(i) for i in items[1:]] == [Row]  # the odd literal's record
-    expanded = block.expand()
-    assert len(expanded) == 39
-    assert all(isinstance(r, Row) for r in expanded)
-    again = [decoder.decode("orders", 0, r.offset, r.timestamp, r.value)
-             for r in records if r.offset != 7]
-    assert [r.values for r in expanded if isinstance(r, Row)] == [d[1] for d in again if d]
+    blocks = [i for i in items if isinstance(i, Block)]
+    assert [(b.chunk.tp, b.rows) for b in blocks] == [(("orders", 0), 299),
+                                                      (("orders", 1), MIN_RECORDS - 300)]
+    assert [type(i) for i in items if not isinstance(i, Block)] == [Row]  # the odd literal
+    for block, fetched in zip(blocks, (first, second), strict=True):
+        assert block.columns.column("kafka_partition").to_pylist() == \
+            [block.chunk.tp[1]] * block.rows
+        expanded = block.expand()
+        assert all(isinstance(r, Row) for r in expanded)
+        again = [decoder.decode("orders", r.partition, r.offset, r.timestamp, r.value)
+                 for r in fetched if (r.partition, r.offset) != (0, 7)]
+        assert [r.values for r in expanded if isinstance(r, Row)] == [d[1] for d in again if d]
+    small = records(2, MIN_RECORDS - 1)
+    await stage.dispatch([(book.assign(("orders", 2), None), small)])
+    items = await buffer.take(10_000, 10**8, 0)
+    assert [type(i) for i in items] == [Row] * len(small)
