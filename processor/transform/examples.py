@@ -10,13 +10,13 @@ types can take the columnar path; ``tests/unit/transform`` holds each form to it
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
 from processor.transform.columnar import ArrowResult, with_arrow
+
+if TYPE_CHECKING:  # imported where used: the benchmark's peers import these functions too
+    import pyarrow as pa
 
 # The URLs whose query and fragment the Arrow form strips as urlsplit/urlunsplit do: a
 # lower-case http(s) scheme, a plain host (and port); everything else takes the row path.
@@ -24,17 +24,20 @@ PLAIN_URL = r"^https?://[A-Za-z0-9.-]+(:[0-9]+)?(/[^?#]*)?([?#].*)?$"
 
 
 def _upper_currency(table: pa.Table) -> ArrowResult:
+    import pyarrow.compute as pc
     i = table.schema.get_field_index("currency")
     return ArrowResult(table.set_column(i, "currency", pc.utf8_upper(table["currency"])))
 
 
 def _no_bots(table: pa.Table) -> ArrowResult:
+    import pyarrow.compute as pc
     agent = pc.utf8_lower(table["user_agent"])
     return ArrowResult(table, keep=pc.fill_null(pc.invert(pc.match_substring(agent, "bot")),
                                                 True))
 
 
 def _strip_query(table: pa.Table) -> ArrowResult:
+    import pyarrow.compute as pc
     url = table["url"]
     i = table.schema.get_field_index("url")
     stripped = pc.replace_substring_regex(url, r"[?#].*$", "")
