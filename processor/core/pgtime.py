@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 PG_EPOCH_DAY = date(2000, 1, 1)  # timestamptz integer 0 is its midnight UTC
 PG_EPOCH_MS = 946_684_800_000  # PG_EPOCH in Unix milliseconds
+PG_EPOCH_US = PG_EPOCH_MS * 1000  # and microseconds
 MICROS_PER_DAY = 86_400_000_000
 INFINITY = 2**63 - 1
 NEG_INFINITY = -(2**63)

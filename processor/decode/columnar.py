@@ -48,7 +48,7 @@ import pyarrow.json as pj
 from fastjsonschema.draft07 import CodeGeneratorDraft07
 
 from processor.contracts import Contract
-from processor.core.pgtime import FIRST_US, LAST_US, PG_EPOCH_MS, UTC_MILLIS
+from processor.core.pgtime import FIRST_US, LAST_US, PG_EPOCH_US, UTC_MILLIS
 from processor.core.row_layout import META_NAMES
 from processor.core.settings import Settings
 from processor.decode.quickcheck import ANNOTATIONS
@@ -57,7 +57,6 @@ from processor.schema.tables import TableSpec
 if TYPE_CHECKING:  # the wiring resolves the transforms' forms: no stage imports a later one
     from processor.transform.columnar import ArrowForm
 
-PG_EPOCH_US = PG_EPOCH_MS * 1000
 UTC = pa.timestamp("us", tz="UTC")
 # A fetch with fewer records of a topic than this takes the row path: a call costs about
 # 2 ms whatever its size, a record a few µs (the row path about 8), so it pays from a few

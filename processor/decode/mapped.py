@@ -22,7 +22,7 @@ import orjson
 
 from processor.core.errors import ConfigError
 from processor.core.paths import ABSENT, PathMismatch, compile_walk
-from processor.core.pgtime import FIRST_US, LAST_US, PG_EPOCH_MS
+from processor.core.pgtime import FIRST_US, LAST_US, PG_EPOCH_US
 from processor.core.records import Header
 from processor.core.settings import MappedColumnSettings
 from processor.decode.converters import (
@@ -39,7 +39,6 @@ Mapped = Callable[[dict[str, Any], "bytes | None", "Sequence[Header]", str, int]
 # Microseconds per unit, and units per microsecond, of each epoch unit.
 EPOCH_UNITS = {"seconds": (1_000_000, 1), "milliseconds": (1_000, 1),
                "microseconds": (1, 1), "nanoseconds": (1, 1_000)}
-_PG_EPOCH_US = PG_EPOCH_MS * 1000
 
 
 def epoch_converter(unit: str) -> Converter:
@@ -49,11 +48,11 @@ def epoch_converter(unit: str) -> Converter:
 
     def convert(value: Any) -> int:
         if type(value) is int:
-            micros = value * multiply // divide - _PG_EPOCH_US
+            micros = value * multiply // divide - PG_EPOCH_US
         elif type(value) is float and multiply > 1 and value - value == 0.0:
             # Exact from its shortest text: 1712345678.123 s is .123000 s, not .122999.
             exact = Decimal(repr(value)) * multiply
-            micros = int(exact.to_integral_value(rounding="ROUND_FLOOR")) - _PG_EPOCH_US
+            micros = int(exact.to_integral_value(rounding="ROUND_FLOOR")) - PG_EPOCH_US
         else:
             wanted = "an integer" if multiply == 1 else "a number"
             raise Unfit(f"{show(value)} is not {wanted} of {unit} since 1970")
@@ -160,7 +159,7 @@ def _finder(column: MappedColumnSettings) -> Finder:
     if column.source == "topic":
         return lambda event, key, headers, topic, ts: topic
     if column.source == "timestamp":
-        return lambda event, key, headers, topic, ts: ts * 1000 - _PG_EPOCH_US
+        return lambda event, key, headers, topic, ts: ts * 1000 - PG_EPOCH_US
     as_bytes = column.type == "bytea"
     as_text = column.type in AS_TEXT and walk is None and column.time_unit is None
 

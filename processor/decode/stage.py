@@ -21,6 +21,7 @@ import structlog
 
 from processor.core import metrics
 from processor.core.errors import EventRejected, describe
+from processor.core.pgtime import PG_EPOCH_US
 from processor.core.progress import PartitionProgress
 from processor.core.records import (
     Block,
@@ -35,7 +36,7 @@ from processor.core.records import (
 )
 from processor.core.row_layout import RAW
 from processor.core.stalls import Stalls
-from processor.decode.columnar import MIN_RECORDS, PG_EPOCH_US, ColumnarPlan
+from processor.decode.columnar import MIN_RECORDS, ColumnarPlan
 from processor.decode.debezium import ColumnsPending
 from processor.decode.decoder import Decoder
 from processor.decode.framed import SchemaPending

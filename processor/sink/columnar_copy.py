@@ -19,12 +19,10 @@ from pgpq import encoders
 from pgpq import schema as pg_types
 
 from processor.core.errors import encoding_rows
-from processor.core.pgtime import MICROS_PER_DAY, PG_EPOCH_MS
+from processor.core.pgtime import MICROS_PER_DAY, PG_EPOCH_US
 from processor.core.records import Block
 from processor.core.row_layout import RAW
 from processor.schema.tables import TableSpec
-
-PG_EPOCH_US = PG_EPOCH_MS * 1000  # timestamptz zero in Unix microseconds
 
 
 def _encoder(schema: pa.Schema) -> Any:
