@@ -57,8 +57,9 @@ from benchmarks.env import DSN, ROOT, Names, git_sha, loadavg, machine, write_co
 from processor.commands.produce.sample import SampleEvents
 from processor.contracts import load_contracts
 from processor.core.connections import register_codecs
-from processor.core.pgtime import PG_EPOCH_MS, aware_micros, kafka_micros
+from processor.core.pgtime import aware_micros, kafka_micros
 from processor.core.settings import Settings, load_settings
+from processor.decode.columnar import CANONICAL_UUID, uuid_bytes
 from processor.decode.decoder import Decoder
 from processor.schema.migrate import migrate
 from processor.schema.tables import TableSpec, table_spec
@@ -69,7 +70,6 @@ ROUTES = ("rows", "typed", "columnar")
 # Taken from raw by the columnar route's INSERT … SELECT, not rendered by the client.
 FROM_RAW = {"amount": "(raw->>'amount')::numeric", "items": "raw->'items'",
             "shipping": "NULLIF(raw->'shipping', 'null'::jsonb)"}
-PG_EPOCH_US = PG_EPOCH_MS * 1000
 
 
 class Item(msgspec.Struct):
@@ -123,13 +123,6 @@ STAGED = pa.schema([
 ])
 # The contract's date-time, canonical forms only (anything else would take the row path).
 DATE_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$"
-UUID_TEXT = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-HEX = np.full(256, 255, dtype=np.uint8)
-for _i, _c in enumerate(b"0123456789abcdef"):
-    HEX[_c] = _i
-for _i, _c in enumerate(b"ABCDEF"):
-    HEX[_c] = 10 + _i
-UUID_HEX_AT = np.array([i for i in range(36) if i not in (8, 13, 18, 23)])
 
 Record = tuple[int, int, bytes]  # offset, Kafka timestamp (ms), value
 
@@ -252,7 +245,7 @@ class Routes:
         if refused:
             offsets, kafka = offsets.filter(ok), kafka.filter(ok)
         staged = pa.Table.from_arrays([
-            _uuid_bytes(table["event_id"]), table["customer_id"], table["seq"], occurred,
+            uuid_bytes(table["event_id"]), table["customer_id"], table["seq"], occurred,
             table["order_id"], table["status"], pc.utf8_upper(table["currency"]),
             table["channel"], table["tags"], table["placed_ms"], occurred,
             pa.array([self.topic] * n, pa.string()), pa.array([PARTITION] * n, pa.int32()),
@@ -304,7 +297,7 @@ def _checks(t: pa.Table) -> pa.ChunkedArray:
     bad_items = pc.list_parent_indices(items).filter(pc.invert(pc.fill_null(item_ok, False)))
     index = pa.array(np.arange(t.num_rows))
     masks = [
-        pc.match_substring_regex(t["event_id"], UUID_TEXT),
+        pc.match_substring_regex(t["event_id"], CANONICAL_UUID),
         between(t["customer_id"], 1, 64), pc.greater_equal(t["seq"], 1),
         pc.match_substring_regex(t["occurred_at"], DATE_TIME),
         between(t["order_id"], 1, 64),
@@ -323,18 +316,6 @@ def _checks(t: pa.Table) -> pa.ChunkedArray:
     for mask in masks[1:]:
         ok = pc.and_kleene(ok, mask)
     return pc.fill_null(ok, False)  # a required value absent (null) fails
-
-
-def _uuid_bytes(text: pa.ChunkedArray) -> pa.Array:
-    """Canonical uuid strings (checked) → their 16 bytes, in numpy without a per-row call."""
-    chunk = text.combine_chunks()
-    data = np.frombuffer(chunk.buffers()[2], dtype=np.uint8)
-    first = chunk.offset and np.frombuffer(chunk.buffers()[1], dtype=np.int32)[chunk.offset]
-    rows = data[first:first + 36 * len(chunk)].reshape(len(chunk), 36)[:, UUID_HEX_AT]
-    nibbles = HEX[rows]
-    packed = (nibbles[:, 0::2] << 4) | nibbles[:, 1::2]
-    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), len(chunk),
-                                                [None, pa.py_buffer(packed.tobytes())])
 
 
 def _encoder(field: pa.Field) -> Any:

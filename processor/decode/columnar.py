@@ -461,7 +461,7 @@ def _kafka_time(ms: Any) -> Any:
     return pc.cast(pc.multiply(ms, 1000), UTC)
 
 
-def _uuid_bytes(text: Any) -> pa.Array:
+def uuid_bytes(text: Any) -> pa.Array:
     """Canonical uuid strings (checked before) as their 16 bytes, with no call per value."""
     chunk = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
     offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32)[
@@ -576,7 +576,7 @@ def _uuid_column(text: Any) -> Any:
     """A uuid column: each present value as 16 bytes (checked canonical before)."""
     chunk = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
     if chunk.null_count == 0:
-        return _uuid_bytes(chunk)
+        return uuid_bytes(chunk)
     filled = pc.fill_null(chunk, "00000000-0000-0000-0000-000000000000")
-    return pc.if_else(pc.is_valid(chunk), _uuid_bytes(filled),
+    return pc.if_else(pc.is_valid(chunk), uuid_bytes(filled),
                       pa.scalar(None, pa.binary(16)))
