@@ -56,6 +56,11 @@ DEAD_LETTERS_PLACED = Counter(
 SPOOL_ENTRIES = Gauge(
     "weir_dead_letter_spool_entries", "Dead letters waiting in the local spool to be drained."
 )
+COLUMNAR = Counter(
+    "weir_columnar_events_total",
+    "Events decoded by the columnar path (a whole fetch's records of a topic at once).",
+    ["event_type"],
+)
 ROW_PATH = Counter(
     "weir_columnar_row_path_total",
     "Events of a columnar event type that took the row path instead, by why.",

@@ -36,7 +36,7 @@ from processor.decode.converters import (
 )
 from processor.decode.debezium import DebeziumEnvelope
 from processor.decode.fastcheck import Check, FastCheck, compile_fast_check
-from processor.decode.framed import SCHEMA_TYPES, FramedTopic, render
+from processor.decode.framed import SCHEMA_TYPES, FramedTopic, SchemaPending, render
 from processor.decode.limits import Limits
 from processor.decode.mapped import Mapped, compile_mapped
 from processor.decode.quickcheck import QuickCheck, compile_quick_check
@@ -279,6 +279,24 @@ class Decoder:
             return self._change(topic, partition, offset, timestamp_ms, event, key, headers)
         return self._event(topic, partition, offset, timestamp_ms, render(event), event, key,
                            headers)
+
+    def json_view(self, topic: str, value: bytes | None, headers: Sequence[Header] = ()
+                  ) -> bytes | None:
+        """A framed record's event as the JSON its row's ``raw`` holds (the columnar path
+        reads that), or None when the row path must decide the record: no value, too large,
+        or any error of its framing or payload. Raises
+        :class:`~processor.decode.framed.SchemaPending` like :meth:`decode_framed`."""
+        if value is None or len(value) > self._max_bytes:
+            return None
+        try:
+            event, body = self._framed[topic].event(value, headers)
+            # JSON through the registry is its payload; the rest, their event rendered as
+            # decode_framed renders it.
+            return value[body:] if event is None else render(event)
+        except SchemaPending:
+            raise
+        except Exception:  # noqa: BLE001 - the row path reads it again and says what it is
+            return None
 
     def is_framed(self, topic: str) -> bool:
         """Are ``topic``'s values in the Schema Registry framing?"""

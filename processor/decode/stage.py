@@ -157,33 +157,38 @@ class DecodeStage:
             if tp[0] in self._columnar:
                 columnar.setdefault(tp[0], []).append(segment)
                 continue
-            asked = None
-            while (pending := self._decode(segment, items)) is not None:
-                # The same id pending again right after it was fetched would spin here
-                # without yielding: hold it, and let the held partitions' task ask again.
-                if pending == NEW_COLUMNS:
-                    self._held.hold(tp, pending, segment)  # until the restart
-                    break
-                if pending == asked or not await self._decoder.attempt_schema(
-                        pending, self._stalls):
-                    self._held.hold(tp, pending, segment)
-                    self._wake.set()
-                    break
-                asked = pending
-        self._columnar_topics(columnar, items)
+            await self._rows(segment, items)
+        await self._columnar_topics(columnar, items)
         if items:
             await self._output.put(items)
 
-    def _columnar_topics(self, columnar: dict[str, list[Segment]], items: list[Item]
-                         ) -> None:
+    async def _rows(self, segment: Segment, items: list[Item]) -> None:
+        """``segment`` by the row path into ``items``; a record that waits for its schema
+        (or a mirror's new columns) holds its partition from there on."""
+        tp = segment.chunk.tp
+        asked = None
+        while (pending := self._decode(segment, items)) is not None:
+            # The same id pending again right after it was fetched would spin here
+            # without yielding: hold it, and let the held partitions' task ask again.
+            if pending == NEW_COLUMNS:
+                self._held.hold(tp, pending, segment)  # until the restart
+                return
+            if pending == asked or not await self._decoder.attempt_schema(
+                    pending, self._stalls):
+                self._held.hold(tp, pending, segment)
+                self._wake.set()
+                return
+            asked = pending
+
+    async def _columnar_topics(self, columnar: dict[str, list[Segment]], items: list[Item]
+                               ) -> None:
         """Each columnar topic's segments of one fetch: together by the columnar path when
         there are enough records to pay for it, else by the row path."""
         for topic, segments in columnar.items():
-            if sum(len(segment.records) for segment in segments) >= MIN_RECORDS:
-                self._columnar_decode(self._columnar[topic], segments, items)
-            else:
+            if sum(len(segment.records) for segment in segments) < MIN_RECORDS or not (
+                    await self._columnar_decode(self._columnar[topic], segments, items)):
                 for segment in segments:
-                    self._decode(segment, items)  # plain JSON: no record waits for a schema
+                    await self._rows(segment, items)
 
     def _decode(self, segment: Segment, items: list[Item]) -> int | None:
         """Decode ``segment`` from its start into ``items`` by the row path: None when
@@ -238,22 +243,30 @@ class DecodeStage:
             segment.progress.mark_done(chunk, filtered)
         return pending
 
-    def _columnar_decode(self, plan: ColumnarPlan, segments: list[Segment],
-                         items: list[Item]) -> None:
+    async def _columnar_decode(self, plan: ColumnarPlan, segments: list[Segment],
+                               items: list[Item]) -> bool:
         """A topic's segments of one fetch by the columnar path: into ``items``, for each
-        partition its block, then the records the path left to the row path, in order."""
+        partition its block, then the records the path left to the row path, in order.
+        False (and nothing in ``items``) when the row path must take them all."""
         records = [r for segment in segments for r in segment.records]
         topic = segments[0].chunk.tp[0]
+        framed = self._decoder.is_framed(topic)
+        values = [r.value for r in records]
+        if framed:
+            views = await self._json_views(topic, records)
+            if views is None:
+                return False
+            values = views
         try:
-            done = plan.decode([r.value for r in records], [r.offset for r in records],
+            done = plan.decode(values, [r.offset for r in records],
                                [r.timestamp for r in records], topic,
                                [r.partition for r in records])
         except Exception as exc:  # a bug of ours: the row path decides them all
             log.exception("the columnar path failed on a batch; it takes the row path",
                           topic=topic, error=describe(exc))
-            for segment in segments:
-                self._decode(segment, items)
-            return
+            return False
+        if done.taken:
+            metrics.COLUMNAR.labels(plan.event_type).inc(len(done.taken))
         for reason, count in done.reasons.items():
             if count:
                 metrics.ROW_PATH.labels(plan.event_type, reason).inc(count)
@@ -274,34 +287,60 @@ class DecodeStage:
                 assert done.columns is not None
                 first = bisect_left(done.taken, start)  # the block's rows are in taken's order
                 self._block(plan, segment, done.columns.slice(first, len(mine)),
-                            [records[i] for i in mine], items)
-            if left:  # plain JSON: none of them waits for a schema
-                self._decode(Segment(segment.progress, segment.chunk,
-                                     [records[i] for i in left]), items)
+                            [records[i] for i in mine],
+                            [len(values[i] or b"") for i in mine] if framed else None, items)
+            if left:
+                await self._rows(Segment(segment.progress, segment.chunk,
+                                         [records[i] for i in left]), items)
+        return True
+
+    async def _json_views(self, topic: str, records: list[Any]) -> list[bytes | None] | None:
+        """Framed records as their events' JSON (each row's raw), which the columnar path
+        reads; the schema ids not fetched yet are asked for first. None if the registry did
+        not answer: the row path then holds the partition and waits for it."""
+        view = self._decoder.json_view
+        asked: set[int] = set()
+        while True:
+            try:
+                return [view(topic, r.value, r.headers) for r in records]
+            except SchemaPending as wait:
+                if wait.schema_id in asked or not await self._decoder.attempt_schema(
+                        wait.schema_id, self._stalls):
+                    return None
+                asked.add(wait.schema_id)
 
     def _block(self, plan: ColumnarPlan, segment: Segment, columns: Any,
-               taken: list[Any], items: list[Item]) -> None:
-        """One partition's block: ``taken``'s rows, as ``columns`` holds them."""
+               taken: list[Any], raw_sizes: list[int] | None, items: list[Item]) -> None:
+        """One partition's block: ``taken``'s rows, as ``columns`` holds them.
+        ``raw_sizes``: for framed records, the size of each one's JSON (its raw)."""
         chunk, progress = segment.chunk, segment.progress
         micros = pc.min_max(columns.column("event_time").cast(pa.int64()))
         keys = [r.key for r in taken]
         headers = [list(r.headers) for r in taken]
+        # A framed row holds its framed bytes and their JSON (raw), as the row path counts.
+        nbytes = sum(len(r.value) for r in taken) + sum(raw_sizes or ())
+        framed = [r.value for r in taken] if raw_sizes is not None else None
         items.append(Block(
-            plan.event_type, columns, chunk, len(taken), sum(len(r.value) for r in taken),
+            plan.event_type, columns, chunk, len(taken), nbytes,
             [r.timestamp for r in taken],
             (micros["min"].as_py() - PG_EPOCH_US, micros["max"].as_py() - PG_EPOCH_US),
-            lambda: self._expand(progress, chunk, columns, keys, headers)))
+            lambda: self._expand(progress, chunk, columns, keys, headers, framed)))
 
     def _expand(self, progress: PartitionProgress, chunk: Chunk, columns: Any,
-                keys: list[bytes | None], headers: list[list[Header]]) -> list[Row | DeadLetter]:
+                keys: list[bytes | None], headers: list[list[Header]],
+                framed: list[bytes] | None = None) -> list[Row | DeadLetter]:
         """A block's records through the row path, one item each (for a batch that must
-        be bisected): its rows, or the dead letters the row path makes of them."""
+        be bisected): its rows, or the dead letters the row path makes of them.
+        ``framed``: the records' framed values, which the row path reads again (a plain
+        JSON record's value is its raw)."""
         topic, partition = chunk.tp
-        records = [_Record(topic, partition, offset, timestamp // 1000, key, raw.encode(), h)
-                   for offset, timestamp, raw, key, h in zip(
+        values = framed if framed is not None else [
+            raw.encode() for raw in columns.column("raw").to_pylist()]
+        records = [_Record(topic, partition, offset, timestamp // 1000, key, value, h)
+                   for offset, timestamp, value, key, h in zip(
                        columns.column("kafka_offset").to_pylist(),
                        np.asarray(columns.column("kafka_timestamp").cast(pa.int64())).tolist(),
-                       columns.column("raw").to_pylist(), keys, headers, strict=True)]
+                       values, keys, headers, strict=True)]
         items: list[Item] = []
         self._decode(Segment(progress, chunk, records), items)  # counts what it drops
         out = [i for i in items if not isinstance(i, Block)]

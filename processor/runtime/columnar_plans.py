@@ -8,7 +8,7 @@ import pyarrow as pa
 import structlog
 
 from processor.contracts import Contract
-from processor.core.settings import Settings
+from processor.core.settings import FRAMED_FORMATS, Settings
 from processor.decode.columnar import ColumnarPlan, Unsupported, compile_plan
 from processor.schema.tables import TableSpec
 from processor.transform.columnar import arrow_form
@@ -16,11 +16,17 @@ from processor.transform.loader import load_transform
 
 log = structlog.get_logger(__name__)
 
+COLUMNAR_FORMATS = FRAMED_FORMATS | {"json"}
+
 
 def columnar_plans(settings: Settings, contracts: Mapping[str, Contract],
                    specs: Mapping[str, TableSpec]) -> dict[str, ColumnarPlan]:
-    """Topic → its event type's columnar plan, for the plain JSON topics of one event type
-    whose type can take the path; every other event type's reason is logged once."""
+    """Topic → its event type's columnar plan, for the topics of one event type whose type
+    can take the path; every other event type's reason is logged once.
+
+    A framed topic (Avro, Protobuf, JSON through the registry) takes it as its events' JSON,
+    the JSON its rows' ``raw`` holds (:meth:`~processor.decode.decoder.Decoder.json_view`).
+    """
     plans: dict[str, ColumnarPlan] = {}
     for name, contract in contracts.items():
         transforms = [(ref, arrow_form(load_transform(ref)))
@@ -30,7 +36,7 @@ def columnar_plans(settings: Settings, contracts: Mapping[str, Contract],
         except Unsupported as why:
             log.info("event type takes the row path", event_type=name, reason=str(why))
     chosen = {t.name: plans[t.event_type] for t in settings.topics
-              if t.format == "json" and t.event_type in plans}
+              if t.format in COLUMNAR_FORMATS and t.event_type in plans}
     if chosen:
         # Arrow's default pool (jemalloc) keeps freed pages for reuse: on 300,000 events
         # the process peaked at 226 MB with it and 193 MB with the C library's, at the
