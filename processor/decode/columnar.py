@@ -74,8 +74,13 @@ CANONICAL_UUID = (r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 # In a value position (after a key's ":", or in an array): a number whose literal
 # PostgreSQL and the row path would read differently, or that the row path refuses. Run by
 # RE2 (linear time, whatever the alternatives), with the fields whose null is not valid.
-ODD_NUMBER = (r'(?:"[ \t\r\n]*:|[\[,])[ \t\r\n]*(?:-?(?:[0-9]+(?:\.[0-9]+)?[eE]'
-              r'|[0-9]+\.[0-9]*[0-9]0(?:[^0-9]|$)|[0-9.]{16}|Infinity)|NaN)')
+_VALUE_AT = r'(?:"[ \t\r\n]*:|[\[,])[ \t\r\n]*'
+_EXPONENT, _TRAILING_ZERO = r'[0-9]+(?:\.[0-9]+)?[eE]', r'[0-9]+\.[0-9]*[0-9]0(?:[^0-9]|$)'
+ODD_NUMBER = (_VALUE_AT + rf'(?:-?(?:{_EXPONENT}|{_TRAILING_ZERO}|[0-9.]{{16}}|Infinity)|NaN)')
+# A framed record's JSON is rendered by the row path's own renderer: a float as its shortest
+# form, a decimal as its exact digits, which the row path writes as they are; so a fraction
+# ending in 0 ("12.50", a decimal(12, 2)) is read alike by PostgreSQL and the row path.
+ODD_FRAMED_NUMBER = _VALUE_AT + rf'(?:-?(?:{_EXPONENT}|[0-9.]{{16}}|Infinity)|NaN)'
 CONTROL = bytes(range(0x20)).replace(b"\n", b"")
 
 HEX = np.full(256, 255, dtype=np.uint8)
@@ -122,6 +127,7 @@ class _Compiler:
     def __init__(self, settings: Settings) -> None:
         self.limits = settings.pipeline
         self.null_keys: set[str] = set()  # a JSON null here is not valid: guard it
+        self.inexact: list[str] = []  # numbers with a bound a decimal's float may cross
         self.patterns: list[re.Pattern[str]] = []
 
     def value(self, schema: Any, depth: int, name: str) -> _Compiled:
@@ -187,6 +193,10 @@ class _Compiler:
     def _number(self, s: Mapping[str, Any], depth: int, name: str) -> _Compiled:
         c = _Compiled(pa.float64(), True)
         self._bounds(s, c)
+        if any(k in s and not _whole(s[k]) for k in _BOUNDS):
+            # A decimal (Avro's) is compared exactly by the row path and as its nearest
+            # float here: alike against a whole bound, maybe not against 0.1.
+            self.inexact.append(name)
         return c
 
     @staticmethod
@@ -313,14 +323,18 @@ class ColumnarPlan:
     build: list[Callable[[pa.Table, Mapping[str, Any]], Any]]
     forms: list[ArrowForm]
     suspect: str  # RE2: an odd number, or a null where its field may not be null
+    rendered_suspect: str  # the same for the JSON the row path renders of a framed record
     time_field: str | None
     max_bytes: int
+    inexact: list[str]  # number fields whose bounds keep decoded decimals off this path
 
     def decode(self, values: Sequence[bytes | None], offsets: Sequence[int],
-               timestamps: Sequence[int], topic: str, partitions: Sequence[int]) -> Decoded:
+               timestamps: Sequence[int], topic: str, partitions: Sequence[int],
+               rendered: bool = False) -> Decoded:
         """Decode ``values`` (each partition's in offset order, ``partitions`` each one's)
         as far as this path can. Its cost is about 2 ms a call, then a few µs a record:
-        it pays from a few hundred records on (:data:`MIN_RECORDS`)."""
+        it pays from a few hundred records on (:data:`MIN_RECORDS`). ``rendered``: the
+        values are the JSON the row path renders of framed records (Avro, Protobuf)."""
         reasons: Counter[str] = Counter()
         n = len(values)
         every = list(range(n))
@@ -335,7 +349,8 @@ class ColumnarPlan:
             good = [i for i in every if i not in odd]
             joined = b"\n".join([values[i] for i in good])  # type: ignore[misc]
         suspects = np.flatnonzero(np.asarray(pc.fill_null(
-            pc.match_substring_regex(raw, self.suspect), False))).tolist()
+            pc.match_substring_regex(raw, self.rendered_suspect if rendered else self.suspect),
+            False))).tolist()
         if suspects:
             odd |= set(suspects)
             good = [i for i in every if i not in odd]
@@ -349,6 +364,28 @@ class ColumnarPlan:
             [i for part in parts for i in part.taken],
             sorted(odd.union(*(part.fallback for part in parts))),
             [i for part in parts for i in part.dropped], reasons)
+
+    def decode_read(self, table: pa.Table, raw: pa.Array, unsure: np.ndarray,
+                    offsets: Sequence[int], timestamps: Sequence[int], topic: str,
+                    partitions: Sequence[int]) -> Decoded:
+        """:meth:`decode` for records a format's own reader has read already
+        (:mod:`processor.decode.formats.avro_columns`): ``table`` in :attr:`read`'s
+        schema, ``raw`` their JSON as the row path renders it, ``unsure`` those the row
+        path must read. The rendered JSON passes the same guards as any."""
+        unsure = unsure | np.asarray(pc.fill_null(pc.or_(
+            pc.greater(pc.binary_length(raw), self.max_bytes),
+            pc.match_substring_regex(raw, self.rendered_suspect)), True))
+        reasons: Counter[str] = Counter()
+        reasons["odd bytes"] += int(unsure.sum())
+        good = np.flatnonzero(~unsure).tolist()
+        fallback = np.flatnonzero(unsure).tolist()
+        if not good:
+            return Decoded(None, [], fallback, [], reasons)
+        if fallback:
+            table = table.filter(pa.array(~unsure))
+        done = self._checked(table, good, raw, offsets, timestamps, topic, partitions, reasons)
+        return Decoded(done.columns, done.taken, sorted(fallback + done.fallback),
+                       done.dropped, reasons)
 
     def _read(self, values: Sequence[bytes | None], good: list[int], joined: bytes,
               raw: pa.Array, offsets: Sequence[int], timestamps: Sequence[int], topic: str,
@@ -451,6 +488,12 @@ class ColumnarPlan:
         return table, keep, unsure
 
 
+def _whole(bound: Any) -> bool:
+    """A bound that a decimal and its nearest float meet alike (a whole number a float
+    holds exactly; decimals of up to 15 digits do not round across it)."""
+    return isinstance(bound, int | float) and float(bound).is_integer() and abs(bound) < 2**53
+
+
 def _plain(data: bytes, records: int) -> bool:
     """No record boundary inside a value, only ASCII, no escape, no control character."""
     return (data.count(b"\n") == records - 1 and data.isascii() and b"\\" not in data
@@ -528,12 +571,12 @@ def compile_plan(contract: Contract, spec: TableSpec,
     if time_field is not None and time_field not in times:
         raise Unsupported(f"time_field {time_field!r} is not a date-time column")
     keys = sorted(k for k in compiler.null_keys if not k.endswith("[]"))
-    suspect = ODD_NUMBER + (
-        '|"(?:' + "|".join(re.escape(k) for k in keys) + r')"[ \t\r\n]*:[ \t\r\n]*null'
-        if keys else "")
+    nulls = ('|"(?:' + "|".join(re.escape(k) for k in keys) + r')"[ \t\r\n]*:[ \t\r\n]*null'
+             if keys else "")
     return ColumnarPlan(contract.event_type, read, top, checks, times, staged, build, forms,
-                        suspect, time_field, min(settings.pipeline.max_message_bytes,
-                                                   settings.pipeline.max_string_length))
+                        ODD_NUMBER + nulls, ODD_FRAMED_NUMBER + nulls, time_field,
+                        min(settings.pipeline.max_message_bytes,
+                            settings.pipeline.max_string_length), compiler.inexact)
 
 
 def _forms(transforms: Sequence[tuple[str, ArrowForm | None]]) -> list[ArrowForm]:

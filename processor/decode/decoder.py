@@ -298,6 +298,16 @@ class Decoder:
         except Exception:  # noqa: BLE001 - the row path reads it again and says what it is
             return None
 
+    def framed_topic(self, topic: str) -> FramedTopic:
+        """The framed ``topic``'s reader (its schema ids' readers, by id)."""
+        return self._framed[topic]
+
+    def is_rendered(self, topic: str) -> bool:
+        """Is ``topic``'s JSON view rendered here from its decoded records (Avro, Protobuf),
+        not the producer's own JSON (JSON through the registry)?"""
+        framed = self._framed.get(topic)
+        return framed is not None and framed.format != "jsonschema"
+
     def is_framed(self, topic: str) -> bool:
         """Are ``topic``'s values in the Schema Registry framing?"""
         return topic in self._framed

@@ -24,7 +24,8 @@ from processor.core.errors import EventRejected
 from processor.core.records import Header
 from processor.core.settings import TopicSettings
 from processor.decode.formats import SchemaMismatch
-from processor.decode.formats.avro import AvroReader
+from processor.decode.formats.avro import AvroReader, schema_document
+from processor.decode.formats.avro_columns import AvroColumns, Unsupported
 from processor.decode.formats.framing import MAGIC, PREFIX, read_frame
 from processor.registry.schemas import Known, SchemaBook
 
@@ -72,6 +73,7 @@ class FramedTopic:
         # writer's schema resolves to it.
         self._contract_reader = reader
         self._readers: dict[int, Reader] = {}
+        self._columns: dict[int, AvroColumns | None] = {}  # batch readers, by schema id
         self._limit = 1024  # readers kept: one per schema id seen on the topic
 
     def event(self, value: bytes, headers: Sequence[Header]) -> tuple[Any, int]:
@@ -88,6 +90,29 @@ class FramedTopic:
         if reader is None:
             reader = self._reader(schema_id)
         return reader(value, body), body
+
+    def columns(self, schema_id: int, read: Any) -> AvroColumns | None:
+        """The batch reader of an Avro schema id's records for a contract read as ``read``
+        (an Arrow schema), or None when its records are read one by one: another format,
+        an id the topic refuses, a contract that is itself a registry schema (its
+        resolution is the per-record reader's), a schema the batch reader does not cover.
+        Raises :class:`SchemaPending` for an id not fetched yet."""
+        if schema_id in self._columns:
+            return self._columns[schema_id]
+        known = self._book.get(schema_id)
+        if known is None:
+            raise SchemaPending(schema_id)
+        columns = None
+        if self.format == "avro" and self._contract_reader is None:
+            try:
+                self._build(known)  # the same refusals as the record's own reader
+                columns = AvroColumns(schema_document(known.parsed), read)
+            except (EventRejected, Unsupported):
+                columns = None
+        if len(self._columns) >= self._limit:
+            self._columns.clear()
+        self._columns[schema_id] = columns
+        return columns
 
     def _reader(self, schema_id: int) -> Reader:
         known = self._book.get(schema_id)

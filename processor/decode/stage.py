@@ -36,10 +36,11 @@ from processor.core.records import (
 )
 from processor.core.row_layout import RAW
 from processor.core.stalls import Stalls
-from processor.decode.columnar import MIN_RECORDS, ColumnarPlan
+from processor.decode.columnar import MIN_RECORDS, ColumnarPlan, Decoded
 from processor.decode.debezium import ColumnsPending
 from processor.decode.decoder import Decoder
 from processor.decode.framed import SchemaPending
+from processor.decode.framed_columnar import decode_framed_batch
 from processor.decode.held import HeldPartitions, Segment
 
 log = structlog.get_logger(__name__)
@@ -251,16 +252,16 @@ class DecodeStage:
         records = [r for segment in segments for r in segment.records]
         topic = segments[0].chunk.tp[0]
         framed = self._decoder.is_framed(topic)
-        values = [r.value for r in records]
-        if framed:
-            views = await self._json_views(topic, records)
-            if views is None:
-                return False
-            values = views
         try:
-            done = plan.decode(values, [r.offset for r in records],
-                               [r.timestamp for r in records], topic,
-                               [r.partition for r in records])
+            if framed:
+                decoded = await self._framed_batch(plan, topic, records)
+                if decoded is None:
+                    return False  # the registry did not answer: the row path holds
+                done = decoded
+            else:
+                done = plan.decode([r.value for r in records], [r.offset for r in records],
+                                   [r.timestamp for r in records], topic,
+                                   [r.partition for r in records])
         except Exception as exc:  # a bug of ours: the row path decides them all
             log.exception("the columnar path failed on a batch; it takes the row path",
                           topic=topic, error=describe(exc))
@@ -287,22 +288,21 @@ class DecodeStage:
                 assert done.columns is not None
                 first = bisect_left(done.taken, start)  # the block's rows are in taken's order
                 self._block(plan, segment, done.columns.slice(first, len(mine)),
-                            [records[i] for i in mine],
-                            [len(values[i] or b"") for i in mine] if framed else None, items)
+                            [records[i] for i in mine], framed, items)
             if left:
                 await self._rows(Segment(segment.progress, segment.chunk,
                                          [records[i] for i in left]), items)
         return True
 
-    async def _json_views(self, topic: str, records: list[Any]) -> list[bytes | None] | None:
-        """Framed records as their events' JSON (each row's raw), which the columnar path
-        reads; the schema ids not fetched yet are asked for first. None if the registry did
-        not answer: the row path then holds the partition and waits for it."""
-        view = self._decoder.json_view
+    async def _framed_batch(self, plan: ColumnarPlan, topic: str, records: list[Any]
+                            ) -> Decoded | None:
+        """Framed records by the columnar path (:mod:`processor.decode.framed_columnar`),
+        the schema ids not fetched yet asked for first. None if the registry did not
+        answer: the row path then holds the partition and waits for it."""
         asked: set[int] = set()
         while True:
             try:
-                return [view(topic, r.value, r.headers) for r in records]
+                return decode_framed_batch(plan, self._decoder, topic, records)
             except SchemaPending as wait:
                 if wait.schema_id in asked or not await self._decoder.attempt_schema(
                         wait.schema_id, self._stalls):
@@ -310,16 +310,19 @@ class DecodeStage:
                 asked.add(wait.schema_id)
 
     def _block(self, plan: ColumnarPlan, segment: Segment, columns: Any,
-               taken: list[Any], raw_sizes: list[int] | None, items: list[Item]) -> None:
-        """One partition's block: ``taken``'s rows, as ``columns`` holds them.
-        ``raw_sizes``: for framed records, the size of each one's JSON (its raw)."""
+               taken: list[Any], is_framed: bool, items: list[Item]) -> None:
+        """One partition's block: ``taken``'s rows, as ``columns`` holds them."""
         chunk, progress = segment.chunk, segment.progress
         micros = pc.min_max(columns.column("event_time").cast(pa.int64()))
         keys = [r.key for r in taken]
         headers = [list(r.headers) for r in taken]
-        # A framed row holds its framed bytes and their JSON (raw), as the row path counts.
-        nbytes = sum(len(r.value) for r in taken) + sum(raw_sizes or ())
-        framed = [r.value for r in taken] if raw_sizes is not None else None
+        nbytes = sum(len(r.value) for r in taken)
+        framed = None
+        if is_framed:
+            # A framed row holds its framed bytes and their JSON (raw), as the row path
+            # counts; a bisection's row path reads the framed bytes again.
+            nbytes += pc.sum(pc.binary_length(columns.column("raw"))).as_py() or 0
+            framed = [r.value for r in taken]
         items.append(Block(
             plan.event_type, columns, chunk, len(taken), nbytes,
             [r.timestamp for r in taken],

@@ -44,7 +44,9 @@ from processor.core.errors import EventRejected
 from processor.core.identifiers import quote_ident
 from processor.core.pgtime import UTC_MILLIS
 from processor.core.settings import Settings, load_settings
+from processor.decode.columnar import compile_plan
 from processor.decode.decoder import Decoder
+from processor.decode.framed_columnar import decode_framed_batch
 from processor.registry.client import RegistryClient
 from processor.registry.parse import schema_book
 from processor.schema.tables import TableSpec, table_spec, target_ddl
@@ -55,6 +57,7 @@ from tests.integration.conftest import (
     REGISTRY_ADDRESS,
     _reachable,
 )
+from tests.unit.decode.test_columnar import _block_values, _staged_as_row
 
 pytestmark = pytest.mark.integration
 
@@ -355,3 +358,114 @@ def test_the_first_and_last_millisecond_land(world: World) -> None:
         assert decoded is not None
         stored = world.copy(decoded[1])
         assert stored["occurred_at"] == stored["event_time"] == instant
+
+
+# Most orders of a batch are the usual kind, as on a real topic, so that the columnar path
+# takes many and the comparison below has rows to compare.
+usual_records = st.fixed_dictionaries({
+    "event_id": st.uuids().map(str),
+    "customer_id": st.text(st.sampled_from(string.ascii_letters), min_size=1, max_size=8),
+    "seq": st.integers(1, 2**63 - 1),
+    "occurred_at": instants,
+    "order_id": st.text(st.sampled_from(string.ascii_letters + "-"), min_size=1, max_size=8),
+    "status": st.sampled_from(["created", "paid", "shipped", "cancelled"]),
+    "amount": amounts(),
+    "currency": st.text(st.sampled_from(string.ascii_letters), min_size=3, max_size=3),
+    "items": st.lists(st.fixed_dictionaries({
+        "sku": st.text(st.sampled_from(string.ascii_letters), max_size=8),
+        "qty": st.integers(1, 1000),
+        "price": st.integers(0, 10**6).map(lambda cents: cents / 100),
+    }), min_size=1, max_size=3),
+    "channel": st.none() | st.sampled_from(["web", "app", "store"]),
+})
+
+
+@EXAMPLES
+@given(batch=st.lists(usual_records | records, min_size=20, max_size=40))
+def test_every_avro_order_the_columnar_path_takes_the_row_path_writes_alike(
+        world: World, batch: list[dict[str, Any]]) -> None:
+    """Framed records through the columnar path (their JSON views, then Arrow): each is
+    decided once, and every one it takes, the row path accepts with the same staged
+    values (:mod:`tests.unit.decode.test_columnar` holds the JSON side to the same)."""
+    contracts = load_contracts(world.settings)
+    plan = compile_plan(contracts["order"], world.spec, [], world.settings)
+    values = [frame(world.schema_id, avro(record)) for record in batch]
+    views = [world.decoder.json_view(world.topic, value) for value in values]
+    base = 1_765_000_000_000
+    done = plan.decode(views, list(range(len(values))), [base] * len(values), world.topic,
+                       [0] * len(values), rendered=True)
+    assert sorted(done.taken + done.fallback) == list(range(len(values)))
+    event(f"taken: {'most' if len(done.taken) > len(values) / 2 else 'few'}")
+    if done.columns is None:
+        return
+    for i, block_row in zip(done.taken, _block_values(plan, done.columns), strict=True):
+        try:
+            decoded = world.decoder.decode_framed(world.topic, 0, i, base, values[i])
+        except EventRejected as exc:
+            raise AssertionError(f"taken, but the row path refuses {batch[i]}: {exc}") \
+                from None
+        assert decoded is not None
+        assert block_row == _staged_as_row(plan, decoded[1], list(world.spec.columns)), \
+            batch[i]
+
+
+@dataclass
+class _Fetched:
+    """A fetched record, as the decode stage hands it on."""
+
+    value: bytes | None
+    offset: int
+    partition: int = 0
+    timestamp: int = 1_765_000_000_000
+    headers: tuple[Any, ...] = ()
+
+
+def _damage(data: st.DataObject, value: bytes) -> bytes:
+    """``value`` damaged the ways bytes are: cut short, a byte changed, bytes added."""
+    how = data.draw(st.sampled_from(["cut", "byte", "extra", "none", "none"]))
+    if len(value) < 7:
+        return value + b"\x00"
+    if how == "cut":
+        return value[:data.draw(st.integers(0, len(value) - 1))]
+    if how == "byte":
+        at = data.draw(st.integers(5, len(value) - 1))
+        return value[:at] + bytes([data.draw(st.integers(0, 255))]) + value[at + 1:]
+    if how == "extra":
+        return value + data.draw(st.binary(min_size=1, max_size=3))
+    return value
+
+
+def _same_as_the_row_path(world: World, plan: Any, values: list[bytes | None],
+                          done: Any, label: str) -> None:
+    assert sorted(done.taken + done.fallback) == list(range(len(values)))
+    event(f"{label} taken: {'most' if len(done.taken) > len(values) / 2 else 'few'}")
+    if done.columns is None:
+        return
+    for i, block_row in zip(done.taken, _block_values(plan, done.columns), strict=True):
+        try:
+            decoded = world.decoder.decode_framed(world.topic, 0, i, 1_765_000_000_000,
+                                                  values[i])
+        except EventRejected as exc:
+            raise AssertionError(f"taken, but the row path refuses {values[i]!r}: {exc}") \
+                from None
+        assert decoded is not None
+        assert block_row == _staged_as_row(plan, decoded[1], list(world.spec.columns)), \
+            values[i]
+
+
+@EXAMPLES
+@given(batch=st.lists(usual_records | records, min_size=20, max_size=40), data=st.data())
+def test_the_batch_reader_takes_only_what_the_row_path_writes_alike(
+        world: World, batch: list[dict[str, Any]], data: st.DataObject) -> None:
+    """The Avro batch reader (:mod:`processor.decode.formats.avro_columns`) through the
+    columnar path, on generated orders and on damaged bytes of them: each record decided
+    once, and every one taken, the row path accepts with the same staged values."""
+    plan = compile_plan(load_contracts(world.settings)["order"], world.spec, [],
+                        world.settings)
+    assert world.decoder.framed_topic(world.topic).columns(world.schema_id, plan.read)
+    values: list[bytes | None] = [frame(world.schema_id, avro(record)) for record in batch]
+    for i in data.draw(st.lists(st.integers(0, len(values) - 1), max_size=6)):
+        values[i] = _damage(data, values[i] or b"")
+    done = decode_framed_batch(plan, world.decoder, world.topic,
+                               [_Fetched(v, i) for i, v in enumerate(values)])
+    _same_as_the_row_path(world, plan, values, done, "batch")

@@ -168,7 +168,8 @@ def _strip(node: Any) -> Any:
     return out
 
 
-def _document(schema: Any) -> Any:
+def schema_document(schema: Any) -> Any:
+    """A schema as its JSON document (the registry's parse may be its text)."""
     return orjson.loads(schema) if isinstance(schema, str) else schema
 
 
@@ -185,8 +186,8 @@ class AvroReader:
     """
 
     def __init__(self, writer: Any, reader: Any = None) -> None:
-        writer = _document(writer)
-        reader = _document(reader) if reader is not None else None
+        writer = schema_document(writer)
+        reader = schema_document(reader) if reader is not None else None
         if not isinstance(writer, dict) or writer.get("type") not in ("record", "error"):
             raise SchemaMismatch("the writer's schema is not a record")
         self._defaults: dict[str, Any] = {}

@@ -88,16 +88,27 @@ def _instant(unit: str) -> Convert:
     return convert
 
 
+def second_text(seconds: int) -> str:
+    """A whole second since 1970 as RFC 3339 text without its zone: ``YYYY-MM-DDTHH:MM:SS``
+    (raises OverflowError past the years 1 to 9999)."""
+    return (_EPOCH + timedelta(seconds=seconds)).isoformat()[:19]
+
+
+def day_text(days: int) -> str:
+    """A day since 1970 as ``YYYY-MM-DD`` (raises OverflowError past the years 1 to 9999)."""
+    return (_EPOCH_DAY + timedelta(days=days)).isoformat()
+
+
 def _second_text(seconds: int, count: int, unit: str) -> str:
     try:
-        return (_EPOCH + timedelta(seconds=seconds)).isoformat()[:19]
+        return second_text(seconds)
     except OverflowError:
         raise Unfitting(f"{count} {unit} since 1970 is past the years 1 to 9999") from None
 
 
 def _day(days: int) -> str:
     try:
-        return (_EPOCH_DAY + timedelta(days=days)).isoformat()
+        return day_text(days)
     except OverflowError:
         raise Unfitting(f"{days} days since 1970 is past the years 1 to 9999") from None
 

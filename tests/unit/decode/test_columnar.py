@@ -117,6 +117,41 @@ def test_a_required_field_that_may_be_null_keeps_the_row_path(tmp_path: Path) ->
         plan_of(config(tmp_path, change), "page_view")
 
 
+def test_a_fraction_ending_in_zero_is_taken_only_from_rendered_json(tmp_path: Path) -> None:
+    """A producer's ``12.50`` is read by the row path as the float 12.5 but by PostgreSQL
+    as 12.50; the row path's own rendering of an Avro decimal(12, 2) is read alike by both."""
+    plan = plan_of(config(tmp_path), "order")
+    event = {"event_id": "0ed90475-9531-485d-9d9d-c9f81818e811", "customer_id": "c-1",
+             "seq": 1, "occurred_at": "2026-12-07T10:00:00.120+00:00", "order_id": "o-1",
+             "status": "paid", "amount": 12.5, "currency": "eur",
+             "items": [{"sku": "s", "qty": 1, "price": 1.5}]}
+    values = [orjson.dumps(event).replace(b"12.5", b"12.50")] * 3
+    args = (values, [0, 1, 2], [1_765_000_000_000] * 3, "orders", [0] * 3)
+    assert plan.decode(*args).fallback == [0, 1, 2]
+    assert plan.decode(*args, rendered=True).taken == [0, 1, 2]
+
+
+def test_a_bound_that_is_not_whole_keeps_avro_topics_on_the_row_path(tmp_path: Path) -> None:
+    """An Avro decimal is compared with a bound exactly by the row path, as its nearest
+    float by the columnar path: against 0.1 they may differ, so such a topic in Avro takes
+    the row path (in JSON both compare the float)."""
+    from processor.runtime.columnar_plans import columnar_plans
+
+    def change(data: dict[str, Any]) -> None:
+        _schema_with(tmp_path, duration_ms={"type": ["number", "null"], "minimum": 0.1})(data)
+        data["schema_registry"] = {"url": "http://127.0.0.1:1"}
+        data["topics"] = [{"name": "views", "event_type": "page_view"},
+                          {"name": "avro-views", "event_type": "page_view", "format": "avro"},
+                          {"name": "proto-views", "event_type": "page_view",
+                           "format": "protobuf"}]
+    s = config(tmp_path, change)
+    assert plan_of(s, "page_view").inexact == ["duration_ms"]
+    contracts = load_contracts(s)
+    specs = {name: table_spec(c, s) for name, c in contracts.items()}
+    assert sorted(columnar_plans(s, contracts, specs)) == ["proto-views", "views"]
+    assert plan_of(config(tmp_path), "page_view").inexact == []
+
+
 # Generated orders: the usual ones, and every field pushed where the checks must catch it.
 ASCII = st.text(string.printable, max_size=12)
 ODD_TEXT = st.text(max_size=6)  # any Unicode, controls and NUL among it
