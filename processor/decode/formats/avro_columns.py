@@ -305,6 +305,8 @@ class _Compiler:
     def record(self, node: Mapping[str, Any], want: pa.StructType, name: str
                ) -> Callable[[Batch, np.ndarray], Column]:
         """A record's reader: each field in the writer's order, the contract's struct."""
+        if not node["fields"]:
+            raise Unsupported(f"{name}: a record without fields")  # no column to count rows
         wanted = {want.field(i).name: want.field(i).type for i in range(want.num_fields)}
         fields: list[tuple[str, Read]] = []
         for field in node["fields"]:
@@ -353,9 +355,7 @@ def _record(fields: list[tuple[str, Read]], want: pa.StructType) -> Read:
         pieces: list[Any] = []
         for (key, _), prefix in zip(fields, keys, strict=True):
             pieces += [("{" if not pieces else ",") + prefix, columns[key].json]
-        json = pc.binary_join_element_wise(*pieces, "}", "") if pieces else \
-            pa.array(["{}"] * len(idx))
-        return Column(values, json)
+        return Column(values, pc.binary_join_element_wise(*pieces, "}", ""))
     return read
 
 
@@ -388,7 +388,7 @@ def _array(item: Read, want: pa.ListType) -> Read:
             batch.unsure[idx[active]] = True
         if not parts:
             empty = pa.array([[]] * len(idx), want)
-            return Column(empty, pa.array(["[]"] * len(idx)))
+            return Column(empty, pa.array(["[]"] * len(idx), pa.string()))
         owner = np.concatenate(owners)
         order = np.argsort(owner, kind="stable")
         values = pa.concat_arrays([p.values for p in parts]).take(pa.array(order))
