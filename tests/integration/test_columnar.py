@@ -79,7 +79,7 @@ def _page_view_variants(event: dict[str, Any]) -> list[bytes]:
         orjson.dumps({**event, "duration_ms": None})]
 
 
-Record = tuple[bytes, bytes]  # key, value
+Record = tuple[bytes, bytes | None]  # key, value
 
 
 def data_set() -> dict[str, list[Record]]:
@@ -148,6 +148,31 @@ def dead(h: Harness) -> list[tuple[Any, ...]]:
         'FROM weir_dead_letters ORDER BY topic, partition, "offset"')]
 
 
+def written_alike(columnar: Harness, rows: Harness, port: int, least_letters: int) -> str:
+    """Run ``rows`` (the row path) over the published events, then ``columnar`` (metrics on
+    ``port``) until it has written as much; assert every row and every dead letter the
+    same, and more than ``least_letters`` of those. Returns ``columnar``'s metrics text."""
+    reference = rows.start("rows", "--until-caught-up")
+    assert reference.wait(180) == 0, rows.why_exited(reference)
+    want = {t: written(rows, t) for t in ("orders", "page_views")}
+    letters = dead(rows)
+    assert len(letters) > least_letters  # the odd events really are refused by the row path
+    weir = columnar.start("columnar")
+    total = sum(map(len, want.values()))
+    columnar.wait_for("SELECT (SELECT count(*) FROM orders) + (SELECT count(*) FROM "
+                      "page_views) + (SELECT count(*) FROM weir_dead_letters)",
+                      total + len(letters), timeout=120, alive=[weir])
+    text: str = eventually(lambda: (r := get(f"http://127.0.0.1:{port}/metrics"))[0] == 200
+                           and r[1], 30, "metrics")
+    for table, expected in want.items():
+        got = written(columnar, table)
+        assert len(got) == len(expected), table
+        differ = [(a, b) for a, b in zip(got, expected, strict=True) if a != b]
+        assert not differ, f"{table}: {len(differ)} rows differ, first: {differ[:2]}"
+    assert dead(columnar) == letters
+    return text
+
+
 def test_the_columnar_path_writes_what_the_row_path_writes(tmp_path: Path) -> None:
     port = free_port()
     columnar = Harness(tmp_path / "columnar", partitions=3,
@@ -160,24 +185,7 @@ def test_the_columnar_path_writes_what_the_row_path_writes(tmp_path: Path) -> No
         columnar.migrate()
         rows.migrate()
         asyncio.run(publish(columnar, values))
-        reference = rows.start("rows", "--until-caught-up")
-        assert reference.wait(180) == 0, rows.why_exited(reference)
-        want = {t: written(rows, t) for t in ("orders", "page_views")}
-        letters = dead(rows)
-        assert len(letters) > 30  # the odd events really are refused by the row path
-        weir = columnar.start("columnar")
-        total = sum(map(len, want.values()))
-        columnar.wait_for("SELECT (SELECT count(*) FROM orders) + (SELECT count(*) FROM "
-                          "page_views) + (SELECT count(*) FROM weir_dead_letters)",
-                          total + len(letters), timeout=120, alive=[weir])
-        text = eventually(lambda: (r := get(f"http://127.0.0.1:{port}/metrics"))[0] == 200
-                          and r[1], 30, "metrics")
-        for table, expected in want.items():
-            got = written(columnar, table)
-            assert len(got) == len(expected), table
-            differ = [(a, b) for a, b in zip(got, expected, strict=True) if a != b]
-            assert not differ, f"{table}: {len(differ)} rows differ, first: {differ[:2]}"
-        assert dead(columnar) == letters
+        text = written_alike(columnar, rows, port, least_letters=30)
         by_row_path = sum(float(v) for v in re.findall(
             r"^weir_columnar_row_path_total\{[^}]*\} (\S+)$", text, re.MULTILINE))
         events = sum(len(v) for v in values.values())

@@ -23,38 +23,40 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaProducer
 
 from processor.commands.produce.encode import encoder, frame
-from processor.commands.produce.producer import ensure_topics
 from processor.commands.produce.sample import SampleEvents
 from processor.core.settings import SchemaRegistrySettings, load_settings
 from processor.registry.client import RegistryClient
-from tests.integration.conftest import KAFKA, REGISTRY, Harness
+from tests.integration.conftest import REGISTRY, Harness
 from tests.integration.servers import free_port
-from tests.integration.test_columnar import dead, written
+from tests.integration.test_columnar import Record, publish, written_alike
 from tests.integration.test_format_poison import ORDER_AVSC, _avro_bytes, _record, _with
-from tests.integration.test_observability import eventually, get
 
 USUAL = 3_000  # of each event type
 ODD_EVERY = 30  # one odd record among this many usual ones
 
-Record = tuple[bytes, bytes | None]  # key, value
+def _encoding(h: Harness, event_type: str, fmt: str
+              ) -> tuple[Callable[[dict[str, Any]], bytes], str, int]:
+    """How ``weir produce`` writes ``event_type`` in ``fmt`` to its topic in ``h``, the
+    topic's subject and the id of the schema it registered there."""
+    settings = load_settings(h.config)
+    topic = next(t for t in settings.topics if t.event_type == event_type)
+    encode = encoder(settings, topic, event_type, fmt)
+    registry = RegistryClient(SchemaRegistrySettings(url=REGISTRY))
+    return encode, topic.value_subject, registry.version(topic.value_subject).schema.schema_id
 
 
 def _order_variants(h: Harness) -> Callable[[dict[str, Any]], list[bytes | None]]:
     """One order made odd in each way an Avro record can be (the schemas registered once)."""
-    settings = load_settings(h.config)
-    topic = next(t for t in settings.topics if t.event_type == "order")
-    to_avro = encoder(settings, topic, "order", "avro")
+    to_avro, subject, avro_id = _encoding(h, "order", "avro")
     registry = RegistryClient(SchemaRegistrySettings(url=REGISTRY))
-    avro_id = registry.version(topic.value_subject).schema.schema_id
     other_id = registry.register(f"other-{uuid.uuid4().hex[:8]}-value",
                                  orjson.dumps({**ORDER_AVSC, "doc": "another"}).decode(), "AVRO")
     # A newer writer: one optional field more, which the contract does not name yet.
     newer = {**ORDER_AVSC, "fields": [*ORDER_AVSC["fields"], {
         "name": "note", "type": ["null", "string"], "default": None}]}
-    newer_id = registry.register(topic.value_subject, orjson.dumps(newer).decode(), "AVRO")
+    newer_id = registry.register(subject, orjson.dumps(newer).decode(), "AVRO")
     return lambda event: _odd_orders(event, to_avro, avro_id, other_id, newer, newer_id)
 
 
@@ -100,11 +102,7 @@ def _odd_orders(event: dict[str, Any], to_avro: Callable[[dict[str, Any]], bytes
 
 def _page_view_variants(h: Harness) -> Callable[[dict[str, Any]], list[bytes | None]]:
     """One page view made odd in each way a Protobuf record can be."""
-    settings = load_settings(h.config)
-    topic = next(t for t in settings.topics if t.event_type == "page_view")
-    to_proto = encoder(settings, topic, "page_view", "protobuf")
-    registry = RegistryClient(SchemaRegistrySettings(url=REGISTRY))
-    proto_id = registry.version(topic.value_subject).schema.schema_id
+    to_proto, _, proto_id = _encoding(h, "page_view", "protobuf")
     urls = ["HTTPS://shop.example/p?q=1", "https://user@shop.example/p?x", "https://a/b#f?x",
             "https://shop.example/p?", "https://shop.example/ p?x", "https://shop.example/é?x"]
     return lambda event: [to_proto({**event, "url": url}) for url in urls] + [
@@ -142,20 +140,6 @@ def data_set(h: Harness) -> dict[str, list[Record]]:
     return out
 
 
-async def publish(h: Harness, values: dict[str, list[Record]]) -> None:
-    await ensure_topics(load_settings(h.config), 3)
-    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all", enable_idempotence=True,
-                                linger_ms=20)
-    await producer.start()
-    try:
-        for event_type, records in values.items():
-            for key, value in records:
-                await producer.send(h.topics[event_type], value, key=key)
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-
 def test_the_columnar_path_on_framed_topics_writes_what_the_row_path_writes(
         tmp_path: Path) -> None:
     port = free_port()
@@ -173,24 +157,7 @@ def test_the_columnar_path_on_framed_topics_writes_what_the_row_path_writes(
         rows.migrate()
         values = data_set(columnar)
         asyncio.run(publish(columnar, values))
-        reference = rows.start("rows", "--until-caught-up")
-        assert reference.wait(180) == 0, rows.why_exited(reference)
-        want = {t: written(rows, t) for t in ("orders", "page_views")}
-        letters = dead(rows)
-        assert len(letters) > 40  # the odd records really are refused by the row path
-        weir = columnar.start("columnar")
-        total = sum(map(len, want.values()))
-        columnar.wait_for("SELECT (SELECT count(*) FROM orders) + (SELECT count(*) FROM "
-                          "page_views) + (SELECT count(*) FROM weir_dead_letters)",
-                          total + len(letters), timeout=120, alive=[weir])
-        text = eventually(lambda: (r := get(f"http://127.0.0.1:{port}/metrics"))[0] == 200
-                          and r[1], 30, "metrics")
-        for table, expected in want.items():
-            got = written(columnar, table)
-            assert len(got) == len(expected), table
-            differ = [(a, b) for a, b in zip(got, expected, strict=True) if a != b]
-            assert not differ, f"{table}: {len(differ)} rows differ, first: {differ[:2]}"
-        assert dead(columnar) == letters
+        text = written_alike(columnar, rows, port, least_letters=40)
         for event_type, records in values.items():
             taken = sum(float(v) for v in re.findall(
                 rf'^weir_columnar_events_total\{{event_type="{event_type}"\}} (\S+)$',
