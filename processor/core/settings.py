@@ -674,6 +674,10 @@ class MirrorSettings(_Section):
     topics: str
     # The mirror's table name, from the topic's name: {topic}, {prefix}, {schema}, {table}.
     table: str = "{table}"
+    # How the change events' values are written: Kafka Connect's JSON converter with its
+    # embedded schema, or an Avro converter through the schema registry (Confluent's
+    # framing, each topic's envelope under <topic>-value).
+    format: Literal["json", "avro"] = "json"
     deletes: Literal["delete", "soft"] = "delete"
     truncates: Literal["ignore", "truncate", "stall"] = "stall"
 
@@ -792,6 +796,8 @@ class Settings(BaseSettings):
         framed = [t.name for t in self.topics if t.format in FRAMED_FORMATS]
         framed += [f"event_types.{n}.registry_subject" for n, et in self.event_types.items()
                    if et.registry_subject is not None]
+        framed += [f"cdc.mirrors[{i}] ({m.topics!r}, format avro)"
+                   for i, m in enumerate(self.cdc.mirrors) if m.format == "avro"]
         if framed and self.schema_registry.url is None:
             problems.append(f"schema_registry.url is required: {framed} use the schema "
                             "registry")

@@ -125,6 +125,14 @@ class DebeziumEnvelope:
             return SKIP
         raise _refused(f"'op' is {show(op)}, not one of c, r, u, d, t, m")
 
+    def vet_writer(self, document: Any) -> None:
+        """An Avro writer's envelope (a schema id's, the first time it is met): for a mirror
+        that evolves by itself, raise :class:`ColumnsPending` when its ``after`` has fields
+        the contract has not. Its events resolve to the contract's reader, which would drop
+        those values."""
+        if self._evolving:
+            self._pending(record_struct(connect_schema_of_avro(document), "after"))
+
     def _pending(self, struct: Mapping[str, Any] | None) -> None:
         """Raise :class:`ColumnsPending` for the fields of ``struct`` the contract has not
         (a field its schema does not describe cannot be typed: it stays in ``raw``)."""

@@ -65,13 +65,17 @@ def render(event: dict[str, Any]) -> bytes:
 class FramedTopic:
     """One topic's framed values, read with the schema each names."""
 
-    def __init__(self, topic: TopicSettings, book: SchemaBook, reader: Any = None) -> None:
+    def __init__(self, topic: TopicSettings, book: SchemaBook, reader: Any = None,
+                 vet: Callable[[Any], None] | None = None) -> None:
+        """``vet``: told each Avro writer's schema document before its reader is built; it
+        may raise to hold the records of that id (a mirror's new columns)."""
         self.format = topic.format
         self.subject = topic.value_subject
         self._book = book
         # The contract's own schema when it is a registry subject of this format: every
         # writer's schema resolves to it.
         self._contract_reader = reader
+        self._vet = vet
         self._readers: dict[int, Reader] = {}
         self._columns: dict[int, AvroColumns | None] = {}  # batch readers, by schema id
         self._limit = 1024  # readers kept: one per schema id seen on the topic
@@ -118,6 +122,8 @@ class FramedTopic:
         known = self._book.get(schema_id)
         if known is None:
             raise SchemaPending(schema_id)
+        if self._vet is not None and self.format == "avro" and known.parsed is not None:
+            self._vet(schema_document(known.parsed))  # raised: no reader kept, asked again
         try:
             reader = self._build(known)
         except EventRejected as exc:

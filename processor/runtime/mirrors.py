@@ -5,10 +5,11 @@ Debezium writes one topic per captured table (``prefix.schema.table``). An entry
 of its own, as if it had been configured by hand with ``envelope: debezium``:
 
 - its table is named from the topic (``table: "{table}"`` by default), in lower case;
-- its contract is derived from the newest change event's embedded schema
-  (:func:`processor.core.debezium_types.contract_of`), its upsert key from that event's
-  record key (the row's primary key); every column but the key's is nullable, so rows from
-  before a column was added, or after one was dropped, still fit;
+- its contract is derived from the newest change event's schema, embedded (JSON) or
+  registered (Avro, ``format: avro``: that version is then the reader every change of the
+  topic resolves to) (:func:`processor.core.debezium_types.contract_of`), its upsert key
+  from that event's record key (the row's primary key); every column but the key's is
+  nullable, so rows from before a column was added, or after one was dropped, still fit;
 - its table is created, or evolved additively, by Weir itself before the pipeline starts.
 
 A topic created later is picked up: :meth:`Mirrors.watch` looks every ``cdc.refresh_s``,
@@ -35,7 +36,7 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from processor.contracts import Contract, ContractError, load_contract
+from processor.contracts import Contract, ContractError, Registered, load_contract
 from processor.core import metrics
 from processor.core.connections import connect
 from processor.core.debezium_types import contract_of, record_struct
@@ -131,7 +132,8 @@ def plan(settings: Settings, contracts: Mapping[str, Contract],
             out.unmirrored[topic] = (SKIPPED, f"its contract cannot be one: {exc}")
             continue
         event_types[table], out.contracts[table] = et, contract
-        topics.append(TopicSettings(name=topic, event_type=table))
+        topics.append(TopicSettings(name=topic, event_type=table,
+                                    format=wanted[topic].format))
         out.mirrored[topic] = table
     out.settings = settings.model_copy(update={
         "event_types": {**settings.event_types, **event_types},
@@ -148,8 +150,11 @@ def _mirror(settings: Settings, table: str, topic: str, mirror: MirrorSettings,
             ) -> tuple[EventTypeSettings, Contract]:
     """A mirror's event type and its compiled contract."""
     if change is None:
-        raise _NotYet("no change event with an embedded schema among its newest records "
-                      "(none yet, or the value converter's schemas.enable is off)")
+        raise _NotYet(
+            "no change event with an embedded schema among its newest records (none yet, "
+            "or the value converter's schemas.enable is off)" if mirror.format == "json" else
+            f"no change event in Avro whose envelope is registered under {topic}-value among "
+            "its newest records (none yet, or another converter)")
     if not change.key:
         raise _NotYet("its changes have no record key: its table has no primary key (or "
                       "Debezium's message.key.columns) to mirror by")
@@ -168,7 +173,12 @@ def _mirror(settings: Settings, table: str, topic: str, mirror: MirrorSettings,
                            key_field=change.key[0] if len(change.key) == 1 else None,
                            deletes=mirror.deletes, truncates=mirror.truncates)
     alone = settings.model_copy(update={"event_types": {table: et}})
-    return et, load_contract(table, None, alone)
+    if change.reader is None:
+        return et, load_contract(table, None, alone)
+    # Avro: the newest change's envelope is the reader of every version of the subject.
+    where = f"cdc.mirrors: {topic}-value (its newest change's schema)"
+    return et, load_contract(table, None, alone,
+                             Registered(schema, where, "AVRO", change.reader))
 
 
 class Mirrors:
@@ -210,8 +220,10 @@ class Mirrors:
         wanted = matched(s, topics)
         if only is not None:
             wanted = {t: m for t, m in wanted.items() if t in only}
+        read = [t for t in wanted if t not in self._refused]
         newest = await wait_for_kafka(
-            s, lambda: newest_changes(s, [t for t in wanted if t not in self._refused]),
+            s, lambda: newest_changes(s, read, {t for t in read
+                                                if wanted[t].format == "avro"}),
             "Kafka (the newest change of each topic)")
         return plan(s, self._contracts, wanted, newest, self._noticed, self._refused)
 
@@ -225,7 +237,7 @@ class Mirrors:
             for topic, name in found.mirrored.items():
                 alone = found.settings.model_copy(update={
                     "event_types": {name: found.settings.event_types[name]},
-                    "topics": [TopicSettings(name=topic, event_type=name)]})
+                    "topics": [t for t in found.settings.topics if t.name == topic]})
                 try:
                     await (migrate if apply else plan_migration)(
                         conn, alone, {name: found.contracts[name]})

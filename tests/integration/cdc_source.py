@@ -82,21 +82,24 @@ class DebeziumSource:
             await conn.close()
 
     def start(self, publication: str = "filtered", partitions: int = 1,
-              avro: bool = False) -> None:
+              avro: bool = False, avro_keys: bool = False) -> None:
         """Start the worker with the connector; it snapshots, then streams every change.
 
         ``publication``: Debezium's ``publication.autocreate.mode``; ``all_tables`` captures
         tables created after the start too. A change topic that does not exist yet is
         created by Connect with ``partitions`` (the stack's broker creates none itself).
         ``avro``: the values in Avro through the stack's registry (Apicurio's converter in
-        Confluent's framing, each schema under ``<topic>-value``), decimals exact."""
+        Confluent's framing, each schema under ``<topic>-value``), decimals exact;
+        ``avro_keys``: the keys too (under ``<topic>-key``)."""
         worker = self.tmp / "worker.properties"
         worker.write_text("\n".join([
             f"bootstrap.servers={KAFKA}",
-            # The record keys are the primary key as JSON ({"id":1}), the values the change
-            # events with their embedded schema, as the JSON converter writes them by default.
-            "key.converter=org.apache.kafka.connect.json.JsonConverter",
-            "key.converter.schemas.enable=false",
+            # The record keys are the primary key as JSON ({"id":1}) (or Avro), the values the
+            # change events with their embedded schema, as the JSON converter writes them by
+            # default (or Avro).
+            *([line.replace("value.", "key.", 1) for line in AVRO_VALUES] if avro_keys else
+              ["key.converter=org.apache.kafka.connect.json.JsonConverter",
+               "key.converter.schemas.enable=false"]),
             *(AVRO_VALUES if avro else JSON_VALUES),
             f"offset.storage.file.filename={self.tmp / 'offsets'}",
             "offset.flush.interval.ms=1000",

@@ -6,7 +6,8 @@ key), creates the tables itself, and keeps them equal to the source while it is 
 every few seconds and the source changes under it: a table created mid-run is picked up
 without a restart by hand, and a column added mid-run reaches its mirror before any row
 that has a value for it is written (no backfill). A table without a primary key is not
-mirrored, and ``weir cdc-mirrors`` says why.
+mirrored, and ``weir cdc-mirrors`` says why. The same with Avro change events through the
+registry, whose mirrors take their shape from each topic's registered envelope.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from tests.integration.cdc_source import (
     jars_missing,
     sigkilled_while,
 )
-from tests.integration.conftest import Harness
+from tests.integration.conftest import REGISTRY, Harness
 from tests.integration.servers import free_port
 from tests.integration.test_observability import eventually, get
 
@@ -121,16 +122,21 @@ class Workload:
             await conn.execute("INSERT INTO audit VALUES ($1)", f"a{i}")
 
 
+@pytest.mark.parametrize("fmt", ["json", "avro"])
 def test_one_pattern_mirrors_every_table_and_follows_new_tables_and_columns(
-        tmp_path: Path) -> None:
+        tmp_path: Path, fmt: str) -> None:
+    """``fmt``: the JSON converter with its embedded schema, or Avro keys and values through
+    the registry (Apicurio's converter, Confluent's framing; decimals exact)."""
     assert jars_missing() is None, jars_missing()
     source = DebeziumSource(tmp_path, uuid.uuid4().hex[:10])
     asyncio.run(source.create(DDL))
     port = free_port()
+    avro = fmt == "avro"
     h = Harness(tmp_path, partitions=3, metrics={"enabled": True, "port": port},
                 cdc={"refresh_s": 2.0,
                      "mirrors": [{"topics": source.prefix + r"\.public\..+",
-                                  "table": "{table}"}]})
+                                  "table": "{table}", "format": fmt}]},
+                **({"schema_registry": {"url": REGISTRY}} if avro else {}))
 
     def only_mirrors(config: dict[str, Any]) -> None:
         config["event_types"] = {}
@@ -140,7 +146,7 @@ def test_one_pattern_mirrors_every_table_and_follows_new_tables_and_columns(
                      for t in ("customers", "memberships", "audit", "shipments", "returns")})
     try:
         # FOR ALL TABLES: a table created later is captured too.
-        source.start(publication="all_tables", partitions=3)
+        source.start(publication="all_tables", partitions=3, avro=avro, avro_keys=avro)
         source.streaming()
         work = Workload(source.dsn, seed=7)
         changes = 50_000
@@ -183,7 +189,9 @@ def test_one_pattern_mirrors_every_table_and_follows_new_tables_and_columns(
         assert shown.returncode == 0, shown.stderr
         rows = {r["topic"]: r for r in orjson.loads(shown.stdout)}
         assert rows[source.topic("memberships")]["key"] == ["team", "member"]
-        assert rows[source.topic("customers")]["columns"]["balance"] == "double precision"
+        # JSON's decimals as doubles (decimal.handling.mode=double), Avro's exact.
+        assert rows[source.topic("customers")]["columns"]["balance"] == (
+            "numeric" if avro else "double precision")
         assert rows[source.topic("shipments")]["columns"]["shipped_at"] == "timestamptz"
         audit = rows[source.topic("audit")]
         assert audit["state"] == "waiting", audit

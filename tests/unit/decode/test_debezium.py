@@ -17,7 +17,7 @@ from processor.core.pgtime import kafka_micros
 from processor.core.records import DELETE, TRUNCATE
 from processor.core.row_layout import META_NAMES, event_time_of, position_of
 from processor.core.settings import load_settings
-from processor.decode.debezium import ColumnsPending
+from processor.decode.debezium import ColumnsPending, DebeziumEnvelope
 from processor.decode.decoder import Decoder
 from processor.transform.loader import load_chains
 from tests.unit.decode.test_mapped import config
@@ -212,3 +212,28 @@ def test_an_evolving_mirror_holds_a_change_with_a_field_it_has_not(tmp_path: Pat
     known = {**event, "payload": envelope("c", after={"id": 7, "name": "a"})}
     assert evolving.decode(TOPIC, 1, 9, KAFKA_MS, orjson.dumps(known), (), b'{"id":7}')
     assert decode(debezium_config(tmp_path), event) is not None
+
+
+def test_an_evolving_mirror_holds_an_avro_writer_with_a_field_it_has_not(
+        tmp_path: Path) -> None:
+    """Avro: a writer schema whose after record has a field the contract lacks holds its
+    changes (they would resolve to the reader without it); a mirror by hand reads them."""
+    settings = load_settings(debezium_config(tmp_path))
+    contract = load_contracts(settings)["shipment"]
+    row = {"type": "record", "name": "Value", "fields": [
+        {"name": "id", "type": "int"}, {"name": "name", "type": "string"},
+        {"name": "tier", "type": ["null", "string"], "default": None}]}
+    writer = {"type": "record", "name": "Envelope", "fields": [
+        {"name": "before", "type": ["null", row], "default": None},
+        {"name": "after", "type": ["null", "Value"], "default": None},
+        {"name": "op", "type": "string"}]}
+    evolving = DebeziumEnvelope(contract, settings.event_types["shipment"], evolving=True)
+    with pytest.raises(ColumnsPending) as held:
+        evolving.vet_writer(writer)
+    assert (held.value.event_type, list(held.value.fields)) == ("shipment", ["tier"])
+    assert held.value.fields["tier"]["optional"] is True
+    row["fields"] = row["fields"][:2]
+    evolving.vet_writer(writer)  # no new field: read as any
+    by_hand = DebeziumEnvelope(contract, settings.event_types["shipment"])
+    row["fields"].append({"name": "tier", "type": "string"})
+    by_hand.vet_writer(writer)
