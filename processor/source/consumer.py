@@ -23,6 +23,7 @@ from processor.core.records import TopicPartitionKey
 from processor.core.retry import retry_transient, unless_fatal
 from processor.core.settings import Settings
 from processor.core.stalls import Stalls
+from processor.source import fetch_results
 
 log = structlog.get_logger(__name__)
 
@@ -62,6 +63,7 @@ class KafkaSource:
         self._topics = [t.name for t in settings.topics]
         self._committed: dict[TopicPartitionKey, int] = {}
         self.joined = False  # an assignment (maybe empty) arrived: we are in the group
+        fetch_results.install()  # a paused partition's prefetched bytes freed at once
         self.consumer = AIOKafkaConsumer(
             **kafka_client(k),
             group_id=k.group_id,
