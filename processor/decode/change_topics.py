@@ -156,6 +156,19 @@ def _envelope(client: RegistryClient, schema_id: int
               ) -> tuple[Any, dict[str, Any]] | None:
     """(the Avro document, its Connect schema) of a schema id that is a Debezium envelope;
     None for any other."""
+    document = _avro_document(client, schema_id)
+    if document is None:
+        return None
+    try:
+        connect = connect_schema_of_avro(document)
+    except (ValueError, TypeError, KeyError):
+        return None
+    return (document, connect) if record_struct(connect, "after") is not None else None
+
+
+def _avro_document(client: RegistryClient, schema_id: int) -> Any:
+    """The Avro schema of ``schema_id`` (its references inlined), parsed; None if the
+    registry has no such id, or it is not Avro."""
     try:
         schema = client.resolve(client.schema(schema_id))
     except SchemaNotFound:
@@ -163,22 +176,16 @@ def _envelope(client: RegistryClient, schema_id: int
     if schema.schema_type != "AVRO":
         return None
     try:
-        document = orjson.loads(schema.text)
-        connect = connect_schema_of_avro(document)
-    except (orjson.JSONDecodeError, ValueError, TypeError, KeyError):
+        return orjson.loads(schema.text)
+    except orjson.JSONDecodeError:
         return None
-    return (document, connect) if record_struct(connect, "after") is not None else None
 
 
 def _key_names(client: RegistryClient, key: bytes | None) -> tuple[str, ...]:
     """The field names of a record key: JSON (with or without its schema), or an Avro
     record in the registry's framing."""
     if key and key[0] == MAGIC and len(key) >= PREFIX:
-        try:
-            schema = client.resolve(client.schema(int.from_bytes(key[1:PREFIX], "big")))
-            document = orjson.loads(schema.text)
-        except (SchemaNotFound, orjson.JSONDecodeError):
-            return ()
+        document = _avro_document(client, int.from_bytes(key[1:PREFIX], "big"))
         fields = document.get("fields") if isinstance(document, dict) else None
         return tuple(f["name"] for f in fields or () if isinstance(f, dict)
                      and isinstance(f.get("name"), str))

@@ -172,9 +172,11 @@ class Decoder:
         self._book = book
         # Without a book (no registry configured: a tool that reads JSON topics only), the
         # framed topics cannot be read; weir run always has one when a topic is framed.
+        # A mirror that evolves by itself vets each Avro writer for columns it has not.
         self._framed = {t.name: FramedTopic(
             t, book, _reader(t.format, contracts[t.event_type]),
-            self._envelopes[t.name][1].vet_writer if t.name in self._envelopes else None)
+            self._envelopes[t.name][1].vet_writer
+            if t.name in self._envelopes and t.event_type in evolving else None)
             for t in settings.topics if t.format in FRAMED_FORMATS
             and book is not None and t.event_type is not None}
 
