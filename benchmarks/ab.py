@@ -14,6 +14,9 @@ versions wrote the very same rows.
 
     .venv/bin/python -m benchmarks.ab --base main --head my-branch --events 300000 --pairs 3
 
+``--mapped``: rich orders (``weir produce --rich``) into the example's mapped columns,
+without child tables, as the mapped row of ``make bench``.
+
 Results: ``benchmarks/results/<date>-ab-<base>-<head>.{json,md}``.
 """
 
@@ -63,6 +66,9 @@ def parse() -> argparse.Namespace:
     p.add_argument("--events", type=int, default=300_000)
     p.add_argument("--pairs", type=int, default=3, help="runs of each version")
     p.add_argument("--partitions", type=int, default=12)
+    p.add_argument("--mapped", action="store_true",
+                   help="rich orders (weir produce --rich) into the example's mapped "
+                        "columns, without child tables: the mapped row of make bench")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     return p.parse_args()
 
@@ -89,10 +95,11 @@ class Side:
         git("worktree", "remove", "--force", str(self.tree))
 
 
-def run_config(backlog: Names, names: Names, side: Side, partitions: int) -> Path:
+def run_config(backlog: Names, names: Names, side: Side, partitions: int,
+               mapped: bool = False) -> Path:
     """The example settings on the backlog's topics, with ``names``' group and schema and
-    ``side``'s own schema files."""
-    path = write_config(names, partitions)
+    ``side``'s own schema files (``mapped``: with the orders' mapped columns)."""
+    path = write_config(names, partitions, mapped=mapped, children=False)
     config = yaml.safe_load(path.read_text())
     config["topics"] = [{"name": t, "event_type": et} for et, t in backlog.topics.items()]
     # The backlog is JSON: a version from before the registry formats refuses the block.
@@ -140,7 +147,7 @@ async def drop_dead_letter_topics(backlog: Names) -> None:
 
 def one_run(side: Side, backlog: Names, args: argparse.Namespace, pair: int) -> dict[str, Any]:
     names = Names.fresh("ab")
-    config = run_config(backlog, names, side, args.partitions)
+    config = run_config(backlog, names, side, args.partitions, args.mapped)
     try:
         subprocess.run(weir("migrate", "-c", str(config)), cwd=side.tree, env=side.env(),
                        check=True, capture_output=True)
@@ -184,8 +191,10 @@ def summary(runs: list[dict[str, Any]], sides: list[Side]) -> dict[str, Any]:
 def markdown(results: dict[str, Any]) -> str:
     s = results["summary"]
     sides = results["sides"]
+    what = ("rich orders and page views into the mapped columns" if results.get("mapped")
+            else "events")
     lines = [
-        f"A/B `{results['name']}`: {results['events']:,} events ({results['partitions']} "
+        f"A/B `{results['name']}`: {results['events']:,} {what} ({results['partitions']} "
         f"partitions), `weir run --until-caught-up` of each version {results['pairs']} times, "
         f"alternately, on the same backlog; {results['machine']['cpus']} CPUs.",
         "",
@@ -231,7 +240,7 @@ def main() -> int:
         sides = [Side("base", args.base, folder), Side("head", args.head, folder)]
         produce_config = write_config(backlog, args.partitions)
         print(f"[ab] producing {args.events:,} events (load {loadavg()})", flush=True)
-        produced = weir_phase.produce(produce_config, args.events, None)
+        produced = weir_phase.produce(produce_config, args.events, None, rich=args.mapped)
         for pair in range(args.pairs):
             order = sides if pair % 2 == 0 else sides[::-1]
             runs += [one_run(side, backlog, args, pair) for side in order]
@@ -242,9 +251,10 @@ def main() -> int:
             side.remove()
         shutil.rmtree(folder, ignore_errors=True)
     date = datetime.now(UTC).strftime("%Y-%m-%d")
-    name = f"{date}-ab-{slug(args.base)}-{slug(args.head)}"
+    name = f"{date}-ab-{'mapped-' if args.mapped else ''}{slug(args.base)}-{slug(args.head)}"
     results = {
         "name": name, "events": args.events, "partitions": args.partitions,
+        "mapped": args.mapped,
         "pairs": args.pairs, "produced": produced, "machine": machine(),
         "sides": {s.label: {"ref": s.ref, "sha": s.sha} for s in sides},
         "runs": runs, "summary": summary(runs, sides),

@@ -15,7 +15,8 @@ is not sure of takes the row path, which accepts, rejects with the usual reason 
 message, or drops it, exactly as it always did. So nothing it writes differs from what the
 row path writes, and every rejection is still the row path's. A record takes the row path
 when it has no value, is over a size bound, does not start with ``{``, holds a line break,
-a backslash (an escape: ``\\u0000`` among them), a byte over 127, a control character, a
+a backslash (an escape: ``\\u0000`` among them), bytes that are not UTF-8 (or, unless
+every transform's Arrow form takes any text, any byte over 127), a control character, a
 number whose literal is not its float's shortest form (an exponent, a fraction ending in
 0, 16 digits or more: PostgreSQL would read the literal, the row path the float),
 ``NaN``/``Infinity``, or a ``null`` for a field whose schema refuses null; or when any
@@ -23,13 +24,14 @@ check is not surely passed, or a transform's Arrow form is not sure. A batch tha
 cannot read whole (a field the contract does not name, a value of another type, a
 duplicate key) takes the row path whole.
 
-An event type takes this path when its table is an insert table of top-level fields (no
-mapped column, child table or envelope), its topics are plain JSON of that one type, every
-transform has an Arrow form (:mod:`processor.transform.columnar`), and its schema uses only
-what is compiled here: objects with ``properties`` and ``required``, strings (lengths,
-``enum``, ``pattern``, ``format`` date-time and uuid), integers and numbers (bounds),
-booleans, arrays (``items``, lengths), each alone or with ``null``. Otherwise it stays on
-the row path, and :func:`compile_plan` says why.
+An event type takes this path when its table is an insert table (no child table or
+envelope), its topics are of that one type, every transform has an Arrow form
+(:mod:`processor.transform.columnar`), every mapped column is of a kind
+:mod:`processor.decode.columnar_mapped` compiles, and its schema uses only what is compiled
+here: objects with ``properties`` and ``required``, strings (lengths, ``enum``,
+``pattern``, ``format`` date-time and uuid), integers and numbers (bounds), booleans,
+arrays (``items``, lengths), each alone or with ``null``. Otherwise it stays on the row
+path, and :func:`compile_plan` says why.
 """
 
 from __future__ import annotations
@@ -49,8 +51,10 @@ from fastjsonschema.draft07 import CodeGeneratorDraft07
 
 from processor.contracts import Contract
 from processor.core.pgtime import FIRST_US, LAST_US, PG_EPOCH_US, UTC_MILLIS
+from processor.core.records import Header
 from processor.core.row_layout import META_NAMES
 from processor.core.settings import Settings
+from processor.decode.columnar_mapped import FromRecords, NotCompiled, mapped_column
 from processor.decode.quickcheck import ANNOTATIONS
 from processor.schema.tables import TableSpec
 
@@ -310,6 +314,19 @@ class Decoded:
     reasons: Counter[str]  # why records took the row path
 
 
+@dataclass(frozen=True)
+class Where:
+    """Where each record of a batch came from; its key and headers, for the mapped columns
+    that read them."""
+
+    topic: str
+    offsets: Sequence[int]
+    timestamps: Sequence[int]
+    partitions: Sequence[int]
+    keys: Sequence[bytes | None] = ()
+    headers: Sequence[Sequence[Header]] = ()
+
+
 @dataclass
 class ColumnarPlan:
     """One event type's columnar path, compiled at start."""
@@ -327,14 +344,23 @@ class ColumnarPlan:
     time_field: str | None
     max_bytes: int
     inexact: list[str]  # number fields whose bounds keep decoded decimals off this path
+    # The mapped columns' checks over the transformed rows: where the row path must decide.
+    fits: list[Callable[[pa.Table], Any]] = field(default_factory=list)
+    # The mapped columns made of the records' keys or headers, by name.
+    from_records: list[tuple[str, FromRecords]] = field(default_factory=list)
+    # Text beyond ASCII is taken (every transform's Arrow form agrees on any text).
+    unicode: bool = False
 
     def decode(self, values: Sequence[bytes | None], offsets: Sequence[int],
                timestamps: Sequence[int], topic: str, partitions: Sequence[int],
-               rendered: bool = False) -> Decoded:
+               rendered: bool = False, keys: Sequence[bytes | None] = (),
+               headers: Sequence[Sequence[Header]] = ()) -> Decoded:
         """Decode ``values`` (each partition's in offset order, ``partitions`` each one's)
         as far as this path can. Its cost is about 2 ms a call, then a few µs a record:
         it pays from a few hundred records on (:data:`MIN_RECORDS`). ``rendered``: the
-        values are the JSON the row path renders of framed records (Avro, Protobuf)."""
+        values are the JSON the row path renders of framed records (Avro, Protobuf).
+        ``keys`` and ``headers``: the records', when :attr:`from_records` reads them."""
+        where = Where(topic, offsets, timestamps, partitions, keys, headers)
         reasons: Counter[str] = Counter()
         n = len(values)
         every = list(range(n))
@@ -344,8 +370,9 @@ class ColumnarPlan:
             pc.invert(pc.starts_with(raw, "{"))), True))).tolist())
         good = [i for i in every if i not in odd] if odd else every
         joined = b"\n".join([values[i] for i in good])  # type: ignore[misc]
-        if not _plain(joined, len(good)):
-            odd |= {i for i in good if not _plain(values[i], 1)}  # type: ignore[arg-type]
+        if not _plain(joined, len(good), self.unicode):
+            odd |= {i for i in good
+                    if not _plain(values[i], 1, self.unicode)}  # type: ignore[arg-type]
             good = [i for i in every if i not in odd]
             joined = b"\n".join([values[i] for i in good])  # type: ignore[misc]
         suspects = np.flatnonzero(np.asarray(pc.fill_null(
@@ -356,8 +383,7 @@ class ColumnarPlan:
             good = [i for i in every if i not in odd]
             joined = b"\n".join([values[i] for i in good])  # type: ignore[misc]
         reasons["odd bytes"] += len(odd)
-        parts = self._read(values, good, joined, raw, offsets, timestamps, topic, partitions,
-                           reasons)
+        parts = self._read(values, good, joined, raw, where, reasons)
         tables = [part.columns for part in parts if part.columns is not None]
         return Decoded(
             pa.concat_tables(tables) if len(tables) > 1 else (tables[0] if tables else None),
@@ -367,7 +393,8 @@ class ColumnarPlan:
 
     def decode_read(self, table: pa.Table, raw: pa.Array, unsure: np.ndarray,
                     offsets: Sequence[int], timestamps: Sequence[int], topic: str,
-                    partitions: Sequence[int]) -> Decoded:
+                    partitions: Sequence[int], keys: Sequence[bytes | None] = (),
+                    headers: Sequence[Sequence[Header]] = ()) -> Decoded:
         """:meth:`decode` for records a format's own reader has read already
         (:mod:`processor.decode.formats.avro_columns`): ``table`` in :attr:`read`'s
         schema, ``raw`` their JSON as the row path renders it, ``unsure`` those the row
@@ -383,13 +410,14 @@ class ColumnarPlan:
             return Decoded(None, [], fallback, [], reasons)
         if fallback:
             table = table.filter(pa.array(~unsure))
-        done = self._checked(table, good, raw, offsets, timestamps, topic, partitions, reasons)
+        done = self._checked(table, good, raw,
+                             Where(topic, offsets, timestamps, partitions, keys, headers),
+                             reasons)
         return Decoded(done.columns, done.taken, sorted(fallback + done.fallback),
                        done.dropped, reasons)
 
     def _read(self, values: Sequence[bytes | None], good: list[int], joined: bytes,
-              raw: pa.Array, offsets: Sequence[int], timestamps: Sequence[int], topic: str,
-              partitions: Sequence[int], reasons: Counter[str]) -> list[Decoded]:
+              raw: pa.Array, where: Where, reasons: Counter[str]) -> list[Decoded]:
         """``good`` read and checked; a part Arrow cannot read is halved, down to
         :data:`BISECT_FLOOR`, so that one such record costs a few reads, not its batch."""
         if not good:
@@ -401,8 +429,7 @@ class ColumnarPlan:
                 parse_options=pj.ParseOptions(explicit_schema=self.read,
                                               unexpected_field_behavior="error"))
             if table.num_rows == len(good):  # else boundaries not as the guards promised
-                return [self._checked(table, good, raw, offsets, timestamps, topic,
-                                      partitions, reasons)]
+                return [self._checked(table, good, raw, where, reasons)]
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             # A field the contract does not name, a value of another type, a duplicate
             # key, a cast refused: somewhere in this part.
@@ -414,12 +441,10 @@ class ColumnarPlan:
         return [part for piece in (good[:half], good[half:])
                 for part in self._read(values, piece,
                                        b"\n".join([values[i] for i in piece]),  # type: ignore[misc]
-                                       raw, offsets, timestamps, topic, partitions,
-                                       reasons)]
+                                       raw, where, reasons)]
 
-    def _checked(self, table: pa.Table, good: list[int], raw: pa.Array,
-                 offsets: Sequence[int], timestamps: Sequence[int], topic: str,
-                 partitions: Sequence[int], reasons: Counter[str]) -> Decoded:
+    def _checked(self, table: pa.Table, good: list[int], raw: pa.Array, where: Where,
+                 reasons: Counter[str]) -> Decoded:
         """The read records checked, transformed and laid out as the columnar stage."""
         table = table.combine_chunks()
         events = pa.StructArray.from_arrays(
@@ -427,7 +452,7 @@ class ColumnarPlan:
              pa.array([], table.schema.field(i).type) for i in range(table.num_columns)],
             fields=list(table.schema))
         count = len(good)
-        ts = pa.array([timestamps[i] for i in good], pa.int64())
+        ts = pa.array([where.timestamps[i] for i in good], pa.int64())
         fails = _fails(events, pa.array(np.ones(count, dtype=bool)), self.top)
         for check in self.checks:
             fails = pc.or_(fails, pc.fill_null(check(table), False))
@@ -443,6 +468,13 @@ class ColumnarPlan:
             ok = pc.and_(ok, pc.invert(pc.and_(present, pc.or_(
                 pc.less(micros, FIRST_US), pc.greater(micros, LAST_US)))))
             cast[name] = pc.if_else(present, times, pa.scalar(None, UTC))
+        for fit in self.fits:
+            ok = pc.and_(ok, pc.invert(pc.fill_null(fit(table), False)))
+        made: dict[str, Any] = {}
+        for name, from_records in self.from_records:
+            made[name], refused = from_records([where.keys[i] for i in good],
+                                               [where.headers[i] for i in good])
+            ok = pc.and_(ok, pa.array(~refused))
         sure = np.asarray(ok)
         reasons["not surely valid"] += count - int(sure.sum())
         kept = np.asarray(keep)
@@ -458,13 +490,13 @@ class ColumnarPlan:
             return Decoded(None, [], fallback, dropped, reasons)
         mask = pa.array(take)
         rows = table.filter(mask)
-        chosen = {name: times.filter(mask) for name, times in cast.items()}
+        chosen = {name: column.filter(mask) for name, column in (cast | made).items()}
         kafka = _kafka_time(ts.filter(mask))
         meta = {
             "event_time": chosen[self.time_field] if self.time_field is not None else kafka,
-            "kafka_topic": pa.array([topic] * len(taken), pa.string()),
-            "kafka_partition": pa.array([partitions[i] for i in taken], pa.int32()),
-            "kafka_offset": pa.array([offsets[i] for i in taken], pa.int64()),
+            "kafka_topic": pa.array([where.topic] * len(taken), pa.string()),
+            "kafka_partition": pa.array([where.partitions[i] for i in taken], pa.int32()),
+            "kafka_offset": pa.array([where.offsets[i] for i in taken], pa.int64()),
             "kafka_timestamp": kafka,
             "raw": raw.take(pa.array(taken)).cast(pa.string()),
         }
@@ -494,10 +526,21 @@ def _whole(bound: Any) -> bool:
     return isinstance(bound, int | float) and float(bound).is_integer() and abs(bound) < 2**53
 
 
-def _plain(data: bytes, records: int) -> bool:
-    """No record boundary inside a value, only ASCII, no escape, no control character."""
-    return (data.count(b"\n") == records - 1 and data.isascii() and b"\\" not in data
-            and len(data.translate(None, CONTROL)) == len(data))
+def _plain(data: bytes, records: int, unicode: bool) -> bool:
+    """No record boundary inside a value, no escape, no control character; only ASCII,
+    or (``unicode``) any valid UTF-8, which Arrow's reader would let through unchecked."""
+    if data.count(b"\n") != records - 1 or b"\\" in data \
+            or len(data.translate(None, CONTROL)) != len(data):
+        return False
+    if data.isascii():
+        return True
+    if not unicode:
+        return False
+    try:
+        data.decode("utf-8")  # as strict as orjson: no surrogates, no overlong forms
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _kafka_time(ms: Any) -> Any:
@@ -520,14 +563,16 @@ def uuid_bytes(text: Any) -> pa.Array:
 
 def compile_plan(contract: Contract, spec: TableSpec,
                  transforms: Sequence[tuple[str, ArrowForm | None]],
-                 settings: Settings) -> ColumnarPlan:
+                 settings: Settings, unicode: bool = False) -> ColumnarPlan:
     """The event type's columnar path; raises :class:`Unsupported` saying why not.
 
-    ``transforms``: each configured transform's name and Arrow form (None: it has none)."""
+    ``transforms``: each configured transform's name and Arrow form (None: it has none).
+    ``unicode``: every form agrees with its transform on any text, so events beyond ASCII
+    may take the path too."""
     if not settings.pipeline.columnar:
         raise Unsupported("pipeline.columnar is off")
     if not spec.columnar:
-        raise Unsupported("its table is not an insert table of top-level fields only")
+        raise Unsupported("its table is not an insert table without child tables")
     forms = _forms(transforms)
     schema = contract.schema
     if schema.get("type") != "object" or set(schema) - {"type", "properties", "required"} \
@@ -538,13 +583,56 @@ def compile_plan(contract: Contract, spec: TableSpec,
     compiler = _Compiler(settings)
     top = compiler._object(schema, 1, "(event)")
     read = pa.schema(list(top.arrow))
-    props: Mapping[str, Any] = schema["properties"]
+    made = _staged_columns(contract, spec)
+    meta = [pa.field("event_time", UTC), pa.field("kafka_topic", pa.string()),
+            pa.field("kafka_partition", pa.int32()), pa.field("kafka_offset", pa.int64()),
+            pa.field("kafka_timestamp", UTC), pa.field("raw", pa.string())]
+    staged = pa.schema(made.fields + meta)
+    if tuple(staged.names) != spec.columnar_columns:
+        raise Unsupported("the columnar stage's columns are not the contract's")
+    time_field = contract.time_field
+    if time_field is not None and time_field not in made.times:
+        raise Unsupported(f"time_field {time_field!r} is not a date-time column")
+    keys = sorted(k for k in compiler.null_keys if not k.endswith("[]"))
+    nulls = ('|"(?:' + "|".join(re.escape(k) for k in keys) + r')"[ \t\r\n]*:[ \t\r\n]*null'
+             if keys else "")
+    return ColumnarPlan(contract.event_type, read, top, made.checks, made.times, staged,
+                        made.build, forms, ODD_NUMBER + nulls, ODD_FRAMED_NUMBER + nulls,
+                        time_field, min(settings.pipeline.max_message_bytes,
+                                        settings.pipeline.max_string_length),
+                        compiler.inexact, made.fits, made.from_records, unicode)
+
+
+@dataclass
+class _Staged:
+    """How the event type's own columns of the columnar stage are made."""
+
+    build: list[Callable[[pa.Table, Mapping[str, Any]], Any]] = field(default_factory=list)
+    fields: list[pa.Field] = field(default_factory=list)
+    checks: list[Callable[[pa.Table], Any]] = field(default_factory=list)
+    times: list[str] = field(default_factory=list)  # the date-time columns, cast once
+    fits: list[Callable[[pa.Table], Any]] = field(default_factory=list)
+    from_records: list[tuple[str, FromRecords]] = field(default_factory=list)
+
+
+def _staged_columns(contract: Contract, spec: TableSpec) -> _Staged:
+    """The own columns of ``contract``'s columnar stage; raises :class:`Unsupported`."""
+    props: Mapping[str, Any] = contract.schema["properties"]
     derived = dict(spec.from_raw)
-    build: list[Callable[[pa.Table, Mapping[str, Any]], Any]] = []
-    checks: list[Callable[[pa.Table], Any]] = []
-    fields: list[pa.Field] = []
-    times = []
+    out = _Staged()
     for column in contract.columns:
+        if column.mapping is not None:
+            try:
+                mapped = mapped_column(column.mapping, column.pg_type, contract.schema)
+            except NotCompiled as why:
+                raise Unsupported(f"mapped {why}") from None
+            out.build.append(mapped.build)
+            out.fields.append(pa.field(column.name, mapped.arrow))
+            if mapped.fit is not None:
+                out.fits.append(mapped.fit)
+            if mapped.from_records is not None:
+                out.from_records.append((column.name, mapped.from_records))
+            continue
         prop = props.get(column.name)
         kinds = _kinds(prop)
         if column.name in derived:
@@ -555,28 +643,13 @@ def compile_plan(contract: Contract, spec: TableSpec,
                 raise Unsupported(f"column {column.name!r}: {column.pg_type} of {kinds}")
             continue
         if column.pg_type == "timestamptz":
-            times.append(column.name)
+            out.times.append(column.name)
         if column.pg_type == "uuid":
-            checks.append(_not_canonical_uuid(column.name))
+            out.checks.append(_not_canonical_uuid(column.name))
         builder, arrow_type = _builder(column.name, column.pg_type, prop, kinds)
-        build.append(builder)
-        fields.append(pa.field(column.name, arrow_type))
-    meta = [pa.field("event_time", UTC), pa.field("kafka_topic", pa.string()),
-            pa.field("kafka_partition", pa.int32()), pa.field("kafka_offset", pa.int64()),
-            pa.field("kafka_timestamp", UTC), pa.field("raw", pa.string())]
-    staged = pa.schema(fields + meta)
-    if tuple(staged.names) != spec.columnar_columns:
-        raise Unsupported("the columnar stage's columns are not the contract's")
-    time_field = contract.time_field
-    if time_field is not None and time_field not in times:
-        raise Unsupported(f"time_field {time_field!r} is not a date-time column")
-    keys = sorted(k for k in compiler.null_keys if not k.endswith("[]"))
-    nulls = ('|"(?:' + "|".join(re.escape(k) for k in keys) + r')"[ \t\r\n]*:[ \t\r\n]*null'
-             if keys else "")
-    return ColumnarPlan(contract.event_type, read, top, checks, times, staged, build, forms,
-                        ODD_NUMBER + nulls, ODD_FRAMED_NUMBER + nulls, time_field,
-                        min(settings.pipeline.max_message_bytes,
-                            settings.pipeline.max_string_length), compiler.inexact)
+        out.build.append(builder)
+        out.fields.append(pa.field(column.name, arrow_type))
+    return out
 
 
 def _forms(transforms: Sequence[tuple[str, ArrowForm | None]]) -> list[ArrowForm]:

@@ -47,24 +47,28 @@ def decode_framed_batch(plan: ColumnarPlan, decoder: Decoder, topic: str, record
             others.extend(members)
             continue
         table, raw, unsure = reader.read([records[i].value[PREFIX:] for i in members])
-        offsets, timestamps, partitions = _where(records, members)
+        offsets, timestamps, partitions, keys, headers = _where(plan, records, members)
         parts.append((members, plan.decode_read(table, raw, unsure, offsets, timestamps,
-                                                topic, partitions)))
+                                                topic, partitions, keys, headers)))
     if others:
         others.sort()
         views = [decoder.json_view(topic, records[i].value, records[i].headers)
                  for i in others]
-        offsets, timestamps, partitions = _where(records, others)
+        offsets, timestamps, partitions, keys, headers = _where(plan, records, others)
         parts.append((others, plan.decode(views, offsets, timestamps, topic, partitions,
-                                          decoder.is_rendered(topic))))
+                                          decoder.is_rendered(topic), keys, headers)))
     return _merge(parts)
 
 
-def _where(records: Sequence[Any], members: list[int]
-           ) -> tuple[list[int], list[int], list[int]]:
-    """The records' offsets, timestamps and partitions."""
+def _where(plan: ColumnarPlan, records: Sequence[Any], members: list[int]
+           ) -> tuple[list[int], list[int], list[int], list[bytes | None], list[Any]]:
+    """The records' offsets, timestamps and partitions; their keys and headers when the
+    plan's mapped columns read them."""
+    mapped = bool(plan.from_records)
     return ([records[i].offset for i in members], [records[i].timestamp for i in members],
-            [records[i].partition for i in members])
+            [records[i].partition for i in members],
+            [records[i].key for i in members] if mapped else [],
+            [records[i].headers for i in members] if mapped else [])
 
 
 def _merge(parts: list[Part]) -> Decoded:

@@ -259,9 +259,12 @@ class DecodeStage:
                     return False  # the registry did not answer: the row path holds
                 done = decoded
             else:
+                mapped = bool(plan.from_records)  # the keys and headers, when read
                 done = plan.decode([r.value for r in records], [r.offset for r in records],
                                    [r.timestamp for r in records], topic,
-                                   [r.partition for r in records])
+                                   [r.partition for r in records],
+                                   keys=[r.key for r in records] if mapped else (),
+                                   headers=[r.headers for r in records] if mapped else ())
         except Exception as exc:  # a bug of ours: the row path decides them all
             log.exception("the columnar path failed on a batch; it takes the row path",
                           topic=topic, error=describe(exc))

@@ -11,7 +11,7 @@ from processor.contracts import Contract
 from processor.core.settings import FRAMED_FORMATS, Settings
 from processor.decode.columnar import ColumnarPlan, Unsupported, compile_plan
 from processor.schema.tables import TableSpec
-from processor.transform.columnar import arrow_form
+from processor.transform.columnar import arrow_form, takes_unicode
 from processor.transform.loader import load_transform
 
 log = structlog.get_logger(__name__)
@@ -29,10 +29,11 @@ def columnar_plans(settings: Settings, contracts: Mapping[str, Contract],
     """
     plans: dict[str, ColumnarPlan] = {}
     for name, contract in contracts.items():
-        transforms = [(ref, arrow_form(load_transform(ref)))
-                      for ref in settings.event_types[name].transforms]
+        loaded = [(ref, load_transform(ref)) for ref in settings.event_types[name].transforms]
         try:
-            plans[name] = compile_plan(contract, specs[name], transforms, settings)
+            plans[name] = compile_plan(contract, specs[name],
+                                       [(ref, arrow_form(t)) for ref, t in loaded], settings,
+                                       unicode=all(takes_unicode(t) for _, t in loaded))
         except Unsupported as why:
             log.info("event type takes the row path", event_type=name, reason=str(why))
     chosen: dict[str, ColumnarPlan] = {}

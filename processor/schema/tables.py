@@ -51,10 +51,10 @@ class TableSpec:
     # A mirror's (envelope debezium): a delete keeps the row with deleted_at set.
     soft_delete: bool = False
     # An insert table whose rows the columnar path may write (processor.decode.columnar):
-    # its own columns are its events' top-level fields, nothing mapped, no child table.
+    # no child table, no envelope (whether its columns compile is that path's to say).
     columnar: bool = False
-    # The columns that path leaves to PostgreSQL, each with its SQL over ``raw``: a numeric
-    # (from the literal the producer wrote) and a jsonb sub-document.
+    # The columns that path leaves to PostgreSQL, each with its SQL over ``raw``: a
+    # top-level numeric (from the literal the producer wrote) and a jsonb sub-document.
     from_raw: tuple[tuple[str, str], ...] = ()
 
     @property
@@ -289,14 +289,15 @@ def table_spec(contract: Contract, settings: Settings) -> TableSpec:
                          key_types=tuple(next(c.pg_type for c in contract.columns
                                               if c.name == k) for k in et.upsert_key),
                          children=children)
-    columnar = not children and not et.columns and et.envelope == "none"
+    columnar = not children and et.envelope == "none"
     return TableSpec(
         contract.event_type, schema, et.table, columns, key, interval=et.interval,
         premake=et.partitioning.premake, retention_days=et.partitioning.retention_days,
         rollups=tuple(RollupSpec.from_settings(schema, r) for r in et.rollups),
         indexes=indexes, children=children, columnar=columnar,
         from_raw=tuple((c.name, from_raw_sql(c.name, c.pg_type)) for c in contract.columns
-                       if c.pg_type in ("numeric", "jsonb")) if columnar else (),
+                       if c.pg_type in ("numeric", "jsonb") and c.mapping is None)
+        if columnar else (),
     )
 
 

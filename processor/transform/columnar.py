@@ -5,9 +5,11 @@ columns, so it cannot call a transform per event. A transform may carry an Arrow
 with :func:`with_arrow`: a function of the batch's table (one column per top-level field of
 the contract, null where a field is absent) that returns the table as the transform would
 leave each event, which events it would drop, and which it is not sure of. It must agree
-with the transform on every event it is sure of (the events it sees are ASCII and valid for
-the contract); an event it is not sure of takes the row path, where the transform itself
-runs. An event type with a transform that has no Arrow form stays on the row path.
+with the transform on every event it is sure of (the events it sees are valid for the
+contract, and ASCII unless it is given with ``unicode=True``); an event it is not sure of
+takes the row path, where the transform itself runs. An event type with a transform that
+has no Arrow form stays on the row path, and one with a form for ASCII only takes the
+columnar path for its ASCII events only.
 """
 
 from __future__ import annotations
@@ -30,12 +32,15 @@ class ArrowResult:
 
 ArrowForm = Callable[[Any], ArrowResult]
 _ATTRIBUTE = "__weir_arrow__"
+_UNICODE = "__weir_arrow_unicode__"
 
 
-def with_arrow(form: ArrowForm) -> Callable[[T], T]:
-    """Give the decorated transform ``form`` as its Arrow form."""
+def with_arrow(form: ArrowForm, *, unicode: bool = False) -> Callable[[T], T]:
+    """Give the decorated transform ``form`` as its Arrow form. ``unicode``: the form
+    agrees with the transform on any text (valid UTF-8), not only on ASCII."""
     def attach(transform: T) -> T:
         setattr(transform, _ATTRIBUTE, form)
+        setattr(transform, _UNICODE, unicode)
         return transform
     return attach
 
@@ -44,3 +49,8 @@ def arrow_form(transform: object) -> ArrowForm | None:
     """The Arrow form given to ``transform``, if any."""
     form = getattr(transform, _ATTRIBUTE, None)
     return form if callable(form) else None
+
+
+def takes_unicode(transform: object) -> bool:
+    """Whether ``transform``'s Arrow form was given for any text, not only ASCII."""
+    return arrow_form(transform) is not None and getattr(transform, _UNICODE, False) is True

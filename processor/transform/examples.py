@@ -32,8 +32,12 @@ def _upper_currency(table: pa.Table) -> ArrowResult:
 def _no_bots(table: pa.Table) -> ArrowResult:
     import pyarrow.compute as pc
     agent = pc.utf8_lower(table["user_agent"])
+    # Arrow lower-cases a character at a time, Python by Unicode's full mappings: beyond
+    # ASCII the function decides.
     return ArrowResult(table, keep=pc.fill_null(pc.invert(pc.match_substring(agent, "bot")),
-                                                True))
+                                                True),
+                       unsure=pc.fill_null(pc.invert(pc.string_is_ascii(table["user_agent"])),
+                                           False))
 
 
 def _strip_query(table: pa.Table) -> ArrowResult:
@@ -41,18 +45,20 @@ def _strip_query(table: pa.Table) -> ArrowResult:
     url = table["url"]
     i = table.schema.get_field_index("url")
     stripped = pc.replace_substring_regex(url, r"[?#].*$", "")
-    return ArrowResult(table.set_column(i, "url", stripped),
-                       unsure=pc.invert(pc.match_substring_regex(url, PLAIN_URL)))
+    # urlsplit reads some text beyond ASCII its own way: there the function decides.
+    return ArrowResult(table.set_column(i, "url", stripped), unsure=pc.or_(
+        pc.invert(pc.match_substring_regex(url, PLAIN_URL)),
+        pc.invert(pc.string_is_ascii(url))))
 
 
-@with_arrow(_upper_currency)
+@with_arrow(_upper_currency, unicode=True)  # a valid currency is three ASCII letters
 def normalize_currency(event: dict[str, Any]) -> dict[str, Any]:
     """Upper-case ISO currency codes so ``eur`` and ``EUR`` group together."""
     event["currency"] = event["currency"].upper()
     return event
 
 
-@with_arrow(_strip_query)
+@with_arrow(_strip_query, unicode=True)
 def strip_url_query(event: dict[str, Any]) -> dict[str, Any]:
     """Drop query strings and fragments from page URLs; they carry tokens, not pages."""
     parts = urlsplit(event["url"])
@@ -60,7 +66,7 @@ def strip_url_query(event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-@with_arrow(_no_bots)
+@with_arrow(_no_bots, unicode=True)
 def drop_bots(event: dict[str, Any]) -> dict[str, Any] | None:
     """Filter out page views from self-declared crawlers."""
     agent = str(event.get("user_agent") or "").lower()

@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
+import yaml
 from aiokafka import AIOKafkaProducer
 
 from processor.commands.produce.producer import ensure_topics
 from processor.commands.produce.sample import SampleEvents
 from processor.core.settings import load_settings
-from tests.integration.conftest import KAFKA, Harness
+from tests.integration.conftest import KAFKA, ROOT, Harness
 from tests.integration.servers import free_port
 from tests.integration.test_observability import eventually, get
 
@@ -79,41 +81,66 @@ def _page_view_variants(event: dict[str, Any]) -> list[bytes]:
         orjson.dumps({**event, "duration_ms": None})]
 
 
-Record = tuple[bytes, bytes | None]  # key, value
+Header = tuple[str, bytes | None]
+Record = tuple[bytes | None, bytes, list[Header]]  # key, value, headers
 
 
-def data_set() -> dict[str, list[Record]]:
+def _record_variants(key: bytes, event: dict[str, Any], headers: list[Header]
+                     ) -> list[Record]:
+    """A rich order whose mapped columns are odd (its key, its tenant header, the paths
+    they map): the row path writes some and refuses others."""
+    raw = orjson.dumps(event)
+
+    def with_(**fields: Any) -> bytes:
+        return orjson.dumps({**event, **fields})
+
+    return [(b"\xff" + key, raw, headers), (key + b"\x00", raw, headers), (None, raw, headers),
+            ("ключ".encode(), raw, headers), (key, raw, [("tenant", b"\xc3")]),
+            (key, raw, [("tenant", b"a\x00")]), (key, raw, [("tenant", None)]),
+            (key, raw, [("tenant", b"one"), ("other", b"\xff"), ("tenant", b"two")]),
+            (key, raw, []), (key, with_(placed_ms=253_402_300_800_000), headers),
+            (key, with_(placed_ms=253_402_300_799_999), headers),
+            (key, with_(shipping={"address": "Berlin"}), headers),
+            (key, with_(shipping={"method": "pickup"}), headers),
+            (key, with_(shipping={"address": {"city": "Köln"}}), headers)]
+
+
+def data_set(rich: bool = False) -> dict[str, list[Record]]:
     """The orders and page views, in the order they are produced, keyed as producers key
     them (by customer, by user). Each odd event is a new event (its own id), so that it is
-    a row of its own, not a duplicate of another."""
-    sample = SampleEvents(seed=11)
+    a row of its own, not a duplicate of another. ``rich``: the orders carry what the
+    example maps (and a tenant header), and some of the odd ones are odd there."""
+    sample = SampleEvents(seed=11, rich=rich)
 
-    def fresh(event_type: str, key_field: str) -> tuple[bytes, dict[str, Any]]:
+    def fresh(event_type: str, key_field: str) -> tuple[bytes, dict[str, Any], list[Header]]:
         _, event = sample.make(event_type)
-        return event[key_field].encode(), event
+        key = event[key_field]
+        return key.encode(), event, list(sample.headers(event_type, key))
 
     orders: list[Record] = []
     odd = 0
     for i in range(USUAL):
-        key, event = fresh("order", "customer_id")
-        orders.append((key, orjson.dumps(event)))
+        key, event, headers = fresh("order", "customer_id")
+        orders.append((key, orjson.dumps(event), headers))
         if i % ODD_EVERY == 0:
-            key, event = fresh("order", "customer_id")
-            variants = _order_variants(event, orjson.dumps(event))
-            orders.append((key, variants[odd % len(variants)]))
+            key, event, headers = fresh("order", "customer_id")
+            variants = [(key, v, headers) for v in _order_variants(event, orjson.dumps(event))]
+            if rich:
+                variants += _record_variants(key, event, headers)
+            orders.append(variants[odd % len(variants)])
             odd += 1
     for _ in range(4):
-        key, event = fresh("order", "customer_id")
+        key, event, headers = fresh("order", "customer_id")
         variants = _whole_batch_variants(event, orjson.dumps(event))
-        orders.append((key, variants[_ % len(variants)]))
+        orders.append((key, variants[_ % len(variants)], headers))
     views: list[Record] = []
     for i in range(USUAL):
-        key, event = fresh("page_view", "user_id")
-        views.append((key, orjson.dumps(event)))
+        key, event, headers = fresh("page_view", "user_id")
+        views.append((key, orjson.dumps(event), headers))
         if i % ODD_EVERY == 0:
-            key, event = fresh("page_view", "user_id")
+            key, event, headers = fresh("page_view", "user_id")
             variants = _page_view_variants(event)
-            views.append((key, variants[i // ODD_EVERY % len(variants)]))
+            views.append((key, variants[i // ODD_EVERY % len(variants)], headers))
     return {"order": orders, "page_view": views}
 
 
@@ -124,8 +151,8 @@ async def publish(h: Harness, values: dict[str, list[Record]]) -> None:
     await producer.start()
     try:
         for event_type, records in values.items():
-            for key, value in records:
-                await producer.send(h.topics[event_type], value, key=key)
+            for key, value, headers in records:
+                await producer.send(h.topics[event_type], value, key=key, headers=headers)
         await producer.flush()
     finally:
         await producer.stop()
@@ -173,14 +200,28 @@ def written_alike(columnar: Harness, rows: Harness, port: int, least_letters: in
     return text
 
 
-def test_the_columnar_path_writes_what_the_row_path_writes(tmp_path: Path) -> None:
+def _mapped_columns() -> list[dict[str, Any]]:
+    """The orders' mapped columns as the example ships them."""
+    shipped = yaml.safe_load((ROOT / "config" / "example.yaml").read_text())
+    columns: list[dict[str, Any]] = shipped["event_types"]["order"]["columns"]
+    return columns
+
+
+@pytest.mark.parametrize("mapped", [False, True], ids=["plain", "mapped"])
+def test_the_columnar_path_writes_what_the_row_path_writes(tmp_path: Path,
+                                                          mapped: bool) -> None:
+    """``mapped``: the orders with the example's mapped columns (a nested path, an epoch,
+    the tenant header, the key), on rich orders with odd keys, headers and paths too."""
     port = free_port()
     columnar = Harness(tmp_path / "columnar", partitions=3,
                        metrics={"enabled": True, "port": port})
     rows = Harness(tmp_path / "rows", partitions=3, pipeline={"columnar": False},
                    topics=[{"name": t, "event_type": et} for et, t in columnar.topics.items()])
     rows.topics = dict(columnar.topics)
-    values = data_set()
+    if mapped:
+        for h in (columnar, rows):
+            h.rewrite(lambda c: c["event_types"]["order"].update(columns=_mapped_columns()))
+    values = data_set(rich=mapped)
     try:
         columnar.migrate()
         rows.migrate()
@@ -190,8 +231,19 @@ def test_the_columnar_path_writes_what_the_row_path_writes(tmp_path: Path) -> No
             r"^weir_columnar_row_path_total\{[^}]*\} (\S+)$", text, re.MULTILINE))
         events = sum(len(v) for v in values.values())
         assert by_row_path < events / 3, f"{by_row_path} of {events} took the row path"
+        taken = re.search(r'^weir_columnar_events_total\{event_type="order"\} (\S+)$', text,
+                          re.MULTILINE)
+        assert taken is not None
+        assert float(taken.group(1)) > USUAL / 2
         assert 'reason="odd bytes"' in text
         assert 'reason="unreadable batch"' in text
+        if mapped:
+            assert 'reason="not surely valid"' in text  # the odd keys, headers and epochs
+            tenants = columnar.sql("SELECT count(DISTINCT tenant) AS n, count(ship_city) AS c, "
+                                   "count(placed_at) AS p FROM orders")[0]
+            assert tenants["n"] >= 3
+            assert tenants["c"] > USUAL / 2
+            assert tenants["p"] > USUAL / 2
     finally:
         columnar.cleanup()
         rows.cleanup()

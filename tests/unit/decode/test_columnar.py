@@ -26,7 +26,7 @@ from processor.core.settings import Settings, load_settings
 from processor.decode.columnar import ColumnarPlan, Unsupported, compile_plan
 from processor.decode.decoder import Decoder
 from processor.schema.tables import table_spec
-from processor.transform.columnar import arrow_form
+from processor.transform.columnar import arrow_form, takes_unicode
 from processor.transform.loader import load_chains, load_transform
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -51,10 +51,12 @@ def config(tmp_path: Path, change: Any = None) -> Settings:
 
 
 def plan_of(s: Settings, event_type: str) -> ColumnarPlan:
+    """The event type's plan, as ``weir run`` compiles it."""
     contract = load_contracts(s)[event_type]
-    forms = [(ref, arrow_form(load_transform(ref)))
-             for ref in s.event_types[event_type].transforms]
-    return compile_plan(contract, table_spec(contract, s), forms, s)
+    loaded = [(ref, load_transform(ref)) for ref in s.event_types[event_type].transforms]
+    return compile_plan(contract, table_spec(contract, s),
+                        [(ref, arrow_form(t)) for ref, t in loaded], s,
+                        unicode=all(takes_unicode(t) for _, t in loaded))
 
 
 def test_the_example_event_types_take_the_columnar_path(tmp_path: Path) -> None:
@@ -80,8 +82,20 @@ def _schema_with(tmp_path: Path, **prop: Any) -> Any:
         write_mode="upsert", upsert_key=["user_id"], partitioning={"interval": "none"}),
      "not an insert table"),
     (lambda d: d["event_types"]["page_view"].update(
-        columns=[{"name": "agent", "path": "user_agent", "type": "text"}]),
-     "not an insert table"),
+        columns=[{"name": "agent", "path": "user_agent", "type": "text", "default": "-"}]),
+     "mapped column 'agent': a default"),
+    (lambda d: d["event_types"]["page_view"].update(
+        columns=[{"name": "agent", "path": "nowhere", "type": "text"}]),
+     "its path is not the schema's properties"),
+    (lambda d: d["event_types"]["page_view"].update(
+        columns=[{"name": "agent", "source": "header", "header": "h", "type": "bigint"}]),
+     "the header read as other than text"),
+    (lambda d: d["event_types"]["page_view"].update(
+        columns=[{"name": "agent", "source": "topic", "type": "text"}]),
+     "from the record's topic"),
+    (lambda d: d["event_types"]["page_view"].update(
+        columns=[{"name": "agent", "path": "user_agent", "type": "jsonb"}]),
+     "jsonb of"),
     (lambda d: d["event_types"]["page_view"]["transforms"].append(
         "processor.transform.chain:chain"), "has no Arrow form"),
 ])
@@ -329,3 +343,109 @@ async def test_a_block_turned_back_into_rows_is_what_the_row_path_makes(
     await stage.dispatch([(book.assign(("orders", 2), None), small)])
     items = await buffer.take(10_000, 10**8, 0)
     assert [type(i) for i in items] == [Row] * len(small)
+
+
+# The orders with the example's mapped columns (a path through a nullable object, an epoch
+# in milliseconds, a header, the key), their keys and headers generated too.
+def mapped_config(tmp_path: Path) -> Settings:
+    """The example's config with the orders' mapped columns, without child tables."""
+    shipped = yaml.safe_load((ROOT / "config/example.yaml").read_text())
+    columns = shipped["event_types"]["order"]["columns"]
+    return config(tmp_path, lambda d: d["event_types"]["order"].update(columns=columns))
+
+
+def test_the_example_mapped_columns_take_the_columnar_path(tmp_path: Path) -> None:
+    plan = plan_of(mapped_config(tmp_path), "order")
+    assert plan.staged.names[-11:-6] == ["ship_country", "ship_city", "placed_at", "tenant",
+                                         "kafka_key"]
+    assert [name for name, _ in plan.from_records] == ["tenant", "kafka_key"]
+
+
+KEYS = st.one_of(st.none(), st.just(b"c-1"), st.binary(max_size=4),
+                 st.text(max_size=3).map(lambda t: t.encode("utf-8", "surrogatepass")))
+HEADERS = st.lists(st.tuples(st.sampled_from(["tenant", "other"]),
+                             st.one_of(st.none(), KEYS)), max_size=3)
+PLACED = st.one_of(st.integers(-2, 2**63 - 1), st.sampled_from(
+    [253_402_300_799_999, 253_402_300_800_000, -62_135_596_800_000, -62_135_596_800_001]),
+    st.none(), st.floats(allow_nan=False))
+SHIPPING = st.one_of(st.none(), st.just({}), st.fixed_dictionaries(
+    {"address": st.one_of(st.none(), st.just("x"), st.fixed_dictionaries(
+        {}, optional={"country": st.one_of(ASCII, ODD_TEXT, NUMBERS, st.none()),
+                      "city": ASCII}))}, optional={"method": ASCII}))
+
+
+@st.composite
+def rich_orders(draw: st.DrawFn) -> tuple[bytes, bytes | None, list[Any]]:
+    event: dict[str, Any] = {
+        "event_id": str(draw(st.uuids())), "customer_id": "c-1", "seq": 1,
+        "occurred_at": "2026-12-07T10:00:00.120+00:00", "order_id": "o-1",
+        "status": "paid", "amount": 19.99, "currency": "eur",
+        "items": [{"sku": "s", "qty": 1, "price": 1.5}], "channel": "web",
+        "shipping": draw(SHIPPING), "placed_ms": draw(PLACED),
+    }
+    for name in ("shipping", "placed_ms"):
+        if draw(st.booleans()) and event[name] is None:
+            del event[name]
+    return orjson.dumps(event, default=str), draw(KEYS), draw(HEADERS)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(rich_orders(), min_size=20, max_size=40))
+def test_every_mapped_record_it_takes_the_row_path_maps_alike(
+        records: list[tuple[bytes, bytes | None, list[Any]]]) -> None:
+    if "m" not in _CACHE:
+        import tempfile
+        _CACHE["m"] = mapped_config(Path(tempfile.mkdtemp()))
+    s = _CACHE["m"]
+    plan = plan_of(s, "order")
+    contracts = load_contracts(s)
+    decoder = Decoder(s, contracts, load_chains(s))
+    spec = table_spec(contracts["order"], s)
+    values = [v for v, _, _ in records]
+    keys = [k for _, k, _ in records]
+    headers = [h for _, _, h in records]
+    base = 1_765_000_000_000
+    n = len(values)
+    done = plan.decode(values, list(range(n)), [base + i for i in range(n)], "orders",
+                       [0] * n, keys=keys, headers=headers)
+    assert sorted(done.taken + done.fallback) == list(range(n))
+    if done.columns is None:
+        return
+    for i, block_row in zip(done.taken, _block_values(plan, done.columns), strict=True):
+        try:
+            decoded = decoder.decode("orders", 0, i, base + i, values[i], headers[i], keys[i])
+        except EventRejected as exc:
+            raise AssertionError(f"taken, but the row path refuses {records[i]!r}: {exc}") \
+                from None
+        assert decoded is not None
+        assert block_row == _staged_as_row(plan, decoded[1], list(spec.columns)), records[i]
+
+
+def test_mapped_values_the_row_path_refuses_take_the_row_path(tmp_path: Path) -> None:
+    """A key or header that is not UTF-8 or holds a NUL, an epoch past the year 9999: not
+    written here (the row path dead-letters them); a missing header and a null object on
+    the path are NULL; the last header of a name counts."""
+    plan = plan_of(mapped_config(tmp_path), "order")
+    event = {"event_id": "0ed90475-9531-485d-9d9d-c9f81818e811", "customer_id": "c-1",
+             "seq": 1, "occurred_at": "2026-12-07T10:00:00Z", "order_id": "o-1",
+             "status": "paid", "amount": 12.5, "currency": "eur",
+             "items": [{"sku": "s", "qty": 1, "price": 1.5}], "placed_ms": 1_765_000_000_000,
+             "shipping": {"address": {"country": "DE", "city": "Berlin"}}}
+    odd = [(event, b"\xff", []), (event, b"a\x00", []),
+           (event, b"k", [("tenant", b"\xc3")]), (event, b"k", [("tenant", b"\x00")]),
+           ({**event, "placed_ms": 253_402_300_800_000}, b"k", [])]
+    fine = [(event, b"k", [("tenant", b"a"), ("tenant", b"b")]),
+            ({**event, "shipping": None}, None, [("tenant", None)]),
+            ({**event, "placed_ms": 253_402_300_799_999}, "ü".encode(), [])]
+    both = odd + fine
+    done = plan.decode([orjson.dumps(e) for e, _, _ in both], list(range(len(both))),
+                       [1_765_000_000_000] * len(both), "orders", [0] * len(both),
+                       keys=[k for _, k, _ in both], headers=[h for _, _, h in both])
+    assert done.fallback == list(range(len(odd)))
+    assert done.columns is not None
+    got = done.columns.select(["ship_country", "tenant", "kafka_key"]).to_pylist()
+    assert got == [{"ship_country": "DE", "tenant": "b", "kafka_key": "k"},
+                   {"ship_country": None, "tenant": None, "kafka_key": None},
+                   {"ship_country": "DE", "tenant": None, "kafka_key": "ü"}]
+    assert done.columns.column("placed_at")[2].as_py() == datetime(
+        9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
