@@ -474,6 +474,7 @@ async def _quix_tables(schema: str) -> None:
 def latency(run: Run) -> None:
     names, config, settings = run.config("l")
     asyncio.run(weir_phase.install_commit_clock(names.schema))
+    asyncio.run(weir_phase.broker_timestamps(settings))
     proc = weir_phase.start_weir(config, weir_phase.work_file(f"{names.suffix}.weir.log"),
                                  run.figures["weir_workers"])
     try:

@@ -13,8 +13,13 @@ from typing import Any
 
 import asyncpg
 import psutil
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from benchmarks.env import DSN, WORK, execute, weir, weir_env
+from processor.commands.produce.producer import ensure_topics
+from processor.core.connections import kafka_client
+from processor.core.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -187,26 +192,52 @@ async def install_commit_clock(schema: str) -> None:
     await execute(COMMIT_CLOCK.format(s=schema))
 
 
+async def broker_timestamps(settings: Settings) -> None:
+    """Create the source topics of ``settings`` with the broker's append time as their
+    records' timestamp (``LogAppendTime``), so that latency is counted from when Kafka has
+    an event: the load generator's own send delay on a busy machine is then measured apart
+    (:func:`latencies`' ``from_producer``)."""
+    await ensure_topics(settings, settings.kafka.topic_partitions)
+    admin = AIOKafkaAdminClient(**kafka_client(settings.kafka))
+    await admin.start()
+    try:
+        await admin.alter_configs([
+            ConfigResource(ConfigResourceType.TOPIC, t.name,
+                           configs={"message.timestamp.type": "LogAppendTime"})
+            for t in settings.topics])
+    finally:
+        await admin.close()
+
+
 async def latencies(schema: str, tables: list[str], since_ms: int) -> dict[str, Any]:
-    """p50/p95/p99/max of commit time minus Kafka timestamp, records after ``since_ms``."""
+    """p50/p95/p99/max of commit time minus Kafka timestamp, records after ``since_ms``;
+    ``from_producer``: the same from the events' own time (the producer's clock when it
+    made them, to the millisecond), which adds the producer's send delay."""
     union = " UNION ALL ".join(
-        f"SELECT kafka_timestamp, xmin::text::bigint AS x FROM {schema}.{t} "
+        f"SELECT kafka_timestamp, event_time, xmin::text::bigint AS x FROM {schema}.{t} "
         f"WHERE kafka_timestamp >= to_timestamp({since_ms / 1000})" for t in tables)
+
+    def percentiles(name: str) -> str:
+        return ", ".join(
+            f"percentile_cont({q}) WITHIN GROUP (ORDER BY {name}) AS {name}{round(q * 100)}"
+            for q in (0.5, 0.95, 0.99))
     conn = await asyncpg.connect(DSN)
     try:
         row = await conn.fetchrow(
-            "SELECT count(*) AS n, count(j.xid) AS timed, "
-            + ", ".join(f"percentile_cont({q}) WITHIN GROUP (ORDER BY ms) AS p{round(q * 100)}"
-                        for q in (0.5, 0.95, 0.99))
-            + ", max(ms) AS pmax FROM (SELECT c.xid, "
-            "extract(epoch FROM c.committed_at - r.kafka_timestamp) * 1000 AS ms "
+            f"SELECT count(*) AS n, count(j.xid) AS timed, {percentiles('p')}, "
+            f"{percentiles('e')}, max(p) AS pmax FROM (SELECT c.xid, "
+            "extract(epoch FROM c.committed_at - r.kafka_timestamp) * 1000 AS p, "
+            "extract(epoch FROM c.committed_at - r.event_time) * 1000 AS e "
             f"FROM ({union}) r LEFT JOIN {schema}.bench_commits c ON c.xid = r.x) j")
     finally:
         await conn.close()
     assert row is not None  # an aggregate always returns its one row
+
+    def ms(key: str) -> float | None:
+        return round(float(row[key]), 1) if row[key] is not None else None
     return {"rows": row["n"], "rows_timed": row["timed"],
-            **{k: round(float(row[k]), 1) if row[k] is not None else None
-               for k in ("p50", "p95", "p99", "pmax")}}
+            **{k: ms(k) for k in ("p50", "p95", "p99", "pmax")},
+            "from_producer": {f"p{q}": ms(f"e{q}") for q in (50, 95, 99)}}
 
 
 def start_weir(config: Path, log: Path, workers: int = 1) -> subprocess.Popen[bytes]:

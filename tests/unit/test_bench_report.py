@@ -142,3 +142,13 @@ def test_peers_are_judged_at_equal_parallelism_on_the_lower_round() -> None:
     assert "PostgreSQL sink, 2 instances |" in table
     assert "(the lower at equal parallelism)" in table
     assert "None written as an empty string" in table
+
+
+def test_the_latency_from_the_producers_clock_is_shown_beside() -> None:
+    """A run on LogAppendTime topics also gives the latency from the events' own time."""
+    f = figures(latency_half_load={"p50": 90.0, "p95": 180.0, "p99": 240.0,
+                                   "from_producer": {"p50": 120.0, "p95": 250.0,
+                                                     "p99": 330.0}})
+    table = report.markdown(results() | {"figures": f, "targets": report.targets(f, 100)})
+    assert "at half load p50 / p95 / p99 120 / 250 / 330 ms" in table
+    assert "append time" not in report.markdown(results())  # an older run: not said
