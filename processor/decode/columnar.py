@@ -452,7 +452,11 @@ class ColumnarPlan:
              pa.array([], table.schema.field(i).type) for i in range(table.num_columns)],
             fields=list(table.schema))
         count = len(good)
-        ts = pa.array([where.timestamps[i] for i in good], pa.int64())
+        every = count == len(where.timestamps)  # good is a sorted subset of the indices
+
+        def pick(seq: Sequence[Any]) -> Sequence[Any]:
+            return seq if every else [seq[i] for i in good]
+        ts = pa.array(pick(where.timestamps), pa.int64())
         fails = _fails(events, pa.array(np.ones(count, dtype=bool)), self.top)
         for check in self.checks:
             fails = pc.or_(fails, pc.fill_null(check(table), False))
@@ -472,8 +476,7 @@ class ColumnarPlan:
             ok = pc.and_(ok, pc.invert(pc.fill_null(fit(table), False)))
         made: dict[str, Any] = {}
         for name, from_records in self.from_records:
-            made[name], refused = from_records([where.keys[i] for i in good],
-                                               [where.headers[i] for i in good])
+            made[name], refused = from_records(pick(where.keys), pick(where.headers))
             ok = pc.and_(ok, pa.array(~refused))
         sure = np.asarray(ok)
         reasons["not surely valid"] += count - int(sure.sum())
@@ -534,11 +537,18 @@ def _plain(data: bytes, records: int, unicode: bool) -> bool:
         return False
     if data.isascii():
         return True
-    if not unicode:
-        return False
+    return unicode and _utf8(data)
+
+
+def _utf8(data: bytes) -> bool:
+    """Whether ``data`` is well-formed UTF-8 (RFC 3629: no surrogates, no overlong forms,
+    nothing past U+10FFFF), as strictly as orjson and Python's decoder, checked by Arrow's
+    validator: it builds no string (Python's decoder, for text beyond ASCII, a wide one)."""
+    one = pa.StringArray.from_buffers(
+        1, pa.py_buffer(np.array([0, len(data)], dtype=np.int32)), pa.py_buffer(data))
     try:
-        data.decode("utf-8")  # as strict as orjson: no surrogates, no overlong forms
-    except UnicodeDecodeError:
+        one.validate(full=True)
+    except pa.ArrowInvalid:
         return False
     return True
 

@@ -130,11 +130,11 @@ def data_set(h: Harness) -> dict[str, list[Record]]:
         odd = 0
         for i in range(USUAL):
             _, event = sample.make(event_type)
-            records.append((event[key_field].encode(), encode(event)))
+            records.append((event[key_field].encode(), encode(event), []))
             if i % ODD_EVERY == 0:
                 _, event = sample.make(event_type)
                 made = odd_ones(event)
-                records.append((event[key_field].encode(), made[odd % len(made)]))
+                records.append((event[key_field].encode(), made[odd % len(made)], []))
                 odd += 1
         out[event_type] = records
     return out

@@ -449,3 +449,40 @@ def test_mapped_values_the_row_path_refuses_take_the_row_path(tmp_path: Path) ->
                    {"ship_country": "DE", "tenant": None, "kafka_key": "ü"}]
     assert done.columns.column("placed_at")[2].as_py() == datetime(
         9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("inside", [b"\xed\xa0\x80", b"\xc0\xae", b"\xf4\x90\x80\x80", b"\xff",
+                                    b"\xc3"])
+def test_text_beyond_ascii_is_taken_only_as_well_formed_utf8(tmp_path: Path,
+                                                             inside: bytes) -> None:
+    """Arrow's reader lets malformed UTF-8 through, the row path refuses it: an encoded
+    surrogate, an overlong form, past U+10FFFF, a stray or cut byte take the row path;
+    well-formed text beyond ASCII (Köln, Ōsaka) is taken."""
+    plan = plan_of(mapped_config(tmp_path), "order")
+    assert plan.unicode  # the example's transforms have forms for any text
+    event = {"event_id": "0ed90475-9531-485d-9d9d-c9f81818e811", "customer_id": "c-1",
+             "seq": 1, "occurred_at": "2026-12-07T10:00:00Z", "order_id": "o-1",
+             "status": "paid", "amount": 12.5, "currency": "eur",
+             "items": [{"sku": "s", "qty": 1, "price": 1.5}]}
+    good = [orjson.dumps({**event, "order_id": city}) for city in ("Köln", "Ōsaka", "😀")]
+    bad = orjson.dumps(event).replace(b'"o-1"', b'"o-' + inside + b'"')
+    values = [*good, bad]
+    done = plan.decode(values, [0, 1, 2, 3], [1_765_000_000_000] * 4, "orders", [0] * 4,
+                       keys=[b"k"] * 4, headers=[[]] * 4)
+    assert done.fallback == [3]
+    assert done.columns is not None
+    assert done.columns.column("order_id").to_pylist() == ["Köln", "Ōsaka", "😀"]
+
+
+def test_a_form_for_ascii_only_keeps_text_beyond_ascii_on_the_row_path(tmp_path: Path) -> None:
+    s = config(tmp_path)
+    contract = load_contracts(s)["order"]
+    forms = [(ref, arrow_form(load_transform(ref))) for ref in s.event_types["order"].transforms]
+    plan = compile_plan(contract, table_spec(contract, s), forms, s)  # unicode not said
+    event = {"event_id": "0ed90475-9531-485d-9d9d-c9f81818e811", "customer_id": "c-1",
+             "seq": 1, "occurred_at": "2026-12-07T10:00:00Z", "order_id": "Köln",
+             "status": "paid", "amount": 12.5, "currency": "eur",
+             "items": [{"sku": "s", "qty": 1, "price": 1.5}]}
+    values = [orjson.dumps(event), orjson.dumps({**event, "order_id": "Koeln"})]
+    done = plan.decode(values, [0, 1], [1_765_000_000_000] * 2, "orders", [0, 0])
+    assert (done.taken, done.fallback) == ([1], [0])
