@@ -22,7 +22,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from processor.core.paths import Step, parse_path
 from processor.core.pgtime import FIRST_US, LAST_US, PG_EPOCH_US
 from processor.core.records import Header
 from processor.core.settings import MappedColumnSettings
@@ -96,7 +95,7 @@ def walk(table: pa.Table, steps: Sequence[str]) -> Any:
 
 
 def _steps(column: MappedColumnSettings) -> list[str]:
-    steps: tuple[Step, ...] = parse_path(str(column.path))
+    steps = column.steps
     if not steps or not all(isinstance(s, str) for s in steps):
         raise NotCompiled(f"column {column.name!r}: a path with an array index")
     return [str(s) for s in steps]
