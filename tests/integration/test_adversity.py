@@ -47,7 +47,10 @@ def test_postgres_restart_or_outage_mid_load(
     h = Harness(tmp_path, dsn=private_pg.dsn, **SLOW)
     h.migrate()
     try:
-        slow_down(h, 0.05)
+        # Long enough a statement that a lane is inside a transaction at almost any moment
+        # of the run: the columnar path writes the events in a few large blocks, and with a
+        # shorter one the run could end before the restart took effect.
+        slow_down(h, 0.3)
         h.produce(20_000)
         weir = h.start("weir")
         h.wait_for(f"{ROWS} > 3000", True, timeout=120, alive=[weir])
