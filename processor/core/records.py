@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -27,6 +27,16 @@ class Truncate:
 
 TRUNCATE = Truncate()
 Header = tuple[str, bytes | None]  # Kafka allows a header without a value: aiokafka's None
+
+
+def last_header(headers: Sequence[Header], name: str) -> bytes | None:
+    """The value of the last header named ``name``, as Kafka's ``lastHeader``; None when
+    there is none, or it has no value."""
+    found = None
+    for h_name, h_value in headers:
+        if h_name == name:
+            found = h_value
+    return found
 
 
 @dataclass(slots=True, eq=False)

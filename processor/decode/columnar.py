@@ -54,7 +54,7 @@ from processor.core.pgtime import FIRST_US, LAST_US, PG_EPOCH_US, UTC_MILLIS
 from processor.core.records import Header
 from processor.core.row_layout import META_NAMES
 from processor.core.settings import Settings
-from processor.decode.columnar_mapped import FromRecords, NotCompiled, mapped_column
+from processor.decode.columnar_mapped import FromRecords, NotCompiled, mapped_column, types_of
 from processor.decode.quickcheck import ANNOTATIONS
 from processor.schema.tables import TableSpec
 
@@ -351,6 +351,11 @@ class ColumnarPlan:
     # Text beyond ASCII is taken (every transform's Arrow form agrees on any text).
     unicode: bool = False
 
+    @property
+    def reads_records(self) -> bool:
+        """Whether a mapped column reads the records' keys or headers (pass them)."""
+        return bool(self.from_records)
+
     def decode(self, values: Sequence[bytes | None], offsets: Sequence[int],
                timestamps: Sequence[int], topic: str, partitions: Sequence[int],
                rendered: bool = False, keys: Sequence[bytes | None] = (),
@@ -644,7 +649,7 @@ def _staged_columns(contract: Contract, spec: TableSpec) -> _Staged:
                 out.from_records.append((column.name, mapped.from_records))
             continue
         prop = props.get(column.name)
-        kinds = _kinds(prop)
+        kinds = types_of(prop)
         if column.name in derived:
             # PostgreSQL reads these out of raw: only as the row path would read them.
             fits = kinds & ({"number", "integer"} if column.pg_type == "numeric"
@@ -671,11 +676,6 @@ def _forms(transforms: Sequence[tuple[str, ArrowForm | None]]) -> list[ArrowForm
     return forms
 
 
-def _kinds(prop: Any) -> set[str]:
-    kind = prop.get("type") if isinstance(prop, Mapping) else None
-    return ({kind} if isinstance(kind, str) else set(kind or [])) - {"null"}
-
-
 def _builder(name: str, pg_type: str, prop: Any, kinds: set[str]
              ) -> tuple[Callable[[pa.Table, Mapping[str, Any]], Any], pa.DataType]:
     """How a staged column is made from the read table (and the cast date-times), and its
@@ -693,7 +693,7 @@ def _builder(name: str, pg_type: str, prop: Any, kinds: set[str]
         return (lambda t, c: _uuid_column(t[name])), pa.binary(16)
     items = prop.get("items") if isinstance(prop, Mapping) else None
     if pg_type == "text[]" and kinds == {"array"} and isinstance(items, Mapping) \
-            and _kinds(items) == {"string"} and "format" not in items:
+            and types_of(items) == {"string"} and "format" not in items:
         return (lambda t, c: t[name]), pa.list_(pa.field("item", pa.string()))
     raise Unsupported(f"column {name!r}: {pg_type} of {sorted(kinds)}")
 

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from processor.core.pgtime import FIRST_US, LAST_US, PG_EPOCH_US
-from processor.core.records import Header
+from processor.core.records import Header, last_header
 from processor.core.settings import MappedColumnSettings
 from processor.decode.mapped import EPOCH_UNITS
 
@@ -69,19 +69,19 @@ def mapped_column(column: MappedColumnSettings, pg_type: str, schema: Mapping[st
         raise NotCompiled(f"column {name!r}: from the record's {column.source}")
     steps = _steps(column)
     leaf = _leaf(schema, steps, name)
-    kinds = _kinds(leaf)
+    found = types_of(leaf)
     if column.time_unit is not None:
         unit = column.time_unit
-        if pg_type != "timestamptz" or kinds != {"integer"} or unit not in _MICROS:
-            raise NotCompiled(f"column {name!r}: {pg_type} from {sorted(kinds)} in {unit}")
+        if pg_type != "timestamptz" or found != {"integer"} or unit not in _MICROS:
+            raise NotCompiled(f"column {name!r}: {pg_type} from {sorted(found)} in {unit}")
         return _epoch(steps, _MICROS[unit])
-    if pg_type == "text" and kinds == {"string"}:
+    if pg_type == "text" and found == {"string"}:
         return MappedBuild(lambda t, c: walk(t, steps), pa.string())
-    if pg_type == "bigint" and kinds == {"integer"}:
+    if pg_type == "bigint" and found == {"integer"}:
         return MappedBuild(lambda t, c: walk(t, steps), pa.int64())
-    if pg_type == "boolean" and kinds == {"boolean"}:
+    if pg_type == "boolean" and found == {"boolean"}:
         return MappedBuild(lambda t, c: walk(t, steps), pa.bool_())
-    raise NotCompiled(f"column {name!r}: {pg_type} of {sorted(kinds)}")
+    raise NotCompiled(f"column {name!r}: {pg_type} of {sorted(found)}")
 
 
 def walk(table: pa.Table, steps: Sequence[str]) -> Any:
@@ -106,13 +106,14 @@ def _leaf(schema: Mapping[str, Any], steps: Sequence[str], name: str) -> Any:
     node: Any = schema
     for step in steps:
         props = node.get("properties") if isinstance(node, Mapping) else None
-        if _kinds(node) != {"object"} or not isinstance(props, Mapping) or step not in props:
+        if types_of(node) != {"object"} or not isinstance(props, Mapping) or step not in props:
             raise NotCompiled(f"column {name!r}: its path is not the schema's properties")
         node = props[step]
     return node
 
 
-def _kinds(schema: Any) -> set[str]:
+def types_of(schema: Any) -> set[str]:
+    """The JSON types a schema allows besides null (none for a schema without a type)."""
     kind = schema.get("type") if isinstance(schema, Mapping) else None
     return ({kind} if isinstance(kind, str) else set(kind or [])) - {"null"}
 
@@ -164,12 +165,5 @@ def _key_texts(keys: Sequence[bytes | None], headers: Sequence[Sequence[Header]]
 def _header_texts(name: str) -> FromRecords:
     def made(keys: Sequence[bytes | None], headers: Sequence[Sequence[Header]]
              ) -> tuple[pa.Array, np.ndarray]:
-        found: list[bytes | None] = []
-        for record in headers:
-            value = None
-            for h_name, h_value in record:
-                if h_name == name:
-                    value = h_value  # the last of that name, as Kafka's lastHeader
-            found.append(value)
-        return texts(found)
+        return texts([last_header(record, name) for record in headers])
     return made

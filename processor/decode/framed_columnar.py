@@ -64,7 +64,7 @@ def _where(plan: ColumnarPlan, records: Sequence[Any], members: list[int]
            ) -> tuple[list[int], list[int], list[int], list[bytes | None], list[Any]]:
     """The records' offsets, timestamps and partitions; their keys and headers when the
     plan's mapped columns read them."""
-    mapped = bool(plan.from_records)
+    mapped = plan.reads_records
     return ([records[i].offset for i in members], [records[i].timestamp for i in members],
             [records[i].partition for i in members],
             [records[i].key for i in members] if mapped else [],

@@ -23,7 +23,7 @@ import orjson
 from processor.core.errors import ConfigError
 from processor.core.paths import ABSENT, PathMismatch, compile_walk
 from processor.core.pgtime import FIRST_US, LAST_US, PG_EPOCH_US
-from processor.core.records import Header
+from processor.core.records import Header, last_header
 from processor.core.settings import MappedColumnSettings
 from processor.decode.converters import (
     Converter,
@@ -184,9 +184,6 @@ def _finder(column: MappedColumnSettings) -> Finder:
 
     def header(event: dict[str, Any], key: bytes | None, headers: Sequence[Header],
                topic: str, ts: int) -> Any:
-        found: bytes | Any | None = ABSENT
-        for h_name, h_value in headers:
-            if h_name == name:
-                found = h_value  # the last of that name, as Kafka's lastHeader
-        return ABSENT if found is ABSENT else text_of(found, f"header {name!r}")
+        # No such header and one without a value alike: the column's default or NULL.
+        return text_of(last_header(headers, str(name)), f"header {name!r}")
     return header

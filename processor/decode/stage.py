@@ -259,7 +259,7 @@ class DecodeStage:
                     return False  # the registry did not answer: the row path holds
                 done = decoded
             else:
-                mapped = bool(plan.from_records)  # the keys and headers, when read
+                mapped = plan.reads_records
                 done = plan.decode([r.value for r in records], [r.offset for r in records],
                                    [r.timestamp for r in records], topic,
                                    [r.partition for r in records],

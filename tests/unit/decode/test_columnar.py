@@ -76,26 +76,22 @@ def _schema_with(tmp_path: Path, **prop: Any) -> Any:
     return change
 
 
+def _agent(**column: Any) -> Any:
+    """A config change: the page views with one mapped column ``agent`` of ``column``."""
+    return lambda d: d["event_types"]["page_view"].update(columns=[{"name": "agent",
+                                                                     **column}])
+
+
 @pytest.mark.parametrize(("change", "why"), [
     (lambda d: d["pipeline"].update(columnar=False), "pipeline.columnar is off"),
     (lambda d: d["event_types"]["page_view"].update(
         write_mode="upsert", upsert_key=["user_id"], partitioning={"interval": "none"}),
      "not an insert table"),
-    (lambda d: d["event_types"]["page_view"].update(
-        columns=[{"name": "agent", "path": "user_agent", "type": "text", "default": "-"}]),
-     "mapped column 'agent': a default"),
-    (lambda d: d["event_types"]["page_view"].update(
-        columns=[{"name": "agent", "path": "nowhere", "type": "text"}]),
-     "its path is not the schema's properties"),
-    (lambda d: d["event_types"]["page_view"].update(
-        columns=[{"name": "agent", "source": "header", "header": "h", "type": "bigint"}]),
-     "the header read as other than text"),
-    (lambda d: d["event_types"]["page_view"].update(
-        columns=[{"name": "agent", "source": "topic", "type": "text"}]),
-     "from the record's topic"),
-    (lambda d: d["event_types"]["page_view"].update(
-        columns=[{"name": "agent", "path": "user_agent", "type": "jsonb"}]),
-     "jsonb of"),
+    (_agent(path="user_agent", type="text", default="-"), "mapped column 'agent': a default"),
+    (_agent(path="nowhere", type="text"), "its path is not the schema's properties"),
+    (_agent(source="header", header="h", type="bigint"), "the header read as other than text"),
+    (_agent(source="topic", type="text"), "from the record's topic"),
+    (_agent(path="user_agent", type="jsonb"), "jsonb of"),
     (lambda d: d["event_types"]["page_view"]["transforms"].append(
         "processor.transform.chain:chain"), "has no Arrow form"),
 ])
